@@ -1,0 +1,527 @@
+"""The flow driver: runs a plugin's verification flow over real HTTP, with every guarantee.
+
+The policy is written once, sans I/O: `drive` is a generator of actions (`Send` a request,
+`Sleep` a while) that enforces HTTPS and the provider's host allowlist, follows same-origin
+redirects, retries, honours Retry-After and wraps plugin failures. Two small runners execute
+those actions, `run_sync` over an `httpx.Client` and `run_async` over an `httpx.AsyncClient`,
+each capping response bodies and the flow's total time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeAlias
+from urllib.parse import unquote
+
+import attrs
+import httpx
+
+from .errors import (
+    MIN_REDACTED_LENGTH,
+    HubError,
+    PluginError,
+    ProviderUnavailable,
+    RateLimited,
+    UnexpectedResponse,
+    redact,
+)
+from .hookspecs import Flow
+from .model import Provider, Verified
+
+__all__ = ["Policy", "Send", "Sleep", "drive", "run_async", "run_sync"]
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+RETRY_CODES = frozenset({502, 503, 504})
+RETRYABLE_REASONS = frozenset({"connect", "timeout", "protocol"})
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# Headers that describe the wire encoding: the response handed to a flow is already decoded.
+WIRE_HEADERS = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
+
+
+@attrs.frozen
+class Policy:
+    """The driver's limits. `Hub` builds one from its keyword arguments."""
+
+    #: Per-request timeouts (connect, read, write, pool).
+    timeout: httpx.Timeout = DEFAULT_TIMEOUT
+    #: The whole flow, every request, redirect, retry and wait included, in seconds.
+    flow_timeout: float = 30.0
+    #: Extra attempts after a connection error, a timeout or a 502/503/504 on GET, or a 429.
+    retries: int = 2
+    #: First backoff in seconds; it doubles each attempt, with full jitter, up to `max_backoff`.
+    backoff: float = 0.25
+    max_backoff: float = 4.0
+    #: The longest Retry-After hub waits for; a longer one ends in `RateLimited` at once.
+    max_retry_after: float = 30.0
+    max_redirects: int = 5
+    max_body: int = 1 * MiB
+
+    def backoff_delay(self, attempt: int) -> float:
+        """Full-jitter exponential backoff before retry number *attempt* (1-based)."""
+        return random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+
+
+@attrs.frozen
+class Send:
+    """Action: send this request and send back the response (body read, capped, decoded)."""
+
+    request: httpx.Request
+
+
+@attrs.frozen
+class Sleep:
+    """Action: wait this many seconds, then send back None."""
+
+    seconds: float
+
+
+Action: TypeAlias = Send | Sleep
+Driver: TypeAlias = Generator[Action, Any, Verified]
+
+
+# --- the policy, sans I/O ------------------------------------------------------------------
+
+
+def _origin(url: httpx.URL) -> tuple[str, bytes, int | None]:
+    return (url.scheme, url.raw_host.lower(), url.port)
+
+
+def check_request(
+    provider: Provider, plugin: str, request: object, secrets: Iterable[str] = ()
+) -> httpx.Request:
+    """Refuse, before any byte leaves, a request the provider's allowlist does not permit.
+
+    Secrets may travel in headers or a body, never in the URL: URLs end up in logs (httpx
+    logs each one at INFO), proxies and browser histories.
+    """
+    if not isinstance(request, httpx.Request):
+        raise PluginError(
+            f"the plugin {plugin} yielded {type(request).__name__}, not an httpx.Request",
+            plugin=plugin,
+        )
+    url = request.url
+    host = url.raw_host.decode("ascii", "replace").lower()
+    if url.scheme != "https":
+        raise PluginError(
+            f"the plugin {plugin} asked to send a request to {host or 'a URL'} over "
+            f"{url.scheme or 'no scheme'}; hub sends keys over HTTPS only",
+            plugin=plugin,
+        )
+    if url.userinfo or url.port not in (None, 443) or not provider.allows_host(host):
+        raise PluginError(
+            f"the plugin {plugin} asked to send a request to {host}{_port(url)}, which is not "
+            f"among the hosts {provider.name} declares ({', '.join(provider.hosts)}); "
+            "the request was not sent",
+            plugin=plugin,
+        )
+    target = unquote(str(url))
+    if any(secret in target for secret in secrets if len(secret) >= MIN_REDACTED_LENGTH):
+        raise PluginError(
+            f"the plugin {plugin} put a secret into the address of a request to {host}; "
+            "secrets may only be sent in headers or the body, so the request was not sent",
+            plugin=plugin,
+        )
+    return request
+
+
+def _port(url: httpx.URL) -> str:
+    return f":{url.port}" if url.port not in (None, 443) else ""
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Parse a Retry-After header (seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _wait_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "try again in a few minutes"
+    if seconds < 90:
+        return f"try again in {max(1, round(seconds))} seconds"
+    if seconds < 90 * 60:
+        return f"try again in {round(seconds / 60)} minutes"
+    return f"try again in about {round(seconds / 3600)} hours"
+
+
+def _redirected(request: httpx.Request, status: int, location: str) -> httpx.Request:
+    url = request.url.join(location)
+    method = request.method
+    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+        method = "GET"
+    content = request.content if method == request.method else b""
+    headers = httpx.Headers(request.headers)
+    headers.pop("host", None)
+    if not content:
+        headers.pop("content-length", None)
+        headers.pop("content-type", None)
+    return httpx.Request(
+        method, url, headers=headers, content=content or None, extensions=request.extensions
+    )
+
+
+def exchange(
+    policy: Policy,
+    provider: Provider,
+    plugin: str,
+    request: httpx.Request,
+    secrets: Iterable[str] = (),
+) -> Generator[Action, Any, httpx.Response]:
+    """One request of a flow, from the driver's side: send, follow, retry; the final response."""
+    check_request(provider, plugin, request, secrets)
+    attempt = redirects = 0
+    while True:
+        try:
+            response: httpx.Response = yield Send(request)
+        except ProviderUnavailable as exc:
+            if (
+                exc.reason in RETRYABLE_REASONS
+                and request.method == "GET"
+                and attempt < policy.retries
+            ):
+                attempt += 1
+                yield Sleep(policy.backoff_delay(attempt))
+                continue
+            raise
+        status = response.status_code
+        if status in RETRY_CODES and request.method == "GET" and attempt < policy.retries:
+            attempt += 1
+            yield Sleep(policy.backoff_delay(attempt))
+            continue
+        if status == 429:
+            wait = retry_after_seconds(response.headers.get("retry-after"))
+            if attempt < policy.retries and (wait is None or wait <= policy.max_retry_after):
+                attempt += 1
+                yield Sleep(policy.backoff_delay(attempt) if wait is None else wait)
+                continue
+            raise RateLimited(
+                f"{provider.name} is limiting how often keys can be checked; {_wait_text(wait)}",
+                retry_after=wait,
+            )
+        location = response.headers.get("location")
+        if status in REDIRECT_CODES and location:
+            redirects += 1
+            target = request.url.join(location)
+            if _origin(target) != _origin(request.url):
+                raise UnexpectedResponse(
+                    f"{provider.name} redirected the check from {request.url.host} to "
+                    f"{target.host or 'another address'}; hub follows redirects only within the "
+                    "same host, so the key was not sent there"
+                )
+            if redirects > policy.max_redirects:
+                raise UnexpectedResponse(
+                    f"{provider.name} redirected the check more than {policy.max_redirects} times"
+                )
+            request = check_request(
+                provider, plugin, _redirected(request, status, location), secrets
+            )
+            continue
+        return response
+
+
+def _plugin_failure(plugin: str, exc: Exception, secrets: Iterable[str]) -> PluginError:
+    # The original stays chained for debugging; scrub it too, so a traceback cannot leak a key.
+    exc.args = tuple(redact(a, secrets) if isinstance(a, str) else a for a in exc.args)
+    text = redact(str(exc).strip(), secrets)
+    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return PluginError(
+        f"the plugin {plugin} failed while checking the key ({detail}); this is a bug in the "
+        "plugin, please report it to its authors",
+        plugin=plugin,
+    )
+
+
+def drive(
+    policy: Policy, provider: Provider, plugin: str, flow: Flow, secrets: Iterable[str] = ()
+) -> Driver:
+    """Run *flow* as a generator of actions; return its `Verified`.
+
+    Errors of the exchange (unreachable provider, rate limit, a redirect elsewhere) are thrown
+    into the flow at its ``yield``, so the flow may translate them; forbidden requests are not.
+    Exceptions from plugin code other than `HubError` become `PluginError`, and every secret
+    is masked in whatever error leaves.
+    """
+    secrets = tuple(secrets)
+    status: int | None = None
+    try:
+        try:
+            request = next(flow)
+            while True:
+                try:
+                    response = yield from exchange(policy, provider, plugin, request, secrets)
+                except PluginError:
+                    raise
+                except HubError as exc:
+                    request = flow.throw(exc)
+                else:
+                    status = response.status_code
+                    request = flow.send(response)
+        except StopIteration as stop:
+            result = stop.value
+        except HubError:
+            raise
+        except json.JSONDecodeError as exc:
+            # response.json() on a body that is not JSON: the provider's answer is at fault.
+            answered = f" (HTTP {status})" if status else ""
+            raise UnexpectedResponse(
+                f"{provider.name} answered{answered} with something that is not JSON; "
+                "it may be having problems, try again later"
+            ) from exc
+        except Exception as exc:
+            raise _plugin_failure(plugin, exc, secrets) from exc
+        finally:
+            flow.close()
+    except HubError as exc:
+        exc.redacted(secrets)
+        raise
+    if not isinstance(result, Verified):
+        raise PluginError(
+            f"the plugin {plugin} finished the check with {type(result).__name__}, not Verified",
+            plugin=plugin,
+        )
+    return result
+
+
+# --- the runners ---------------------------------------------------------------------------
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        os_error = getattr(current, "os_error", None)
+        stack += [current.__cause__, current.__context__]
+        if isinstance(os_error, BaseException):
+            stack.append(os_error)
+
+
+def unavailable(
+    provider: Provider, request: httpx.Request, exc: BaseException
+) -> ProviderUnavailable:
+    """Translate a transport failure into a `ProviderUnavailable` a person can act on."""
+    host = request.url.host
+    chain = list(_causes(exc))
+    names = " ".join(type(e).__name__ for e in chain)
+    if any(isinstance(e, socket.gaierror) for e in chain) or "DNS" in names:
+        reason, what = "unresolved", f"the name {host} does not resolve"
+    elif isinstance(exc, httpx.TimeoutException) or any(isinstance(e, TimeoutError) for e in chain):
+        reason, what = "timeout", f"{host} did not answer in time"
+    elif isinstance(exc, httpx.ProxyError) or "Proxy" in names:
+        reason, what = "proxy", "the HTTPS proxy refused or failed the connection"
+    elif (
+        any(isinstance(e, ssl.SSLError) for e in chain) or "SSL" in names or "Certificate" in names
+    ):
+        reason, what = "tls", f"the secure connection to {host} could not be verified"
+    elif isinstance(exc, httpx.ConnectError) or any(isinstance(e, ConnectionError) for e in chain):
+        reason, what = "connect", f"could not connect to {host}"
+    else:
+        reason, what = "protocol", f"the connection to {host} failed"
+    return ProviderUnavailable(f"{provider.name} could not be reached: {what}", reason=reason)
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    errors: tuple[type[BaseException], ...] = (httpx.TransportError, OSError, TimeoutError)
+    try:  # aiohttp is the async transport; not every failure of it is mapped to httpx's.
+        import aiohttp
+    except ImportError:  # pragma: no cover - aiohttp is a dependency
+        return errors
+    return (*errors, aiohttp.ClientError)
+
+
+def _too_large(provider: Provider, policy: Policy) -> UnexpectedResponse:
+    return UnexpectedResponse(
+        f"{provider.name} answered with more than {policy.max_body // 1024} KiB; "
+        "hub reads no more than that"
+    )
+
+
+def _check_length(response: httpx.Response, provider: Provider, policy: Policy) -> None:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > policy.max_body:
+        raise _too_large(provider, policy)
+
+
+def _detach(response: httpx.Response, body: bytes, request: httpx.Request) -> httpx.Response:
+    headers = [(k, v) for k, v in response.headers.raw if k.lower() not in WIRE_HEADERS]
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=body,
+        request=request,
+        extensions={k: v for k, v in response.extensions.items() if k != "network_stream"},
+    )
+
+
+def _prepare(request: httpx.Request, policy: Policy, remaining: float) -> None:
+    timeout = {
+        k: (min(v, remaining) if v is not None else remaining)
+        for k, v in policy.timeout.as_dict().items()
+    }
+    request.extensions = {**request.extensions, "timeout": timeout}
+    request.headers.setdefault("user-agent", USER_AGENT)
+
+
+def _flow_timeout(provider: Provider, policy: Policy) -> ProviderUnavailable:
+    return ProviderUnavailable(
+        f"{provider.name} did not finish answering within {policy.flow_timeout:g} seconds",
+        reason="timeout",
+    )
+
+
+def _log(request: httpx.Request, response: httpx.Response | None, started: float) -> None:
+    # Host and path only: a query string or a header may carry a secret.
+    status = response.status_code if response is not None else "failed"
+    elapsed = (time.monotonic() - started) * 1000
+    log.debug(
+        "%s https://%s%s -> %s (%.0f ms)",
+        request.method,
+        request.url.host,
+        request.url.path,
+        status,
+        elapsed,
+    )
+
+
+def run_sync(driver: Driver, client: httpx.Client, provider: Provider, policy: Policy) -> Verified:
+    """Execute *driver* with blocking I/O over *client*."""
+    deadline = time.monotonic() + policy.flow_timeout
+    errors = _transport_errors()
+    outcome: Any = None
+    failure: HubError | None = None
+    while True:
+        try:
+            action = driver.send(outcome) if failure is None else driver.throw(failure)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        outcome, failure = None, None
+        remaining = deadline - time.monotonic()
+        if isinstance(action, Sleep):
+            if action.seconds >= remaining:
+                driver.close()
+                raise _flow_timeout(provider, policy)
+            time.sleep(action.seconds)
+            continue
+        if remaining <= 0:
+            driver.close()
+            raise _flow_timeout(provider, policy)
+        request = action.request
+        _prepare(request, policy, remaining)
+        started = time.monotonic()
+        try:
+            response = client.send(request, stream=True, follow_redirects=False)
+            try:
+                _check_length(response, provider, policy)
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > policy.max_body:
+                        raise _too_large(provider, policy)
+                    if time.monotonic() > deadline:
+                        raise _flow_timeout(provider, policy)
+            finally:
+                response.close()
+            outcome = _detach(response, bytes(body), request)
+            _log(request, outcome, started)
+        except HubError as exc:
+            failure = exc
+        except errors as exc:
+            _log(request, None, started)
+            failure = unavailable(provider, request, exc)
+        if (
+            failure is not None
+            and failure.code == "provider_unavailable"
+            and time.monotonic() >= deadline
+        ):
+            driver.close()
+            raise _flow_timeout(provider, policy) from failure
+
+
+async def _read_capped(chunks: AsyncIterator[bytes], provider: Provider, policy: Policy) -> bytes:
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > policy.max_body:
+            raise _too_large(provider, policy)
+    return bytes(body)
+
+
+async def run_async(
+    driver: Driver, client: httpx.AsyncClient, provider: Provider, policy: Policy
+) -> Verified:
+    """Execute *driver* with asyncio I/O over *client*."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + policy.flow_timeout
+    errors = _transport_errors()
+    outcome: Any = None
+    failure: HubError | None = None
+    try:
+        async with asyncio.timeout_at(deadline):
+            while True:
+                try:
+                    action = driver.send(outcome) if failure is None else driver.throw(failure)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                outcome, failure = None, None
+                if isinstance(action, Sleep):
+                    if action.seconds >= deadline - loop.time():
+                        raise TimeoutError
+                    await asyncio.sleep(action.seconds)
+                    continue
+                request = action.request
+                _prepare(request, policy, deadline - loop.time())
+                started = time.monotonic()
+                try:
+                    response = await client.send(request, stream=True, follow_redirects=False)
+                    try:
+                        _check_length(response, provider, policy)
+                        body = await _read_capped(response.aiter_bytes(), provider, policy)
+                    finally:
+                        await response.aclose()
+                    outcome = _detach(response, body, request)
+                    _log(request, outcome, started)
+                except HubError as exc:
+                    failure = exc
+                except errors as exc:
+                    if isinstance(exc, TimeoutError) and loop.time() >= deadline:
+                        raise
+                    _log(request, None, started)
+                    failure = unavailable(provider, request, exc)
+    except TimeoutError:
+        driver.close()
+        raise _flow_timeout(provider, policy) from None
+
+
+def _user_agent() -> str:
+    from . import __version__
+
+    return f"hub/{__version__} (+https://pypi.org/project/hub-core/)"
+
+
+USER_AGENT = _user_agent()

@@ -1,0 +1,240 @@
+"""`Hub`: the entry point for host applications, the CLI and the web Hub."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
+from typing import Any, Self
+
+import httpx
+
+from .errors import HubError, PluginError
+from .fields import json_schema, validate_values
+from .flows import DEFAULT_TIMEOUT, Policy, drive, run_async, run_sync
+from .model import Account, AccountDisplay, Credentials, Provider, Verified
+from .plugins import PluginReport, Registry
+
+__all__ = ["CheckItem", "CheckResult", "Hub"]
+
+#: One account to check: a provider id and the values of its fields.
+CheckItem = tuple[str, Mapping[str, str]]
+#: What `Hub.check_many` returns per item: the verdict, or the error that ended the check.
+CheckResult = Verified | HubError
+
+
+class Hub:
+    """The plugins of one application, and the checks they run.
+
+    *plugins* are modules (or objects) holding hook implementations, registered in code.
+    *load_entrypoints* adds every installed plugin of the ``hub`` entry-point group, filtered
+    by *enable* / *disable* (default: the ``HUB_PLUGINS`` / ``HUB_DISABLE_PLUGINS`` variables).
+    *transport* replaces the HTTP transport (tests, benchmarks, host apps with their own); by
+    default proxies and CA bundles come from the environment (``HTTPS_PROXY``,
+    ``SSL_CERT_FILE``). The remaining arguments tune the limits described in `Policy`.
+
+    A Hub holds no global state: two Hubs in one process are independent. Use it as a context
+    manager (``with`` or ``async with``) to reuse connections across checks.
+    """
+
+    def __init__(
+        self,
+        plugins: Iterable[object] = (),
+        *,
+        load_entrypoints: bool = True,
+        enable: Collection[str] | None = None,
+        disable: Collection[str] | None = None,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        flow_timeout: float = 30.0,
+        retries: int = 2,
+        backoff: float = 0.25,
+        max_retry_after: float = 30.0,
+    ) -> None:
+        self._registry = Registry(
+            plugins, load_entrypoints=load_entrypoints, enable=enable, disable=disable
+        )
+        self._transport = transport
+        self.policy = Policy(
+            timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
+            flow_timeout=flow_timeout,
+            retries=retries,
+            backoff=backoff,
+            max_retry_after=max_retry_after,
+        )
+        self._ssl: ssl.SSLContext | None = None
+        self._client: httpx.Client | None = None
+        self._aclient: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return f"<Hub providers={[p.id for p in self.providers()]}>"
+
+    # --- plugins and providers --------------------------------------------------------------
+
+    def plugins(self) -> list[PluginReport]:
+        """Every plugin seen, with its distribution, version, providers and error, if broken."""
+        return self._registry.reports()
+
+    def providers(self) -> list[Provider]:
+        """The providers of the usable plugins, sorted by id."""
+        return self._registry.providers()
+
+    def provider(self, provider_id: str) -> Provider:
+        """The provider with this id, or raise `UnknownProvider`."""
+        return self._registry.provider(provider_id)
+
+    def json_schema(self, provider_id: str) -> dict[str, Any]:
+        """The provider's link form as JSON Schema (draft 2020-12)."""
+        return json_schema(self.provider(provider_id))
+
+    def validate(self, provider_id: str, values: Mapping[str, str]) -> Credentials:
+        """Check *values* against the provider's fields without any request (`FieldError`)."""
+        return validate_values(self.provider(provider_id), values)
+
+    def display(self, account: Account) -> AccountDisplay:
+        """How *account* is shown: its plugin's display, or a plain default."""
+        try:
+            provider = self.provider(account.provider_id)
+        except HubError:
+            return _default_display(None, account)
+        return self._registry.display(
+            provider, account, default=lambda: _default_display(provider, account)
+        )
+
+    # --- checks -----------------------------------------------------------------------------
+
+    def _prepare(self, provider_id: str, values: Mapping[str, str]) -> tuple[Provider, Any]:
+        provider = self.provider(provider_id)
+        credentials = validate_values(provider, values)
+        try:
+            flow, plugin = self._registry.flow(provider, credentials)
+        except HubError as exc:
+            raise exc.redacted(credentials.secret_values()) from exc.__cause__
+        return provider, drive(self.policy, provider, plugin, flow, credentials.secret_values())
+
+    def verify(self, provider_id: str, values: Mapping[str, str]) -> Verified:
+        """Check a key with its provider, blocking; return what it reaches or raise `HubError`.
+
+        *values* maps field names to what the person typed. Nothing is stored.
+        """
+        provider, driver = self._prepare(provider_id, values)
+        if self._client is not None:
+            return run_sync(driver, self._client, provider, self.policy)
+        with self._new_client() as client:
+            return run_sync(driver, client, provider, self.policy)
+
+    async def averify(self, provider_id: str, values: Mapping[str, str]) -> Verified:
+        """Check a key with its provider without blocking the event loop (asyncio)."""
+        async with self._async_client() as client:
+            provider, driver = self._prepare(provider_id, values)
+            return await run_async(driver, client, provider, self.policy)
+
+    async def check_many(
+        self,
+        items: Iterable[CheckItem],
+        *,
+        concurrency: int = 20,
+        on_result: Callable[[int, CheckResult], None] | None = None,
+    ) -> list[CheckResult]:
+        """Check many keys concurrently over one connection pool.
+
+        Return one result per item, in order: `Verified`, or the `HubError` that ended that
+        check. One bad item never stops the others. *on_result(index, result)* is called as
+        each check finishes (for progress bars). At most *concurrency* checks run at once.
+        """
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        pending = enumerate(items)
+        results: dict[int, CheckResult] = {}
+
+        async def worker(client: httpx.AsyncClient) -> None:
+            for index, (provider_id, values) in pending:
+                result: CheckResult
+                try:
+                    provider, driver = self._prepare(provider_id, values)
+                    result = await run_async(driver, client, provider, self.policy)
+                except HubError as exc:
+                    result = exc
+                except Exception as exc:  # a bug must not cost the other accounts their check
+                    result = PluginError(f"the check failed unexpectedly ({type(exc).__name__})")
+                results[index] = result
+                if on_result is not None:
+                    on_result(index, result)
+
+        async with self._async_client(max_connections=concurrency) as client:
+            await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        return [results[index] for index in range(len(results))]
+
+    # --- HTTP clients -----------------------------------------------------------------------
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        # Built once per Hub: loading a CA bundle costs milliseconds. Honours SSL_CERT_FILE.
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context(trust_env=True)
+        return self._ssl
+
+    def _new_client(self) -> httpx.Client:
+        if self._transport is None:
+            return httpx.Client(verify=self._ssl_context(), trust_env=True)
+        if not isinstance(self._transport, httpx.BaseTransport):
+            raise TypeError("this Hub's transport is async-only; use averify() or check_many()")
+        return httpx.Client(transport=self._transport)
+
+    @contextlib.asynccontextmanager
+    async def _async_client(self, max_connections: int = 20) -> AsyncIterator[httpx.AsyncClient]:
+        if self._aclient is not None:
+            yield self._aclient
+            return
+        async with self._new_async_client(max_connections) as client:
+            yield client
+
+    def _new_async_client(self, max_connections: int = 20) -> httpx.AsyncClient:
+        if self._transport is not None:
+            if not isinstance(self._transport, httpx.AsyncBaseTransport):
+                raise TypeError("this Hub's transport is sync-only; use verify()")
+            return httpx.AsyncClient(transport=self._transport)
+        # httpx's own async pool slows down sharply under concurrency (encode/httpx#3215).
+        from httpx_aiohttp import HttpxAiohttpClient
+
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=None)
+        return HttpxAiohttpClient(verify=self._ssl_context(), trust_env=True, limits=limits)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        if self._client is None:
+            self._client = self._new_client()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled blocking client opened by ``with hub:``."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def __aenter__(self) -> Self:
+        if self._aclient is None:
+            self._aclient = self._new_async_client()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the pooled async client opened by ``async with hub:``."""
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None
+
+
+def _default_display(provider: Provider | None, account: Account) -> AccountDisplay:
+    rows = [(key.replace("_", " ").capitalize(), value) for key, value in account.config.items()]
+    rows.append(
+        ("Expires", account.expires_at.isoformat() if account.expires_at else "never / unknown")
+    )
+    name = provider.name if provider is not None else account.provider_id
+    return AccountDisplay(title=account.label, subtitle=f"{name} · {account.identity}", rows=rows)

@@ -1,0 +1,371 @@
+"""The value types of the plugin contract: providers, their fields and guides, results, accounts.
+
+All are immutable (attrs, frozen, slots) and validated when built, so an invalid `Provider`
+cannot exist. None of them imports anything heavier than attrs.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import attrs
+
+__all__ = [
+    "Account",
+    "AccountDisplay",
+    "Choice",
+    "Credentials",
+    "Field",
+    "Guide",
+    "Provider",
+    "Section",
+    "Status",
+    "Step",
+    "Verified",
+]
+
+FieldKind = Literal["text", "secret", "choice", "url"]
+FIELD_KINDS: tuple[FieldKind, ...] = ("text", "secret", "choice", "url")
+
+_SLUG = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def _non_empty(_instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{attribute.name} must be a non-empty string, got {value!r}")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Normalise a timestamp to aware UTC; naive datetimes are refused, not guessed."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime, got {type(value).__name__}")
+    if value.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+# --- the guide ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Step:
+    """One step of a guide section: a short title and its text."""
+
+    title: str = attrs.field(validator=_non_empty)
+    content: str = ""
+
+
+def _steps(value: Iterable[Step]) -> tuple[Step, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class Section:
+    """A part of a guide, such as "Create the key", with its numbered steps."""
+
+    title: str = attrs.field(validator=_non_empty)
+    content: str = ""
+    steps: tuple[Step, ...] = attrs.field(
+        default=(),
+        converter=_steps,
+        validator=attrs.validators.deep_iterable(attrs.validators.instance_of(Step)),
+    )
+
+
+def _sections(value: Iterable[Section]) -> tuple[Section, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class Guide:
+    """The end-user guide of a provider, as data: the CLI and the web Hub each render it."""
+
+    warning: str | None = None
+    sections: tuple[Section, ...] = attrs.field(
+        default=(),
+        converter=_sections,
+        validator=attrs.validators.deep_iterable(attrs.validators.instance_of(Section)),
+    )
+
+
+# --- fields ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Choice:
+    """One allowed value of a ``choice`` field, with the label a person reads."""
+
+    value: str = attrs.field(validator=_non_empty)
+    label: str = attrs.field(validator=_non_empty)
+
+
+def _choices(value: Iterable[Choice | str | tuple[str, str]]) -> tuple[Choice, ...]:
+    out = []
+    for item in value:
+        if isinstance(item, Choice):
+            out.append(item)
+        elif isinstance(item, str):
+            out.append(Choice(item, item))
+        else:
+            out.append(Choice(*item))
+    return tuple(out)
+
+
+@attrs.frozen
+class Field:
+    """One input of a provider's link form.
+
+    ``name`` is a lowercase identifier (it also names the ``HUB_FIELD_<NAME>`` variable);
+    ``kind`` is ``text``, ``secret`` (never shown, stored encrypted), ``choice`` (one of
+    ``choices``) or ``url``. ``pattern`` is a regular expression the whole value must match.
+    """
+
+    name: str = attrs.field()
+    label: str = attrs.field(validator=_non_empty)
+    kind: FieldKind = attrs.field(default="text", validator=attrs.validators.in_(FIELD_KINDS))
+    required: bool = True
+    help: str | None = None
+    placeholder: str | None = None
+    choices: tuple[Choice, ...] = attrs.field(default=(), converter=_choices)
+    pattern: str | None = None
+    max_length: int = attrs.field(default=256)
+    default: str | None = None
+
+    @name.validator
+    def _check_name(self, _attribute: attrs.Attribute[str], value: str) -> None:
+        if not isinstance(value, str) or not _FIELD_NAME.fullmatch(value):
+            raise ValueError(f"field name must match [a-z][a-z0-9_]*, got {value!r}")
+
+    @max_length.validator
+    def _check_max_length(self, _attribute: attrs.Attribute[int], value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"max_length must be a positive integer, got {value!r}")
+
+    def __attrs_post_init__(self) -> None:
+        if self.kind == "choice" and not self.choices:
+            raise ValueError(f"choice field {self.name!r} needs choices")
+        if self.kind != "choice" and self.choices:
+            raise ValueError(f"only choice fields take choices ({self.name!r} is {self.kind})")
+        values = [choice.value for choice in self.choices]
+        if len(set(values)) != len(values):
+            raise ValueError(f"field {self.name!r} has duplicate choices")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"field {self.name!r} has an invalid pattern: {exc}") from None
+        if self.default is not None:
+            if self.kind == "secret":
+                raise ValueError(f"secret field {self.name!r} cannot have a default")
+            if self.kind == "choice" and self.default not in values:
+                raise ValueError(f"default of {self.name!r} is not one of its choices")
+
+    @property
+    def secret(self) -> bool:
+        """Whether the value is a secret (hidden when typed, encrypted at rest, never shown)."""
+        return self.kind == "secret"
+
+
+# --- providers ---------------------------------------------------------------------------
+
+
+def _check_host_pattern(pattern: str) -> None:
+    host = pattern[2:] if pattern.startswith("*.") else pattern
+    labels = host.split(".")
+    if (
+        pattern != pattern.lower()
+        or len(labels) < 2
+        or not all(_HOST_LABEL.fullmatch(label) for label in labels)
+    ):
+        raise ValueError(
+            f"host {pattern!r} must be a lowercase DNS name such as 'api.example.com' "
+            "or a pattern such as '*.example.com'"
+        )
+
+
+def _fields(value: Iterable[Field]) -> tuple[Field, ...]:
+    return tuple(value)
+
+
+def _hosts(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise TypeError("hosts must be a sequence of host names, not one string")
+    return tuple(value)
+
+
+@attrs.frozen
+class Provider:
+    """A service hub can link accounts of, as a plugin declares it.
+
+    ``id`` is a lowercase slug (``qlik``); ``hosts`` is the egress allowlist: exact host names or
+    ``*.suffix`` patterns. A flow may send requests only to these hosts, over HTTPS.
+    """
+
+    id: str = attrs.field()
+    name: str = attrs.field(validator=_non_empty)
+    fields: tuple[Field, ...] = attrs.field(
+        converter=_fields,
+        validator=attrs.validators.deep_iterable(attrs.validators.instance_of(Field)),
+    )
+    guide: Guide = attrs.field(validator=attrs.validators.instance_of(Guide))
+    hosts: tuple[str, ...] = attrs.field(converter=_hosts)
+    docs_url: str | None = None
+    version: str | None = None
+
+    @id.validator
+    def _check_id(self, _attribute: attrs.Attribute[str], value: str) -> None:
+        if not isinstance(value, str) or len(value) > 64 or not _SLUG.fullmatch(value):
+            raise ValueError(f"provider id must be a lowercase slug such as 'acme', got {value!r}")
+
+    @fields.validator
+    def _check_fields(self, _attribute: attrs.Attribute[Any], value: tuple[Field, ...]) -> None:
+        if not value:
+            raise ValueError(f"provider {self.id!r} declares no fields")
+        names = [field.name for field in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"provider {self.id!r} declares a field name twice")
+
+    @hosts.validator
+    def _check_hosts(self, _attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+        if not value:
+            raise ValueError(f"provider {self.id!r} declares no hosts")
+        for host in value:
+            if not isinstance(host, str):
+                raise TypeError(f"hosts must be strings, got {host!r}")
+            _check_host_pattern(host)
+
+    def field(self, name: str) -> Field:
+        """Return the field called *name* (KeyError if there is none)."""
+        for field in self.fields:
+            if field.name == name:
+                return field
+        raise KeyError(name)
+
+    @property
+    def secret_fields(self) -> tuple[str, ...]:
+        """The names of the fields whose values are secrets."""
+        return tuple(field.name for field in self.fields if field.secret)
+
+    def allows_host(self, host: str) -> bool:
+        """Whether *host* (an ASCII host name) is on this provider's egress allowlist."""
+        host = host.lower()
+        for pattern in self.hosts:
+            if pattern.startswith("*."):
+                if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
+                    return True
+            elif host == pattern:
+                return True
+        return False
+
+
+# --- credentials and results -------------------------------------------------------------
+
+
+class Credentials(Mapping[str, str]):
+    """The validated values of one submission: field name -> value, immutable.
+
+    ``repr()`` and ``str()`` mask the secret fields, so printing credentials never leaks a key.
+    """
+
+    __slots__ = ("_secret", "_values")
+
+    def __init__(self, values: Mapping[str, str], secret: Iterable[str] = ()) -> None:
+        self._values = dict(values)
+        self._secret = frozenset(secret)
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if k in self._secret else v) for k, v in self._values.items()}
+        return f"Credentials({shown!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        # Pickling would carry secrets into caches, queues and logs: refuse it.
+        raise TypeError("Credentials cannot be pickled")
+
+    @property
+    def secret_names(self) -> frozenset[str]:
+        """The names of the secret fields."""
+        return self._secret
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The secret values, for redaction."""
+        return tuple(v for k, v in self._values.items() if k in self._secret)
+
+    def public(self) -> dict[str, str]:
+        """The non-secret values, safe to store in clear and to show."""
+        return {k: v for k, v in self._values.items() if k not in self._secret}
+
+
+@attrs.frozen
+class Verified:
+    """What a successful check found.
+
+    ``identity`` is the stable id of what the key reaches (``org:<id>``): linking the same
+    identity again updates that account. ``label`` names it for a person. ``details`` holds
+    JSON-serialisable facts for the account display; never a secret.
+    """
+
+    identity: str = attrs.field(validator=_non_empty)
+    label: str = attrs.field(validator=_non_empty)
+    expires_at: datetime | None = attrs.field(default=None, converter=_utc)
+    details: dict[str, Any] = attrs.field(factory=dict, converter=dict, hash=False)
+
+
+def _rows(rows: Iterable[tuple[object, object]]) -> tuple[tuple[str, str], ...]:
+    return tuple((str(label), str(value)) for label, value in rows)
+
+
+@attrs.frozen
+class AccountDisplay:
+    """How an account is shown: a title, an optional subtitle, labelled rows and a link."""
+
+    title: str = attrs.field(validator=_non_empty)
+    subtitle: str | None = None
+    rows: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_rows)
+    url: str | None = None
+
+
+class Status(enum.StrEnum):
+    """The state of a linked account after its last check."""
+
+    ACTIVE = "active"
+    EXPIRING = "expiring"
+    EXPIRED = "expired"
+    INVALID = "invalid"
+    DENIED = "denied"
+    ERROR = "error"
+
+
+@attrs.frozen
+class Account:
+    """A linked account, as stored. ``config`` holds the non-secret fields only."""
+
+    id: str
+    provider_id: str
+    identity: str
+    label: str
+    status: Status = attrs.field(converter=Status)
+    config: dict[str, str] = attrs.field(factory=dict, converter=dict, hash=False)
+    linked_at: datetime | None = attrs.field(default=None, converter=_utc)
+    checked_at: datetime | None = attrs.field(default=None, converter=_utc)
+    expires_at: datetime | None = attrs.field(default=None, converter=_utc)
+    last_error: str | None = None
+    details: dict[str, Any] = attrs.field(factory=dict, converter=dict, hash=False)

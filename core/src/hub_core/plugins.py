@@ -1,0 +1,280 @@
+"""Plugin discovery and isolation.
+
+Plugins come from the ``hub`` entry-point group and from modules a host app passes in code.
+Each is loaded, registered and asked for its providers on its own, so one broken plugin is
+reported (`PluginReport.error`) while every other keeps working.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from collections.abc import Callable, Collection, Generator, Iterable, Sequence
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .errors import HubError, PluginError, UnknownProvider
+from .model import Account, AccountDisplay, Credentials, Provider
+
+__all__ = ["PluginReport", "Registry"]
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class PluginReport:
+    """One plugin as `Hub.plugins()` reports it.
+
+    ``name`` is the entry-point name (or the module name of a plugin registered in code);
+    ``error`` says why the plugin, or one of its providers, is not usable, and is ``None`` when
+    all is well.
+    """
+
+    name: str
+    distribution: str | None
+    version: str | None
+    providers: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How messages name this plugin: its distribution and version when known."""
+        if self.distribution:
+            return f"{self.distribution} {self.version}" if self.version else self.distribution
+        return self.name
+
+
+def _names_from_env(variable: str) -> frozenset[str] | None:
+    raw = os.environ.get(variable)
+    if raw is None:
+        return None
+    return frozenset(name.strip() for name in raw.split(",") if name.strip())
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Registry:
+    """The plugins of one `Hub`: a pluggy manager plus what each plugin reported.
+
+    Parameters mirror `Hub`: *plugins* are registered in code and always loaded;
+    *load_entrypoints* adds the installed ``hub`` entry points, filtered by *enable* (only
+    these names; ``HUB_PLUGINS`` when None) and *disable* (``HUB_DISABLE_PLUGINS`` when None).
+    """
+
+    def __init__(
+        self,
+        plugins: Iterable[object] = (),
+        *,
+        load_entrypoints: bool = True,
+        enable: Collection[str] | None = None,
+        disable: Collection[str] | None = None,
+    ) -> None:
+        self.manager = pluggy.PluginManager(hookspecs.PROJECT)
+        self.manager.add_hookspecs(hookspecs)
+        self._reports: list[PluginReport] = []
+        self._index: dict[str, int] = {}  # registered plugin name -> its report's position
+        self._providers: dict[str, tuple[Provider, str]] = {}
+        self._conflicts: dict[str, str] = {}
+
+        for plugin in plugins:
+            name = getattr(plugin, "__name__", None) or type(plugin).__name__
+            self._add(plugin, PluginReport(name=name, distribution=None, version=None))
+        if load_entrypoints:
+            only = frozenset(enable) if enable is not None else _names_from_env("HUB_PLUGINS")
+            skip = (
+                frozenset(disable)
+                if disable is not None
+                else _names_from_env("HUB_DISABLE_PLUGINS")
+            )
+            for entry_point in entry_points(group=hookspecs.PROJECT):
+                if (only is not None and entry_point.name not in only) or (
+                    skip and entry_point.name in skip
+                ):
+                    continue
+                self._load(entry_point)
+        self._collect_providers()
+
+    # --- loading ----------------------------------------------------------------------------
+
+    def _load(self, entry_point: EntryPoint) -> None:
+        dist = entry_point.dist
+        report = PluginReport(
+            name=entry_point.name,
+            distribution=dist.name if dist else None,
+            version=dist.version if dist else None,
+        )
+        if entry_point.name in self._index:
+            other = self._report(entry_point.name)
+            self._fail(
+                report, f"the plugin name {entry_point.name!r} is also used by {other.label}"
+            )
+            return
+        try:
+            plugin = entry_point.load()
+        except Exception as exc:
+            self._fail(report, f"could not be imported: {_describe(exc)}")
+            return
+        if self.manager.is_registered(plugin):
+            return  # also passed in code by the host app: one registration is enough
+        self._add(plugin, report)
+
+    def _add(self, plugin: object, report: PluginReport) -> None:
+        try:
+            self.manager.register(plugin, name=report.name)
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            self._fail(report, f"does not follow the hook contract: {_describe(exc)}")
+            return
+        unknown = [
+            caller.name
+            for caller in self.manager.get_hookcallers(plugin) or ()
+            if not caller.has_spec()
+        ]
+        if unknown:
+            self.manager.unregister(plugin)
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, self._hook_names(), n=1)
+                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            self._fail(report, f"implements unknown hook {', '.join(hints)}")
+            return
+        self._index[report.name] = len(self._reports)
+        self._reports.append(report)
+
+    def _hook_names(self) -> list[str]:
+        return [name for name in dir(hookspecs) if name.startswith(f"{hookspecs.PROJECT}_")]
+
+    def _report(self, name: str) -> PluginReport:
+        return self._reports[self._index[name]]
+
+    def _fail(self, report: PluginReport, error: str) -> None:
+        """Record a plugin that could not be registered."""
+        log.warning("hub plugin %s is not usable: %s", report.label, error)
+        self._reports.append(attrs.evolve(report, error=error))
+
+    def _break(self, name: str, error: str) -> None:
+        """Unregister a registered plugin that broke the contract, and record why."""
+        self.manager.unregister(name=name)
+        position = self._index.pop(name)
+        report = attrs.evolve(self._reports[position], error=error)
+        log.warning("hub plugin %s is not usable: %s", report.label, error)
+        self._reports[position] = report
+
+    def _collect_providers(self) -> None:
+        claims: dict[str, list[tuple[Provider, str]]] = {}
+        for impl in self.manager.hook.hub_providers.get_hookimpls():
+            name = impl.plugin_name
+            try:
+                providers = self._check_providers(impl.function())
+            except Exception as exc:
+                self._break(name, f"hub_providers() failed: {_describe(exc)}")
+                continue
+            position = self._index[name]
+            self._reports[position] = attrs.evolve(
+                self._reports[position], providers=tuple(p.id for p in providers)
+            )
+            for provider in providers:
+                claims.setdefault(provider.id, []).append((provider, name))
+        for provider_id, owners in claims.items():
+            if len(owners) == 1:
+                self._providers[provider_id] = owners[0]
+                continue
+            labels = " and ".join(sorted(self._report(owner).label for _, owner in owners))
+            message = (
+                f"the provider id {provider_id!r} is claimed by both {labels}; "
+                "uninstall or disable one of them"
+            )
+            self._conflicts[provider_id] = message
+            for _, owner in owners:
+                position = self._index[owner]
+                self._reports[position] = attrs.evolve(self._reports[position], error=message)
+
+    @staticmethod
+    def _check_providers(provided: object) -> list[Provider]:
+        if isinstance(provided, (str, bytes)) or not isinstance(provided, Sequence):
+            raise TypeError(f"expected a list of Provider, got {type(provided).__name__}")
+        for item in provided:
+            if not isinstance(item, Provider):
+                raise TypeError(f"expected Provider, got {type(item).__name__}")
+        ids = [p.id for p in provided]
+        if len(set(ids)) != len(ids):
+            raise ValueError("declares the same provider id twice")
+        return list(provided)
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def reports(self) -> list[PluginReport]:
+        """Every plugin seen, usable or not, in load order."""
+        return list(self._reports)
+
+    def providers(self) -> list[Provider]:
+        """The usable providers, sorted by id."""
+        return [self._providers[key][0] for key in sorted(self._providers)]
+
+    def provider(self, provider_id: str) -> Provider:
+        """The provider with this id; `UnknownProvider`, or `PluginError` on a conflict."""
+        if provider_id in self._conflicts:
+            raise PluginError(self._conflicts[provider_id])
+        try:
+            return self._providers[provider_id][0]
+        except KeyError:
+            raise UnknownProvider(provider_id, self._providers) from None
+
+    def owner(self, provider: Provider) -> PluginReport:
+        """The report of the plugin that declares *provider*."""
+        return self._report(self._providers[provider.id][1])
+
+    def _ask(
+        self, caller: Any, provider: Provider, **kwargs: object
+    ) -> Generator[tuple[object, str]]:
+        """Call each implementation of a firstresult hook, the provider's own plugin first."""
+        owner = self._providers[provider.id][1]
+        impls = sorted(caller.get_hookimpls(), key=lambda impl: impl.plugin_name != owner)
+        arguments = {"provider": provider, **kwargs}
+        for impl in impls:
+            label = self._report(impl.plugin_name).label
+            try:
+                result = impl.function(*[arguments[arg] for arg in impl.argnames])
+            except HubError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"the plugin {label} failed in {caller.name}: {_describe(exc)}", plugin=label
+                ) from exc
+            if result is not None:
+                yield result, label
+
+    def flow(self, provider: Provider, credentials: Credentials) -> tuple[hookspecs.Flow, str]:
+        """The verification flow for *credentials*, and the label of the plugin that made it."""
+        caller = self.manager.hook.hub_validate_credentials
+        for result, label in self._ask(caller, provider, credentials=credentials):
+            if not isinstance(result, Generator):
+                raise PluginError(
+                    f"the plugin {label} returned {type(result).__name__} from "
+                    "hub_validate_credentials, not a flow generator",
+                    plugin=label,
+                )
+            return result, label
+        raise PluginError(f"no installed plugin can check keys of {provider.name}")
+
+    def display(
+        self, provider: Provider, account: Account, default: Callable[[], AccountDisplay]
+    ) -> AccountDisplay:
+        """The plugin's display of *account*, or *default()* when none answers or one breaks."""
+        caller = self.manager.hook.hub_account_display
+        try:
+            for result, label in self._ask(caller, provider, account=account):
+                if isinstance(result, AccountDisplay):
+                    return result
+                log.warning("plugin %s returned %r from hub_account_display", label, result)
+                break
+        except HubError as exc:
+            log.warning("account display failed: %s", exc)
+        return default()

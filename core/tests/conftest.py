@@ -1,0 +1,135 @@
+"""Fixtures: an in-code test provider (Acme) whose flow each test can script."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from hub_core import (
+    Field,
+    Guide,
+    Hub,
+    InvalidCredentials,
+    Provider,
+    ProviderUnavailable,
+    Section,
+    Step,
+    Verified,
+    hookimpl,
+)
+from hub_core.hookspecs import Flow
+
+CANARY = "hubcanary-7f3a9c-SECRET"
+
+ACME = Provider(
+    id="acme",
+    name="Acme",
+    fields=[
+        Field("api_key", "API Key", kind="secret", help="Create it under Settings."),
+        Field(
+            "region", "Region", kind="choice", choices=[("us", "United States"), "eu"], default="us"
+        ),
+        Field("team", "Team", required=False, pattern=r"[a-z]+", max_length=12),
+    ],
+    guide=Guide(
+        warning="Only admins can create keys.",
+        sections=[Section("Create a key", steps=[Step("Open Settings", "Click Keys.")])],
+    ),
+    hosts=["api.acme.test", "*.eu.acme.test"],
+)
+
+
+def acme_flow(credentials: Any, path: str = "/me") -> Flow:
+    """The reference flow: one GET with a bearer key; 401 is InvalidCredentials."""
+    key = credentials["api_key"]
+    response = yield httpx.Request(
+        "GET", f"https://api.acme.test{path}", headers={"Authorization": f"Bearer {key}"}
+    )
+    if response.status_code == 401:
+        raise InvalidCredentials("Acme rejected the key", field="api_key")
+    if response.status_code >= 500:
+        raise ProviderUnavailable(f"Acme failed with HTTP {response.status_code}")
+    data = response.json()
+    return Verified(identity=f"org:{data['id']}", label=data["name"])
+
+
+class AcmePlugin:
+    """An in-code plugin; *flow* replaces the reference flow."""
+
+    def __init__(self, flow: Callable[..., Flow] = acme_flow, provider: Provider = ACME) -> None:
+        self.flow = flow
+        self.provider = provider
+
+    @hookimpl
+    def hub_providers(self) -> list[Provider]:
+        return [self.provider]
+
+    @hookimpl
+    def hub_validate_credentials(self, provider: Provider, credentials: Any) -> Flow | None:
+        return self.flow(credentials) if provider.id == self.provider.id else None
+
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def ok(request: httpx.Request) -> httpx.Response:
+    """A provider that accepts the key `good` only."""
+    if request.headers.get("authorization") == "Bearer good":
+        return httpx.Response(200, json={"id": 7, "name": "Seven"})
+    return httpx.Response(401, json={"error": "bad key"})
+
+
+class Recorder:
+    """A MockTransport handler that records every request it is sent."""
+
+    def __init__(self, handler: Handler = ok) -> None:
+        self.handler = handler
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.handler(request)
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def make_hub(recorder: Recorder) -> Iterator[Callable[..., Hub]]:
+    """Build a Hub with the Acme plugin over a recording MockTransport (no backoff waits)."""
+    hubs: list[Hub] = []
+
+    def build(
+        flow: Callable[..., Flow] = acme_flow, handler: Handler | None = None, **kwargs: Any
+    ) -> Hub:
+        if handler is not None:
+            recorder.handler = handler
+        kwargs.setdefault("backoff", 0)
+        hub = Hub(
+            plugins=[AcmePlugin(flow)],
+            load_entrypoints=False,
+            transport=httpx.MockTransport(recorder),
+            **kwargs,
+        )
+        hubs.append(hub)
+        return hub
+
+    yield build
+    for hub in hubs:
+        hub.close()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def acme_plugin() -> type[AcmePlugin]:
+    """The in-code plugin class, for tests that build their own Hub."""
+    return AcmePlugin

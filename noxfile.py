@@ -1,0 +1,67 @@
+"""Development sessions: ``nox`` runs the whole suite (tests, lint, typecheck, selective).
+
+uv creates the virtual environments when it is installed (``pip install "nox[uv]"``); plain
+venv otherwise.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+CORE = "./core"
+PLUGINS = sorted(f"./{p.parent.relative_to(ROOT)}" for p in ROOT.glob("plugins/*/pyproject.toml"))
+
+nox.options.default_venv_backend = "uv|venv"
+nox.options.sessions = ["tests", "lint", "typecheck", "selective"]
+nox.options.error_on_missing_interpreters = True
+
+
+def group(name: str) -> list[str]:
+    """The requirements of one dependency group of the root pyproject.toml."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return list(data["dependency-groups"][name])
+
+
+def editable(*paths: str) -> list[str]:
+    return [arg for path in paths for arg in ("-e", path)]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run every test: core, each plugin under plugins/, and the cross-distribution tests."""
+    session.install(*editable(CORE, *PLUGINS), *group("test"))
+    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    session.run("coverage", "report", "--fail-under=85")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install(*group("lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over every distribution's sources."""
+    session.install(*editable(CORE, *PLUGINS), *group("typecheck"))
+    session.run("mypy")
+
+
+# Each combination installs into a fresh venv (not editable) and proves that exactly its
+# providers are discovered and that no other first-party plugin can be imported.
+SELECTIVE = {"core": [], **{Path(path).name: [path] for path in PLUGINS}}
+
+
+@nox.session
+@nox.parametrize("combination", list(SELECTIVE))
+def selective(session: nox.Session, combination: str) -> None:
+    """Install hub-core alone or with one plugin and check what is discovered."""
+    plugins = SELECTIVE[combination]
+    session.install(CORE, *plugins)
+    session.run("python", "tests/selective_check.py", *(Path(p).name for p in plugins))
