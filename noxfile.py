@@ -50,7 +50,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every distribution's sources."""
     session.install(*editable(CORE, *PLUGINS), *group("typecheck"))
-    session.run("mypy")
+    session.run("mypy", f"{CORE}/src", *(f"{plugin}/src" for plugin in PLUGINS))
 
 
 # Each combination installs into a fresh venv (not editable) and proves that exactly its
