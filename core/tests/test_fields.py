@@ -36,6 +36,10 @@ def test_choices_match_case_insensitively_and_return_the_declared_value() -> Non
     assert validate_values(PROVIDER, {"api_key": "k", "region": "EU"})["region"] == "eu"
 
 
+def test_choices_also_match_their_label() -> None:
+    assert validate_values(PROVIDER, {"api_key": "k", "region": "united states"})["region"] == "us"
+
+
 def test_every_field_error_is_reported_at_once_each_on_its_field() -> None:
     with pytest.raises(FieldError) as caught:
         validate_values(PROVIDER, {"region": "mars", "team": "Sales!", "site": "ftp://x"})

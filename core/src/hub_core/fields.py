@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from .errors import FieldError
 from .model import Credentials, Field, Provider
 
-__all__ = ["json_schema", "validate_values"]
+__all__ = ["json_schema", "validate_field", "validate_values"]
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -51,9 +51,10 @@ def _check(field: Field, value: str) -> str:
             f"{field.label} is too long ({len(value)} characters, at most {field.max_length})"
         )
     if field.kind == "choice":
-        by_value = {choice.value: choice.value for choice in field.choices}
-        by_value.update({choice.value.casefold(): choice.value for choice in field.choices})
-        found = by_value.get(value) or by_value.get(value.casefold())
+        # A person may type the value ("eu") or the label they read ("Europe"), in any case.
+        names = {choice.label.casefold(): choice.value for choice in field.choices}
+        names.update({choice.value.casefold(): choice.value for choice in field.choices})
+        found = names.get(value.casefold())
         if found is None:
             allowed = ", ".join(choice.value for choice in field.choices)
             raise ValueError(f"{field.label} must be one of: {allowed}")
@@ -67,6 +68,24 @@ def _check(field: Field, value: str) -> str:
             raise ValueError(f"{field.label} does not have the expected format")
         raise ValueError(f"{field.label} does not have the expected format: {value!r}")
     return value
+
+
+def validate_field(field: Field, raw: str) -> str:
+    """Validate one typed value of *field*; return it normalised or raise `FieldError`.
+
+    For forms and prompts that check a value as soon as it is entered.
+    """
+    value = raw.strip()
+    if not value:
+        if field.default is not None:
+            return field.default
+        if field.required:
+            raise FieldError(field.name, f"{field.label} is required")
+        return ""
+    try:
+        return _check(field, value)
+    except ValueError as exc:
+        raise FieldError(field.name, str(exc)) from None
 
 
 def validate_values(provider: Provider, values: Mapping[str, Any]) -> Credentials:
@@ -90,17 +109,13 @@ def validate_values(provider: Provider, values: Mapping[str, Any]) -> Credential
         if raw is not None and not isinstance(raw, str):
             errors[field.name] = f"{field.label} must be text"
             continue
-        value = (raw or "").strip()
-        if not value:
-            if field.default is not None:
-                clean[field.name] = field.default
-            elif field.required:
-                errors[field.name] = f"{field.label} is required"
-            continue
         try:
-            clean[field.name] = _check(field, value)
-        except ValueError as exc:
-            errors[field.name] = str(exc)
+            value = validate_field(field, raw or "")
+        except FieldError as exc:
+            errors[field.name] = exc.message
+            continue
+        if value:
+            clean[field.name] = value
     if errors:
         raise FieldError.many(errors)
     return Credentials(clean, secret=provider.secret_fields)

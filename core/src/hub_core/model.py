@@ -269,6 +269,10 @@ class Provider:
 # --- credentials and results -------------------------------------------------------------
 
 
+def _dict(value: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(value)
+
+
 class Credentials(Mapping[str, str]):
     """The validated values of one submission: field name -> value, immutable.
 
@@ -326,7 +330,7 @@ class Verified:
     identity: str = attrs.field(validator=_non_empty)
     label: str = attrs.field(validator=_non_empty)
     expires_at: datetime | None = attrs.field(default=None, converter=_utc)
-    details: dict[str, Any] = attrs.field(factory=dict, converter=dict, hash=False)
+    details: dict[str, Any] = attrs.field(factory=dict, converter=_dict, hash=False)
 
 
 def _rows(rows: Iterable[tuple[object, object]]) -> tuple[tuple[str, str], ...]:
@@ -363,9 +367,28 @@ class Account:
     identity: str
     label: str
     status: Status = attrs.field(converter=Status)
-    config: dict[str, str] = attrs.field(factory=dict, converter=dict, hash=False)
+    config: dict[str, str] = attrs.field(factory=dict, converter=_dict, hash=False)
     linked_at: datetime | None = attrs.field(default=None, converter=_utc)
     checked_at: datetime | None = attrs.field(default=None, converter=_utc)
     expires_at: datetime | None = attrs.field(default=None, converter=_utc)
     last_error: str | None = None
-    details: dict[str, Any] = attrs.field(factory=dict, converter=dict, hash=False)
+    details: dict[str, Any] = attrs.field(factory=dict, converter=_dict, hash=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The account as stable, documented JSON data (times in ISO-8601 UTC); never a secret."""
+
+        def when(value: datetime | None) -> str | None:
+            return value.isoformat().replace("+00:00", "Z") if value else None
+
+        return {
+            "id": self.id,
+            "provider": self.provider_id,
+            "identity": self.identity,
+            "label": self.label,
+            "status": self.status.value,
+            "config": dict(self.config),
+            "linked_at": when(self.linked_at),
+            "checked_at": when(self.checked_at),
+            "expires_at": when(self.expires_at),
+            "last_error": self.last_error,
+        }

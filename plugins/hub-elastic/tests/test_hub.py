@@ -1,0 +1,150 @@
+"""The plugin under the core's full driver: registry, allowlist, retries, redaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+import hub_elastic
+from hub_core import (
+    Account,
+    FieldError,
+    Hub,
+    InvalidCredentials,
+    PermissionDenied,
+    ProviderUnavailable,
+    RateLimited,
+    UnexpectedResponse,
+)
+
+Handler = Callable[[httpx.Request], httpx.Response]
+ORGS = {"organizations": [{"id": "1234567890", "name": "Acme Observability"}]}
+
+
+def hub_with(handler: Handler, **options: Any) -> Hub:
+    options.setdefault("retries", 0)
+    return Hub(
+        plugins=[hub_elastic],
+        load_entrypoints=False,
+        transport=httpx.MockTransport(handler),
+        **options,
+    )
+
+
+def test_verify_through_the_driver(canary: str) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(
+            200, json=ORGS, headers={"X-Elastic-Api-Key-Expiration": "2031-05-04T03:02:01Z"}
+        )
+
+    result = hub_with(handler).verify("elastic", {"api_key": f"  ApiKey {canary}  "})
+    assert result.identity == "org:1234567890"
+    assert result.expires_at is not None
+    assert result.expires_at.year == 2031
+    assert [str(r.url) for r in seen] == ["https://api.elastic-cloud.com/api/v1/organizations"]
+    assert seen[0].headers["Authorization"] == f"ApiKey {canary}"
+
+
+def test_government_environment_through_the_driver() -> None:
+    hosts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        return httpx.Response(200, json=ORGS)
+
+    hub_with(handler).verify("elastic", {"api_key": "essu_k", "environment": "gov"})
+    assert hosts == ["api.us-gov-east-1.aws.elastic-cloud.com"]
+
+
+def test_bad_input_sends_nothing() -> None:
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json=ORGS)
+
+    with pytest.raises(FieldError) as caught:
+        hub_with(handler).verify("elastic", {"api_key": "essu_abc def"})
+    assert caught.value.field == "api_key"
+    assert sent == []
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (401, InvalidCredentials),
+        (403, PermissionDenied),
+        (500, ProviderUnavailable),
+        (503, ProviderUnavailable),
+        (404, UnexpectedResponse),
+    ],
+)
+def test_error_statuses_through_the_driver(canary: str, status: int, error: type) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        # A hostile answer that quotes the key: neither the plugin nor the core may show it.
+        body = {"errors": [{"code": "x", "message": request.headers["Authorization"]}]}
+        return httpx.Response(status, json=body)
+
+    with pytest.raises(error) as caught:
+        hub_with(handler).verify("elastic", {"api_key": canary})
+    assert canary not in str(caught.value)
+    assert canary not in repr(caught.value)
+
+
+def test_server_errors_are_retried_before_giving_up() -> None:
+    answers = iter([httpx.Response(503), httpx.Response(200, json=ORGS)])
+    result = hub_with(lambda request: next(answers), retries=1, backoff=0).verify(
+        "elastic", {"api_key": "essu_k"}
+    )
+    assert result.label == "Acme Observability"
+
+
+def test_long_retry_after_is_rate_limited() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, headers={"Retry-After": "3600"})
+
+    with pytest.raises(RateLimited) as caught:
+        hub_with(handler, retries=1).verify("elastic", {"api_key": "essu_k"})
+    assert caught.value.retry_after == 3600
+
+
+def test_unreachable_host_is_provider_unavailable(canary: str) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(ProviderUnavailable) as caught:
+        hub_with(handler).verify("elastic", {"api_key": canary})
+    assert caught.value.reason == "connect"
+    assert canary not in str(caught.value)
+
+
+def test_hub_lists_the_provider_and_uses_our_display() -> None:
+    hub = hub_with(lambda request: httpx.Response(200, json=ORGS))
+    assert [p.id for p in hub.providers()] == ["elastic"]
+    account = Account(
+        id="a",
+        provider_id="elastic",
+        identity="org:1234567890",
+        label="Acme Observability",
+        status="active",
+        config={"environment": "cloud"},
+        details={"organization_id": "1234567890", "organization_count": 1},
+    )
+    assert hub.display(account).subtitle == "Elastic Cloud organization 1234567890"
+
+
+def test_installed_entry_point_provides_elastic() -> None:
+    hub = Hub(enable=["elastic"])
+    assert [p.id for p in hub.providers()] == ["elastic"]
+    (report,) = hub.plugins()
+    assert (report.distribution, report.version, report.error) == (
+        "hub-elastic",
+        hub_elastic.__version__,
+        None,
+    )
