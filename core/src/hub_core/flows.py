@@ -322,27 +322,49 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
             stack.append(os_error)
 
 
+def _reason(exc: BaseException) -> str:
+    """Why a request failed, from the whole cause chain, most specific first.
+
+    Transports wrap errors differently (httpx-aiohttp maps every aiohttp connection error to
+    `httpx.ConnectTimeout`), so the outermost type alone would call a bad certificate a timeout.
+    """
+    chain = list(_causes(exc))
+    names = " ".join(type(e).__name__ for e in chain)
+    if any(isinstance(e, socket.gaierror) for e in chain) or "DNS" in names:
+        return "unresolved"
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "Certificate" in names or "SSL" in names:
+        return "tls"
+    if any(isinstance(e, httpx.ProxyError) for e in chain) or "Proxy" in names:
+        return "proxy"
+    if any(isinstance(e, TimeoutError) for e in chain):
+        return "timeout"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "connect"
+    if any(isinstance(e, ConnectionError) for e in chain) or "Disconnected" in names:
+        return "protocol"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "connect"
+    return "protocol"
+
+
+_REASONS = {
+    "unresolved": "the name {host} does not resolve",
+    "tls": "the secure connection to {host} could not be verified",
+    "proxy": "the HTTPS proxy could not open a connection to {host}",
+    "timeout": "{host} did not answer in time",
+    "connect": "could not connect to {host}",
+    "protocol": "the connection to {host} was cut off",
+}
+
+
 def unavailable(
     provider: Provider, request: httpx.Request, exc: BaseException
 ) -> ProviderUnavailable:
     """Translate a transport failure into a `ProviderUnavailable` a person can act on."""
-    host = request.url.host
-    chain = list(_causes(exc))
-    names = " ".join(type(e).__name__ for e in chain)
-    if any(isinstance(e, socket.gaierror) for e in chain) or "DNS" in names:
-        reason, what = "unresolved", f"the name {host} does not resolve"
-    elif isinstance(exc, httpx.TimeoutException) or any(isinstance(e, TimeoutError) for e in chain):
-        reason, what = "timeout", f"{host} did not answer in time"
-    elif isinstance(exc, httpx.ProxyError) or "Proxy" in names:
-        reason, what = "proxy", "the HTTPS proxy refused or failed the connection"
-    elif (
-        any(isinstance(e, ssl.SSLError) for e in chain) or "SSL" in names or "Certificate" in names
-    ):
-        reason, what = "tls", f"the secure connection to {host} could not be verified"
-    elif isinstance(exc, httpx.ConnectError) or any(isinstance(e, ConnectionError) for e in chain):
-        reason, what = "connect", f"could not connect to {host}"
-    else:
-        reason, what = "protocol", f"the connection to {host} failed"
+    reason = _reason(exc)
+    what = _REASONS[reason].format(host=request.url.host)
     return ProviderUnavailable(f"{provider.name} could not be reached: {what}", reason=reason)
 
 
