@@ -120,6 +120,7 @@ def test_json_schema_is_valid_draft_2020_12() -> None:
         ({"api_key": "k", "region": "mars"}, False),
         ({"api_key": "k", "team": "Ops1"}, False),
         ({"api_key": "k", "other": "x"}, False),
+        ({"api_key": "k", "region": ""}, True),
     ],
 )
 def test_json_schema_agrees_with_validation(values: dict[str, str], valid: bool) -> None:

@@ -138,6 +138,9 @@ def _field_schema(field: Field) -> dict[str, Any]:
         schema["format"] = "uri"
     elif field.kind == "choice":
         schema["oneOf"] = [{"const": c.value, "title": c.label} for c in field.choices]
+        if not field.required or field.default is not None:
+            # A form posts "" for an untouched optional choice; validation accepts it too.
+            schema["oneOf"].append({"const": "", "title": "(none)"})
     if field.required and field.default is None:
         schema["minLength"] = 1
     return schema

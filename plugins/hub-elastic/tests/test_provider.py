@@ -58,7 +58,9 @@ def test_json_schema_marks_the_key_write_only(provider: Provider) -> None:
     assert key["writeOnly"] is True
     assert key["format"] == "password"
     assert schema["required"] == ["api_key"]
-    assert [c["const"] for c in schema["properties"]["environment"]["oneOf"]] == ["cloud", "gov"]
+    # The empty value stands for "not chosen": the default (cloud) applies.
+    choices = schema["properties"]["environment"]["oneOf"]
+    assert [c["const"] for c in choices] == ["cloud", "gov", ""]
 
 
 def _guide_text(guide: Guide) -> str:

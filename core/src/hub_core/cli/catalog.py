@@ -92,7 +92,11 @@ def fields(provider_id: str, json_schema: bool) -> None:
 
 def _wrap(text: str, indent: int = 0) -> str:
     width = min(shutil.get_terminal_size((88, 24)).columns, 100) - indent
-    return "\n".join(textwrap.fill(p, width=max(width, 40)) for p in text.split("\n"))
+    # Never break inside a URL or a hyphenated host name: people copy them.
+    return "\n".join(
+        textwrap.fill(p, width=max(width, 40), break_on_hyphens=False, break_long_words=False)
+        for p in text.split("\n")
+    )
 
 
 def render_guide(provider: Provider, guide: Guide) -> str:

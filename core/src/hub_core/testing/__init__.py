@@ -25,7 +25,7 @@ from hub_core.model import Verified
 
 __all__ = ["FlowRun", "drive", "respond"]
 
-Responder = Callable[[httpx.Request], httpx.Response]
+Responder = Callable[[httpx.Request], httpx.Response | BaseException]
 
 
 def respond(
@@ -57,12 +57,15 @@ class UnusedResponses(AssertionError):
     """The flow finished before consuming every scripted response."""
 
 
-def drive(flow: Flow, responses: Iterable[httpx.Response] | Responder) -> FlowRun:
+def drive(flow: Flow, responses: Iterable[httpx.Response | BaseException] | Responder) -> FlowRun:
     """Run *flow* to its end, answering each request it yields.
 
     *responses* is either a sequence answered in order or a function from request to
-    response. Errors the flow raises propagate unchanged; when a list runs out, the test fails
-    with the request that had no answer. Each request is attached to its response.
+    response. An exception in their place (say ``ProviderUnavailable("...", reason=
+    "unresolved")``) is thrown into the flow at that ``yield``, as the core's driver does when
+    no response can be had. Errors the flow raises propagate unchanged; when a list runs out,
+    the test fails with the request that had no answer. Each request is attached to its
+    response.
     """
     requests: list[httpx.Request] = []
     if callable(responses):
@@ -70,7 +73,7 @@ def drive(flow: Flow, responses: Iterable[httpx.Response] | Responder) -> FlowRu
     else:
         queue = list(responses)
 
-        def answer(request: httpx.Request) -> httpx.Response:
+        def answer(request: httpx.Request) -> httpx.Response | BaseException:
             if not queue:
                 raise AssertionError(
                     f"no scripted response left for {request.method} {request.url}"
@@ -84,6 +87,9 @@ def drive(flow: Flow, responses: Iterable[httpx.Response] | Responder) -> FlowRu
                 raise AssertionError(f"flow yielded {type(request).__name__}, not httpx.Request")
             requests.append(request)
             response = answer(request)
+            if isinstance(response, BaseException):
+                request = flow.throw(response)
+                continue
             response.request = request
             request = flow.send(response)
     except StopIteration as stop:

@@ -1,0 +1,219 @@
+"""Property tests: whatever is typed, and whatever the tenant answers, the flow stays in bounds.
+
+Typed input ends either in a `FieldError` before any request, or in a first request to exactly
+``<tenant>.<region>.qlikcloud.com`` (or the Government domain). Any answer ends in `Verified`
+or a `HubError`, never another exception, and never sends the key anywhere else.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+import httpx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import hub_qlik
+from hub_core import FieldError, HubError, Verified
+from hub_qlik.tenant import REGIONS
+
+REGION_VALUES = [region.value for region in REGIONS]
+COMMERCIAL = "|".join(v for v in REGION_VALUES if v != "us-gov")
+TENANT_HOST = re.compile(
+    r"(?!..--)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+    rf"\.(?:(?:{COMMERCIAL})\.qlikcloud\.com|us\.qlikcloudgov\.com)"
+)
+FIXTURES = settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+labels = st.text(alphabet=string.ascii_letters + string.digits + "-_", min_size=0, max_size=12)
+hosts = st.builds(
+    lambda parts, suffix: ".".join(parts) + suffix,
+    st.lists(labels, min_size=1, max_size=4),
+    st.sampled_from(
+        [
+            "",
+            ".us.qlikcloud.com",
+            ".eu.qlikcloud.com",
+            ".xx.qlikcloud.com",
+            ".qlikcloud.com",
+            ".us.qlikcloudgov.com",
+            ".eu.qlikcloudgov.com",
+            ".us.qlikcloud.com.example.net",
+            ".example.net",
+            ".",
+        ]
+    ),
+)
+addresses = st.builds(
+    lambda scheme, userinfo, host, port, path: f"{scheme}{userinfo}{host}{port}{path}",
+    st.sampled_from(["", "https://", "HTTPS://", "http://", "//", "ftp://", "javascript:", "\\\\"]),
+    st.sampled_from(["", "user@", "user:pw@", "@"]),
+    hosts,
+    st.sampled_from(["", ":443", ":8443", ":", ":x"]),
+    st.sampled_from(["", "/", "/hub", "/hub?x=1#y", "?q", "#f", "\\evil", "/%2e%2e"]),
+)
+tenants = st.one_of(
+    st.text(max_size=80),
+    st.text(alphabet=string.printable, max_size=80),
+    st.text(alphabet="abcxyz019-._:/@%[]\\?#~ ", max_size=60),
+    hosts,
+    addresses,
+)
+regions = st.one_of(
+    st.none(),
+    st.sampled_from([*REGION_VALUES, "", "xx", "US", " eu ", "US-GOV", "gov"]),
+    st.text(max_size=8),
+)
+
+
+def keys(make_key):
+    claim = st.one_of(st.none(), st.text(max_size=20), st.integers(), st.booleans())
+    return st.one_of(
+        st.text(max_size=120),
+        st.text(alphabet=string.ascii_letters + string.digits + "-_.", min_size=0, max_size=200),
+        st.builds(lambda t, j, s: make_key(tenantId=t, jti=j, sub=s), claim, claim, claim),
+        st.builds(
+            lambda p, k: p + k, st.sampled_from(["essu_", "Bearer ", "eyJ", "sk-"]), st.text()
+        ),
+    )
+
+
+@FIXTURES
+@given(data=st.data())
+def test_any_input_ends_in_a_field_error_or_a_request_to_a_tenant(data, make_key, provider):
+    values = {
+        "tenant": data.draw(tenants, label="tenant"),
+        "api_key": data.draw(keys(make_key), label="api_key"),
+    }
+    region = data.draw(regions, label="region")
+    if region is not None:
+        values["region"] = region
+    flow = hub_qlik.verify(values)
+    request: httpx.Request | None = None
+    error: FieldError | None = None
+    try:
+        request = next(flow)
+    except FieldError as exc:
+        error = exc
+    finally:
+        flow.close()
+    if error is not None:
+        assert error.errors
+        assert set(error.errors) <= {"tenant", "region", "api_key"}
+        assert all(isinstance(m, str) and m for m in error.errors.values())
+        key = values["api_key"].strip()
+        if len(key) >= 8:
+            assert key not in str(error)
+        return
+    assert request is not None
+    url = request.url
+    assert url.scheme == "https"
+    assert TENANT_HOST.fullmatch(url.host), url.host
+    assert url.port is None
+    assert url.userinfo == b""
+    assert url.raw_path == b"/api/v1/users/me"
+    assert provider.allows_host(url.host)
+    assert request.headers["authorization"].startswith("Bearer ")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+user_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.one_of(st.text(max_size=10), st.integers()),
+        "tenantId": st.one_of(st.just("tnt-9f3a"), st.text(max_size=10), st.none()),
+        "name": json_values,
+        "email": json_values,
+        "status": json_values,
+        "assignedRoles": json_values,
+        "roles": json_values,
+        "hostnames": json_values,
+        "data": st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "id": st.sampled_from(["key-77e0", "other"]),
+                    "expiry": st.one_of(st.text(max_size=30), st.just("2031-01-01T00:00:00Z")),
+                    "status": json_values,
+                },
+            ),
+            max_size=3,
+        ),
+        "links": json_values,
+        "errors": json_values,
+        "traceId": json_values,
+    },
+)
+locations = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(
+        [
+            "/api/v1/users/u1",
+            "https://my-company.eu.qlikcloud.com/api/v1/tenants/t1",
+            "https://evil.example.net/",
+            "http://my-company.eu.qlikcloud.com/",
+            "//other.eu.qlikcloud.com/x",
+            "https://my-company.eu.qlikcloud.com:444/",
+        ]
+    ),
+)
+
+
+STATUSES = [200, 200, 200, 201, 301, 302, 307, 400, 401, 403, 404, 429, 500, 503]
+RETRY_AFTERS = ["3", "x", "", "Wed, 21 Oct 2015 07:28:00 GMT"]
+
+
+def _response(data) -> httpx.Response:
+    status = data.draw(
+        st.sampled_from([200, 200, 200, 201, 301, 302, 307, 400, 401, 403, 404, 429, 500, 503])
+    )
+    headers = {}
+    if status in (301, 302, 307) or data.draw(st.booleans()):
+        headers["location"] = data.draw(locations).encode()
+    if status == 429:
+        headers["retry-after"] = data.draw(
+            st.sampled_from(["3", "x", "", "Wed, 21 Oct 2015 07:28:00 GMT"])
+        )
+    body = data.draw(st.one_of(user_like, json_values, st.binary(max_size=40)))
+    if isinstance(body, bytes):
+        return httpx.Response(status, headers=headers, content=body)
+    return httpx.Response(status, headers=headers, json=body)
+
+
+@FIXTURES
+@given(data=st.data())
+def test_any_answer_ends_in_verified_or_a_hub_error(data, values, api_key, canary):
+    flow = hub_qlik.verify(values)
+    sent = []
+    outcome: object = None
+    try:
+        request = next(flow)
+        while True:
+            assert len(sent) < 60, "the flow does not end"
+            sent.append(request)
+            response = _response(data)
+            response.request = request
+            request = flow.send(response)
+    except StopIteration as stop:
+        outcome = stop.value
+    except HubError as exc:
+        outcome = exc
+    finally:
+        flow.close()
+    assert isinstance(outcome, Verified | HubError)
+    shown = repr(outcome) + str(outcome)
+    if isinstance(outcome, Verified):
+        shown += repr(outcome.details)
+    assert canary not in shown
+    assert {r.url.host for r in sent} == {"my-company.eu.qlikcloud.com"}
+    assert all(r.url.scheme == "https" and r.url.port is None for r in sent)
+    assert all(r.headers["authorization"] == f"Bearer {api_key}" for r in sent)
