@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from hub_core import Hub, hookimpl
-from hub_core.cli import main
+from hub_core.cli import State, main
 
 
 class Runner(CliRunner):
@@ -21,7 +21,7 @@ class Runner(CliRunner):
         self.hub = hub
 
     def run(self, *args: str) -> Result:
-        return self.invoke(main, list(args), obj=self.hub)
+        return self.invoke(main, list(args), obj=State(hub=self.hub))
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ def test_using_hub_loads_httpx_but_not_aiohttp_until_async_io_runs() -> None:
     assert "aiohttp" not in loaded
 
 
-@pytest.mark.parametrize("name", ["Hub", "PluginReport"])
+@pytest.mark.parametrize("name", ["Accounts", "Hub", "PluginReport", "Store"])
 def test_lazy_names_resolve(name: str) -> None:
     import hub_core
 

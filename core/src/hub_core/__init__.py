@@ -43,14 +43,17 @@ from .model import (
 )
 
 if TYPE_CHECKING:
+    from .accounts import Accounts
     from .hub import Hub
     from .plugins import PluginReport
+    from .store import Store
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Account",
     "AccountDisplay",
+    "Accounts",
     "Choice",
     "Credentials",
     "Field",
@@ -69,6 +72,7 @@ __all__ = [
     "Section",
     "Status",
     "Step",
+    "Store",
     "UnexpectedResponse",
     "UnknownProvider",
     "Verified",
@@ -80,11 +84,11 @@ __all__ = [
     "hub_validate_credentials",
 ]
 
-_LAZY = {"Hub": "hub", "PluginReport": "plugins"}
+_LAZY = {"Accounts": "accounts", "Hub": "hub", "PluginReport": "plugins", "Store": "store"}
 
 
 def __getattr__(name: str) -> Any:
-    # Hub pulls in httpx; keep it out of `import hub_core` so `hub --help` stays fast.
+    # Hub pulls in httpx, Store sqlite3 and cryptography: keep them out of `import hub_core`.
     if name in _LAZY:
         from importlib import import_module
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -25,11 +26,17 @@ from hub_core.errors import (
 )
 
 if TYPE_CHECKING:
+    from hub_core.accounts import Accounts
     from hub_core.hub import Hub
+    from hub_core.store import Store
 
-__all__ = ["EXIT_INPUT", "EXIT_OK", "EXIT_REJECTED", "EXIT_UNREACHABLE", "main"]
+__all__ = ["EXIT_INPUT", "EXIT_OK", "EXIT_REJECTED", "EXIT_UNREACHABLE", "State", "main"]
 
 EXIT_OK, EXIT_REJECTED, EXIT_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+#: Store errors that mean the person named an account that is not there (the store module is
+#: imported lazily, so its classes are matched by code).
+INPUT_ERROR_CODES = frozenset({"account_not_found", "ambiguous_account"})
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,7 +44,7 @@ R = TypeVar("R")
 
 def exit_code(error: HubError) -> int:
     """The exit code for an error that ended a command."""
-    if isinstance(error, FieldError | UnknownProvider):
+    if isinstance(error, FieldError | UnknownProvider) or error.code in INPUT_ERROR_CODES:
         return EXIT_INPUT
     if isinstance(error, ProviderUnavailable | RateLimited | UnexpectedResponse):
         return EXIT_UNREACHABLE
@@ -77,18 +84,63 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def current_hub() -> Hub:
-    """The Hub this invocation works with.
+class State:
+    """What one invocation works with: a Hub and a Store, each built on first use.
 
-    ``main(obj=hub)`` (a host app, a test) supplies one; otherwise it is built from every
-    installed plugin, filtered by ``HUB_PLUGINS`` / ``HUB_DISABLE_PLUGINS``.
+    A host app or a test passes its own: ``main(obj=State(hub=..., store=...))``.
     """
-    from hub_core.hub import Hub
 
+    def __init__(
+        self, hub: Hub | None = None, store: Store | None = None, interactive: bool | None = None
+    ) -> None:
+        self._hub = hub
+        self._store = store
+        self._interactive = interactive
+
+    @property
+    def interactive(self) -> bool:
+        """Whether to prompt: standard input is a terminal (never wait on a pipe)."""
+        if self._interactive is None:
+            self._interactive = sys.stdin is not None and sys.stdin.isatty()
+        return self._interactive
+
+    @property
+    def hub(self) -> Hub:
+        """Every installed plugin, filtered by ``HUB_PLUGINS`` / ``HUB_DISABLE_PLUGINS``."""
+        if self._hub is None:
+            from hub_core.hub import Hub
+
+            self._hub = Hub()
+        return self._hub
+
+    @property
+    def store(self) -> Store:
+        """The account store at ``HUB_HOME`` or the user data directory."""
+        if self._store is None:
+            from hub_core.store import Store
+
+            self._store = Store()
+        return self._store
+
+    @property
+    def accounts(self) -> Accounts:
+        """Linked accounts over this state's hub and store."""
+        from hub_core.accounts import Accounts
+
+        return Accounts(self.hub, self.store)
+
+
+def state() -> State:
+    """The `State` of the running command."""
     root = click.get_current_context().find_root()
-    if not isinstance(root.obj, Hub):
-        root.obj = Hub()
+    if not isinstance(root.obj, State):
+        root.obj = State()
     return root.obj
+
+
+def current_hub() -> Hub:
+    """The Hub of the running command."""
+    return state().hub
 
 
 def echo_json(data: object) -> None:
@@ -103,9 +155,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hub_core.cli import catalog
+    from hub_core.cli import accounts, catalog
 
-    for command in catalog.COMMANDS:
+    for command in (*catalog.COMMANDS, *accounts.COMMANDS):
         main.add_command(command)
 
 

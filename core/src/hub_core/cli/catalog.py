@@ -103,7 +103,8 @@ def render_guide(provider: Provider, guide: Guide) -> str:
     """The guide as text for a terminal: sections, numbered steps, the warning first."""
     lines = [click.style(f"Linking {provider.name}", bold=True), ""]
     if guide.warning:
-        lines += [click.style("Note: ", fg="yellow", bold=True) + _wrap(guide.warning), ""]
+        note = _wrap(f"Note: {guide.warning}")
+        lines += [click.style("Note:", fg="yellow", bold=True) + note[len("Note:") :], ""]
     for section in guide.sections:
         lines.append(click.style(section.title, bold=True, underline=True))
         if section.content:

@@ -1,0 +1,391 @@
+"""Linking and checking: ``hub link``, ``accounts``, ``relink``, ``unlink`` and ``check``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+
+from hub_core.cli import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_UNREACHABLE,
+    echo_json,
+    reports_errors,
+    state,
+)
+from hub_core.errors import FieldError
+from hub_core.fields import validate_field
+from hub_core.model import Account, Field, Provider, Status
+
+STATUS_COLOURS = {
+    Status.ACTIVE: "green",
+    Status.EXPIRING: "yellow",
+    Status.EXPIRED: "red",
+    Status.INVALID: "red",
+    Status.DENIED: "red",
+    Status.ERROR: "magenta",
+}
+ATTEMPTS = 3
+
+
+def _env_name(field: Field) -> str:
+    return f"HUB_FIELD_{field.name.upper()}"
+
+
+def _where(field: Field) -> str:
+    if field.secret:
+        return f"{_env_name(field)} or --secret-stdin"
+    return f"--set {field.name}=..."
+
+
+def _parse_sets(provider: Provider, sets: Sequence[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for item in sets:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"--set takes name=value, got {item!r}")
+        try:
+            field = provider.field(name)
+        except KeyError:
+            names = ", ".join(f.name for f in provider.fields)
+            message = f"{provider.name} has no field {name!r}; its fields: {names}"
+            raise click.UsageError(message) from None
+        if field.secret:
+            raise click.UsageError(
+                f"{field.label} is a secret and is never taken from the command line (it would "
+                f"show in the process list and shell history); use {_where(field)}"
+            )
+        values[name] = value
+    return values
+
+
+def _prompt(field: Field) -> str:
+    if field.help:
+        click.secho(f"  {field.help}", dim=True, err=True)
+    for choice in field.choices:
+        click.echo(f"    {choice.value:<6} {choice.label}", err=True)
+
+    def convert(raw: str) -> str:
+        try:
+            return validate_field(field, raw)
+        except FieldError as exc:
+            raise click.BadParameter(exc.message) from None
+
+    default = field.default if field.default is not None else (None if field.required else "")
+    value: str = click.prompt(
+        field.label,
+        default=default,
+        hide_input=field.secret,
+        show_default=bool(default),
+        value_proc=convert,
+        err=True,
+    )
+    return value
+
+
+def gather(
+    provider: Provider,
+    fields: Iterable[Field],
+    sets: Sequence[str],
+    secret_stdin: bool,
+    interactive: bool,
+) -> dict[str, str]:
+    """Collect the values of *fields*: --set, HUB_FIELD_<NAME>, standard input, then prompts."""
+    given = _parse_sets(provider, sets)
+    values: dict[str, str] = {}
+    missing: list[Field] = []
+    stdin = sys.stdin if secret_stdin else None
+    for field in fields:
+        if field.name in given:
+            values[field.name] = given[field.name]
+        elif (env := os.environ.get(_env_name(field))) is not None:
+            values[field.name] = env
+        elif field.secret and stdin is not None:
+            line = stdin.readline()
+            if not line:
+                raise click.UsageError(
+                    f"--secret-stdin: no line left on standard input for {field.label}"
+                )
+            values[field.name] = line.rstrip("\r\n")
+        elif interactive:
+            values[field.name] = _prompt(field)
+        elif field.required and field.default is None:
+            missing.append(field)
+    if missing:
+        wanted = "; ".join(f"{field.label} ({_where(field)})" for field in missing)
+        raise click.UsageError(f"missing values, and standard input is not a terminal: {wanted}")
+    return values
+
+
+def _when(value: datetime | None, missing: str = "-") -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d") if value else missing
+
+
+def _expiry(account: Account) -> str:
+    if account.expires_at is None:
+        return "never / unknown"
+    days = (account.expires_at - datetime.now(UTC)).days
+    ago = f"{-days} days ago" if days < 0 else f"in {days} days"
+    return f"{_when(account.expires_at)} ({ago})"
+
+
+def _status(status: Status) -> str:
+    return click.style(status.value, fg=STATUS_COLOURS[status])
+
+
+def _confirm_linked(provider: Provider, account: Account) -> None:
+    click.secho(f"Linked {account.label}", fg="green", bold=True)
+    click.echo(f"  account   {account.id}")
+    click.echo(f"  provider  {provider.name}")
+    click.echo(f"  reaches   {account.identity}")
+    click.echo(f"  expires   {_expiry(account)}")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _link_options(command: F) -> F:
+    """The options `link` and `relink` share: where values come from, and --json."""
+    command = click.option("--json", "as_json", is_flag=True, help="Print the account as JSON.")(
+        command
+    )
+    command = click.option(
+        "--secret-stdin", is_flag=True, help="Read each secret field from a line of standard input."
+    )(command)
+    return click.option(
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="A non-secret field's value (repeatable).",
+    )(command)
+
+
+@click.command()
+@click.argument("provider_id", metavar="PROVIDER")
+@_link_options
+@reports_errors
+def link(provider_id: str, sets: tuple[str, ...], secret_stdin: bool, as_json: bool) -> None:
+    """Link an account: enter its key, hub checks it live, then stores it.
+
+    Secrets are prompted without echo, or read from HUB_FIELD_<NAME> or --secret-stdin;
+    they are never accepted as arguments.
+    """
+    current = state()
+    provider = current.hub.provider(provider_id)
+    interactive = current.interactive
+    if interactive:
+        click.secho(f"Link {provider.name}", bold=True, err=True)
+        click.echo(f"Where to find these values: `hub guide {provider.id}`.", err=True)
+    values = gather(provider, provider.fields, sets, secret_stdin, interactive)
+    account = _check_and_store(
+        provider, values, interactive, lambda v: current.accounts.link(provider.id, v)
+    )
+    if as_json:
+        echo_json(account.to_json())
+    else:
+        _confirm_linked(provider, account)
+
+
+def _check_and_store(
+    provider: Provider,
+    values: dict[str, str],
+    interactive: bool,
+    store: Callable[[dict[str, str]], Account],
+) -> Account:
+    """Check with the provider; in a terminal, re-ask the fields the provider found wrong."""
+    for attempt in range(1, ATTEMPTS + 1):
+        click.echo(f"Checking the key with {provider.name}...", err=True)
+        try:
+            return store(values)
+        except FieldError as exc:
+            if not interactive or attempt == ATTEMPTS:
+                raise
+            for name, message in exc.errors.items():
+                click.secho(f"{message}", fg="red", err=True)
+                try:
+                    values[name] = _prompt(provider.field(name))
+                except KeyError:
+                    raise exc from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@click.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (documented in docs/cli.md).")
+@click.option(
+    "--provider", "provider_id", metavar="PROVIDER", help="Only this provider's accounts."
+)
+@click.option(
+    "--status", type=click.Choice([s.value for s in Status]), help="Only accounts in this status."
+)
+@click.pass_context
+@reports_errors
+def accounts(
+    ctx: click.Context, as_json: bool, provider_id: str | None, status: str | None
+) -> None:
+    """List the linked accounts and their status."""
+    if ctx.invoked_subcommand is not None:
+        return
+    found = state().store.accounts(provider=provider_id, status=status)
+    if as_json:
+        echo_json([account.to_json() for account in found])
+        return
+    if not found:
+        click.echo("No linked account. Link one with `hub link PROVIDER` (see `hub providers`).")
+        return
+    rows = [
+        (
+            f"{a.id}  {a.label}",
+            a.provider_id,
+            a.status,
+            _when(a.expires_at, "never"),
+            _when(a.linked_at),
+            _when(a.checked_at),
+        )
+        for a in found
+    ]
+    headers = ("ACCOUNT", "PROVIDER", "STATUS", "EXPIRES", "LINKED", "CHECKED")
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in rows:
+        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)]
+        cells[2] = _status(Status(row[2])) + " " * (widths[2] - len(str(row[2])))
+        click.echo("  ".join(cells).rstrip())
+
+
+@accounts.command()
+@click.argument("account_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the account as JSON.")
+@reports_errors
+def show(account_id: str, as_json: bool) -> None:
+    """Show one account as its provider describes it (never its key)."""
+    current = state()
+    account = current.store.get(account_id)
+    if as_json:
+        echo_json(account.to_json())
+        return
+    display = current.hub.display(account)
+    click.secho(display.title, bold=True)
+    if display.subtitle:
+        click.echo(display.subtitle)
+    rows = [("Account", account.id), ("Status", _status(account.status)), *display.rows]
+    rows += [("Linked", _when(account.linked_at)), ("Checked", _when(account.checked_at))]
+    if account.last_error:
+        rows.append(("Last error", account.last_error))
+    if display.url:
+        rows.append(("Open", display.url))
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        click.echo(f"  {label:<{width}}  {value}")
+
+
+@click.command()
+@click.argument("account_id", metavar="ID")
+@_link_options
+@reports_errors
+def relink(account_id: str, sets: tuple[str, ...], secret_stdin: bool, as_json: bool) -> None:
+    """Give an account a new key; it must reach the same organisation, user or tenant."""
+    current = state()
+    account = current.store.get(account_id)
+    provider = current.hub.provider(account.provider_id)
+    interactive = current.interactive
+    if interactive:
+        click.secho(f"New key for {account.label} ({provider.name})", bold=True, err=True)
+    secret_fields = [field for field in provider.fields if field.secret]
+    values = {
+        **_parse_sets(provider, sets),
+        **gather(provider, secret_fields, (), secret_stdin, interactive),
+    }
+    updated = _check_and_store(
+        provider, values, interactive, lambda v: current.accounts.relink(account.id, v)
+    )
+    if as_json:
+        echo_json(updated.to_json())
+    else:
+        _confirm_linked(provider, updated)
+
+
+@click.command()
+@click.argument("account_id", metavar="ID")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@reports_errors
+def unlink(account_id: str, yes: bool) -> None:
+    """Forget an account and its key."""
+    current = state()
+    account = current.store.get(account_id)
+    if not yes:
+        if not current.interactive:
+            raise click.UsageError("standard input is not a terminal: add --yes to confirm")
+        click.confirm(
+            f"Unlink {account.label} ({account.provider_id}, {account.id})?", abort=True, err=True
+        )
+    current.accounts.unlink(account.id)
+    click.echo(
+        f"Unlinked {account.label} ({account.id}). The key itself still works until you "
+        "revoke it with the provider."
+    )
+
+
+def check_exit_code(checked: Sequence[Account]) -> int:
+    """1 when a key was rejected or has expired, else 3 when a provider was unreachable."""
+    statuses = {account.status for account in checked}
+    if statuses & {Status.INVALID, Status.DENIED, Status.EXPIRED}:
+        return EXIT_REJECTED
+    if Status.ERROR in statuses:
+        return EXIT_UNREACHABLE
+    return EXIT_OK
+
+
+@click.command()
+@click.argument("account_ids", metavar="[ID]...", nargs=-1)
+@click.option("--all", "check_all", is_flag=True, help="Check every account (the default).")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 500),
+    default=20,
+    show_default=True,
+    help="How many checks run at once.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the checked accounts as JSON.")
+@reports_errors
+def check(account_ids: tuple[str, ...], check_all: bool, concurrency: int, as_json: bool) -> None:
+    """Re-check linked keys live and flag expired or revoked ones."""
+    if account_ids and check_all:
+        raise click.UsageError("give account ids or --all, not both")
+    current = state()
+    targets = [current.store.get(i) for i in account_ids] or current.store.accounts()
+    if not targets:
+        click.echo("No linked account to check.")
+        return
+    with click.progressbar(
+        length=len(targets), label="Checking", file=sys.stderr, show_pos=True
+    ) as bar:
+        checked = asyncio.run(
+            current.accounts.check(
+                [a.id for a in targets], concurrency=concurrency, on_result=lambda _: bar.update(1)
+            )
+        )
+    if as_json:
+        echo_json([account.to_json() for account in checked])
+    else:
+        counts: dict[Status, int] = {}
+        for account in checked:
+            counts[account.status] = counts.get(account.status, 0) + 1
+        summary = ", ".join(f"{n} {_status(s)}" for s, n in sorted(counts.items()))
+        click.echo(f"Checked {len(checked)} account{'s' * (len(checked) != 1)}: {summary}.")
+        for account in checked:
+            if account.status not in (Status.ACTIVE,):
+                reason = account.last_error or _expiry(account)
+                click.echo(f"  {account.id}  {account.label}: {_status(account.status)} - {reason}")
+    code = check_exit_code(checked)
+    if code:
+        sys.exit(code)
+
+
+COMMANDS = [link, accounts, relink, unlink, check]

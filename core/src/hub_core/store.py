@@ -1,0 +1,704 @@
+"""The account store: linked accounts in SQLite, their secret fields encrypted with Fernet.
+
+The database lives in the user data directory (``HUB_HOME`` overrides it), is readable by its
+owner only, and runs in WAL mode so a reader never blocks a writer. Every write is one
+``BEGIN IMMEDIATE`` transaction: two ``hub`` processes never corrupt or lose an account, and a
+process killed mid-write loses nothing that was already saved.
+
+The key that encrypts secrets comes from the ``secret_key`` argument, else ``HUB_SECRET_KEY``,
+else the key file ``hub.key`` beside the database (created with a new database). A key check
+stored in the database tells a wrong key apart before anything is read or written.
+
+This module imports sqlite3 and cryptography; ``import hub_core`` does not import it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Self
+
+import platformdirs
+from cryptography.fernet import Fernet, InvalidToken
+
+from .errors import FieldError, HubError, InvalidCredentials, PermissionDenied, redact
+from .model import Account, Credentials, Status, Verified
+
+__all__ = ["AccountNotFound", "AmbiguousAccount", "Store", "StoreError", "default_path"]
+
+_DATABASE_NAME = "hub.db"
+_KEY_FILE_NAME = "hub.key"
+_KEY_ENV = "HUB_SECRET_KEY"
+_HOME_ENV = "HUB_HOME"
+
+#: An account whose key expires within this window is shown as ``expiring``.
+_EXPIRING_WINDOW = timedelta(days=7)
+
+_BUSY_TIMEOUT = 10.0
+_KEY_CHECK = "key_check"
+# Encrypted with the database's key when the database is created: decrypting it proves a key
+# is the right one before any account is touched.
+_KEY_CHECK_PLAINTEXT = b"hub key check v1"
+
+# Forward-only schema migrations: migration N brings `PRAGMA user_version` from N-1 to N. Each
+# runs as one transaction, statement by statement (sqlite3's executescript() would commit
+# half-way). A migration that has shipped is never edited: add a new one instead.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE accounts (
+            id          TEXT PRIMARY KEY,
+            provider_id TEXT NOT NULL,
+            identity    TEXT NOT NULL,
+            label       TEXT NOT NULL,
+            verdict     TEXT NOT NULL,
+            config      TEXT NOT NULL DEFAULT '{}',
+            secrets     BLOB NOT NULL,
+            linked_at   TEXT NOT NULL,
+            checked_at  TEXT,
+            expires_at  TEXT,
+            last_error  TEXT,
+            UNIQUE (provider_id, identity)
+        )
+        """,
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ),
+    (
+        "ALTER TABLE accounts ADD COLUMN details TEXT NOT NULL DEFAULT '{}'",
+        "CREATE INDEX accounts_provider ON accounts (provider_id)",
+    ),
+)
+_SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+class StoreError(HubError):
+    """The account store cannot do what was asked: no key, wrong key, unusable database."""
+
+    code = "store_error"
+
+
+class AccountNotFound(StoreError):
+    """No stored account has this id (or an id starting with this prefix)."""
+
+    code = "account_not_found"
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"no account {account_id!r}")
+        self.account_id = account_id
+
+
+class AmbiguousAccount(StoreError):
+    """Several accounts have ids starting with this prefix; ``matches`` lists them."""
+
+    code = "ambiguous_account"
+
+    def __init__(self, prefix: str, matches: list[str]) -> None:
+        super().__init__(
+            f"{prefix!r} matches {len(matches)} accounts ({', '.join(matches)}); "
+            "type more of the id"
+        )
+        self.prefix = prefix
+        self.matches = matches
+
+
+def default_path() -> Path:
+    """Return where the account database lives by default.
+
+    ``$HUB_HOME/hub.db`` when ``HUB_HOME`` is set, else ``hub.db`` in the platform's user data
+    directory for ``hub`` (``~/.local/share/hub`` on Linux).
+    """
+    home = os.environ.get(_HOME_ENV)
+    if home:
+        return Path(home).expanduser() / _DATABASE_NAME
+    return platformdirs.user_data_path("hub") / _DATABASE_NAME
+
+
+class Store:
+    """The linked accounts of one database.
+
+    *path* defaults to `default_path()`; missing parent directories are created (mode 0700)
+    and a new database file gets mode 0600. *secret_key* is a Fernet key (as made by
+    ``Fernet.generate_key()``); without it the key comes from ``HUB_SECRET_KEY``, else from the
+    key file ``hub.key`` beside the database, which is created with a new database only.
+
+    Raise `StoreError` when the database already has a key but no key is available, when the
+    key does not match the database, or when the database was made by a newer hub; in each
+    case nothing on disk is created or changed.
+
+    A store holds one SQLite connection: use it from one thread, and close it (or use it as a
+    context manager) when done.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, secret_key: str | bytes | None = None
+    ) -> None:
+        self._path = Path(path) if path is not None else default_path()
+        self._key_path = self._path.parent / _KEY_FILE_NAME
+        self._conn: sqlite3.Connection | None = None
+        fernet, source = None, ""
+        if secret_key is not None:
+            fernet, source = self._explicit_key(secret_key, "the secret_key argument")
+        elif os.environ.get(_KEY_ENV, "").strip():
+            fernet, source = self._explicit_key(os.environ[_KEY_ENV].strip(), _KEY_ENV)
+
+        try:
+            _make_dirs(self._path.parent)
+            with contextlib.suppress(FileExistsError):
+                # Created before SQLite sees it, so the file is never readable by others, not
+                # even for a moment; an existing file is left as it is.
+                os.close(os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as exc:
+            raise StoreError(f"cannot create the account database {self._path}: {exc}") from exc
+        try:
+            conn = sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the account database {self._path}: {exc}") from exc
+        try:
+            with self._sqlite_errors():
+                self._fernet = self._open(conn, fernet, source)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    # --- opening --------------------------------------------------------------------------------
+
+    def _explicit_key(self, key: str | bytes, source: str) -> tuple[Fernet, str]:
+        fernet = _fernet(key)
+        if fernet is None:
+            if self._path.exists():
+                raise StoreError(
+                    f"the secret key from {source} does not match this database "
+                    f"({self._path}): it is not a valid hub key (44 characters of url-safe "
+                    "base64, as in the key file it was created with)"
+                )
+            raise StoreError(
+                f"the secret key from {source} is not a valid hub key: expected 44 characters "
+                "of url-safe base64, as made by cryptography's Fernet.generate_key()"
+            )
+        return fernet, source
+
+    def _open(self, conn: sqlite3.Connection, fernet: Fernet | None, source: str) -> Fernet:
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        # Only reads until the key is known to be right: a missing or wrong key, or a newer
+        # schema, must leave the database exactly as it was.
+        version = _user_version(conn)
+        if version > _SCHEMA_VERSION:
+            raise StoreError(
+                f"the account database {self._path} was made by a newer hub (schema version "
+                f"{version}; this hub knows up to {_SCHEMA_VERSION}): upgrade hub-core to use it"
+            )
+        if version >= 1:
+            check = _key_check(conn)
+            if check is not None:
+                fernet = self._unlock(check, fernet, source)
+
+        _enable_wal(conn)
+        self._migrate(conn, version)
+        fernet = self._ensure_key_check(conn, fernet, source)
+        self._restrict_modes()
+        return fernet
+
+    def _unlock(self, check: str, fernet: Fernet | None, source: str) -> Fernet:
+        """Return the Fernet that decrypts the key check, or raise without writing anything."""
+        if fernet is None:
+            key = self._read_key_file()
+            if key is None:
+                raise StoreError(
+                    f"no secret key for the account database {self._path}: it was expected in "
+                    f"the key file {self._key_path}; restore that file, or set {_KEY_ENV} to the "
+                    "key the database was created with"
+                )
+            source = f"the key file {self._key_path}"
+            fernet = _fernet(key)
+        if fernet is None or not _decrypts(fernet, check):
+            raise StoreError(
+                f"the secret key from {source} does not match this database ({self._path}): "
+                f"it cannot decrypt the secrets stored there. Use the key the database was "
+                f"created with (the key file {self._key_path}, or {_KEY_ENV})"
+            )
+        return fernet
+
+    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
+        for target, steps in enumerate(_MIGRATIONS, start=1):
+            if version >= target:
+                continue
+            with _transaction(conn):
+                # Another process may have migrated while this one waited for the lock.
+                if _user_version(conn) >= target:
+                    continue
+                for sql in steps:
+                    conn.execute(sql)
+                conn.execute(f"PRAGMA user_version = {target}")
+
+    def _ensure_key_check(
+        self, conn: sqlite3.Connection, fernet: Fernet | None, source: str
+    ) -> Fernet:
+        # Under the write lock, so two processes creating one database agree on one key.
+        with _transaction(conn):
+            check = _key_check(conn)
+            if check is not None:
+                return self._unlock(check, fernet, source)
+            if fernet is None:
+                key = self._read_key_file()
+                if key is None:
+                    key = self._create_key_file()
+                fernet = _fernet(key)
+                if fernet is None:
+                    raise StoreError(
+                        f"the key file {self._key_path} does not hold a valid hub key; "
+                        f"remove it to have a new one made, or set {_KEY_ENV}"
+                    )
+            token = fernet.encrypt(_KEY_CHECK_PLAINTEXT).decode("ascii")
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (_KEY_CHECK, token))
+            return fernet
+
+    def _read_key_file(self) -> str | None:
+        try:
+            return self._key_path.read_text(encoding="ascii", errors="replace").strip()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read the key file {self._key_path}: {exc}") from exc
+
+    def _create_key_file(self) -> str:
+        key = Fernet.generate_key()
+        try:
+            fd = os.open(self._key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, key + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            # The key check is about to be committed: if the key file's name were lost in a
+            # crash, every stored secret would be lost with it.
+            _fsync_dir(self._key_path.parent)
+        except OSError as exc:
+            raise StoreError(f"cannot create the key file {self._key_path}: {exc}") from exc
+        return key.decode("ascii")
+
+    def _restrict_modes(self) -> None:
+        # SQLite gives the -wal and -shm files the database's mode; tighten any file that an
+        # older tool or a hand-made database left readable by others.
+        for path in (self._path, _sidecar(self._path, "-wal"), _sidecar(self._path, "-shm")):
+            # Best effort: a file that is gone, or not ours to change, is left as it is.
+            with contextlib.suppress(OSError):
+                if path.stat().st_mode & 0o077:
+                    path.chmod(0o600)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    def close(self) -> None:
+        """Close the database connection; closing twice is harmless."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Store path={str(self._path)!r}>"
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"the account store {self._path} is closed")
+        return self._conn
+
+    @contextlib.contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        # SQLite messages name tables and constraints, never the bound values, so they hold no
+        # secret and can be shown.
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"the account database {self._path} failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._sqlite_errors(), _transaction(self._db) as conn:
+            yield conn
+
+    # --- accounts -------------------------------------------------------------------------------
+
+    def save(
+        self,
+        provider_id: str,
+        verified: Verified,
+        credentials: Credentials,
+        *,
+        now: datetime | None = None,
+    ) -> Account:
+        """Store a freshly checked key and return its account, marked active.
+
+        Linking an identity that is already stored for this provider updates that account (same
+        id, same ``linked_at``; new label, fields, key and check) instead of adding another, also
+        when two processes link it at the same time. The secret fields of *credentials* are
+        encrypted; the others are stored in clear as the account's ``config``.
+        """
+        now = _now(now)
+        config = json.dumps(credentials.public())
+        hidden = credentials.secret_names
+        secret = {name: value for name, value in credentials.items() if name in hidden}
+        token = self._fernet.encrypt(json.dumps(secret).encode("utf-8"))
+        details = _details_json(verified.details)
+        with self._write() as conn:
+            account_id = _new_id()
+            while conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone():
+                account_id = _new_id()
+            # One statement decides between insert and update, so concurrent links of the same
+            # identity cannot both insert.
+            conn.execute(
+                """
+                INSERT INTO accounts (id, provider_id, identity, label, verdict, config, secrets,
+                                      linked_at, checked_at, expires_at, last_error, details)
+                VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, NULL, ?)
+                ON CONFLICT (provider_id, identity) DO UPDATE SET
+                    label = excluded.label,
+                    verdict = 'active',
+                    config = excluded.config,
+                    secrets = excluded.secrets,
+                    checked_at = excluded.checked_at,
+                    expires_at = excluded.expires_at,
+                    last_error = NULL,
+                    details = excluded.details
+                """,
+                (
+                    account_id,
+                    provider_id,
+                    verified.identity,
+                    verified.label,
+                    config,
+                    token,
+                    _iso(now),
+                    _iso(now),
+                    _iso(verified.expires_at),
+                    details,
+                ),
+            )
+            row = conn.execute(
+                "SELECT * FROM accounts WHERE provider_id = ? AND identity = ?",
+                (provider_id, verified.identity),
+            ).fetchone()
+        return _account(row, now)
+
+    def record(
+        self, account_id: str, result: Verified | HubError, *, now: datetime | None = None
+    ) -> Account:
+        """Store the outcome of re-checking an account's key and return the updated account.
+
+        A `Verified` makes the account active again (its label, expiry and details are
+        refreshed); it must reach the stored identity, else `StoreError` and nothing changes.
+        An error sets the verdict: `InvalidCredentials` gives ``invalid`` (``expired`` when the
+        stored expiry has passed), `FieldError` ``invalid``, `PermissionDenied` ``denied``, any
+        other `HubError` ``error``, keeping the verdict from before in
+        ``details["previous_status"]``. The error's message becomes ``last_error``.
+        """
+        if not isinstance(result, Verified | HubError):
+            raise TypeError(f"expected Verified or HubError, got {type(result).__name__}")
+        now = _now(now)
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT identity, verdict, expires_at, details, secrets FROM accounts WHERE id = ?",
+                (account_id,),
+            ).fetchone()
+            if row is None:
+                raise AccountNotFound(account_id)
+            if isinstance(result, Verified):
+                if result.identity != row["identity"]:
+                    raise StoreError(
+                        f"the key reaches {result.identity!r}, not {row['identity']!r} which "
+                        f"account {account_id} is linked to; the account is unchanged"
+                    )
+                conn.execute(
+                    """
+                    UPDATE accounts SET label = ?, verdict = 'active', checked_at = ?,
+                        expires_at = ?, last_error = NULL, details = ?
+                    WHERE id = ?
+                    """,
+                    (
+                        result.label,
+                        _iso(now),
+                        _iso(result.expires_at),
+                        _details_json(result.details),
+                        account_id,
+                    ),
+                )
+            else:
+                details: dict[str, Any] = json.loads(row["details"])
+                verdict = _verdict(result, _parse(row["expires_at"]), now)
+                if verdict == "error":
+                    # Two failed checks in a row keep the last real verdict, not "error".
+                    if row["verdict"] != "error":
+                        details["previous_status"] = row["verdict"]
+                else:
+                    details.pop("previous_status", None)
+                # Plugins must not put keys in messages; the stored ones are masked regardless.
+                message = redact(str(result), self._secret_values(row["secrets"]))
+                conn.execute(
+                    """
+                    UPDATE accounts SET verdict = ?, checked_at = ?, last_error = ?, details = ?
+                    WHERE id = ?
+                    """,
+                    (verdict, _iso(now), message, json.dumps(details), account_id),
+                )
+            updated = conn.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
+        return _account(updated, now)
+
+    def get(self, id_or_prefix: str) -> Account:
+        """Return the account with this id, or the only one whose id starts with it.
+
+        Raise `AccountNotFound` when none matches and `AmbiguousAccount` when several do.
+        """
+        prefix = id_or_prefix.strip().lower()
+        if not prefix:
+            raise AccountNotFound(id_or_prefix)
+        with self._sqlite_errors():
+            rows = (
+                self._db.execute("SELECT * FROM accounts WHERE id = ?", (prefix,)).fetchall()
+                or self._db.execute(
+                    "SELECT * FROM accounts WHERE substr(id, 1, ?) = ? ORDER BY id",
+                    (len(prefix), prefix),
+                ).fetchall()
+            )
+        if not rows:
+            raise AccountNotFound(id_or_prefix)
+        if len(rows) > 1:
+            raise AmbiguousAccount(id_or_prefix, [row["id"] for row in rows])
+        return _account(rows[0], _now(None))
+
+    def accounts(
+        self,
+        *,
+        provider: str | None = None,
+        status: Status | str | None = None,
+        now: datetime | None = None,
+    ) -> list[Account]:
+        """Return the accounts, ordered by provider and label.
+
+        *provider* keeps one provider's accounts; *status* keeps those with that status as of
+        *now* (default: the current time), so ``expiring`` and ``expired`` are found by date.
+        """
+        wanted: Status | None = None
+        if status is not None:
+            try:
+                wanted = Status(status)
+            except ValueError:
+                known = ", ".join(member.value for member in Status)
+                raise ValueError(f"unknown status {status!r}; one of: {known}") from None
+        now = _now(now)
+        sql = "SELECT * FROM accounts"
+        params: tuple[str, ...] = ()
+        if provider is not None:
+            sql += " WHERE provider_id = ?"
+            params = (provider,)
+        sql += " ORDER BY provider_id, label, id"
+        with self._sqlite_errors():
+            rows = self._db.execute(sql, params).fetchall()
+        found = [_account(row, now) for row in rows]
+        if wanted is not None:
+            found = [account for account in found if account.status == wanted]
+        return found
+
+    def credentials(self, account_id: str) -> dict[str, str]:
+        """Return an account's field values, secrets decrypted: what re-running its check needs."""
+        with self._sqlite_errors():
+            row = self._db.execute(
+                "SELECT config, secrets FROM accounts WHERE id = ?", (account_id,)
+            ).fetchone()
+        if row is None:
+            raise AccountNotFound(account_id)
+        values: dict[str, str] = json.loads(row["config"])
+        values.update(self._decrypt(row["secrets"], account_id))
+        return values
+
+    def delete(self, account_id: str) -> None:
+        """Remove an account and its key (`AccountNotFound` if there is none)."""
+        with self._write() as conn:
+            if conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,)).rowcount == 0:
+                raise AccountNotFound(account_id)
+
+    def _secret_values(self, token: bytes) -> list[str]:
+        try:
+            values: dict[str, str] = json.loads(self._fernet.decrypt(token))
+        except InvalidToken:
+            return []
+        return list(values.values())
+
+    def _decrypt(self, token: bytes, account_id: str) -> dict[str, str]:
+        try:
+            plain = self._fernet.decrypt(token)
+        except InvalidToken:
+            raise StoreError(
+                f"the secrets of account {account_id} cannot be decrypted with this database's "
+                "key; link the account again"
+            ) from None
+        values: dict[str, str] = json.loads(plain)
+        return values
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    # IMMEDIATE takes the write lock up front (waiting up to the busy timeout), so a read made
+    # inside the transaction is still true when the write lands.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    # Switching the journal mode needs an exclusive lock and, unlike BEGIN IMMEDIATE, fails
+    # at once instead of calling the busy handler: wait here for another process creating the
+    # same database, up to the same timeout.
+    deadline = time.monotonic() + _BUSY_TIMEOUT
+    while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+        else:
+            return
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def _key_check(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (_KEY_CHECK,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _fernet(key: str | bytes) -> Fernet | None:
+    try:
+        return Fernet(key)
+    except (ValueError, TypeError):
+        return None
+
+
+def _decrypts(fernet: Fernet, check: str) -> bool:
+    try:
+        return fernet.decrypt(check) == _KEY_CHECK_PLAINTEXT
+    except InvalidToken:
+        return False
+
+
+def _make_dirs(directory: Path) -> None:
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        if directory.parent == directory:
+            break
+        directory = directory.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o700)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Directories cannot be opened for fsync on Windows, where NTFS journals names anyway.
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sidecar(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+def _new_id() -> str:
+    return secrets.token_hex(4)
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None:
+        raise ValueError("now must be a timezone-aware datetime")
+    return now.astimezone(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    # Fixed width (always microseconds, always +00:00), so stored times also sort as text.
+    return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _parse(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
+
+
+def _details_json(details: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(details)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"the check's details cannot be stored as JSON: {exc}") from None
+
+
+def _verdict(error: HubError, expires_at: datetime | None, now: datetime) -> str:
+    if isinstance(error, InvalidCredentials):
+        return "expired" if expires_at is not None and expires_at <= now else "invalid"
+    if isinstance(error, FieldError):
+        return "invalid"
+    if isinstance(error, PermissionDenied):
+        return "denied"
+    return "error"
+
+
+def _status(verdict: str, expires_at: datetime | None, now: datetime) -> Status:
+    if verdict == Status.ACTIVE and expires_at is not None:
+        if expires_at <= now:
+            return Status.EXPIRED
+        if expires_at - now <= _EXPIRING_WINDOW:
+            return Status.EXPIRING
+    return Status(verdict)
+
+
+def _account(row: sqlite3.Row, now: datetime) -> Account:
+    expires_at = _parse(row["expires_at"])
+    return Account(
+        id=row["id"],
+        provider_id=row["provider_id"],
+        identity=row["identity"],
+        label=row["label"],
+        status=_status(row["verdict"], expires_at, now),
+        config=json.loads(row["config"]),
+        linked_at=_parse(row["linked_at"]),
+        checked_at=_parse(row["checked_at"]),
+        expires_at=expires_at,
+        last_error=row["last_error"],
+        details=json.loads(row["details"]),
+    )
