@@ -1,0 +1,349 @@
+"""Fixtures for the end-to-end tests: the real ``hub`` command against fake providers.
+
+Every test runs the ``hub`` console script of this interpreter's environment as a subprocess,
+with the installed hub-elastic and hub-qlik plugins. Its traffic goes where production traffic
+goes: through the HTTPS proxy named by ``HTTPS_PROXY`` (a `ConnectProxy` on 127.0.0.1), which
+tunnels ``api.elastic-cloud.com`` and ``*.qlikcloud.com`` to fake providers whose certificates
+come from a test CA trusted only through ``SSL_CERT_FILE``. The store lives in a temporary
+``HUB_HOME``. Every subprocess has a timeout, so a hang fails instead of blocking the run.
+
+Tests import nothing from each other (pytest runs with --import-mode=importlib); everything
+shared is a fixture here.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+import trustme
+
+from hub_core.testing.network import (
+    ConnectProxy,
+    FakeProvider,
+    Received,
+    Reply,
+    merged_environ,
+    proxy_environment,
+)
+
+#: The ``hub`` console script installed beside the interpreter running the tests.
+HUB = Path(sys.executable).parent / ("hub.exe" if os.name == "nt" else "hub")
+#: Seconds any one ``hub`` process may take before the test fails.
+TIMEOUT = 30
+
+ELASTIC_HOST = "api.elastic-cloud.com"
+#: A Cloud API key shaped like a real one (``essu_`` + base64).
+ELASTIC_KEY = "essu_ZTJlLXRlc3Qta2V5LW9uZTpzZWNyZXQtcGFydC0xMjM0NTY3ODkw"
+ACME_ORG = {"id": "org1", "name": "Acme Org"}
+
+QLIK_HOST = "acme.eu.qlikcloud.com"
+QLIK_TENANT_ID = "tnt-9f3a"
+QLIK_USER_ID = "usr-4b21"
+QLIK_KEY_ID = "key-77e0"
+#: Inside the signature of every Qlik test key: must never show anywhere.
+QLIK_CANARY = "CANARYqLiKsEcReT4e5f6a7b8c"
+
+
+# --- keys ----------------------------------------------------------------------------------
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def qlik_key(**claims: Any) -> str:
+    """A JWT shaped like a Qlik Cloud API key (ES384 header, claims, dummy signature)."""
+    payload = {
+        "sub": QLIK_USER_ID,
+        "subType": "user",
+        "tenantId": QLIK_TENANT_ID,
+        "jti": QLIK_KEY_ID,
+        "aud": "qlik.api",
+        "iss": "qlik.api/api-keys",
+        **claims,
+    }
+    header = {"alg": "ES384", "kid": "e2e-kid", "typ": "JWT"}
+    signature = f"{QLIK_CANARY}-Zm9vYmFyYmF6cXV4_{QLIK_CANARY}"
+    return f"{_b64(header)}.{_b64(payload)}.{signature}"
+
+
+# --- fake providers ------------------------------------------------------------------------
+
+
+class FakeElastic:
+    """Elastic Cloud's ``GET /api/v1/organizations``, as a `FakeProvider` handler.
+
+    `keys` maps each valid key to the organization it belongs to: ``Authorization: ApiKey <k>``
+    gets that organization and the key's expiry in ``X-Elastic-Api-Key-Expiration``; any other
+    key a documented 401. `status` forces that status (with Elastic's error body) on every
+    request; `echo_key` makes the 401 quote the key it was sent, as a careless server might;
+    `gate` (a barrier) holds each request until that many have arrived; a request with a key
+    in `held` waits until `release` is set.
+    """
+
+    def __init__(self, keys: Mapping[str, Mapping[str, str]]) -> None:
+        self.keys = dict(keys)
+        self.expires_at = (datetime.now(UTC) + timedelta(days=90)).replace(microsecond=0)
+        self.status: int | None = None
+        self.echo_key = False
+        self.gate: threading.Barrier | None = None
+        self.held: set[str] = set()
+        self.release = threading.Event()
+        self.server: FakeProvider
+
+    @property
+    def requests(self) -> list[Received]:
+        return self.server.requests
+
+    @staticmethod
+    def error(status: int, code: str, message: str) -> Reply:
+        return Reply.json({"errors": [{"code": code, "message": message}]}, status=status)
+
+    def __call__(self, request: Received) -> Reply:
+        if self.gate is not None:
+            self.gate.wait()
+        if request.method != "GET" or request.path != "/api/v1/organizations":
+            return self.error(404, "root.not_found", "Not found")
+        if self.status is not None:
+            return self.error(self.status, "root.unexpected_error", "Something went wrong")
+        authorization = request.headers.get("authorization", "")
+        key = authorization.removeprefix("ApiKey ")
+        if key in self.held:
+            self.release.wait(TIMEOUT)
+        if key not in self.keys:
+            message = "The supplied authentication is invalid"
+            if self.echo_key:
+                message += f" ({authorization})"
+            return self.error(401, "root.unauthenticated", message)
+        expiry = self.expires_at.isoformat().replace("+00:00", "Z")
+        return Reply.json(
+            {"organizations": [self.keys[key]]},
+            headers={"X-Elastic-Api-Key-Expiration": expiry},
+        )
+
+
+def qlik_error(status: int, title: str, code: str) -> Reply:
+    body = {"errors": [{"code": code, "title": title, "status": str(status)}], "traceId": "tr-1"}
+    return Reply.json(body, status=status)
+
+
+class FakeQlikTenant:
+    """One Qlik Cloud tenant (`QLIK_HOST`), as a `FakeProvider` handler.
+
+    It answers like the real API: ``users/me`` redirects (301) to the user, ``tenants/me``
+    (302) to the tenant, ``api-keys?sub=`` lists the user's keys. A request for any other
+    tenant host gets 404, a key other than `key` 401.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.host = QLIK_HOST
+        self.user = {
+            "id": QLIK_USER_ID,
+            "tenantId": QLIK_TENANT_ID,
+            "name": "Ada Lovelace",
+            "email": "ada@example.com",
+            "status": "active",
+            "assignedRoles": [{"id": "r1", "name": "TenantAdmin", "type": "default"}],
+        }
+        self.tenant = {"id": QLIK_TENANT_ID, "name": "Acme Analytics", "hostnames": [QLIK_HOST]}
+        self.key_entry = {
+            "id": QLIK_KEY_ID,
+            "description": "hub",
+            "sub": QLIK_USER_ID,
+            "status": "active",
+            "expiry": "2031-05-04T03:02:01.000Z",
+        }
+        self.server: FakeProvider
+
+    @property
+    def requests(self) -> list[Received]:
+        return self.server.requests
+
+    def __call__(self, request: Received) -> Reply:
+        host = request.headers.get("host", "").partition(":")[0].lower()
+        if host != self.host:
+            return qlik_error(404, "Not found", "HTTP-404")
+        if request.headers.get("authorization") != f"Bearer {self.key}":
+            return qlik_error(401, "Unauthorized", "HTTP-401")
+        path = request.path
+        if path == "/api/v1/users/me":
+            return Reply.redirect(f"/api/v1/users/{QLIK_USER_ID}", status=301)
+        if path == f"/api/v1/users/{QLIK_USER_ID}":
+            return Reply.json(self.user)
+        if path == "/api/v1/tenants/me":
+            return Reply.redirect(f"/api/v1/tenants/{QLIK_TENANT_ID}", status=302)
+        if path == f"/api/v1/tenants/{QLIK_TENANT_ID}":
+            return Reply.json(self.tenant)
+        if path == "/api/v1/api-keys":
+            sub = parse_qs(request.query).get("sub", [""])[0]
+            data = [self.key_entry] if sub == QLIK_USER_ID else []
+            return Reply.json({"data": data, "links": {"self": {"href": request.target}}})
+        return qlik_error(404, "Not found", "HTTP-404")
+
+
+# --- the loopback network ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def elastic(ca: trustme.CA) -> Iterator[FakeElastic]:
+    fake = FakeElastic({ELASTIC_KEY: ACME_ORG})
+    with FakeProvider([ELASTIC_HOST], fake, ca=ca) as server:
+        fake.server = server
+        yield fake
+
+
+@pytest.fixture
+def qlik(ca: trustme.CA) -> Iterator[FakeQlikTenant]:
+    fake = FakeQlikTenant(qlik_key())
+    with FakeProvider(["*.eu.qlikcloud.com"], fake, ca=ca) as server:
+        fake.server = server
+        yield fake
+
+
+@pytest.fixture
+def proxy(elastic: FakeElastic, qlik: FakeQlikTenant) -> Iterator[ConnectProxy]:
+    routes = {ELASTIC_HOST: elastic.server, "*.qlikcloud.com": qlik.server}
+    with ConnectProxy(routes) as server:
+        yield server
+
+
+@pytest.fixture
+def hub_home(tmp_path: Path) -> Path:
+    """Where the store lives (``HUB_HOME``); hub creates it."""
+    return tmp_path / "hub-home"
+
+
+@pytest.fixture
+def hub_env(proxy: ConnectProxy, ca: trustme.CA, hub_home: Path) -> Iterator[dict[str, str | None]]:
+    """The environment changes every ``hub`` process runs with (None means unset)."""
+    with proxy_environment(proxy, ca) as env:
+        inherited = [name for name in os.environ if name.startswith("HUB_")]
+        yield {
+            **dict.fromkeys(inherited),
+            **env,
+            "HUB_HOME": str(hub_home),
+            "HUB_SECRET_KEY": None,
+            "PYTHONIOENCODING": "utf-8",
+        }
+
+
+class HubCommand:
+    """Runs the real ``hub`` command; keeps every byte it printed in `transcript`."""
+
+    def __init__(self, env: Mapping[str, str | None]) -> None:
+        self.env = dict(env)
+        self.transcript: list[str] = []
+
+    def environ(self, extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
+        return merged_environ({**self.env, **(extra or {})})
+
+    def run(
+        self,
+        *args: str,
+        input: str | None = None,
+        env: Mapping[str, str | None] | None = None,
+        stdin: int | None = subprocess.DEVNULL,
+        timeout: float = TIMEOUT,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``hub *args`` to its end (stdin: *input*, else /dev/null) and return it."""
+        done = subprocess.run(
+            [str(HUB), *args],
+            input=input,
+            stdin=None if input is not None else stdin,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            env=self.environ(env),
+            timeout=timeout,
+            check=False,
+        )
+        self.transcript += [done.stdout, done.stderr]
+        return done
+
+    def popen(
+        self, *args: str, env: Mapping[str, str | None] | None = None
+    ) -> subprocess.Popen[str]:
+        """Start ``hub *args`` with pipes for all three streams; `finish` collects it."""
+        return subprocess.Popen(
+            [str(HUB), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            env=self.environ(env),
+        )
+
+    def finish(
+        self, process: subprocess.Popen[str], timeout: float = TIMEOUT
+    ) -> subprocess.CompletedProcess[str]:
+        """Wait for a `popen` process (killing it on timeout) and return what it did."""
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+            self.transcript += [stdout, stderr]
+            pytest.fail(f"{process.args} did not finish within {timeout} s:\n{stdout}{stderr}")
+        self.transcript += [stdout, stderr]
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+    def spawn(self, *args: str, env: Mapping[str, str | None] | None = None) -> Any:
+        """Start ``hub *args`` on a pseudo-terminal (pexpect); its output lands in `log`."""
+        import pexpect
+
+        child = pexpect.spawn(
+            str(HUB),
+            list(args),
+            env=self.environ(env),
+            encoding="utf-8",
+            timeout=TIMEOUT,
+            dimensions=(40, 200),
+        )
+        child.logfile_read = io.StringIO()
+        return child
+
+    def json(self, *args: str) -> Any:
+        """Run a ``--json`` command that must succeed and return its parsed output."""
+        done = self.run(*args)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+
+@pytest.fixture
+def hub(hub_env: dict[str, str | None]) -> HubCommand:
+    return HubCommand(hub_env)
+
+
+@pytest.fixture
+def keys() -> SimpleNamespace:
+    """The test keys and the ids the fake providers answer with."""
+    return SimpleNamespace(
+        elastic=ELASTIC_KEY,
+        elastic_host=ELASTIC_HOST,
+        qlik=qlik_key(),
+        qlik_canary=QLIK_CANARY,
+        qlik_host=QLIK_HOST,
+        qlik_user_id=QLIK_USER_ID,
+        qlik_tenant_id=QLIK_TENANT_ID,
+        qlik_key_id=QLIK_KEY_ID,
+    )
