@@ -90,7 +90,8 @@ def test_link_qlik_prompts_by_label_hides_the_key_and_checks_the_tenant(hub, qli
     assert account["label"] == f"Ada Lovelace @ {keys.qlik_host}"
     assert account["status"] == "active"
     assert account["expires_at"] == "2031-05-04T03:02:01Z"
-    assert "api_key" not in account["config"]
+    # The pasted tenant URL is stored as the tenant name and region it stands for.
+    assert account["config"] == {"tenant": keys.qlik_host.split(".")[0], "region": "eu"}
 
     # The re-check runs the same flow on the async driver, redirects included.
     checked = hub.run("check")

@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .errors import HubError
-from .model import Account, Verified
+from .fields import validate_values
+from .model import Account, Credentials, Verified
 
 if TYPE_CHECKING:
     from .hub import CheckResult, Hub
@@ -46,7 +47,16 @@ class Accounts:
         return self._save(provider_id, values, verified)
 
     def _save(self, provider_id: str, values: Mapping[str, str], verified: Verified) -> Account:
-        credentials = self.hub.validate(provider_id, values)
+        provider = self.hub.provider(provider_id)
+        credentials = validate_values(provider, values)
+        # The flow may have normalised what was typed (a pasted URL split into its parts); it
+        # can replace non-secret fields of its provider only.
+        plain = {field.name for field in provider.fields if not field.secret}
+        normalised = {k: v for k, v in verified.config.items() if k in plain and v}
+        if normalised:
+            credentials = Credentials(
+                {**credentials, **normalised}, secret=credentials.secret_names
+            )
         return self.store.save(provider_id, verified, credentials)
 
     def relink(self, account_id: str, values: Mapping[str, str]) -> Account:

@@ -324,13 +324,16 @@ class Verified:
 
     ``identity`` is the stable id of what the key reaches (``org:<id>``): linking the same
     identity again updates that account. ``label`` names it for a person. ``details`` holds
-    JSON-serialisable facts for the account display; never a secret.
+    JSON-serialisable facts for the account display; never a secret. ``config`` optionally
+    gives non-secret field values as the flow understood them (a pasted tenant URL split into
+    tenant and region): the account is stored with these instead of what was typed.
     """
 
     identity: str = attrs.field(validator=_non_empty)
     label: str = attrs.field(validator=_non_empty)
     expires_at: datetime | None = attrs.field(default=None, converter=_utc)
     details: dict[str, Any] = attrs.field(factory=dict, converter=_dict, hash=False)
+    config: dict[str, str] = attrs.field(factory=dict, converter=_dict, hash=False)
 
 
 def _rows(rows: Iterable[tuple[object, object]]) -> tuple[tuple[str, str], ...]:

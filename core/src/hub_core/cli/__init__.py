@@ -34,9 +34,9 @@ __all__ = ["EXIT_INPUT", "EXIT_OK", "EXIT_REJECTED", "EXIT_UNREACHABLE", "State"
 
 EXIT_OK, EXIT_REJECTED, EXIT_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 3
 
-#: Store errors that mean the person named an account that is not there (the store module is
-#: imported lazily, so its classes are matched by code).
-INPUT_ERROR_CODES = frozenset({"account_not_found", "ambiguous_account"})
+#: Store errors that are input or set-up errors: an account id that is not there, a store key
+#: that is missing or wrong (the store module is imported lazily, so they are matched by code).
+INPUT_ERROR_CODES = frozenset({"account_not_found", "ambiguous_account", "store_error"})
 
 P = ParamSpec("P")
 R = TypeVar("R")

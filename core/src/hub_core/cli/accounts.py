@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -130,8 +131,9 @@ def _when(value: datetime | None, missing: str = "-") -> str:
 def _expiry(account: Account) -> str:
     if account.expires_at is None:
         return "never / unknown"
-    days = (account.expires_at - datetime.now(UTC)).days
-    ago = f"{-days} days ago" if days < 0 else f"in {days} days"
+    days = (account.expires_at - datetime.now(UTC)).total_seconds() / 86400
+    # "in 90 days" for a key made today with a 90-day expiry; "1 days ago" never reads "0".
+    ago = f"{math.ceil(-days)} days ago" if days < 0 else f"in {math.ceil(days)} days"
     return f"{_when(account.expires_at)} ({ago})"
 
 

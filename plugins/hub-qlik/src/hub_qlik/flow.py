@@ -163,6 +163,8 @@ def _verify(credentials: Mapping[str, str], secrets: tuple[str, ...]) -> Flow:
         label=f"{name or email or user_id} @ {host}",
         expires_at=expires_at,
         details=details,
+        # Stored instead of what was typed: a pasted tenant URL becomes its two parts.
+        config={"tenant": tenant.name, "region": tenant.region.value},
     )
 
 

@@ -1,0 +1,64 @@
+"""hub_core.accounts.Accounts: the service the CLI and the web Hub call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+
+from hub_core import Accounts, Hub, Store, Verified
+from hub_core.accounts import IdentityMismatch
+from hub_core.hookspecs import Flow
+
+
+def normalising_flow(credentials: Any) -> Flow:
+    """Checks the key and reports the team it understood, plus (wrongly) a secret."""
+    yield httpx.Request("GET", "https://api.acme.test/me")
+    return Verified(
+        f"org:{credentials['api_key'][-1]}",
+        "Org",
+        config={"team": "sales", "api_key": "replaced", "unknown": "x", "region": ""},
+    )
+
+
+@pytest.fixture
+def accounts(tmp_path: Path, acme_plugin: Any) -> Accounts:
+    hub = Hub(
+        plugins=[acme_plugin(normalising_flow)],
+        load_entrypoints=False,
+        transport=httpx.MockTransport(lambda r: httpx.Response(200)),
+    )
+    return Accounts(hub, Store(tmp_path / "hub.db", secret_key=Fernet.generate_key()))
+
+
+def test_the_flows_normalised_values_are_stored_instead_of_what_was_typed(
+    accounts: Accounts,
+) -> None:
+    account = accounts.link("acme", {"api_key": "key-1", "team": "salesteam", "region": "eu"})
+    assert account.config == {"region": "eu", "team": "sales"}
+    assert accounts.store.credentials(account.id)["api_key"] == "key-1"
+
+
+def test_relink_keeps_the_identity_and_refuses_another(accounts: Accounts) -> None:
+    account = accounts.link("acme", {"api_key": "key-1"})
+    assert accounts.relink(account.id, {"api_key": "new-1"}).id == account.id
+    assert accounts.store.credentials(account.id)["api_key"] == "new-1"
+    with pytest.raises(IdentityMismatch, match="reaches Org \\(org:2\\)"):
+        accounts.relink(account.id, {"api_key": "key-2"})
+    assert accounts.store.credentials(account.id)["api_key"] == "new-1"
+
+
+async def test_alink_and_check_record_verdicts(accounts: Accounts) -> None:
+    first = await accounts.alink("acme", {"api_key": "key-1"})
+    seen: list[str] = []
+    checked = await accounts.check(on_result=lambda a: seen.append(a.id))
+    assert [a.id for a in checked] == seen == [first.id]
+    assert checked[0].checked_at is not None
+    assert accounts.unlink(first.id).id == first.id
+    assert accounts.store.accounts() == []
+
+
+pytestmark = pytest.mark.anyio
