@@ -474,3 +474,15 @@ def test_a_sync_only_transport_cannot_run_async_checks() -> None:
 
 def test_hub_errors_are_hub_errors() -> None:
     assert issubclass(PluginError, HubError)
+
+
+def test_a_flow_stuck_in_a_loop_is_stopped_after_the_request_cap(
+    make_hub: Callable[..., Hub], recorder: Any, check: Check
+) -> None:
+    def loop(credentials: Any) -> Flow:
+        while True:
+            yield httpx.Request("GET", "https://api.acme.test/again")
+
+    with pytest.raises(PluginError, match="more than 25 requests in one check"):
+        check(make_hub(loop, handler=lambda r: httpx.Response(200)), GOOD)
+    assert len(recorder.requests) == 25

@@ -163,3 +163,9 @@ def test_account_status_is_converted_from_text() -> None:
     assert str(account.status) == "active"
     with pytest.raises(ValueError, match="'unknown' is not a valid Status"):
         Account(id="a1", provider_id="acme", identity="org:1", label="Org", status="unknown")
+
+
+def test_a_pattern_must_also_compile_in_its_anchored_exported_form() -> None:
+    with pytest.raises(ValueError, match="invalid pattern"):
+        Field("team", "Team", pattern="(?i)[a-z]+")
+    assert Field("team", "Team", pattern="[a-z]+|[0-9]+").pattern == "[a-z]+|[0-9]+"

@@ -10,6 +10,7 @@ each capping response bodies and the flow's total time.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import random
@@ -67,6 +68,8 @@ class Policy:
     max_retry_after: float = 30.0
     max_redirects: int = 5
     max_body: int = 1 * MiB
+    #: Requests one flow may yield; a flow stuck in a loop must not flood a provider.
+    max_requests: int = 25
 
     def backoff_delay(self, attempt: int) -> float:
         """Full-jitter exponential backoff before retry number *attempt* (1-based)."""
@@ -268,7 +271,13 @@ def drive(
     try:
         try:
             request = next(flow)
-            while True:
+            for _ in itertools.count(1):
+                if _ > policy.max_requests:
+                    raise PluginError(
+                        f"the plugin {plugin} asked for more than {policy.max_requests} requests "
+                        "in one check; it was stopped",
+                        plugin=plugin,
+                    )
                 try:
                     response = yield from exchange(policy, provider, plugin, request, secrets)
                 except PluginError:

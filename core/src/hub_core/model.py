@@ -158,8 +158,8 @@ class Field:
         if len(set(values)) != len(values):
             raise ValueError(f"field {self.name!r} has duplicate choices")
         if self.pattern is not None:
-            try:
-                re.compile(self.pattern)
+            try:  # in the anchored form it is matched and exported in (JSON Schema)
+                re.compile(f"^(?:{self.pattern})$")
             except re.error as exc:
                 raise ValueError(f"field {self.name!r} has an invalid pattern: {exc}") from None
         if self.default is not None:
