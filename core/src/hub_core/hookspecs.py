@@ -50,10 +50,11 @@ def hub_validate_credentials(provider: Provider, credentials: Credentials) -> Fl
     raises an error from `hub_core.errors`. It must not perform I/O itself.
 
     The core's driver follows same-origin redirects, retries 502/503/504 and connection
-    errors on GET, and waits out a 429's Retry-After, so the flow sees the final response.
-    When no response can be had, the driver throws `ProviderUnavailable` (its ``reason`` says
-    why: ``unresolved``, ``connect``, ``tls``, ``timeout``, ...) or `RateLimited` into the flow
-    at its ``yield``; a flow may catch it to say something more precise, or let it propagate.
+    errors on GET, and waits out a short Retry-After, so the flow sees the final response; a
+    429 never reaches it. When no response can be had, the driver throws `ProviderUnavailable`
+    (its ``reason`` says why: ``unresolved``, ``connect``, ``tls``, ``timeout``, ...) or
+    `RateLimited` into the flow at its ``yield``; a flow may catch it to say something more
+    precise, or let it propagate.
     """
 
 

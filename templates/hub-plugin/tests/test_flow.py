@@ -1,0 +1,71 @@
+"""The verification flow, driven with scripted answers: no network."""
+
+from __future__ import annotations
+
+import pytest
+from hub_core import (
+    Credentials,
+    InvalidCredentials,
+    Provider,
+    ProviderUnavailable,
+    RateLimited,
+    UnexpectedResponse,
+)
+from hub_core.testing import (
+    CANARY,
+    Routes,
+    assert_no_secret,
+    drive,
+    drive_error,
+    respond,
+    sample_credentials,
+)
+
+import hub_example
+from hub_example.flow import verify
+
+
+def test_a_good_key_verifies_the_account(credentials: Credentials, api: Routes) -> None:
+    run = drive(verify(credentials), api)
+    assert run.urls == ["https://api.example.com/v1/me"]
+    assert run.requests[0].headers["authorization"] == f"Bearer {CANARY}"
+    assert run.result.identity == "account:acc_42"
+    assert run.result.label == "Ada's team"
+    assert run.result.expires_at is not None
+    assert run.result.details == {"account_id": "acc_42", "region": "us", "plan": "pro"}
+
+
+def test_the_eu_region_has_its_own_host(provider: Provider, api: Routes) -> None:
+    run = drive(verify(sample_credentials(provider, region="eu")), api)
+    assert run.hosts == ["api.eu.example.com"]
+
+
+def test_a_rejected_key_names_the_key_field(credentials: Credentials) -> None:
+    failure = drive_error(verify(credentials), [respond(401)], InvalidCredentials)
+    assert failure.error.field == "api_key"
+    assert_no_secret(failure.error)
+
+
+def test_rate_limit_reads_retry_after(credentials: Credentials) -> None:
+    answer = respond(429, headers={"retry-after": "30"})
+    failure = drive_error(verify(credentials), [answer], RateLimited)
+    assert isinstance(failure.error, RateLimited)
+    assert failure.error.retry_after == 30
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_server_errors_mean_the_provider_is_unavailable(
+    credentials: Credentials, status: int
+) -> None:
+    drive_error(verify(credentials), [respond(status)], ProviderUnavailable)
+
+
+def test_an_answer_without_an_account_is_unexpected(credentials: Credentials) -> None:
+    drive_error(verify(credentials), [respond(200, json={"id": 1})], UnexpectedResponse)
+
+
+def test_the_hooks_answer_only_for_this_provider(credentials: Credentials) -> None:
+    (provider,) = hub_example.hub_providers()
+    flow = hub_example.hub_validate_credentials(provider=provider, credentials=credentials)
+    assert flow is not None
+    flow.close()
