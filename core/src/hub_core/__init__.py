@@ -1,51 +1,51 @@
 """hub: link SaaS accounts by API key, check every key live against its provider.
 
 The public API of the core. Plugins use the markers, value types and errors; host applications
-use `Hub`. Importing this package is cheap: the HTTP driver (httpx) loads when `Hub` is first
-used, and the store, the CLI and the web Hub only when they are.
+use `Hub`, `Accounts` and `Store`. Importing this package costs next to nothing: each name
+loads its module on first use (pluggy and attrs with the contract, httpx with `Hub`, sqlite3
+and cryptography with `Store`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
-    FieldError,
-    HubError,
-    InvalidCredentials,
-    PermissionDenied,
-    PluginError,
-    ProviderUnavailable,
-    RateLimited,
-    UnexpectedResponse,
-    UnknownProvider,
-)
-from .hookspecs import (
-    Flow,
-    hookimpl,
-    hookspec,
-    hub_account_display,
-    hub_providers,
-    hub_validate_credentials,
-)
-from .model import (
-    Account,
-    AccountDisplay,
-    Choice,
-    Credentials,
-    Field,
-    Guide,
-    Provider,
-    Section,
-    Status,
-    Step,
-    Verified,
-)
-
 if TYPE_CHECKING:
     from .accounts import Accounts
+    from .errors import (
+        FieldError,
+        HubError,
+        InvalidCredentials,
+        PermissionDenied,
+        PluginError,
+        ProviderUnavailable,
+        RateLimited,
+        UnexpectedResponse,
+        UnknownProvider,
+    )
+    from .hookspecs import (
+        Flow,
+        hookimpl,
+        hookspec,
+        hub_account_display,
+        hub_providers,
+        hub_validate_credentials,
+    )
     from .hub import Hub
+    from .model import (
+        Account,
+        AccountDisplay,
+        Choice,
+        Credentials,
+        Field,
+        Guide,
+        Provider,
+        Section,
+        Step,
+        Verified,
+    )
     from .plugins import PluginReport
+    from .status import Status
     from .store import Store
 
 __version__ = "0.1.0"
@@ -84,11 +84,43 @@ __all__ = [
     "hub_validate_credentials",
 ]
 
-_LAZY = {"Accounts": "accounts", "Hub": "hub", "PluginReport": "plugins", "Store": "store"}
+# Every public name loads on first use: `hub --help` must not pay for pluggy, attrs, httpx,
+# sqlite3 or cryptography, and a plugin pays only for what it touches.
+_LAZY = {
+    "FieldError": "errors",
+    "HubError": "errors",
+    "InvalidCredentials": "errors",
+    "PermissionDenied": "errors",
+    "PluginError": "errors",
+    "ProviderUnavailable": "errors",
+    "RateLimited": "errors",
+    "UnexpectedResponse": "errors",
+    "UnknownProvider": "errors",
+    "Flow": "hookspecs",
+    "hookimpl": "hookspecs",
+    "hookspec": "hookspecs",
+    "hub_account_display": "hookspecs",
+    "hub_providers": "hookspecs",
+    "hub_validate_credentials": "hookspecs",
+    "Account": "model",
+    "AccountDisplay": "model",
+    "Choice": "model",
+    "Credentials": "model",
+    "Field": "model",
+    "Guide": "model",
+    "Provider": "model",
+    "Section": "model",
+    "Step": "model",
+    "Verified": "model",
+    "Status": "status",
+    "Accounts": "accounts",
+    "Hub": "hub",
+    "PluginReport": "plugins",
+    "Store": "store",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # Hub pulls in httpx, Store sqlite3 and cryptography: keep them out of `import hub_core`.
     if name in _LAZY:
         from importlib import import_module
 
@@ -96,3 +128,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -9,7 +9,6 @@ each capping response bodies and the flow's total time.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import logging
@@ -507,6 +506,8 @@ async def run_async(
     driver: Driver, client: httpx.AsyncClient, provider: Provider, policy: Policy
 ) -> Verified:
     """Execute *driver* with asyncio I/O over *client*."""
+    import asyncio  # here, not at the top: the sync path and the CLI's start need not load it
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + policy.flow_timeout
     errors = _transport_errors()

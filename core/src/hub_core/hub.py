@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
@@ -143,6 +142,8 @@ class Hub:
         check. One bad item never stops the others. *on_result(index, result)* is called as
         each check finishes (for progress bars). At most *concurrency* checks run at once.
         """
+        import asyncio
+
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         pending = enumerate(items)

@@ -6,13 +6,14 @@ cannot exist. None of them imports anything heavier than attrs.
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import attrs
+
+from .status import Status
 
 __all__ = [
     "Account",
@@ -348,17 +349,6 @@ class AccountDisplay:
     subtitle: str | None = None
     rows: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_rows)
     url: str | None = None
-
-
-class Status(enum.StrEnum):
-    """The state of a linked account after its last check."""
-
-    ACTIVE = "active"
-    EXPIRING = "expiring"
-    EXPIRED = "expired"
-    INVALID = "invalid"
-    DENIED = "denied"
-    ERROR = "error"
 
 
 @attrs.frozen

@@ -7,11 +7,10 @@ reported (`PluginReport.error`) while every other keeps working.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from collections.abc import Callable, Collection, Generator, Iterable, Sequence
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import Distribution, EntryPoint, entry_points
 from typing import Any
 
 import attrs
@@ -81,6 +80,7 @@ class Registry:
         self.manager.add_hookspecs(hookspecs)
         self._reports: list[PluginReport] = []
         self._index: dict[str, int] = {}  # registered plugin name -> its report's position
+        self._dists: dict[int, Distribution | None] = {}  # report position -> not yet read
         self._providers: dict[str, tuple[Provider, str]] = {}
         self._conflicts: dict[str, str] = {}
 
@@ -105,12 +105,10 @@ class Registry:
     # --- loading ----------------------------------------------------------------------------
 
     def _load(self, entry_point: EntryPoint) -> None:
-        dist = entry_point.dist
-        report = PluginReport(
-            name=entry_point.name,
-            distribution=dist.name if dist else None,
-            version=dist.version if dist else None,
-        )
+        # The distribution's name and version are read when a report is shown: parsing every
+        # plugin's metadata would slow down `hub providers`, which never shows them.
+        report = PluginReport(name=entry_point.name, distribution=None, version=None)
+        self._dists[len(self._reports)] = entry_point.dist
         if entry_point.name in self._index:
             other = self._report(entry_point.name)
             self._fail(
@@ -139,6 +137,8 @@ class Registry:
         ]
         if unknown:
             self.manager.unregister(plugin)
+            import difflib  # only for this rare hint
+
             hints = []
             for name in unknown:
                 close = difflib.get_close_matches(name, self._hook_names(), n=1)
@@ -152,18 +152,29 @@ class Registry:
         return [name for name in dir(hookspecs) if name.startswith(f"{hookspecs.PROJECT}_")]
 
     def _report(self, name: str) -> PluginReport:
-        return self._reports[self._index[name]]
+        return self._complete(self._index[name])
+
+    def _complete(self, position: int) -> PluginReport:
+        """The report at *position*, with its distribution's name and version filled in."""
+        dist = self._dists.pop(position, None)
+        if dist is not None:
+            metadata = dist.metadata  # one parse (dist.name and dist.version each re-parse)
+            self._reports[position] = attrs.evolve(
+                self._reports[position], distribution=metadata["Name"], version=metadata["Version"]
+            )
+        return self._reports[position]
 
     def _fail(self, report: PluginReport, error: str) -> None:
         """Record a plugin that could not be registered."""
-        log.warning("hub plugin %s is not usable: %s", report.label, error)
         self._reports.append(attrs.evolve(report, error=error))
+        report = self._complete(len(self._reports) - 1)
+        log.warning("hub plugin %s is not usable: %s", report.label, error)
 
     def _break(self, name: str, error: str) -> None:
         """Unregister a registered plugin that broke the contract, and record why."""
         self.manager.unregister(name=name)
         position = self._index.pop(name)
-        report = attrs.evolve(self._reports[position], error=error)
+        report = attrs.evolve(self._complete(position), error=error)
         log.warning("hub plugin %s is not usable: %s", report.label, error)
         self._reports[position] = report
 
@@ -212,7 +223,7 @@ class Registry:
 
     def reports(self) -> list[PluginReport]:
         """Every plugin seen, usable or not, in load order."""
-        return list(self._reports)
+        return [self._complete(position) for position in range(len(self._reports))]
 
     def providers(self) -> list[Provider]:
         """The usable providers, sorted by id."""

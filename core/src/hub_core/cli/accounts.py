@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -21,8 +20,10 @@ from hub_core.cli import (
     state,
 )
 from hub_core.errors import FieldError
-from hub_core.fields import validate_field
-from hub_core.model import Account, Field, Provider, Status
+from hub_core.status import Status
+
+if TYPE_CHECKING:
+    from hub_core.model import Account, Field, Provider
 
 STATUS_COLOURS = {
     Status.ACTIVE: "green",
@@ -71,6 +72,8 @@ def _prompt(field: Field) -> str:
         click.secho(f"  {field.help}", dim=True, err=True)
     for choice in field.choices:
         click.echo(f"    {choice.value:<6} {choice.label}", err=True)
+
+    from hub_core.fields import validate_field
 
     def convert(raw: str) -> str:
         try:
@@ -368,6 +371,8 @@ def check(account_ids: tuple[str, ...], check_all: bool, concurrency: int, as_js
     with click.progressbar(
         length=len(targets), label="Checking", file=sys.stderr, show_pos=True
     ) as bar:
+        import asyncio  # only this command runs an event loop; --help need not load it
+
         checked = asyncio.run(
             current.accounts.check(
                 [a.id for a in targets], concurrency=concurrency, on_result=lambda _: bar.update(1)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import shutil
 import textwrap
+from typing import TYPE_CHECKING
 
 import click
 
 from hub_core.cli import current_hub, echo_json, reports_errors
-from hub_core.model import Guide, Provider
+
+if TYPE_CHECKING:
+    from hub_core.model import Guide, Provider
 
 
 def _provider_json(provider: Provider) -> dict[str, object]:

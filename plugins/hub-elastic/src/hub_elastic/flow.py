@@ -230,6 +230,13 @@ def _quote(said: str | None) -> str:
 
 # --- the flow ----------------------------------------------------------------------------
 
+# Parsed once: building a request from a ready URL costs a third of parsing the string each
+# time, which shows when thousands of accounts are checked at once.
+_ORGANIZATIONS_URLS = {
+    value: httpx.URL(f"https://{environment.api_host}{ORGANIZATIONS_PATH}")
+    for value, environment in ENVIRONMENTS.items()
+}
+
 
 def verify(credentials: Mapping[str, str]) -> Flow:
     """Check a Cloud API key by listing the organizations it reaches."""
@@ -237,7 +244,7 @@ def verify(credentials: Mapping[str, str]) -> Flow:
     environment = _environment(credentials)
     response = yield httpx.Request(
         "GET",
-        f"https://{environment.api_host}{ORGANIZATIONS_PATH}",
+        _ORGANIZATIONS_URLS[environment.value],
         headers={"Authorization": f"ApiKey {key}", "Accept": "application/json"},
     )
     if response.status_code == 200:
