@@ -65,3 +65,17 @@ def selective(session: nox.Session, combination: str) -> None:
     plugins = SELECTIVE[combination]
     session.install(CORE, *plugins)
     session.run("python", "tests/selective_check.py", *(Path(p).name for p in plugins))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks (bench/README.md): a table of ratios and bench/results.json; not in `nox`.
+
+    Installs the distributions as users get them (wheels, not editable), rebuilt every time.
+    ``nox -s bench -- --quick`` runs fewer rounds; ``-- --update-readme`` records the results.
+    """
+    ours = [CORE, *PLUGINS, "./bench/hello"]
+    session.install(*ours, *group("bench"))
+    # Local directories are cached by their pyproject.toml: rebuild them so the code is current.
+    session.install("--force-reinstall", "--no-deps", *ours)
+    session.run("python", "bench/run.py", *session.posargs)
