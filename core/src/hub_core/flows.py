@@ -3,7 +3,7 @@
 The policy is written once, sans I/O: `drive` is a generator of actions (`Send` a request,
 `Sleep` a while) that enforces HTTPS and the provider's host allowlist, follows same-origin
 redirects, retries, honours Retry-After and wraps plugin failures. Two small runners execute
-those actions, `run_sync` over an `httpx.Client` and `run_async` over an `httpx.AsyncClient`,
+those actions, `run_sync` over an `httpx.Client` and `run_async` over an `AsyncSender`,
 each capping response bodies and the flow's total time.
 """
 
@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import unquote
 
 import attrs
@@ -36,6 +36,9 @@ from .errors import (
 )
 from .hookspecs import Flow
 from .model import Provider, Verified
+
+if TYPE_CHECKING:
+    from .transports import AsyncSender
 
 __all__ = ["Policy", "Send", "Sleep", "drive", "run_async", "run_sync"]
 
@@ -503,7 +506,7 @@ async def _read_capped(chunks: AsyncIterator[bytes], provider: Provider, policy:
 
 
 async def run_async(
-    driver: Driver, client: httpx.AsyncClient, provider: Provider, policy: Policy
+    driver: Driver, client: AsyncSender, provider: Provider, policy: Policy
 ) -> Verified:
     """Execute *driver* with asyncio I/O over *client*."""
     import asyncio  # here, not at the top: the sync path and the CLI's start need not load it
@@ -530,7 +533,7 @@ async def run_async(
                 _prepare(request, policy, deadline - loop.time())
                 started = time.monotonic()
                 try:
-                    response = await client.send(request, stream=True, follow_redirects=False)
+                    response = await client.send(request)
                     try:
                         _check_length(response, provider, policy)
                         body = await _read_capped(response.aiter_bytes(), provider, policy)

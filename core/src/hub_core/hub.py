@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 
@@ -14,6 +14,9 @@ from .fields import json_schema, validate_values
 from .flows import DEFAULT_TIMEOUT, Policy, drive, run_async, run_sync
 from .model import Account, AccountDisplay, Credentials, Provider, Verified
 from .plugins import PluginReport, Registry
+
+if TYPE_CHECKING:
+    from .transports import AsyncSender
 
 __all__ = ["CheckItem", "CheckResult", "Hub"]
 
@@ -64,7 +67,7 @@ class Hub:
         )
         self._ssl: ssl.SSLContext | None = None
         self._client: httpx.Client | None = None
-        self._aclient: httpx.AsyncClient | None = None
+        self._sender: AsyncSender | None = None
 
     def __repr__(self) -> str:
         return f"<Hub providers={[p.id for p in self.providers()]}>"
@@ -149,7 +152,7 @@ class Hub:
         pending = enumerate(items)
         results: dict[int, CheckResult] = {}
 
-        async def worker(client: httpx.AsyncClient) -> None:
+        async def worker(client: AsyncSender) -> None:
             for index, (provider_id, values) in pending:
                 result: CheckResult
                 try:
@@ -183,23 +186,24 @@ class Hub:
         return httpx.Client(transport=self._transport)
 
     @contextlib.asynccontextmanager
-    async def _async_client(self, max_connections: int = 20) -> AsyncIterator[httpx.AsyncClient]:
-        if self._aclient is not None:
-            yield self._aclient
+    async def _async_client(self, max_connections: int = 20) -> AsyncIterator[AsyncSender]:
+        if self._sender is not None:
+            yield self._sender
             return
-        async with self._new_async_client(max_connections) as client:
-            yield client
+        sender = self._new_async_client(max_connections)
+        try:
+            yield sender
+        finally:
+            await sender.aclose()
 
-    def _new_async_client(self, max_connections: int = 20) -> httpx.AsyncClient:
+    def _new_async_client(self, max_connections: int = 20) -> AsyncSender:
+        from .transports import AsyncSender
+
         if self._transport is not None:
             if not isinstance(self._transport, httpx.AsyncBaseTransport):
                 raise TypeError("this Hub's transport is sync-only; use verify()")
-            return httpx.AsyncClient(transport=self._transport)
-        # httpx's own async pool slows down sharply under concurrency (encode/httpx#3215).
-        from httpx_aiohttp import HttpxAiohttpClient
-
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=None)
-        return HttpxAiohttpClient(verify=self._ssl_context(), trust_env=True, limits=limits)
+            return AsyncSender(self._transport)
+        return AsyncSender(ssl_context=self._ssl_context(), max_connections=max_connections)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -218,8 +222,8 @@ class Hub:
             self._client = None
 
     async def __aenter__(self) -> Self:
-        if self._aclient is None:
-            self._aclient = self._new_async_client()
+        if self._sender is None:
+            self._sender = self._new_async_client()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -227,9 +231,9 @@ class Hub:
 
     async def aclose(self) -> None:
         """Close the pooled async client opened by ``async with hub:``."""
-        if self._aclient is not None:
-            await self._aclient.aclose()
-            self._aclient = None
+        if self._sender is not None:
+            await self._sender.aclose()
+            self._sender = None
 
 
 def _default_display(provider: Provider | None, account: Account) -> AccountDisplay:
