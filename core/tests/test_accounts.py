@@ -62,3 +62,59 @@ async def test_alink_and_check_record_verdicts(accounts: Accounts) -> None:
 
 
 pytestmark = pytest.mark.anyio
+
+
+async def test_check_survives_an_account_unlinked_while_it_runs(accounts: Accounts) -> None:
+    kept = accounts.link("acme", {"api_key": "key-1"})
+    gone = accounts.link("acme", {"api_key": "key-2"})
+    original = accounts.store.credentials
+
+    def credentials_then_unlink(account_id: str) -> dict[str, str]:
+        values = original(account_id)
+        if account_id == gone.id:
+            accounts.store.delete(gone.id)  # another process unlinks it mid-check
+        return values
+
+    accounts.store.credentials = credentials_then_unlink  # type: ignore[method-assign]
+    checked = await accounts.check()
+    assert [a.id for a in checked] == [kept.id]
+
+
+async def test_a_key_that_now_reaches_another_identity_is_recorded_invalid(
+    accounts: Accounts, acme_plugin: Any
+) -> None:
+    account = accounts.link("acme", {"api_key": "key-1"})
+    accounts.store.delete(account.id)
+    # Same stored id and key, but the provider now says the key reaches org:2.
+    relinked = accounts.link("acme", {"api_key": "key-2"})
+    with accounts.store._write() as conn:
+        conn.execute("UPDATE accounts SET identity = 'org:1' WHERE id = ?", (relinked.id,))
+    [checked] = await accounts.check()
+    assert checked.status == "invalid"
+    assert checked.last_error is not None
+    assert "reaches 'org:2', not 'org:1'" in checked.last_error
+
+
+async def test_check_records_in_batches_and_reports_each_account(
+    accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub_core import accounts as module
+
+    monkeypatch.setattr(module, "BATCH_SIZE", 2)
+    monkeypatch.setattr(module, "BATCH_SECONDS", 3600)
+    for n in range(5):
+        accounts.link("acme", {"api_key": f"key-{n}"})
+    batches: list[int] = []
+    record_many = accounts.store.record_many
+
+    def counting(results: Any, **kwargs: Any) -> Any:
+        results = list(results)
+        batches.append(len(results))
+        return record_many(results, **kwargs)
+
+    accounts.store.record_many = counting  # type: ignore[method-assign]
+    seen: list[str] = []
+    checked = await accounts.check(concurrency=1, on_result=lambda a: seen.append(a.id))
+    assert batches == [2, 2, 1]
+    assert sorted(seen) == sorted(a.id for a in checked)
+    assert len(checked) == 5

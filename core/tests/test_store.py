@@ -25,7 +25,7 @@ from hub_core.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from hub_core.model import Credentials, Status, Verified
+from hub_core.model import Account, Credentials, Status, Verified
 from hub_core.store import AccountNotFound, AmbiguousAccount, Store, StoreError, default_path
 
 CANARY = "hubcanary-7f3a9c-SECRET"
@@ -834,3 +834,24 @@ def test_a_writer_killed_mid_write_loses_nothing_it_saved(db: Path, key: str) ->
         for account_id in saved:
             assert store.credentials(account_id)["api_key"].startswith("key-a-")
         assert store._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_record_many_stores_every_outcome_in_one_transaction_and_reports_failures(
+    store: Store,
+) -> None:
+    first = store.save("acme", verified("org:1"), creds())
+    second = store.save("acme", verified("org:2"), creds())
+    outcomes = store.record_many(
+        [
+            (first.id, InvalidCredentials("revoked")),
+            ("missing1", verified("org:9")),
+            (second.id, verified("org:3")),  # the key now reaches another identity
+        ]
+    )
+    assert isinstance(outcomes[0], Account)
+    assert outcomes[0].status is Status.INVALID
+    assert isinstance(outcomes[1], AccountNotFound)
+    assert isinstance(outcomes[2], StoreError)
+    assert "reaches 'org:3'" in str(outcomes[2])
+    assert store.get(first.id).status is Status.INVALID
+    assert store.get(second.id).status is Status.ACTIVE  # unchanged

@@ -6,18 +6,24 @@ stores nothing; a re-check records its verdict on the account.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from .errors import HubError
+from .errors import HubError, InvalidCredentials
 from .fields import validate_values
 from .model import Account, Credentials, Verified
+from .store import AccountNotFound
 
 if TYPE_CHECKING:
     from .hub import CheckResult, Hub
     from .store import Store
 
 __all__ = ["Accounts", "IdentityMismatch"]
+
+#: Re-check verdicts are written this many at a time, or at least this often.
+BATCH_SIZE = 100
+BATCH_SECONDS = 0.25
 
 
 class IdentityMismatch(HubError):
@@ -92,20 +98,44 @@ class Accounts:
         """Re-check accounts live (all when *account_ids* is None) and record each verdict.
 
         Never raises for one account: its error is recorded on it (status ``error``, ``invalid``
-        or ``denied``). *on_result* receives each account as its check is recorded.
+        or ``denied``); an account unlinked while the check runs is left out. Verdicts are
+        recorded in batches (one transaction per ~100 accounts or quarter second), and
+        *on_result* receives each account as its verdict is recorded.
         """
         if account_ids is None:
             accounts = self.store.accounts()
         else:
             accounts = [self.store.get(account_id) for account_id in account_ids]
         recorded: list[Account | None] = [None] * len(accounts)
+        pending: list[tuple[int, CheckResult]] = []
+        flushed = time.monotonic()
+
+        def flush() -> None:
+            nonlocal flushed
+            batch = [(accounts[index].id, result) for index, result in pending]
+            outcomes = self.store.record_many(batch)
+            retry = []
+            for (index, _), outcome in zip(pending, outcomes, strict=True):
+                if isinstance(outcome, AccountNotFound):
+                    continue  # unlinked while the check ran
+                if isinstance(outcome, HubError):  # the key now reaches another identity
+                    retry.append((index, InvalidCredentials(outcome.message)))
+                    continue
+                recorded[index] = outcome
+                if on_result is not None:
+                    on_result(outcome)
+            pending[:] = retry
+            flushed = time.monotonic()
+            if retry:
+                flush()
 
         def record(index: int, result: CheckResult) -> None:
-            account = self.store.record(accounts[index].id, result)
-            recorded[index] = account
-            if on_result is not None:
-                on_result(account)
+            pending.append((index, result))
+            if len(pending) >= BATCH_SIZE or time.monotonic() - flushed >= BATCH_SECONDS:
+                flush()
 
         items = ((a.provider_id, self.store.credentials(a.id)) for a in accounts)
         await self.hub.check_many(items, concurrency=concurrency, on_result=record)
+        if pending:
+            flush()
         return [account for account in recorded if account is not None]

@@ -20,7 +20,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
@@ -412,55 +412,87 @@ class Store:
         other `HubError` ``error``, keeping the verdict from before in
         ``details["previous_status"]``. The error's message becomes ``last_error``.
         """
-        if not isinstance(result, Verified | HubError):
-            raise TypeError(f"expected Verified or HubError, got {type(result).__name__}")
         now = _now(now)
         with self._write() as conn:
-            row = conn.execute(
-                "SELECT identity, verdict, expires_at, details, secrets FROM accounts WHERE id = ?",
-                (account_id,),
-            ).fetchone()
-            if row is None:
-                raise AccountNotFound(account_id)
-            if isinstance(result, Verified):
-                if result.identity != row["identity"]:
-                    raise StoreError(
-                        f"the key reaches {result.identity!r}, not {row['identity']!r} which "
-                        f"account {account_id} is linked to; the account is unchanged"
-                    )
-                conn.execute(
-                    """
-                    UPDATE accounts SET label = ?, verdict = 'active', checked_at = ?,
-                        expires_at = ?, last_error = NULL, details = ?
-                    WHERE id = ?
-                    """,
-                    (
-                        result.label,
-                        _iso(now),
-                        _iso(result.expires_at),
-                        _details_json(result.details),
-                        account_id,
-                    ),
+            return self._record(conn, account_id, result, now)
+
+    def record_many(
+        self,
+        results: Iterable[tuple[str, Verified | HubError]],
+        *,
+        now: datetime | None = None,
+    ) -> list[Account | StoreError]:
+        """Store the outcomes of many re-checks in one transaction (as `record` each).
+
+        Return, per outcome, the updated account, or the `StoreError` that left that account
+        unchanged (it was unlinked meanwhile, or the key reaches another identity); the others
+        are stored all the same. One transaction instead of one per account: `hub check` over
+        thousands of accounts would otherwise spend its time committing.
+        """
+        now = _now(now)
+        out: list[Account | StoreError] = []
+        with self._write() as conn:
+            for account_id, result in results:
+                try:
+                    out.append(self._record(conn, account_id, result, now))
+                except StoreError as exc:
+                    out.append(exc)
+        return out
+
+    def _record(
+        self,
+        conn: sqlite3.Connection,
+        account_id: str,
+        result: Verified | HubError,
+        now: datetime,
+    ) -> Account:
+        if not isinstance(result, Verified | HubError):
+            raise TypeError(f"expected Verified or HubError, got {type(result).__name__}")
+        row = conn.execute(
+            "SELECT identity, verdict, expires_at, details, secrets FROM accounts WHERE id = ?",
+            (account_id,),
+        ).fetchone()
+        if row is None:
+            raise AccountNotFound(account_id)
+        if isinstance(result, Verified):
+            if result.identity != row["identity"]:
+                raise StoreError(
+                    f"the key reaches {result.identity!r}, not {row['identity']!r} which "
+                    f"account {account_id} is linked to; the account is unchanged"
                 )
+            conn.execute(
+                """
+                UPDATE accounts SET label = ?, verdict = 'active', checked_at = ?,
+                    expires_at = ?, last_error = NULL, details = ?
+                WHERE id = ?
+                """,
+                (
+                    result.label,
+                    _iso(now),
+                    _iso(result.expires_at),
+                    _details_json(result.details),
+                    account_id,
+                ),
+            )
+        else:
+            details: dict[str, Any] = json.loads(row["details"])
+            verdict = _verdict(result, _parse(row["expires_at"]), now)
+            if verdict == "error":
+                # Two failed checks in a row keep the last real verdict, not "error".
+                if row["verdict"] != "error":
+                    details["previous_status"] = row["verdict"]
             else:
-                details: dict[str, Any] = json.loads(row["details"])
-                verdict = _verdict(result, _parse(row["expires_at"]), now)
-                if verdict == "error":
-                    # Two failed checks in a row keep the last real verdict, not "error".
-                    if row["verdict"] != "error":
-                        details["previous_status"] = row["verdict"]
-                else:
-                    details.pop("previous_status", None)
-                # Plugins must not put keys in messages; the stored ones are masked regardless.
-                message = redact(str(result), self._secret_values(row["secrets"]))
-                conn.execute(
-                    """
-                    UPDATE accounts SET verdict = ?, checked_at = ?, last_error = ?, details = ?
-                    WHERE id = ?
-                    """,
-                    (verdict, _iso(now), message, json.dumps(details), account_id),
-                )
-            updated = conn.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
+                details.pop("previous_status", None)
+            # Plugins must not put keys in messages; the stored ones are masked regardless.
+            message = redact(str(result), self._secret_values(row["secrets"]))
+            conn.execute(
+                """
+                UPDATE accounts SET verdict = ?, checked_at = ?, last_error = ?, details = ?
+                WHERE id = ?
+                """,
+                (verdict, _iso(now), message, json.dumps(details), account_id),
+            )
+        updated = conn.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
         return _account(updated, now)
 
     def get(self, id_or_prefix: str) -> Account:
