@@ -238,10 +238,6 @@ class Registry:
         except KeyError:
             raise UnknownProvider(provider_id, self._providers) from None
 
-    def owner(self, provider: Provider) -> PluginReport:
-        """The report of the plugin that declares *provider*."""
-        return self._report(self._providers[provider.id][1])
-
     def _ask(
         self, caller: Any, provider: Provider, **kwargs: object
     ) -> Generator[tuple[object, str]]:
