@@ -8,6 +8,8 @@ in the three modes; every error and log line is searched for the key.
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 import time
 import traceback
@@ -443,3 +445,55 @@ async def test_key_echoed_by_the_provider_is_masked_in_errors(
         assert isinstance(result, expected), repr(result)
         assert "bad key [redacted]" in str(result)
     assert acme.requests  # the key really was sent and echoed; check() found it masked
+
+
+# --- what one check leaves behind -----------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("trusted")
+async def test_a_cookie_set_during_one_check_is_not_sent_with_the_next(
+    mode: str, acme: FakeProvider
+) -> None:
+    acme.handler = lambda request: Reply.json(OK, headers={"Set-Cookie": "session=s1; Path=/"})
+    hub = make_hub()
+    async with hub:
+        with hub:
+            for _ in range(2):
+                results = await check(hub, mode)
+                assert all(isinstance(r, Verified) for r in results), results
+
+    assert len(acme.requests) >= 2
+    assert all("cookie" not in request.headers for request in acme.requests)
+
+
+# --- compressed answers ---------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("trusted")
+async def test_a_gzip_answer_reaches_the_flow_decoded(mode: str, acme: FakeProvider) -> None:
+    body = gzip.compress(json.dumps(OK).encode())
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    acme.handler = lambda request: Reply(200, headers, body)
+
+    results = await check(make_hub(), mode)
+
+    assert all(r == Verified(identity="user:7", label="Ada Lovelace") for r in results), results
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("trusted")
+async def test_a_small_gzip_answer_that_inflates_past_the_cap_is_refused(
+    mode: str, acme: FakeProvider
+) -> None:
+    bomb = gzip.compress(b" " * (20 * 1024 * 1024))
+    assert len(bomb) < 64 * 1024
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    acme.handler = lambda request: Reply(200, headers, bomb)
+
+    results = await check(make_hub(), mode)
+
+    for result in results:
+        assert isinstance(result, UnexpectedResponse), repr(result)
+        assert "1024 KiB" in str(result)

@@ -1,15 +1,29 @@
-"""AsyncSender: the async driver's requests go straight to a transport, via the env's proxy."""
+"""The async senders: one finished response per request, body capped, proxy from the env."""
 
 from __future__ import annotations
 
+import base64
+import gzip
+import ssl
+
+import aiohttp
 import httpx
 import pytest
 
-from hub_core.transports import AsyncSender
+from hub_core.transports import (
+    AiohttpSender,
+    ResponseTooLarge,
+    TransportSender,
+    declared_length,
+    finished_response,
+)
+
+pytestmark = pytest.mark.anyio
 
 
-def request(host: str) -> httpx.Request:
-    return httpx.Request("GET", f"https://{host}/")
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
 
 
 @pytest.fixture(autouse=True)
@@ -18,32 +32,122 @@ def no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_without_a_proxy_every_request_goes_direct() -> None:
-    sender = AsyncSender()
-    assert sender._proxied is None
-    assert sender._transport_for(request("api.acme.test")) is sender._direct
+def request(host: str = "api.acme.test") -> httpx.Request:
+    return httpx.Request("GET", f"https://{host}/")
+
+
+def sender() -> AiohttpSender:
+    return AiohttpSender(ssl_context=ssl.create_default_context())
+
+
+# --- proxies --------------------------------------------------------------------------------
+
+
+async def test_without_a_proxy_every_request_goes_direct() -> None:
+    assert sender()._proxy_options("api.acme.test") == {}
 
 
 @pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy", "ALL_PROXY"])
-def test_the_environment_proxy_is_used_unless_no_proxy_names_the_host(
+async def test_the_environment_proxy_is_used_unless_no_proxy_names_the_host(
     monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
     monkeypatch.setenv(variable, "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", "direct.acme.test")
-    sender = AsyncSender()
-    assert sender._transport_for(request("api.acme.test")) is sender._proxied
-    assert sender._transport_for(request("direct.acme.test")) is sender._direct
+    options = sender()._proxy_options("api.acme.test")
+    assert options == {"proxy": "http://127.0.0.1:9", "proxy_headers": {}}
+    assert sender()._proxy_options("direct.acme.test") == {}
 
 
-@pytest.mark.anyio
-async def test_a_given_transport_is_used_as_it_is() -> None:
-    transport = httpx.MockTransport(lambda r: httpx.Response(204))
-    sender = AsyncSender(transport)
-    response = await sender.send(request("api.acme.test"))
-    assert response.status_code == 204
-    await sender.aclose()
+async def test_proxy_credentials_in_the_url_become_a_proxy_authorization_header(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://ada:s3cret@proxy.corp.test:3128")
+    options = sender()._proxy_options("api.acme.test")
+    assert options["proxy"] == "http://proxy.corp.test:3128"
+    credentials = base64.b64encode(b"ada:s3cret").decode()
+    assert options["proxy_headers"] == {"Proxy-Authorization": f"Basic {credentials}"}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+async def test_the_session_opens_on_first_use_and_closes() -> None:
+    plain = sender()
+    assert plain._session is None
+    session = plain._open()
+    assert isinstance(session.cookie_jar, aiohttp.DummyCookieJar)
+    await plain.aclose()
+    assert session.closed
+    assert plain._session is None
+    await plain.aclose()  # closing twice is harmless
+
+
+# --- a given httpx transport ----------------------------------------------------------------
+
+
+def transport_answering(response: httpx.Response) -> TransportSender:
+    return TransportSender(httpx.MockTransport(lambda r: response))
+
+
+async def test_a_given_transport_is_used_as_it_is_and_the_body_is_read() -> None:
+    answer = httpx.Response(200, json={"id": 7}, headers={"X-Trace": "t1"})
+    response = await transport_answering(answer).fetch(request(), 1024)
+    assert response.status_code == 200
+    assert response.json() == {"id": 7}
+    assert response.headers["x-trace"] == "t1"
+    assert response.request.url == "https://api.acme.test/"
+
+
+async def test_a_compressed_body_is_handed_over_decoded_without_wire_headers() -> None:
+    body = b'{"id": 7}'
+    answer = httpx.Response(200, content=gzip.compress(body), headers={"Content-Encoding": "gzip"})
+    response = await transport_answering(answer).fetch(request(), 1024)
+    assert response.content == body
+    assert "content-encoding" not in response.headers
+    assert response.headers["content-length"] == str(len(body))
+
+
+async def test_a_declared_length_over_the_limit_is_refused_before_reading() -> None:
+    answer = httpx.Response(200, content=b"x" * 2048)
+    with pytest.raises(ResponseTooLarge):
+        await transport_answering(answer).fetch(request(), 1024)
+
+
+async def test_a_body_that_decodes_past_the_limit_is_refused() -> None:
+    bomb = gzip.compress(b"0" * 100_000)
+    answer = httpx.Response(200, content=bomb, headers={"Content-Encoding": "gzip"})
+    assert len(bomb) < 1024
+    with pytest.raises(ResponseTooLarge):
+        await transport_answering(answer).fetch(request(), 1024)
+
+
+async def test_closing_the_sender_closes_its_transport() -> None:
+    closed: list[bool] = []
+
+    class Transport(httpx.AsyncBaseTransport):
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    await TransportSender(Transport()).aclose()
+    assert closed == [True]
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([(b"Content-Length", b"12")], 12),
+        ([(b"content-length", b"0")], 0),
+        ([(b"Content-Length", b"-1")], None),
+        ([(b"Content-Length", b"12, 12")], None),
+        ([], None),
+    ],
+)
+def test_declared_length(headers: list[tuple[bytes, bytes]], expected: int | None) -> None:
+    assert declared_length(headers) == expected
+
+
+def test_a_finished_response_keeps_the_reason_phrase() -> None:
+    response = finished_response(request(), 418, [(b"X-A", b"1")], b"tea", "I'm a teapot")
+    assert response.reason_phrase == "I'm a teapot"
+    assert response.text == "tea"
+    assert response.headers["x-a"] == "1"

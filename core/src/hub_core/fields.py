@@ -25,6 +25,8 @@ _INVISIBLE = {"\u2028", "\u2029", "\u200b", "\u200c", "\u200d", "\u2060", "\ufef
 
 
 def _forbidden_character(value: str) -> str | None:
+    if value.isascii() and value.isprintable():  # the usual key: no control character at all
+        return None
     for char in value:
         category = unicodedata.category(char)
         if (

@@ -16,7 +16,7 @@ import random
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -36,6 +36,7 @@ from .errors import (
 )
 from .hookspecs import Flow
 from .model import Provider, Verified
+from .transports import ResponseTooLarge, declared_length, finished_response
 
 if TYPE_CHECKING:
     from .transports import AsyncSender
@@ -49,8 +50,6 @@ REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 RETRY_CODES = frozenset({502, 503, 504})
 RETRYABLE_REASONS = frozenset({"connect", "timeout", "protocol"})
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
-# Headers that describe the wire encoding: the response handed to a flow is already decoded.
-WIRE_HEADERS = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
 
 
 @attrs.frozen
@@ -336,8 +335,9 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 def _reason(exc: BaseException) -> str:
     """Why a request failed, from the whole cause chain, most specific first.
 
-    Transports wrap errors differently (httpx-aiohttp maps every aiohttp connection error to
-    `httpx.ConnectTimeout`), so the outermost type alone would call a bad certificate a timeout.
+    Transports wrap errors differently (httpx chains the OSError as a cause, aiohttp keeps it
+    in ``os_error``, an adapter may map every connection error to one type), so the outermost
+    type alone could call a bad certificate a timeout.
     """
     chain = list(_causes(exc))
     names = " ".join(type(e).__name__ for e in chain)
@@ -395,30 +395,14 @@ def _too_large(provider: Provider, policy: Policy) -> UnexpectedResponse:
     )
 
 
-def _check_length(response: httpx.Response, provider: Provider, policy: Policy) -> None:
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > policy.max_body:
-        raise _too_large(provider, policy)
-
-
-def _detach(response: httpx.Response, body: bytes, request: httpx.Request) -> httpx.Response:
-    headers = [(k, v) for k, v in response.headers.raw if k.lower() not in WIRE_HEADERS]
-    return httpx.Response(
-        response.status_code,
-        headers=headers,
-        content=body,
-        request=request,
-        extensions={k: v for k, v in response.extensions.items() if k != "network_stream"},
-    )
-
-
 def _prepare(request: httpx.Request, policy: Policy, remaining: float) -> None:
     timeout = {
         k: (min(v, remaining) if v is not None else remaining)
         for k, v in policy.timeout.as_dict().items()
     }
     request.extensions = {**request.extensions, "timeout": timeout}
-    request.headers.setdefault("user-agent", USER_AGENT)
+    if "user-agent" not in request.headers:
+        request.headers["User-Agent"] = USER_AGENT
 
 
 def _flow_timeout(provider: Provider, policy: Policy) -> ProviderUnavailable:
@@ -430,6 +414,8 @@ def _flow_timeout(provider: Provider, policy: Policy) -> ProviderUnavailable:
 
 def _log(request: httpx.Request, response: httpx.Response | None, started: float) -> None:
     # Host and path only: a query string or a header may carry a secret.
+    if not log.isEnabledFor(logging.DEBUG):
+        return
     status = response.status_code if response is not None else "failed"
     elapsed = (time.monotonic() - started) * 1000
     log.debug(
@@ -470,7 +456,9 @@ def run_sync(driver: Driver, client: httpx.Client, provider: Provider, policy: P
         try:
             response = client.send(request, stream=True, follow_redirects=False)
             try:
-                _check_length(response, provider, policy)
+                declared = declared_length(response.headers.raw)
+                if declared is not None and declared > policy.max_body:
+                    raise _too_large(provider, policy)
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
@@ -480,7 +468,13 @@ def run_sync(driver: Driver, client: httpx.Client, provider: Provider, policy: P
                         raise _flow_timeout(provider, policy)
             finally:
                 response.close()
-            outcome = _detach(response, bytes(body), request)
+            outcome = finished_response(
+                request,
+                response.status_code,
+                response.headers.raw,
+                bytes(body),
+                response.reason_phrase,
+            )
             _log(request, outcome, started)
         except HubError as exc:
             failure = exc
@@ -494,15 +488,6 @@ def run_sync(driver: Driver, client: httpx.Client, provider: Provider, policy: P
         ):
             driver.close()
             raise _flow_timeout(provider, policy) from failure
-
-
-async def _read_capped(chunks: AsyncIterator[bytes], provider: Provider, policy: Policy) -> bytes:
-    body = bytearray()
-    async for chunk in chunks:
-        body += chunk
-        if len(body) > policy.max_body:
-            raise _too_large(provider, policy)
-    return bytes(body)
 
 
 async def run_async(
@@ -533,16 +518,10 @@ async def run_async(
                 _prepare(request, policy, deadline - loop.time())
                 started = time.monotonic()
                 try:
-                    response = await client.send(request)
-                    try:
-                        _check_length(response, provider, policy)
-                        body = await _read_capped(response.aiter_bytes(), provider, policy)
-                    finally:
-                        await response.aclose()
-                    outcome = _detach(response, body, request)
+                    outcome = await client.fetch(request, policy.max_body)
                     _log(request, outcome, started)
-                except HubError as exc:
-                    failure = exc
+                except ResponseTooLarge:
+                    failure = _too_large(provider, policy)
                 except errors as exc:
                     if isinstance(exc, TimeoutError) and loop.time() >= deadline:
                         raise

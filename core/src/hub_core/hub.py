@@ -197,13 +197,13 @@ class Hub:
             await sender.aclose()
 
     def _new_async_client(self, max_connections: int = 20) -> AsyncSender:
-        from .transports import AsyncSender
+        from .transports import AiohttpSender, TransportSender
 
         if self._transport is not None:
             if not isinstance(self._transport, httpx.AsyncBaseTransport):
                 raise TypeError("this Hub's transport is sync-only; use verify()")
-            return AsyncSender(self._transport)
-        return AsyncSender(ssl_context=self._ssl_context(), max_connections=max_connections)
+            return TransportSender(self._transport)
+        return AiohttpSender(ssl_context=self._ssl_context(), max_connections=max_connections)
 
     # --- lifecycle ----------------------------------------------------------------------------
 

@@ -83,6 +83,7 @@ class Registry:
         self._dists: dict[int, Distribution | None] = {}  # report position -> not yet read
         self._providers: dict[str, tuple[Provider, str]] = {}
         self._conflicts: dict[str, str] = {}
+        self._order: dict[tuple[str, str], list[Any]] = {}  # (hook, owner) -> implementations
 
         for plugin in plugins:
             name = getattr(plugin, "__name__", None) or type(plugin).__name__
@@ -242,21 +243,27 @@ class Registry:
         self, caller: Any, provider: Provider, **kwargs: object
     ) -> Generator[tuple[object, str]]:
         """Call each implementation of a firstresult hook, the provider's own plugin first."""
-        owner = self._providers[provider.id][1]
-        impls = sorted(caller.get_hookimpls(), key=lambda impl: impl.plugin_name != owner)
         arguments = {"provider": provider, **kwargs}
-        for impl in impls:
-            label = self._report(impl.plugin_name).label
+        for impl in self._in_order(caller, self._providers[provider.id][1]):
             try:
                 result = impl.function(*[arguments[arg] for arg in impl.argnames])
             except HubError:
                 raise
             except Exception as exc:
+                label = self._report(impl.plugin_name).label
                 raise PluginError(
                     f"the plugin {label} failed in {caller.name}: {_describe(exc)}", plugin=label
                 ) from exc
             if result is not None:
-                yield result, label
+                yield result, self._report(impl.plugin_name).label
+
+    def _in_order(self, caller: Any, owner: str) -> list[Any]:
+        # Sorted once per hook and owner: check_many asks for thousands of flows in a row.
+        key = (caller.name, owner)
+        if key not in self._order:
+            impls = caller.get_hookimpls()
+            self._order[key] = sorted(impls, key=lambda impl: impl.plugin_name != owner)
+        return self._order[key]
 
     def flow(self, provider: Provider, credentials: Credentials) -> tuple[hookspecs.Flow, str]:
         """The verification flow for *credentials*, and the label of the plugin that made it."""

@@ -1,58 +1,242 @@
-"""How the async driver's requests leave: straight to an httpx transport, no client around it.
+"""How the async driver's requests leave: one finished response per request, body capped.
 
-The driver already does what `httpx.AsyncClient` would add (redirects, timeouts, body reading)
-and needs none of the rest (auth, cookies, event hooks), which costs a quarter of the CPU of
-each check when thousands run at once. `AsyncSender` hands each request to the transport
-itself, through the environment's HTTPS proxy when one is set (``HTTPS_PROXY``/``ALL_PROXY``,
-minus ``NO_PROXY``, read by the standard library as any client does).
+`run_async` needs little of an HTTP client: send one request, read at most so many bytes of
+its decoded body, hand back a complete `httpx.Response`. `AiohttpSender` (the default) does
+exactly that over an `aiohttp.ClientSession`, whose pool keeps its speed under concurrency
+where httpx's async pool does not (encode/httpx#3215); building the one response from
+aiohttp's, rather than streaming through an httpx transport, halves the per-request cost of
+checking thousands of keys. `TransportSender` does the same over any httpx transport (a
+`MockTransport` in tests, a host application's own).
+
+Both use the environment's HTTPS proxy when one is set (``HTTPS_PROXY``/``ALL_PROXY``, minus
+``NO_PROXY``, read by the standard library as any client does) and never read ``.netrc`` or
+keep cookies: one account's check must not carry anything into another's.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import ssl
+import sys
 import urllib.request
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
-__all__ = ["AsyncSender"]
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = [
+    "AiohttpSender",
+    "AsyncSender",
+    "ResponseTooLarge",
+    "TransportSender",
+    "finished_response",
+]
+
+# Before python/cpython#118960, a TLS connection aborted mid-answer (a timeout) kept its socket
+# until the TLS shutdown timed out; aiohttp's clean-up closes it (and warns where it is not needed).
+_LEAKS_CLOSED_TLS = sys.version_info < (3, 12, 8) or (3, 13, 0) <= sys.version_info < (3, 13, 1)
+
+# Headers that describe the wire encoding: the response handed to a flow is already decoded.
+WIRE_HEADERS = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
 
 
-class AsyncSender:
-    """Send requests over one pooled async transport (aiohttp-backed unless one is given)."""
+class ResponseTooLarge(Exception):
+    """The answer is longer than the caller's limit; the rest of it was not read."""
 
-    def __init__(
-        self,
-        transport: httpx.AsyncBaseTransport | None = None,
-        *,
-        ssl_context: ssl.SSLContext | None = None,
-        max_connections: int = 20,
-    ) -> None:
-        self._proxied: httpx.AsyncBaseTransport | None = None
-        if transport is not None:
-            self._direct = transport
-            return
-        # httpx's own async pool slows down sharply under concurrency (encode/httpx#3215).
-        from httpx_aiohttp import AiohttpTransport
 
-        verify: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=None)
-        self._direct = AiohttpTransport(verify=verify, limits=limits)
-        proxies = urllib.request.getproxies()
-        proxy = proxies.get("https") or proxies.get("all")
-        if proxy:
-            self._proxied = AiohttpTransport(verify=verify, limits=limits, proxy=httpx.Proxy(proxy))
+class AsyncSender(Protocol):
+    """What `run_async` sends its requests through."""
 
-    def _transport_for(self, request: httpx.Request) -> httpx.AsyncBaseTransport:
-        if self._proxied is None:
-            return self._direct
-        return self._direct if urllib.request.proxy_bypass(request.url.host) else self._proxied
+    async def fetch(self, request: httpx.Request, max_body: int) -> httpx.Response:
+        """Send *request* (its ``timeout`` extension applies); the response, body read.
 
-    async def send(self, request: httpx.Request) -> httpx.Response:
-        """Send *request* (its ``timeout`` extension applies); the body is left to stream."""
-        return await self._transport_for(request).handle_async_request(request)
+        Raise `ResponseTooLarge` when the decoded body exceeds *max_body* bytes, and the
+        transport's own exception when the request fails.
+        """
+        ...
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
-        await self._direct.aclose()
-        if self._proxied is not None:
-            await self._proxied.aclose()
+        ...
+
+
+def environment_proxy() -> str | None:
+    """The HTTPS proxy the environment names, if any."""
+    proxies = urllib.request.getproxies()
+    return proxies.get("https") or proxies.get("all") or None
+
+
+def bypasses_proxy(host: str) -> bool:
+    """Whether ``NO_PROXY`` exempts *host* from the proxy."""
+    return bool(urllib.request.proxy_bypass(host))
+
+
+def finished_response(
+    request: httpx.Request,
+    status: int,
+    raw_headers: Iterable[tuple[bytes, bytes]],
+    body: bytes,
+    reason: str | None = None,
+) -> httpx.Response:
+    """A complete, closed response with its decoded *body*; wire-encoding headers dropped."""
+    headers = [(k, v) for k, v in raw_headers if k.lower() not in WIRE_HEADERS]
+    headers.append((b"Content-Length", b"%d" % len(body)))
+    extensions = {"http_version": b"HTTP/1.1"}
+    if reason:
+        extensions["reason_phrase"] = reason.encode("ascii", "replace")
+    response = httpx.Response(
+        status, headers=headers, stream=_ReadBody(body), request=request, extensions=extensions
+    )
+    # What Response.read() leaves behind, without its streaming machinery (decoders, chunkers,
+    # a context manager per chunk): that costs more than the rest of building the response,
+    # thousands of times per `check_many`. core/tests/test_transports.py pins the result.
+    response._content = body
+    response.is_stream_consumed = response.is_closed = True
+    return response
+
+
+class _ReadBody(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """The stream of a response whose body is already in memory."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+
+def declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    """The Content-Length the server declared, if it is a number."""
+    for name, value in headers:
+        if name.lower() == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+class AiohttpSender:
+    """The default sender: one pooled `aiohttp.ClientSession`, opened on first use.
+
+    *ssl_context* verifies servers (hub builds it from ``SSL_CERT_FILE`` or certifi);
+    *max_connections* bounds the pool, shared by the direct and the proxied requests.
+    """
+
+    def __init__(self, *, ssl_context: ssl.SSLContext, max_connections: int = 20) -> None:
+        self._ssl_context = ssl_context
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        proxy = environment_proxy()
+        self._proxy = httpx.Proxy(proxy) if proxy else None
+
+    def _open(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            ssl=self._ssl_context,
+            enable_cleanup_closed=_LEAKS_CLOSED_TLS,
+        )
+        # No cookie jar: a cookie one account's check receives must not reach the next check.
+        self._session = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+        )
+        return self._session
+
+    def _proxy_options(self, host: str) -> dict[str, object]:
+        if self._proxy is None or bypasses_proxy(host):
+            return {}
+        headers = dict(self._proxy.headers)
+        if self._proxy.raw_auth is not None:  # httpx.Proxy took them out of the URL
+            token = base64.b64encode(b":".join(self._proxy.raw_auth)).decode("ascii")
+            headers["Proxy-Authorization"] = f"Basic {token}"
+        return {"proxy": str(self._proxy.url), "proxy_headers": headers}
+
+    async def fetch(self, request: httpx.Request, max_body: int) -> httpx.Response:
+        """Send *request* with aiohttp; its decoded body read up to *max_body* bytes."""
+        import yarl
+
+        session = self._session or self._open()
+        timeout = request.extensions.get("timeout", {})
+        response = await session.request(
+            request.method,
+            yarl.URL(str(request.url), encoded=True),
+            headers=request.headers.multi_items(),
+            data=request.content or None,
+            allow_redirects=False,
+            timeout=_client_timeout(
+                timeout.get("pool"), timeout.get("connect"), timeout.get("read")
+            ),
+            **self._proxy_options(request.url.host),  # type: ignore[arg-type]
+        )
+        try:
+            declared = response.content_length
+            if declared is not None and declared > max_body:
+                raise ResponseTooLarge
+            body = bytearray()
+            while chunk := await response.content.readany():
+                body += chunk
+                if len(body) > max_body:
+                    raise ResponseTooLarge
+        except BaseException:
+            response.close()  # the rest is unread: the connection cannot be reused
+            raise
+        response.release()
+        return finished_response(
+            request, response.status, response.raw_headers, bytes(body), response.reason
+        )
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(
+    pool: float | None, connect: float | None, read: float | None
+) -> aiohttp.ClientTimeout:
+    # Reused: the limits are the same for most requests (the policy's, unless a flow is late).
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=None, connect=pool, sock_connect=connect, sock_read=read)
+
+
+class TransportSender:
+    """A sender over any `httpx.AsyncBaseTransport`, used as it is (no proxy of its own)."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self._transport = transport
+
+    async def fetch(self, request: httpx.Request, max_body: int) -> httpx.Response:
+        """Send *request* through the transport; its decoded body read up to *max_body*."""
+        response = await self._transport.handle_async_request(request)
+        try:
+            declared = declared_length(response.headers.raw)
+            if declared is not None and declared > max_body:
+                raise ResponseTooLarge
+            body = await _read_capped(response.aiter_bytes(), max_body)
+        finally:
+            await response.aclose()
+        return finished_response(
+            request, response.status_code, response.headers.raw, body, response.reason_phrase
+        )
+
+    async def aclose(self) -> None:
+        """Close the transport."""
+        await self._transport.aclose()
+
+
+async def _read_capped(chunks: AsyncIterator[bytes], max_body: int) -> bytes:
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > max_body:
+            raise ResponseTooLarge
+    return bytes(body)

@@ -176,6 +176,8 @@ def _mentions_key(text: str, key: str) -> bool:
     """Whether *text* holds the key, or any long enough piece of it."""
     if len(key) <= _KEY_WINDOW:
         return key in text
+    if len(text) < _KEY_WINDOW:  # most names and ids: too short to hold a piece
+        return False
     return any(key[i : i + _KEY_WINDOW] in text for i in range(len(key) - _KEY_WINDOW + 1))
 
 
@@ -328,7 +330,8 @@ def _organization(item: Any, key: str) -> dict[str, str]:
 def _rate_limit(response: httpx.Response, key: str) -> dict[str, int | str]:
     found: dict[str, int | str] = {}
     for name, header in RATE_LIMIT_HEADERS.items():
-        value = _clean(response.headers.get(header, ""), 64)
+        raw = response.headers.get(header)
+        value = _clean(raw, 64) if raw else ""
         if value and not _mentions_key(value, key):
             found[name] = int(value) if value.isdigit() else value
     return found
