@@ -151,3 +151,44 @@ def test_a_finished_response_keeps_the_reason_phrase() -> None:
     assert response.reason_phrase == "I'm a teapot"
     assert response.text == "tea"
     assert response.headers["x-a"] == "1"
+
+
+async def test_a_finished_response_behaves_as_one_httpx_has_read() -> None:
+    body = '{"name": "Zoë"}'.encode()
+    raw = [(b"Content-Type", b"application/json; charset=utf-8"), (b"Content-Length", b"99")]
+    response = finished_response(request(), 200, raw, body)
+    assert response.is_closed
+    assert response.is_stream_consumed
+    assert response.content == body
+    assert response.json() == {"name": "Zoë"}
+    assert response.read() == body
+    assert await response.aread() == body
+    assert b"".join(response.iter_bytes()) == body
+    assert response.headers.get_list("content-length") == [str(len(body))]
+    assert response.http_version == "HTTP/1.1"
+    response.close()
+    await response.aclose()
+
+
+# --- over a real socket ---------------------------------------------------------------------
+
+
+async def test_the_aiohttp_sender_names_hub_unless_the_flow_names_itself() -> None:
+    from hub_core.testing.network import FakeProvider, Reply
+    from hub_core.transports import USER_AGENT
+
+    with FakeProvider(["127.0.0.1"], lambda request: Reply.json({})) as server:
+        context = ssl.create_default_context()
+        server.ca.configure_trust(context)
+        sender = AiohttpSender(ssl_context=context)
+        url = f"https://127.0.0.1:{server.port}/"
+        try:
+            await sender.fetch(httpx.Request("GET", url), 1024)
+            own = httpx.Request("GET", url, headers={"User-Agent": "acme-sdk/2"})
+            response = await sender.fetch(own, 1024)
+        finally:
+            await sender.aclose()
+
+    assert response.json() == {}
+    agents = [request.headers.get_list("user-agent") for request in server.requests]
+    assert agents == [[USER_AGENT], ["acme-sdk/2"]]

@@ -36,7 +36,7 @@ from .errors import (
 )
 from .hookspecs import Flow
 from .model import Provider, Verified
-from .transports import ResponseTooLarge, declared_length, finished_response
+from .transports import USER_AGENT, ResponseTooLarge, declared_length, finished_response
 
 if TYPE_CHECKING:
     from .transports import AsyncSender
@@ -224,8 +224,8 @@ def exchange(
                 f"{provider.name} is limiting how often keys can be checked; {_wait_text(wait)}",
                 retry_after=wait,
             )
-        location = response.headers.get("location")
-        if status in REDIRECT_CODES and location:
+        location = response.headers.get("location") if status in REDIRECT_CODES else None
+        if location:
             redirects += 1
             target = request.url.join(location)
             if _origin(target) != _origin(request.url):
@@ -396,13 +396,12 @@ def _too_large(provider: Provider, policy: Policy) -> UnexpectedResponse:
 
 
 def _prepare(request: httpx.Request, policy: Policy, remaining: float) -> None:
+    """Bound each of the request's timeouts by what is left of the flow's time."""
     timeout = {
         k: (min(v, remaining) if v is not None else remaining)
         for k, v in policy.timeout.as_dict().items()
     }
     request.extensions = {**request.extensions, "timeout": timeout}
-    if "user-agent" not in request.headers:
-        request.headers["User-Agent"] = USER_AGENT
 
 
 def _flow_timeout(provider: Provider, policy: Policy) -> ProviderUnavailable:
@@ -452,6 +451,8 @@ def run_sync(driver: Driver, client: httpx.Client, provider: Provider, policy: P
             raise _flow_timeout(provider, policy)
         request = action.request
         _prepare(request, policy, remaining)
+        if "user-agent" not in request.headers:  # the async senders add it themselves
+            request.headers["User-Agent"] = USER_AGENT
         started = time.monotonic()
         try:
             response = client.send(request, stream=True, follow_redirects=False)
@@ -530,12 +531,3 @@ async def run_async(
     except TimeoutError:
         driver.close()
         raise _flow_timeout(provider, policy) from None
-
-
-def _user_agent() -> str:
-    from . import __version__
-
-    return f"hub/{__version__} (+https://pypi.org/project/hub-core/)"
-
-
-USER_AGENT = _user_agent()

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import aiohttp
 
 __all__ = [
+    "USER_AGENT",
     "AiohttpSender",
     "AsyncSender",
     "ResponseTooLarge",
@@ -42,6 +43,16 @@ _LEAKS_CLOSED_TLS = sys.version_info < (3, 12, 8) or (3, 13, 0) <= sys.version_i
 
 # Headers that describe the wire encoding: the response handed to a flow is already decoded.
 WIRE_HEADERS = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
+
+
+def _user_agent() -> str:
+    from . import __version__
+
+    return f"hub/{__version__} (+https://pypi.org/project/hub-core/)"
+
+
+#: Sent with every request that does not name its own User-Agent.
+USER_AGENT = _user_agent()
 
 
 class ResponseTooLarge(Exception):
@@ -144,7 +155,10 @@ class AiohttpSender:
         )
         # No cookie jar: a cookie one account's check receives must not reach the next check.
         self._session = aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"User-Agent": USER_AGENT},  # a flow's own User-Agent wins
+            trust_env=False,
         )
         return self._session
 
@@ -216,6 +230,8 @@ class TransportSender:
 
     async def fetch(self, request: httpx.Request, max_body: int) -> httpx.Response:
         """Send *request* through the transport; its decoded body read up to *max_body*."""
+        if "user-agent" not in request.headers:
+            request.headers["User-Agent"] = USER_AGENT
         response = await self._transport.handle_async_request(request)
         try:
             declared = declared_length(response.headers.raw)

@@ -222,3 +222,26 @@ def test_realistic_keys_never_leak(secret: bytes, spec: tuple[int, Any], echo: b
         body = {"errors": [{"code": "x", "message": f"key {key} refused"}]}
     outcome = outcome_of(flow, _response((status, body)))
     assert_no_leak(outcome, key)
+
+
+def _shares_a_piece(text: str, key: str) -> bool:
+    """The definition: some 8-character run of the key appears in the text."""
+    if len(key) <= 8:
+        return key in text
+    return any(key[i : i + 8] in text for i in range(len(key) - 7))
+
+
+@given(
+    key=st.text(st.characters(codec="ascii"), min_size=1, max_size=40),
+    before=st.text(max_size=20),
+    after=st.text(max_size=20),
+    start=st.integers(0, 40),
+    size=st.integers(0, 12),
+)
+def test_a_quoted_piece_of_the_key_is_found_however_long_the_text(
+    key: str, before: str, after: str, start: int, size: int
+) -> None:
+    from hub_elastic.flow import _mentions_key
+
+    text = before + key[start : start + size] + after
+    assert _mentions_key(text, key) == _shares_a_piece(text, key)

@@ -82,6 +82,8 @@ def normalize_key(value: str) -> str:
         raise FieldError(
             API_KEY, "Cloud API Key holds only the 'ApiKey' prefix; paste the key that follows it"
         )
+    if _KEY_CHARACTERS.fullmatch(key):
+        return key
     if any(char.isspace() for char in key):
         other = _OTHER_SCHEME.match(key)
         if other:
@@ -95,16 +97,14 @@ def normalize_key(value: str) -> str:
             "Cloud API Key has a space or line break inside it, but a key is one unbroken "
             "string; copy it again without the text around it",
         )
-    if not _KEY_CHARACTERS.fullmatch(key):
-        position = next(i for i, char in enumerate(key) if not "\x21" <= char <= "\x7e") + 1
-        raise FieldError(
-            API_KEY,
-            f"Cloud API Key has a character that cannot be part of a key (character {position} "
-            "of the key); "
-            "keys hold only plain letters, digits and punctuation. Copy it again from the "
-            "Cloud console",
-        )
-    return key
+    position = next(i for i, char in enumerate(key) if not "\x21" <= char <= "\x7e") + 1
+    raise FieldError(
+        API_KEY,
+        f"Cloud API Key has a character that cannot be part of a key (character {position} "
+        "of the key); "
+        "keys hold only plain letters, digits and punctuation. Copy it again from the "
+        "Cloud console",
+    )
 
 
 def _unquote(text: str) -> str:
@@ -176,14 +176,16 @@ def _mentions_key(text: str, key: str) -> bool:
     """Whether *text* holds the key, or any long enough piece of it."""
     if len(key) <= _KEY_WINDOW:
         return key in text
-    if len(text) < _KEY_WINDOW:  # most names and ids: too short to hold a piece
-        return False
-    return any(key[i : i + _KEY_WINDOW] in text for i in range(len(key) - _KEY_WINDOW + 1))
+    # A shared run of _KEY_WINDOW characters; walk the windows of the shorter of the two.
+    short, long = (text, key) if len(text) < len(key) else (key, text)
+    return any(short[i : i + _KEY_WINDOW] in long for i in range(len(short) - _KEY_WINDOW + 1))
 
 
 def _clean(text: str, limit: int) -> str:
     """One line of printable text, at most *limit* characters."""
-    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else " " for c in text)
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
