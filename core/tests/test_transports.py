@@ -44,7 +44,7 @@ def sender() -> AiohttpSender:
 
 
 async def test_without_a_proxy_every_request_goes_direct() -> None:
-    assert sender()._proxy_options("api.acme.test") == {}
+    assert sender()._proxy_options(httpx.URL("https://api.acme.test/")) == {}
 
 
 @pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy", "ALL_PROXY"])
@@ -53,16 +53,16 @@ async def test_the_environment_proxy_is_used_unless_no_proxy_names_the_host(
 ) -> None:
     monkeypatch.setenv(variable, "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", "direct.acme.test")
-    options = sender()._proxy_options("api.acme.test")
+    options = sender()._proxy_options(httpx.URL("https://api.acme.test/"))
     assert options == {"proxy": "http://127.0.0.1:9", "proxy_headers": {}}
-    assert sender()._proxy_options("direct.acme.test") == {}
+    assert sender()._proxy_options(httpx.URL("https://direct.acme.test/")) == {}
 
 
 async def test_proxy_credentials_in_the_url_become_a_proxy_authorization_header(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://ada:s3cret@proxy.corp.test:3128")
-    options = sender()._proxy_options("api.acme.test")
+    options = sender()._proxy_options(httpx.URL("https://api.acme.test/"))
     assert options["proxy"] == "http://proxy.corp.test:3128"
     credentials = base64.b64encode(b"ada:s3cret").decode()
     assert options["proxy_headers"] == {"Proxy-Authorization": f"Basic {credentials}"}

@@ -9,6 +9,7 @@ each capping response bodies and the flow's total time.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -130,7 +131,9 @@ def check_request(
             "the request was not sent",
             plugin=plugin,
         )
-    target = unquote(str(url))
+    target = str(url)
+    if "%" in target:
+        target = unquote(target)
     if any(secret in target for secret in secrets if len(secret) >= MIN_REDACTED_LENGTH):
         raise PluginError(
             f"the plugin {plugin} put a secret into the address of a request to {host}; "
@@ -379,6 +382,7 @@ def unavailable(
     return ProviderUnavailable(f"{provider.name} could not be reached: {what}", reason=reason)
 
 
+@functools.cache
 def _transport_errors() -> tuple[type[BaseException], ...]:
     errors: tuple[type[BaseException], ...] = (httpx.TransportError, OSError, TimeoutError)
     try:  # aiohttp is the async transport; not every failure of it is mapped to httpx's.

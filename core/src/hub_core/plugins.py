@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Callable, Collection, Generator, Iterable, Sequence
 from importlib.metadata import Distribution, EntryPoint, entry_points
+from types import GeneratorType
 from typing import Any
 
 import attrs
@@ -269,7 +270,7 @@ class Registry:
         """The verification flow for *credentials*, and the label of the plugin that made it."""
         caller = self.manager.hook.hub_validate_credentials
         for result, label in self._ask(caller, provider, credentials=credentials):
-            if not isinstance(result, Generator):
+            if not isinstance(result, GeneratorType | Generator):  # the first is quick
                 raise PluginError(
                     f"the plugin {label} returned {type(result).__name__} from "
                     "hub_validate_credentials, not a flow generator",

@@ -27,6 +27,7 @@ import httpx
 
 if TYPE_CHECKING:
     import aiohttp
+    import yarl
 
 __all__ = [
     "USER_AGENT",
@@ -162,8 +163,8 @@ class AiohttpSender:
         )
         return self._session
 
-    def _proxy_options(self, host: str) -> dict[str, object]:
-        if self._proxy is None or bypasses_proxy(host):
+    def _proxy_options(self, url: httpx.URL) -> dict[str, object]:
+        if self._proxy is None or bypasses_proxy(url.host):
             return {}
         headers = dict(self._proxy.headers)
         if self._proxy.raw_auth is not None:  # httpx.Proxy took them out of the URL
@@ -173,20 +174,18 @@ class AiohttpSender:
 
     async def fetch(self, request: httpx.Request, max_body: int) -> httpx.Response:
         """Send *request* with aiohttp; its decoded body read up to *max_body* bytes."""
-        import yarl
-
         session = self._session or self._open()
         timeout = request.extensions.get("timeout", {})
         response = await session.request(
             request.method,
-            yarl.URL(str(request.url), encoded=True),
+            _yarl_url(str(request.url)),
             headers=request.headers.multi_items(),
             data=request.content or None,
             allow_redirects=False,
             timeout=_client_timeout(
                 timeout.get("pool"), timeout.get("connect"), timeout.get("read")
             ),
-            **self._proxy_options(request.url.host),  # type: ignore[arg-type]
+            **self._proxy_options(request.url),  # type: ignore[arg-type]
         )
         try:
             declared = response.content_length
@@ -210,6 +209,15 @@ class AiohttpSender:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+@functools.lru_cache(maxsize=1024)
+def _yarl_url(url: str) -> yarl.URL:
+    # Reused: aiohttp reads a dozen properties of the URL, each computed once per object, and
+    # thousands of checks of one provider ask for the same few URLs. httpx has encoded it.
+    import yarl
+
+    return yarl.URL(url, encoded=True)
 
 
 @functools.lru_cache(maxsize=64)

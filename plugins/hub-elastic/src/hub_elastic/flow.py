@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -329,11 +329,10 @@ def _organization(item: Any, key: str) -> dict[str, str]:
     return {"id": org_id, "name": name or f"Organization {org_id}"}
 
 
-def _rate_limit(response: httpx.Response, key: str) -> dict[str, int | str]:
+def _rate_limit(response: httpx.Response, key: str, present: Set[str]) -> dict[str, int | str]:
     found: dict[str, int | str] = {}
     for name, header in RATE_LIMIT_HEADERS.items():
-        raw = response.headers.get(header)
-        value = _clean(raw, 64) if raw else ""
+        value = _clean(response.headers[header], 64) if header in present else ""
         if value and not _mentions_key(value, key):
             found[name] = int(value) if value.isdigit() else value
     return found
@@ -366,12 +365,14 @@ def _verified(response: httpx.Response, key: str, environment: Environment) -> V
     if body.get("next_page"):
         # Only the first page was read; there are more organizations than counted.
         details["more_organizations"] = True
-    rate_limit = _rate_limit(response, key)
+    present = response.headers.keys()  # one pass; most answers carry none of these
+    rate_limit = _rate_limit(response, key, present)
     if rate_limit:
         details["rate_limit"] = rate_limit
+    expiry = response.headers[EXPIRY_HEADER] if EXPIRY_HEADER in present else None
     return Verified(
         identity=f"org:{first['id']}",
         label=first["name"],
-        expires_at=parse_expiry(response.headers.get(EXPIRY_HEADER)),
+        expires_at=parse_expiry(expiry),
         details=details,
     )
