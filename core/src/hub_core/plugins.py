@@ -61,6 +61,10 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+# A flow is a generator; the concrete type first, since the ABC check is slower.
+_FLOW_TYPES = (GeneratorType, Generator)
+
+
 class Registry:
     """The plugins of one `Hub`: a pluggy manager plus what each plugin reported.
 
@@ -85,6 +89,7 @@ class Registry:
         self._providers: dict[str, tuple[Provider, str]] = {}
         self._conflicts: dict[str, str] = {}
         self._order: dict[tuple[str, str], list[Any]] = {}  # (hook, owner) -> implementations
+        self._labels: dict[str, str] = {}  # plugin name -> its label, once its metadata is read
 
         for plugin in plugins:
             name = getattr(plugin, "__name__", None) or type(plugin).__name__
@@ -251,12 +256,17 @@ class Registry:
             except HubError:
                 raise
             except Exception as exc:
-                label = self._report(impl.plugin_name).label
+                label = self._label(impl.plugin_name)
                 raise PluginError(
                     f"the plugin {label} failed in {caller.name}: {_describe(exc)}", plugin=label
                 ) from exc
             if result is not None:
-                yield result, self._report(impl.plugin_name).label
+                yield result, self._label(impl.plugin_name)
+
+    def _label(self, name: str) -> str:
+        if name not in self._labels:
+            self._labels[name] = self._report(name).label
+        return self._labels[name]
 
     def _in_order(self, caller: Any, owner: str) -> list[Any]:
         # Sorted once per hook and owner: check_many asks for thousands of flows in a row.
@@ -270,7 +280,7 @@ class Registry:
         """The verification flow for *credentials*, and the label of the plugin that made it."""
         caller = self.manager.hook.hub_validate_credentials
         for result, label in self._ask(caller, provider, credentials=credentials):
-            if not isinstance(result, GeneratorType | Generator):  # the first is quick
+            if not isinstance(result, _FLOW_TYPES):
                 raise PluginError(
                     f"the plugin {label} returned {type(result).__name__} from "
                     "hub_validate_credentials, not a flow generator",

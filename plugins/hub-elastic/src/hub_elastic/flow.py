@@ -365,7 +365,8 @@ def _verified(response: httpx.Response, key: str, environment: Environment) -> V
     if body.get("next_page"):
         # Only the first page was read; there are more organizations than counted.
         details["more_organizations"] = True
-    present = response.headers.keys()  # one pass; most answers carry none of these
+    # One pass over the raw names: most answers carry none of these headers.
+    present = {name.lower().decode("latin-1") for name, _ in response.headers.raw}
     rate_limit = _rate_limit(response, key, present)
     if rate_limit:
         details["rate_limit"] = rate_limit
