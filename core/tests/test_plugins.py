@@ -197,3 +197,64 @@ def test_unknown_provider_lists_what_is_installed(install: Install) -> None:
         Hub(enable={"alpha"}).provider("qlik")
     with pytest.raises(UnknownProvider, match="no provider plugin is installed"):
         Hub(load_entrypoints=False).provider("qlik")
+
+
+def test_module_plugins_register_the_same_hooks_as_with_pluggy_itself(tmp_path: Path) -> None:
+    import importlib.util
+
+    import pluggy
+
+    from hub_core import hookspecs
+    from hub_core.plugins import _PluginManager
+
+    source = tmp_path / "acme_plugin.py"
+    source.write_text(
+        textwrap.dedent(
+            """
+            from hub_core import Field, Provider, hookimpl
+
+            PROVIDERS = []
+
+            @hookimpl
+            def hub_providers():
+                return PROVIDERS
+
+            @hookimpl(specname="hub_account_display")
+            def display(provider, account):
+                return None
+
+            @staticmethod
+            @hookimpl
+            def hub_validate_credentials(provider, credentials):
+                return None
+
+            def helper():
+                return None
+
+            class Thing:
+                pass
+            """
+        )
+    )
+    spec = importlib.util.spec_from_file_location("acme_plugin", source)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def registered(manager: pluggy.PluginManager) -> list[tuple[str, str]]:
+        manager.add_hookspecs(hookspecs)
+        manager.register(module, name="acme")
+        return sorted(
+            (caller.name, impl.function.__name__)
+            for caller in manager.get_hookcallers(module) or ()
+            for impl in caller.get_hookimpls()
+        )
+
+    ours = registered(_PluginManager(hookspecs.PROJECT))
+    assert ours == registered(pluggy.PluginManager(hookspecs.PROJECT))
+    assert ours == [
+        ("hub_account_display", "display"),
+        ("hub_providers", "hub_providers"),
+        ("hub_validate_credentials", "hub_validate_credentials"),
+    ]

@@ -37,8 +37,8 @@ def providers(as_json: bool) -> None:
         click.echo("No provider plugin is installed. Install one, e.g. `pip install hub-qlik`.")
         return
     width = max(len(p.id) for p in found)
-    for provider in found:
-        click.echo(f"{provider.id:<{width}}  {provider.name}")
+    # One write: with many plugins installed, a flushed write per line shows.
+    click.echo("\n".join(f"{provider.id:<{width}}  {provider.name}" for provider in found))
 
 
 @click.command()
