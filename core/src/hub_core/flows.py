@@ -13,7 +13,6 @@ import functools
 import itertools
 import json
 import logging
-import random
 import socket
 import ssl
 import time
@@ -37,6 +36,7 @@ from .errors import (
 )
 from .hookspecs import Flow
 from .model import Provider, Verified
+from .policy import Policy
 from .transports import USER_AGENT, ResponseTooLarge, declared_length, finished_response
 
 if TYPE_CHECKING:
@@ -46,36 +46,9 @@ __all__ = ["Policy", "Send", "Sleep", "drive", "run_async", "run_sync"]
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 RETRY_CODES = frozenset({502, 503, 504})
 RETRYABLE_REASONS = frozenset({"connect", "timeout", "protocol"})
-DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
-
-
-@attrs.frozen
-class Policy:
-    """The driver's limits. `Hub` builds one from its keyword arguments."""
-
-    #: Per-request timeouts (connect, read, write, pool).
-    timeout: httpx.Timeout = DEFAULT_TIMEOUT
-    #: The whole flow, every request, redirect, retry and wait included, in seconds.
-    flow_timeout: float = 30.0
-    #: Extra attempts after a connection error, a timeout or a 502/503/504 on GET, or a 429.
-    retries: int = 2
-    #: First backoff in seconds; it doubles each attempt, with full jitter, up to `max_backoff`.
-    backoff: float = 0.25
-    max_backoff: float = 4.0
-    #: The longest Retry-After hub waits for; a longer one ends in `RateLimited` at once.
-    max_retry_after: float = 30.0
-    max_redirects: int = 5
-    max_body: int = 1 * MiB
-    #: Requests one flow may yield; a flow stuck in a loop must not flood a provider.
-    max_requests: int = 25
-
-    def backoff_delay(self, attempt: int) -> float:
-        """Full-jitter exponential backoff before retry number *attempt* (1-based)."""
-        return random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
 
 
 @attrs.frozen

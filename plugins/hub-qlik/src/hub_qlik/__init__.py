@@ -8,12 +8,15 @@ the tenant and shows whose key it is and when it expires. Installed, this module
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from hub_core import Account, AccountDisplay, Credentials, Flow, Provider, hookimpl
 
 from .display import account_display
-from .flow import verify
 from .provider import PROVIDER_ID, make_provider
+
+if TYPE_CHECKING:
+    from .flow import verify
 
 __version__ = "0.1.0"
 
@@ -37,6 +40,8 @@ def hub_validate_credentials(provider: Provider, credentials: Credentials) -> Fl
     """Return the flow that checks a Qlik Cloud key, or None for other providers."""
     if provider.id != PROVIDER_ID:
         return None
+    from .flow import verify  # imports httpx: only when a key is actually checked
+
     return verify(credentials)
 
 
@@ -46,3 +51,12 @@ def hub_account_display(provider: Provider, account: Account) -> AccountDisplay 
     if provider.id != PROVIDER_ID:
         return None
     return account_display(account)
+
+
+def __getattr__(name: str) -> Any:
+    # `verify` is public, but its module loads only when a key is checked (or it is asked for).
+    if name == "verify":
+        from .flow import verify
+
+        return verify
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
