@@ -23,7 +23,7 @@ from hub_core import (
     UnexpectedResponse,
     Verified,
 )
-from hub_core.flows import Policy, retry_after_seconds
+from hub_core.flows import Policy, _request_budget, retry_after_seconds
 from hub_core.hookspecs import Flow
 
 MiB = 1024 * 1024
@@ -486,3 +486,18 @@ def test_a_flow_stuck_in_a_loop_is_stopped_after_the_request_cap(
     with pytest.raises(PluginError, match="more than 25 requests in one check"):
         check(make_hub(loop, handler=lambda r: httpx.Response(200)), GOOD)
     assert len(recorder.requests) == 25
+
+
+@pytest.mark.parametrize(
+    ("timeout", "budget"),
+    [
+        (httpx.Timeout(10.0, connect=5.0), 15.0),
+        (httpx.Timeout(2.0), 4.0),
+        (httpx.Timeout(None, connect=5.0), float("inf")),
+        (httpx.Timeout(10.0, connect=None), float("inf")),
+    ],
+)
+def test_an_async_request_may_take_its_connect_and_read_timeouts_together(
+    timeout: httpx.Timeout, budget: float
+) -> None:
+    assert _request_budget(Policy(timeout=timeout)) == budget

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import ssl
+import time
 
 import aiohttp
 import httpx
@@ -88,7 +90,7 @@ def transport_answering(response: httpx.Response) -> TransportSender:
 
 async def test_a_given_transport_is_used_as_it_is_and_the_body_is_read() -> None:
     answer = httpx.Response(200, json={"id": 7}, headers={"X-Trace": "t1"})
-    response = await transport_answering(answer).fetch(request(), 1024)
+    response = await transport_answering(answer).fetch(request(), 1024, 5.0)
     assert response.status_code == 200
     assert response.json() == {"id": 7}
     assert response.headers["x-trace"] == "t1"
@@ -98,7 +100,7 @@ async def test_a_given_transport_is_used_as_it_is_and_the_body_is_read() -> None
 async def test_a_compressed_body_is_handed_over_decoded_without_wire_headers() -> None:
     body = b'{"id": 7}'
     answer = httpx.Response(200, content=gzip.compress(body), headers={"Content-Encoding": "gzip"})
-    response = await transport_answering(answer).fetch(request(), 1024)
+    response = await transport_answering(answer).fetch(request(), 1024, 5.0)
     assert response.content == body
     assert "content-encoding" not in response.headers
     assert response.headers["content-length"] == str(len(body))
@@ -107,7 +109,7 @@ async def test_a_compressed_body_is_handed_over_decoded_without_wire_headers() -
 async def test_a_declared_length_over_the_limit_is_refused_before_reading() -> None:
     answer = httpx.Response(200, content=b"x" * 2048)
     with pytest.raises(ResponseTooLarge):
-        await transport_answering(answer).fetch(request(), 1024)
+        await transport_answering(answer).fetch(request(), 1024, 5.0)
 
 
 async def test_a_body_that_decodes_past_the_limit_is_refused() -> None:
@@ -115,7 +117,19 @@ async def test_a_body_that_decodes_past_the_limit_is_refused() -> None:
     answer = httpx.Response(200, content=bomb, headers={"Content-Encoding": "gzip"})
     assert len(bomb) < 1024
     with pytest.raises(ResponseTooLarge):
-        await transport_answering(answer).fetch(request(), 1024)
+        await transport_answering(answer).fetch(request(), 1024, 5.0)
+
+
+async def test_the_total_bounds_the_whole_exchange_over_a_given_transport() -> None:
+    class Stalling(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            await asyncio.sleep(30)
+            raise AssertionError("not reached")
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await TransportSender(Stalling()).fetch(request(), 1024, 0.05)
+    assert time.monotonic() - started < 5
 
 
 async def test_closing_the_sender_closes_its_transport() -> None:
@@ -183,9 +197,9 @@ async def test_the_aiohttp_sender_names_hub_unless_the_flow_names_itself() -> No
         sender = AiohttpSender(ssl_context=context)
         url = f"https://127.0.0.1:{server.port}/"
         try:
-            await sender.fetch(httpx.Request("GET", url), 1024)
+            await sender.fetch(httpx.Request("GET", url), 1024, 5.0)
             own = httpx.Request("GET", url, headers={"User-Agent": "acme-sdk/2"})
-            response = await sender.fetch(own, 1024)
+            response = await sender.fetch(own, 1024, 5.0)
         finally:
             await sender.aclose()
 

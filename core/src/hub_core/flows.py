@@ -13,6 +13,7 @@ import functools
 import itertools
 import json
 import logging
+import math
 import socket
 import ssl
 import time
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 RETRY_CODES = frozenset({502, 503, 504})
 RETRYABLE_REASONS = frozenset({"connect", "timeout", "protocol"})
+_TIMER_SLACK = 0.01
 
 
 @attrs.frozen
@@ -471,40 +473,55 @@ def run_sync(driver: Driver, client: httpx.Client, provider: Provider, policy: P
 async def run_async(
     driver: Driver, client: AsyncSender, provider: Provider, policy: Policy
 ) -> Verified:
-    """Execute *driver* with asyncio I/O over *client*."""
+    """Execute *driver* with asyncio I/O over *client*.
+
+    Each request is bounded as a whole by its connect and read timeouts together, and by what
+    is left of the flow's time; waits are checked against the flow's deadline. So no timeout
+    context wraps the flow: with aiohttp's one timer per request, that is all the timers a
+    check needs.
+    """
     import asyncio  # here, not at the top: the sync path and the CLI's start need not load it
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + policy.flow_timeout
+    budget = _request_budget(policy)
     errors = _transport_errors()
     outcome: Any = None
     failure: HubError | None = None
-    try:
-        async with asyncio.timeout_at(deadline):
-            while True:
-                try:
-                    action = driver.send(outcome) if failure is None else driver.throw(failure)
-                except StopIteration as stop:
-                    return stop.value  # type: ignore[no-any-return]
-                outcome, failure = None, None
-                if isinstance(action, Sleep):
-                    if action.seconds >= deadline - loop.time():
-                        raise TimeoutError
-                    await asyncio.sleep(action.seconds)
-                    continue
-                request = action.request
-                _prepare(request, policy, deadline - loop.time())
-                started = time.monotonic()
-                try:
-                    outcome = await client.fetch(request, policy.max_body)
-                    _log(request, outcome, started)
-                except ResponseTooLarge:
-                    failure = _too_large(provider, policy)
-                except errors as exc:
-                    if isinstance(exc, TimeoutError) and loop.time() >= deadline:
-                        raise
-                    _log(request, None, started)
-                    failure = unavailable(provider, request, exc)
-    except TimeoutError:
-        driver.close()
-        raise _flow_timeout(provider, policy) from None
+    while True:
+        try:
+            action = driver.send(outcome) if failure is None else driver.throw(failure)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        outcome, failure = None, None
+        remaining = deadline - loop.time()
+        if isinstance(action, Sleep):
+            if action.seconds >= remaining:
+                driver.close()
+                raise _flow_timeout(provider, policy)
+            await asyncio.sleep(action.seconds)
+            continue
+        if remaining <= 0:
+            driver.close()
+            raise _flow_timeout(provider, policy)
+        request = action.request
+        _prepare(request, policy, remaining)
+        started = time.monotonic()
+        try:
+            outcome = await client.fetch(request, policy.max_body, min(budget, remaining))
+            _log(request, outcome, started)
+        except ResponseTooLarge:
+            failure = _too_large(provider, policy)
+        except errors as exc:
+            # A timer may fire a clock tick before its deadline: allow for it.
+            if isinstance(exc, TimeoutError) and loop.time() >= deadline - _TIMER_SLACK:
+                driver.close()
+                raise _flow_timeout(provider, policy) from None
+            _log(request, None, started)
+            failure = unavailable(provider, request, exc)
+
+
+def _request_budget(policy: Policy) -> float:
+    """The longest one request may take: its connect and read timeouts together."""
+    phases = (policy.timeout.connect, policy.timeout.read)
+    return math.inf if None in phases else sum(p for p in phases if p is not None)

@@ -21,7 +21,8 @@ DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 class Policy:
     """The driver's limits. `Hub` builds one from its keyword arguments."""
 
-    #: Per-request timeouts (connect, read, write, pool).
+    #: Per-request timeouts (connect, read, write, pool). Async checks bound each request as a
+    #: whole by connect + read instead: one timer per request, which thousands of checks feel.
     timeout: httpx.Timeout = DEFAULT_TIMEOUT
     #: The whole flow, every request, redirect, retry and wait included, in seconds.
     flow_timeout: float = 30.0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import math
 import ssl
 import sys
 import urllib.request
@@ -63,11 +64,13 @@ class ResponseTooLarge(Exception):
 class AsyncSender(Protocol):
     """What `run_async` sends its requests through."""
 
-    async def fetch(self, request: httpx.Request, max_body: int) -> httpx.Response:
-        """Send *request* (its ``timeout`` extension applies); the response, body read.
+    async def fetch(self, request: httpx.Request, max_body: int, total: float) -> httpx.Response:
+        """Send *request*; the response, its decoded body read.
 
-        Raise `ResponseTooLarge` when the decoded body exceeds *max_body* bytes, and the
-        transport's own exception when the request fails.
+        *total* bounds the whole exchange, body included (`TimeoutError` when it runs out); a
+        sender may also apply the ``timeout`` extension's phases. Raise `ResponseTooLarge` when
+        the body exceeds *max_body* bytes, and the transport's own exception when the request
+        fails.
         """
         ...
 
@@ -172,8 +175,13 @@ class AiohttpSender:
             headers["Proxy-Authorization"] = f"Basic {token}"
         return {"proxy": str(self._proxy.url), "proxy_headers": headers}
 
-    async def fetch(self, request: httpx.Request, max_body: int) -> httpx.Response:
-        """Send *request* with aiohttp; its decoded body read up to *max_body* bytes."""
+    async def fetch(self, request: httpx.Request, max_body: int, total: float) -> httpx.Response:
+        """Send *request* with aiohttp; its decoded body read up to *max_body* bytes.
+
+        One timer bounds the request (*total*), as aiohttp's own default does; the connect
+        phase of a new connection has its own. Per-phase pool and read timers would add two
+        more timers to every request, which shows when thousands run at once.
+        """
         session = self._session or self._open()
         timeout = request.extensions.get("timeout", {})
         response = await session.request(
@@ -182,9 +190,7 @@ class AiohttpSender:
             headers=request.headers.multi_items(),
             data=request.content or None,
             allow_redirects=False,
-            timeout=_client_timeout(
-                timeout.get("pool"), timeout.get("connect"), timeout.get("read")
-            ),
+            timeout=_client_timeout(total, timeout.get("connect")),
             **self._proxy_options(request.url),  # type: ignore[arg-type]
         )
         try:
@@ -221,13 +227,11 @@ def _yarl_url(url: str) -> yarl.URL:
 
 
 @functools.lru_cache(maxsize=64)
-def _client_timeout(
-    pool: float | None, connect: float | None, read: float | None
-) -> aiohttp.ClientTimeout:
-    # Reused: the limits are the same for most requests (the policy's, unless a flow is late).
+def _client_timeout(total: float, connect: float | None) -> aiohttp.ClientTimeout:
+    # Reused: most requests get the same limits (the policy's, unless their flow is late).
     import aiohttp
 
-    return aiohttp.ClientTimeout(total=None, connect=pool, sock_connect=connect, sock_read=read)
+    return aiohttp.ClientTimeout(total=total, sock_connect=connect, ceil_threshold=math.inf)
 
 
 class TransportSender:
@@ -236,18 +240,21 @@ class TransportSender:
     def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
         self._transport = transport
 
-    async def fetch(self, request: httpx.Request, max_body: int) -> httpx.Response:
+    async def fetch(self, request: httpx.Request, max_body: int, total: float) -> httpx.Response:
         """Send *request* through the transport; its decoded body read up to *max_body*."""
+        import asyncio
+
         if "user-agent" not in request.headers:
             request.headers["User-Agent"] = USER_AGENT
-        response = await self._transport.handle_async_request(request)
-        try:
-            declared = declared_length(response.headers.raw)
-            if declared is not None and declared > max_body:
-                raise ResponseTooLarge
-            body = await _read_capped(response.aiter_bytes(), max_body)
-        finally:
-            await response.aclose()
+        async with asyncio.timeout(total):
+            response = await self._transport.handle_async_request(request)
+            try:
+                declared = declared_length(response.headers.raw)
+                if declared is not None and declared > max_body:
+                    raise ResponseTooLarge
+                body = await _read_capped(response.aiter_bytes(), max_body)
+            finally:
+                await response.aclose()
         return finished_response(
             request, response.status_code, response.headers.raw, body, response.reason_phrase
         )
