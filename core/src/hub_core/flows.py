@@ -17,7 +17,7 @@ import math
 import socket
 import ssl
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -406,6 +406,30 @@ def _log(request: httpx.Request, response: httpx.Response | None, started: float
     )
 
 
+def _next(
+    driver: Driver,
+    outcome: Any,
+    failure: HubError | None,
+    deadline: float,
+    clock: Callable[[], float],
+    provider: Provider,
+    policy: Policy,
+) -> Action:
+    """The driver's next action, given the last outcome; a flow timeout if it cannot fit.
+
+    Raises StopIteration, carrying the `Verified`, when the flow is done. A request leaves
+    with its timeouts cut to what remains of the flow's time (*deadline* on *clock*).
+    """
+    action = driver.send(outcome) if failure is None else driver.throw(failure)
+    remaining = deadline - clock()
+    if action.seconds >= remaining if isinstance(action, Sleep) else remaining <= 0:
+        driver.close()
+        raise _flow_timeout(provider, policy)
+    if isinstance(action, Send):
+        _prepare(action.request, policy, remaining)
+    return action
+
+
 def run_sync(driver: Driver, client: httpx.Client, provider: Provider, policy: Policy) -> Verified:
     """Execute *driver* with blocking I/O over *client*."""
     deadline = time.monotonic() + policy.flow_timeout
@@ -414,22 +438,14 @@ def run_sync(driver: Driver, client: httpx.Client, provider: Provider, policy: P
     failure: HubError | None = None
     while True:
         try:
-            action = driver.send(outcome) if failure is None else driver.throw(failure)
+            action = _next(driver, outcome, failure, deadline, time.monotonic, provider, policy)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
         outcome, failure = None, None
-        remaining = deadline - time.monotonic()
         if isinstance(action, Sleep):
-            if action.seconds >= remaining:
-                driver.close()
-                raise _flow_timeout(provider, policy)
             time.sleep(action.seconds)
             continue
-        if remaining <= 0:
-            driver.close()
-            raise _flow_timeout(provider, policy)
         request = action.request
-        _prepare(request, policy, remaining)
         if "user-agent" not in request.headers:  # the async senders add it themselves
             request.headers["User-Agent"] = USER_AGENT
         started = time.monotonic()
@@ -490,25 +506,18 @@ async def run_async(
     failure: HubError | None = None
     while True:
         try:
-            action = driver.send(outcome) if failure is None else driver.throw(failure)
+            action = _next(driver, outcome, failure, deadline, loop.time, provider, policy)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
         outcome, failure = None, None
-        remaining = deadline - loop.time()
         if isinstance(action, Sleep):
-            if action.seconds >= remaining:
-                driver.close()
-                raise _flow_timeout(provider, policy)
             await asyncio.sleep(action.seconds)
             continue
-        if remaining <= 0:
-            driver.close()
-            raise _flow_timeout(provider, policy)
         request = action.request
-        _prepare(request, policy, remaining)
+        total = min(budget, deadline - loop.time())
         started = time.monotonic()
         try:
-            outcome = await client.fetch(request, policy.max_body, min(budget, remaining))
+            outcome = await client.fetch(request, policy.max_body, total)
             _log(request, outcome, started)
         except ResponseTooLarge:
             failure = _too_large(provider, policy)
