@@ -263,10 +263,13 @@ class Registry:
         except KeyError:
             raise UnknownProvider(provider_id, self._providers) from None
 
-    def _ask(
+    def _first(
         self, caller: Any, provider: Provider, **kwargs: object
-    ) -> Generator[tuple[object, str]]:
-        """Call each implementation of a firstresult hook, the provider's own plugin first."""
+    ) -> tuple[object, str] | None:
+        """The first answer of a firstresult hook and its plugin's label; the owner asked first.
+
+        None when no implementation answers. A plugin's exception becomes `PluginError`.
+        """
         arguments = {"provider": provider, **kwargs}
         for impl in self._in_order(caller, self._providers[provider.id][1]):
             try:
@@ -279,7 +282,8 @@ class Registry:
                     f"the plugin {label} failed in {caller.name}: {_describe(exc)}", plugin=label
                 ) from exc
             if result is not None:
-                yield result, self._label(impl.plugin_name)
+                return result, self._label(impl.plugin_name)
+        return None
 
     def _label(self, name: str) -> str:
         if name not in self._labels:
@@ -297,15 +301,17 @@ class Registry:
     def flow(self, provider: Provider, credentials: Credentials) -> tuple[hookspecs.Flow, str]:
         """The verification flow for *credentials*, and the label of the plugin that made it."""
         caller = self.manager.hook.hub_validate_credentials
-        for result, label in self._ask(caller, provider, credentials=credentials):
-            if not isinstance(result, _FLOW_TYPES):
-                raise PluginError(
-                    f"the plugin {label} returned {type(result).__name__} from "
-                    "hub_validate_credentials, not a flow generator",
-                    plugin=label,
-                )
-            return result, label
-        raise PluginError(f"no installed plugin can check keys of {provider.name}")
+        answer = self._first(caller, provider, credentials=credentials)
+        if answer is None:
+            raise PluginError(f"no installed plugin can check keys of {provider.name}")
+        result, label = answer
+        if not isinstance(result, _FLOW_TYPES):
+            raise PluginError(
+                f"the plugin {label} returned {type(result).__name__} from "
+                "hub_validate_credentials, not a flow generator",
+                plugin=label,
+            )
+        return result, label
 
     def display(
         self, provider: Provider, account: Account, default: Callable[[], AccountDisplay]
@@ -313,11 +319,13 @@ class Registry:
         """The plugin's display of *account*, or *default()* when none answers or one breaks."""
         caller = self.manager.hook.hub_account_display
         try:
-            for result, label in self._ask(caller, provider, account=account):
-                if isinstance(result, AccountDisplay):
-                    return result
-                log.warning("plugin %s returned %r from hub_account_display", label, result)
-                break
+            answer = self._first(caller, provider, account=account)
         except HubError as exc:
             log.warning("account display failed: %s", exc)
+            return default()
+        if answer is not None:
+            result, label = answer
+            if isinstance(result, AccountDisplay):
+                return result
+            log.warning("plugin %s returned %r from hub_account_display", label, result)
         return default()
