@@ -422,7 +422,8 @@ def _next(
     """
     action = driver.send(outcome) if failure is None else driver.throw(failure)
     remaining = deadline - clock()
-    if action.seconds >= remaining if isinstance(action, Sleep) else remaining <= 0:
+    too_late = action.seconds >= remaining if isinstance(action, Sleep) else remaining <= 0
+    if too_late:
         driver.close()
         raise _flow_timeout(provider, policy)
     if isinstance(action, Send):
