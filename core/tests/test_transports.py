@@ -206,3 +206,28 @@ async def test_the_aiohttp_sender_names_hub_unless_the_flow_names_itself() -> No
     assert response.json() == {}
     agents = [request.headers.get_list("user-agent") for request in server.requests]
     assert agents == [[USER_AGENT], ["acme-sdk/2"]]
+
+
+async def test_the_aiohttp_sender_sends_a_body_once_with_its_length() -> None:
+    from hub_core.testing.network import FakeProvider, Reply
+
+    with FakeProvider(
+        ["127.0.0.1"], lambda request: Reply.json({"ok": True}, status=201)
+    ) as server:
+        context = ssl.create_default_context()
+        server.ca.configure_trust(context)
+        sender = AiohttpSender(ssl_context=context)
+        url = f"https://127.0.0.1:{server.port}/v1/keys?check=1"
+        try:
+            posted = httpx.Request("POST", url, json={"name": "Zoë"})
+            response = await sender.fetch(posted, 1024, 5.0)
+        finally:
+            await sender.aclose()
+
+    assert response.status_code == 201
+    assert response.json() == {"ok": True}
+    (received,) = server.requests
+    assert (received.method, received.target) == ("POST", "/v1/keys?check=1")
+    assert received.body == posted.content
+    assert received.headers.get_list("content-length") == [str(len(posted.content))]
+    assert received.headers["content-type"] == "application/json"
