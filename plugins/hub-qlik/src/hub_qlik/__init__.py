@@ -40,7 +40,7 @@ def hub_validate_credentials(provider: Provider, credentials: Credentials) -> Fl
     """Return the flow that checks a Qlik Cloud key, or None for other providers."""
     if provider.id != PROVIDER_ID:
         return None
-    from .flow import verify  # imports httpx: only when a key is actually checked
+    from .flow import verify  # the flow module loads only when a key is actually checked
 
     return verify(credentials)
 
