@@ -2,9 +2,11 @@
 
 The policy is written once, sans I/O: `drive` is a generator of actions (`Send` a request,
 `Sleep` a while) that enforces HTTPS and the provider's host allowlist, follows same-origin
-redirects, retries, honours Retry-After and wraps plugin failures. Two small runners execute
-those actions, `run_sync` over an `httpx.Client` and `run_async` over an `AsyncSender`,
-each capping response bodies and the flow's total time.
+redirects, retries, honours Retry-After and wraps plugin failures. Three small runners execute
+those actions, each capping response bodies and the flow's total time: `run_sync` over an
+`httpx.Client`, `run_async` over an `AsyncSender`, and `run_scripted` over a test's scripted
+answers on a virtual clock (the plugin kit, `hub_core.testing`), so a flow under test sees
+exactly what it sees in production.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from .transports import USER_AGENT, ResponseTooLarge, declared_length, finished_
 if TYPE_CHECKING:
     from .transports import AsyncSender
 
-__all__ = ["Policy", "Send", "Sleep", "drive", "run_async", "run_sync"]
+__all__ = ["Answer", "Policy", "Send", "Sleep", "drive", "run_async", "run_scripted", "run_sync"]
 
 log = logging.getLogger(__name__)
 
@@ -478,11 +480,7 @@ def run_sync(driver: Driver, client: httpx.Client, provider: Provider, policy: P
         except errors as exc:
             _log(request, None, started)
             failure = unavailable(provider, request, exc)
-        if (
-            failure is not None
-            and failure.code == "provider_unavailable"
-            and time.monotonic() >= deadline
-        ):
+        if isinstance(failure, ProviderUnavailable) and time.monotonic() >= deadline:
             driver.close()
             raise _flow_timeout(provider, policy) from failure
 
@@ -529,6 +527,74 @@ async def run_async(
                 raise _flow_timeout(provider, policy) from None
             _log(request, None, started)
             failure = unavailable(provider, request, exc)
+
+
+#: What a script answers a request with: a response, or an exception in its place (a
+#: `HubError` the request ends in, or a transport error such as ``httpx.ConnectTimeout``).
+Answer: TypeAlias = "httpx.Response | BaseException"
+
+
+def run_scripted(
+    driver: Driver,
+    answer: Callable[[httpx.Request], Answer],
+    provider: Provider,
+    policy: Policy,
+    *,
+    on_wait: Callable[[float], None] | None = None,
+) -> Verified:
+    """Execute *driver* against *answer* instead of the network, on a virtual clock.
+
+    Every action is the production driver's, so the flow receives what `run_sync` would hand
+    it: a 429 is waited out and retried, a redirect followed or refused, a body over the cap
+    refused. Waits take no time: they advance the virtual clock the flow's deadline is kept
+    on, and are reported to *on_wait*. *answer* returns (or raises) an exception in place of a
+    response: a `HubError` is what that request ended in; an httpx transport error or an
+    `OSError` becomes the `ProviderUnavailable` a real one would. Anything else it raises (a
+    script that ran out, say) propagates, and the flow is closed.
+    """
+    now = 0.0
+
+    def clock() -> float:
+        return now
+
+    errors = _transport_errors()
+    outcome: Any = None
+    failure: HubError | None = None
+    try:
+        while True:
+            try:
+                action = _next(
+                    driver, outcome, failure, policy.flow_timeout, clock, provider, policy
+                )
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            outcome, failure = None, None
+            if isinstance(action, Sleep):
+                now += action.seconds
+                if on_wait is not None:
+                    on_wait(action.seconds)
+                continue
+            request = action.request
+            try:
+                reply = answer(request)
+            except errors as exc:
+                reply = exc
+            if isinstance(reply, HubError):
+                failure = reply
+            elif isinstance(reply, errors):
+                failure = unavailable(provider, request, reply)
+            elif isinstance(reply, BaseException):
+                raise reply
+            else:
+                body = reply.read()
+                if len(body) > policy.max_body:
+                    failure = _too_large(provider, policy)
+                else:
+                    outcome = finished_response(
+                        request, reply.status_code, reply.headers.raw, body, reply.reason_phrase
+                    )
+    finally:
+        driver.close()
 
 
 def _request_budget(policy: Policy) -> float:

@@ -21,7 +21,8 @@ from hub_core import (
     RateLimited,
     UnexpectedResponse,
 )
-from hub_core.testing import drive, respond
+from hub_core.testing import drive_raw as drive
+from hub_core.testing import respond
 
 Start = Callable[..., Flow]
 OrgBody = Callable[..., dict[str, Any]]

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 import hub_elastic
 from hub_core import FieldError, Flow, HubError, Verified
 from hub_core.fields import validate_values
-from hub_core.testing import drive, respond
+from hub_core.testing import drive_raw as drive
+from hub_core.testing import respond
 
 Start = Callable[..., Flow]
 

@@ -19,7 +19,7 @@ from hub_core import (
     UnexpectedResponse,
     Verified,
 )
-from hub_core.testing import drive
+from hub_core.testing import drive_raw as drive
 
 
 def run(values, responder):

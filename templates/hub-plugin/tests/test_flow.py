@@ -25,8 +25,10 @@ import hub_example
 from hub_example.flow import verify
 
 
-def test_a_good_key_verifies_the_account(credentials: Credentials, api: Routes) -> None:
-    run = drive(verify(credentials), api)
+def test_a_good_key_verifies_the_account(
+    provider: Provider, credentials: Credentials, api: Routes
+) -> None:
+    run = drive(verify(credentials), api, provider=provider)
     assert run.urls == ["https://api.example.com/v1/me"]
     assert run.requests[0].headers["authorization"] == f"Bearer {CANARY}"
     assert run.result.identity == "account:acc_42"
@@ -36,32 +38,41 @@ def test_a_good_key_verifies_the_account(credentials: Credentials, api: Routes) 
 
 
 def test_the_eu_region_has_its_own_host(provider: Provider, api: Routes) -> None:
-    run = drive(verify(sample_credentials(provider, region="eu")), api)
+    run = drive(verify(sample_credentials(provider, region="eu")), api, provider=provider)
     assert run.hosts == ["api.eu.example.com"]
 
 
-def test_a_rejected_key_names_the_key_field(credentials: Credentials) -> None:
-    failure = drive_error(verify(credentials), [respond(401)], InvalidCredentials)
+def test_a_rejected_key_names_the_key_field(provider: Provider, credentials: Credentials) -> None:
+    failure = drive_error(
+        verify(credentials), [respond(401)], InvalidCredentials, provider=provider
+    )
     assert failure.error.field == "api_key"
     assert_no_secret(failure.error)
 
 
-def test_rate_limit_reads_retry_after(credentials: Credentials) -> None:
-    answer = respond(429, headers={"retry-after": "30"})
-    failure = drive_error(verify(credentials), [answer], RateLimited)
+def test_a_rate_limit_is_the_cores_business(provider: Provider, credentials: Credentials) -> None:
+    # The driver waits out a 429 (on a virtual clock here) and retries; the flow never sees it.
+    limited = respond(429, headers={"retry-after": "7"})
+    failure = drive_error(verify(credentials), [limited] * 3, RateLimited, provider=provider)
+    assert failure.waits == [7, 7]
     assert isinstance(failure.error, RateLimited)
-    assert failure.error.retry_after == 30
+    assert failure.error.retry_after == 7
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
 def test_server_errors_mean_the_provider_is_unavailable(
-    credentials: Credentials, status: int
+    provider: Provider, credentials: Credentials, status: int
 ) -> None:
-    drive_error(verify(credentials), [respond(status)], ProviderUnavailable)
+    # The driver retries a 502/503/504 twice before the flow sees it: three answers.
+    answers = [respond(status)] * (1 if status == 500 else 3)
+    drive_error(verify(credentials), answers, ProviderUnavailable, provider=provider)
 
 
-def test_an_answer_without_an_account_is_unexpected(credentials: Credentials) -> None:
-    drive_error(verify(credentials), [respond(200, json={"id": 1})], UnexpectedResponse)
+def test_an_answer_without_an_account_is_unexpected(
+    provider: Provider, credentials: Credentials
+) -> None:
+    answer = [respond(200, json={"id": 1})]
+    drive_error(verify(credentials), answer, UnexpectedResponse, provider=provider)
 
 
 def test_the_hooks_answer_only_for_this_provider(credentials: Credentials) -> None:

@@ -3,14 +3,16 @@
     from hub_core.testing import CANARY, drive, respond, sample_credentials
 
     credentials = sample_credentials(provider)            # the secret field holds CANARY
-    run = drive(verify(credentials), [respond(200, json={"organizations": [...]})])
+    run = drive(verify(credentials), [respond(200, json={...})], provider=provider)
     assert run.result.identity == "org:1"
     assert run.requests[0].headers["Authorization"] == f"ApiKey {CANARY}"
     assert run.hosts == ["api.elastic-cloud.com"]
 
-`drive` runs the generator directly, as the flow's protocol logic sees it; `drive_error` runs
-it to the error it must end in. To test a plugin under the core's full driver (allowlist,
-redirects, retries, caps, redaction), use `mock_hub(plugin, responder)`. The whole contract
+`drive` runs the flow under the core's own driver, as `Hub.verify` does (host allowlist,
+redirects, retries, Retry-After, body cap), with scripted answers in place of the network and
+waits that take no time; `drive_error` runs it to the error it must end in. `drive_raw` hands
+a flow raw responses with no driver in between, to unit-test one branch by hand.
+`mock_hub(plugin, responder)` is a whole `Hub` over ``httpx.MockTransport``. The whole contract
 is checked at once by `hub_core.testing.conformance.check_plugin`.
 
 Importing this module does not import httpx: the pytest plugin of hub-core imports it at
@@ -20,9 +22,10 @@ pytest startup, which must stay cheap.
 from __future__ import annotations
 
 import json as _json
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import attrs
 
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
     import httpx
 
     from hub_core.hub import Hub
+    from hub_core.policy import Policy
 
 __all__ = [
     "CANARY",
@@ -47,6 +51,7 @@ __all__ = [
     "assert_no_secret",
     "drive",
     "drive_error",
+    "drive_raw",
     "exposed_text",
     "find_secret",
     "mock_hub",
@@ -170,10 +175,12 @@ def mock_hub(plugin: object, responder: Responder, **options: Any) -> Hub:
 
 @attrs.define
 class FlowRun:
-    """What one driven flow did: the requests it yielded and the `Verified` it returned."""
+    """What one driven flow did: the requests sent, the waits, and the `Verified` it returned."""
 
     requests: list[httpx.Request]
     result: Verified
+    #: Each wait of the driver, in seconds (a Retry-After, a backoff); none took real time.
+    waits: list[float] = attrs.Factory(list)
 
     @property
     def urls(self) -> list[str]:
@@ -188,10 +195,11 @@ class FlowRun:
 
 @attrs.define
 class FlowFailure:
-    """A flow that ended in an error: the requests it yielded and the error it raised."""
+    """A flow that ended in an error: the requests sent, the waits, and the error it ended in."""
 
     requests: list[httpx.Request]
     error: HubError
+    waits: list[float] = attrs.Factory(list)
 
     @property
     def urls(self) -> list[str]:
@@ -203,8 +211,11 @@ class UnusedResponses(AssertionError):
     """The flow finished before consuming every scripted response."""
 
 
+Script: TypeAlias = "Iterable[httpx.Response | BaseException] | Responder"
+
+
 def _answerer(
-    responses: Iterable[httpx.Response | BaseException] | Responder,
+    responses: Script,
 ) -> tuple[Responder, list[httpx.Response | BaseException] | None]:
     if callable(responses):
         return responses, None
@@ -218,10 +229,139 @@ def _answerer(
     return answer, queue
 
 
-def _run(flow: Flow, answer: Responder, requests: list[httpx.Request]) -> object:
-    """Drive *flow* to its end; return what it returned (errors it raises propagate)."""
+class _AnyHost:
+    """Stands in for the provider of a `drive` call that names none: every host is allowed."""
+
+    id = "unnamed"
+    name = "the provider"
+    hosts = ("any host",)
+
+    @staticmethod
+    def allows_host(host: str) -> bool:
+        return True
+
+
+@attrs.define
+class _Driven:
+    """One run of a flow under the production driver: what was sent, waited and ended in."""
+
+    queue: list[httpx.Response | BaseException] | None
+    requests: list[httpx.Request] = attrs.Factory(list)
+    waits: list[float] = attrs.Factory(list)
+    result: Any = None
+    error: Exception | None = None
+
+
+def _driven(
+    flow: Flow,
+    responses: Script,
+    provider: Provider | None,
+    policy: Policy | None,
+    secrets: Iterable[str],
+    caller: str,
+) -> _Driven:
+    """Run *flow* under the production driver against *responses*, catching how it ends."""
+    from hub_core.flows import drive as production_drive
+    from hub_core.flows import run_scripted
+    from hub_core.policy import Policy
+
+    if provider is None:
+        warnings.warn(
+            f"{caller}() without provider= lets the flow reach any host; pass the provider "
+            "so its hosts are checked as in production (provider= is required from 0.3)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        provider = cast("Provider", _AnyHost())
+    policy = policy or Policy()
+    answer, queue = _answerer(responses)
+    run = _Driven(queue=queue)
+
+    def recorded(request: httpx.Request) -> httpx.Response | BaseException:
+        run.requests.append(request)
+        return answer(request)
+
+    driver = production_drive(policy, provider, provider.id, flow, tuple(secrets))
+    try:
+        run.result = run_scripted(driver, recorded, provider, policy, on_wait=run.waits.append)
+    except Exception as exc:
+        run.error = exc
+    return run
+
+
+def drive(
+    flow: Flow,
+    responses: Script,
+    *,
+    provider: Provider | None = None,
+    policy: Policy | None = None,
+    secrets: Iterable[str] = (),
+) -> FlowRun:
+    """Run *flow* to its end under the core's own driver, answering each request it sends.
+
+    The flow sees exactly what it sees in production: a 429 is waited out and retried (then
+    `RateLimited`), a 502/503/504 on GET retried, a redirect followed within the same origin
+    or refused, a body over the cap refused, a request to a host *provider* does not declare
+    refused with `PluginError`. Waits take no time (`FlowRun.waits` lists them). *policy*
+    (default: production's `hub_core.Policy()`) sets the retries and limits, so a script must
+    answer every attempt: three 503s for one request that keeps failing, or pass
+    ``Policy(retries=0)``. *secrets* are masked in any error, as `Hub` masks the key.
+
+    *responses* is a sequence answered in order or a function from request to response. An
+    exception in their place (say ``ProviderUnavailable("...", reason="unresolved")`` or
+    ``httpx.ConnectTimeout("...")``) is what that request ended in; the driver throws it into
+    the flow at its ``yield``. When a list runs out, the test fails with the request that had
+    no answer. To hand a flow raw responses with no driver in between, use `drive_raw`.
+    """
+    run = _driven(flow, responses, provider, policy, secrets, "drive")
+    if run.error is not None:
+        raise run.error
+    if run.queue:
+        raise UnusedResponses(f"{len(run.queue)} scripted response(s) were not used")
+    return FlowRun(requests=run.requests, result=run.result, waits=run.waits)
+
+
+def drive_error(
+    flow: Flow,
+    responses: Script,
+    expected: type[HubError] | tuple[type[HubError], ...] = HubError,
+    *,
+    provider: Provider | None = None,
+    policy: Policy | None = None,
+    secrets: Iterable[str] = (),
+) -> FlowFailure:
+    """Run *flow* as `drive` does; it must end in an *expected* error: return it and the requests.
+
+    The test fails (AssertionError) when the flow returns instead, or ends in another error:
+    that error is chained, so its traceback shows where. A bug in the flow (say a KeyError)
+    ends, as in production, in `PluginError`, with the original exception as its cause.
+    """
+    run = _driven(flow, responses, provider, policy, secrets, "drive_error")
+    if isinstance(run.error, expected):
+        if run.queue:
+            raise UnusedResponses(f"{len(run.queue)} scripted response(s) were not used")
+        return FlowFailure(requests=run.requests, error=run.error, waits=run.waits)
+    if run.error is not None:
+        error = run.error
+        raise AssertionError(
+            f"flow raised {type(error).__name__}: {error}, not {_names(expected)}"
+        ) from error
+    raise AssertionError(f"flow returned {run.result!r} instead of raising {_names(expected)}")
+
+
+def drive_raw(flow: Flow, responses: Script) -> FlowRun:
+    """Hand *flow* exactly these responses, with no driver in between; return its `FlowRun`.
+
+    For unit-testing one branch of a flow by hand. Nothing is retried, waited for, followed or
+    refused: the flow receives even what the core's driver never hands it in production (a
+    429, a redirect, a 503), and a request to any host is answered. Errors the flow raises
+    propagate unchanged. Prefer `drive`, which runs the flow as users run it; the conformance
+    check never asks a flow to handle what the driver handles.
+    """
     import httpx
 
+    answer, queue = _answerer(responses)
+    requests: list[httpx.Request] = []
     try:
         request = next(flow)
         while True:
@@ -235,54 +375,14 @@ def _run(flow: Flow, answer: Responder, requests: list[httpx.Request]) -> object
             response.request = request
             request = flow.send(response)
     except StopIteration as stop:
-        return stop.value
+        result = stop.value
     finally:
         flow.close()
-
-
-def drive(flow: Flow, responses: Iterable[httpx.Response | BaseException] | Responder) -> FlowRun:
-    """Run *flow* to its end, answering each request it yields.
-
-    *responses* is either a sequence answered in order or a function from request to
-    response. An exception in their place (say ``ProviderUnavailable("...", reason=
-    "unresolved")``) is thrown into the flow at that ``yield``, as the core's driver does when
-    no response can be had. Errors the flow raises propagate unchanged; when a list runs out,
-    the test fails with the request that had no answer. Each request is attached to its
-    response.
-    """
-    answer, queue = _answerer(responses)
-    requests: list[httpx.Request] = []
-    result = _run(flow, answer, requests)
     if queue:
         raise UnusedResponses(f"{len(queue)} scripted response(s) were not used")
     if not isinstance(result, Verified):
         raise AssertionError(f"flow returned {result!r}, not Verified")
     return FlowRun(requests=requests, result=result)
-
-
-def drive_error(
-    flow: Flow,
-    responses: Iterable[httpx.Response | BaseException] | Responder,
-    expected: type[HubError] | tuple[type[HubError], ...] = HubError,
-) -> FlowFailure:
-    """Run *flow*, which must end in an *expected* error; return the error and the requests.
-
-    The test fails (AssertionError) when the flow returns instead, or raises anything else:
-    that exception is chained, so its traceback shows where.
-    """
-    answer, queue = _answerer(responses)
-    requests: list[httpx.Request] = []
-    try:
-        result = _run(flow, answer, requests)
-    except expected as exc:
-        if queue:
-            raise UnusedResponses(f"{len(queue)} scripted response(s) were not used") from exc
-        return FlowFailure(requests=requests, error=exc)
-    except Exception as exc:
-        raise AssertionError(
-            f"flow raised {type(exc).__name__}: {exc}, not {_names(expected)}"
-        ) from exc
-    raise AssertionError(f"flow returned {result!r} instead of raising {_names(expected)}")
 
 
 def _names(expected: type[BaseException] | tuple[type[BaseException], ...]) -> str:
