@@ -64,14 +64,14 @@ def make_plugin(where: Path, name: str, title: str) -> Path:
     )
     (plugin / "src" / "hub_example").rename(plugin / "src" / f"hub_{name}")
     for path in plugin.rglob("*"):
-        if path.is_file():
+        if path.is_file() and path.name != "LICENSE":
             text = path.read_text()
             path.write_text(text.replace("Example", title).replace("example", name))
     leftover = [
         str(path.relative_to(plugin))
         for path in plugin.rglob("*")
         if "example" in path.name.lower()
-        or (path.is_file() and "example" in path.read_text().lower())
+        or (path.is_file() and path.name != "LICENSE" and "example" in path.read_text().lower())
     ]
     assert not leftover, f"the documented rename leaves 'example' in {leftover}"
     return plugin
