@@ -22,19 +22,41 @@ __all__ = [
 
 MASK = "[redacted]"
 
-
-#: Values shorter than this are not masked: they cannot be told apart from ordinary words
-#: ("us", "key"), and no provider issues keys that short.
-MIN_REDACTED_LENGTH = 6
+#: How many consecutive characters of a key count as the key. A secret this long or longer is
+#: masked wherever it appears, whole or in part: every run of this many of its characters (a
+#: key cut short is still a key). Shorter values are left alone: they cannot be told apart
+#: from ordinary words ("us", "key"), and no provider issues keys that short.
+KEY_PIECE = 8
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Return *text* with every occurrence of each secret replaced by a mask."""
-    # Longest first, so a secret that contains another is masked whole.
-    candidates = {s for s in secrets if len(s) >= MIN_REDACTED_LENGTH}
-    for secret in sorted(candidates, key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return text
+    """Return *text* with each secret, and every `KEY_PIECE`-long piece of one, masked.
+
+    A run of text made of such pieces becomes one mask, so a quoted key, a key cut short and a
+    key split across lines all leave no key material behind.
+    """
+    keys = {secret for secret in secrets if len(secret) >= KEY_PIECE}
+    if not keys or len(text) < KEY_PIECE:
+        return text
+    pieces = {key[i : i + KEY_PIECE] for key in keys for i in range(len(key) - KEY_PIECE + 1)}
+    covered_until = -1
+    spans: list[tuple[int, int]] = []
+    for start in range(len(text) - KEY_PIECE + 1):
+        if text[start : start + KEY_PIECE] in pieces:
+            end = start + KEY_PIECE
+            if spans and start <= covered_until:
+                spans[-1] = (spans[-1][0], end)
+            else:
+                spans.append((start, end))
+            covered_until = end
+    if not spans:
+        return text
+    out, position = [], 0
+    for start, end in spans:
+        out += [text[position:start], MASK]
+        position = end
+    out.append(text[position:])
+    return "".join(out)
 
 
 class HubError(Exception):

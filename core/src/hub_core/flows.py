@@ -29,7 +29,6 @@ import attrs
 import httpx
 
 from .errors import (
-    MIN_REDACTED_LENGTH,
     HubError,
     PluginError,
     ProviderUnavailable,
@@ -111,7 +110,7 @@ def check_request(
     target = str(url)
     if "%" in target:
         target = unquote(target)
-    if any(secret in target for secret in secrets if len(secret) >= MIN_REDACTED_LENGTH):
+    if redact(target, secrets) != target:
         raise PluginError(
             f"the plugin {plugin} put a secret into the address of a request to {host}; "
             "secrets may only be sent in headers or the body, so the request was not sent",

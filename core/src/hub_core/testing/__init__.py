@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import attrs
 
-from hub_core.errors import MIN_REDACTED_LENGTH, HubError
+from hub_core.errors import KEY_PIECE, HubError
 from hub_core.fields import validate_field, validate_values
 from hub_core.hookspecs import Flow
 from hub_core.model import Account, Credentials, Field, Provider, Status, Verified
@@ -66,7 +66,7 @@ __all__ = [
 CANARY = "hubcanary0SECRET0d1e2a3d4b5e6c7f"
 
 #: How many consecutive characters copied from a secret count as leaking it.
-LEAK_WINDOW = 16
+LEAK_WINDOW = KEY_PIECE
 
 #: Answers a flow's request: a response, or an exception to throw into the flow at its yield.
 Responder: TypeAlias = "Callable[[httpx.Request], httpx.Response | BaseException]"
@@ -490,7 +490,7 @@ def find_secret(text: str, secrets: Iterable[str], window: int = LEAK_WINDOW) ->
     ignored: they cannot be told apart from ordinary words.
     """
     for secret in secrets:
-        if len(secret) < MIN_REDACTED_LENGTH:
+        if len(secret) < KEY_PIECE:
             continue
         if secret in text:
             return secret

@@ -1,0 +1,102 @@
+"""Reading a provider's answer in a flow: JSON bodies, text fit for a person, no key in it.
+
+What a provider returns is untrusted: a body may not be JSON, JSON may be of another shape,
+and text may hold control characters, be megabytes long or quote the key. A flow reads its
+answers through these helpers, so each plugin gets the same care without writing it again::
+
+    from hub_core.responses import clean_text, read_json
+
+    body = read_json(response, dict, what="the list of organizations")
+    name = clean_text(body.get("name"), secrets=[key]) or "Unnamed"
+
+The driver already handles what a flow never sees (429, redirects, retries, the body cap);
+these helpers are for the answer the flow does see.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from .errors import KEY_PIECE, MASK, UnexpectedResponse, redact
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["KEY_PIECE", "MASK", "TEXT_LIMIT", "clean_text", "read_json", "redact"]
+
+#: The longest provider text `clean_text` gives back, in characters.
+TEXT_LIMIT = 200
+# How much of a provider's string is looked at before it is clipped: a name of a megabyte
+# costs no more than one of a kilobyte.
+_SCAN = 4 * 1024
+
+T = TypeVar("T")
+
+_KINDS = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}
+
+
+@overload
+def read_json(response: httpx.Response, shape: type[T], *, what: str = ...) -> T: ...
+@overload
+def read_json(response: httpx.Response, shape: None = None, *, what: str = ...) -> Any: ...
+def read_json(response: httpx.Response, shape: type[T] | None = None, *, what: str = "") -> Any:
+    """The body of *response* parsed as JSON, checked to be of type *shape* (any when None).
+
+    Raise `UnexpectedResponse` naming the host, the status and *what* the flow expected ("the
+    list of organizations") when the body is not JSON (empty, HTML, not UTF-8, nested too
+    deeply) or is JSON of another type. ``bool`` never passes for a number.
+    """
+    expected = f", where hub expected {what}" if what else ""
+    where = _where(response)
+    try:
+        body = json.loads(response.content)
+    except (ValueError, RecursionError):
+        kind = response.headers.get("content-type", "").split(";")[0].strip()
+        typed = f" ({clean_text(kind, limit=60)})" if kind else ""
+        raise UnexpectedResponse(
+            f"{where} with something that is not JSON{typed}{expected}; it may be having "
+            "problems, try again later"
+        ) from None
+    if shape is not None and (
+        not isinstance(body, shape) or (isinstance(body, bool) and shape is not bool)
+    ):
+        got = _KINDS.get(type(body), "null" if body is None else type(body).__name__)
+        raise UnexpectedResponse(f"{where} with JSON of another shape ({got}){expected}")
+    return body
+
+
+def _where(response: httpx.Response) -> str:
+    try:
+        host = response.request.url.host
+    except RuntimeError:  # a response built by hand, never sent
+        host = "the provider"
+    return f"{host} answered HTTP {response.status_code}"
+
+
+def clean_text(
+    value: object, *, secrets: Iterable[str] = (), limit: int = TEXT_LIMIT
+) -> str | None:
+    """A provider's string made fit to show a person and to store; None when there is none.
+
+    Not a string, or nothing left once cleaned: None. Otherwise every secret and piece of one
+    is masked (before clipping, so no half-key survives the cut), control, format and bidi
+    characters and lone surrogates become spaces, all white space folds into single spaces,
+    and the result is clipped to *limit* characters, ending in "…" when cut.
+    """
+    if not isinstance(value, str):
+        return None
+    text = value[:_SCAN]
+    if not text.isprintable():
+        text = "".join(char if _shown(char) else " " for char in text)
+    text = " ".join(redact(text, secrets).split())
+    if not text:
+        return None
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _shown(char: str) -> bool:
+    # isprintable() is False for spaces other than " " too; those fold like white space.
+    return char.isprintable() or (char.isspace() and unicodedata.category(char) == "Zs")
