@@ -13,13 +13,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .accounts import Accounts
     from .errors import (
+        AccountNotFound,
+        AmbiguousAccount,
         FieldError,
         HubError,
+        IdentityMismatch,
         InvalidCredentials,
         PermissionDenied,
         PluginError,
         ProviderUnavailable,
         RateLimited,
+        StoreError,
         UnexpectedResponse,
         UnknownProvider,
     )
@@ -53,7 +57,9 @@ __version__ = "0.1.0"
 __all__ = [
     "Account",
     "AccountDisplay",
+    "AccountNotFound",
     "Accounts",
+    "AmbiguousAccount",
     "Choice",
     "Credentials",
     "Field",
@@ -62,6 +68,7 @@ __all__ = [
     "Guide",
     "Hub",
     "HubError",
+    "IdentityMismatch",
     "InvalidCredentials",
     "PermissionDenied",
     "PluginError",
@@ -73,6 +80,7 @@ __all__ = [
     "Status",
     "Step",
     "Store",
+    "StoreError",
     "UnexpectedResponse",
     "UnknownProvider",
     "Verified",
@@ -87,13 +95,17 @@ __all__ = [
 # Every public name loads on first use: `hub --help` must not pay for pluggy, attrs, httpx,
 # sqlite3 or cryptography, and a plugin pays only for what it touches.
 _LAZY = {
+    "AccountNotFound": "errors",
+    "AmbiguousAccount": "errors",
     "FieldError": "errors",
     "HubError": "errors",
+    "IdentityMismatch": "errors",
     "InvalidCredentials": "errors",
     "PermissionDenied": "errors",
     "PluginError": "errors",
     "ProviderUnavailable": "errors",
     "RateLimited": "errors",
+    "StoreError": "errors",
     "UnexpectedResponse": "errors",
     "UnknownProvider": "errors",
     "Flow": "hookspecs",
