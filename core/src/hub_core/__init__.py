@@ -1,9 +1,9 @@
 """hub: link SaaS accounts by API key, check every key live against its provider.
 
 The public API of the core. Plugins use the markers, value types and errors; host applications
-use `Hub`, `Accounts` and `Store`. Importing this package costs next to nothing: each name
-loads its module on first use (pluggy and attrs with the contract, httpx with `Hub`, sqlite3
-and cryptography with `Store`).
+use `Hub` (its limits in `Policy`), `Accounts` and `Store`. Importing this package costs next
+to nothing: each name loads its module on first use (pluggy and attrs with the contract, httpx
+with `Hub`, sqlite3 and cryptography with `Store`).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         Verified,
     )
     from .plugins import PluginReport
+    from .policy import Policy
     from .status import Status
     from .store import Store
 
@@ -73,6 +74,7 @@ __all__ = [
     "PermissionDenied",
     "PluginError",
     "PluginReport",
+    "Policy",
     "Provider",
     "ProviderUnavailable",
     "RateLimited",
@@ -128,6 +130,7 @@ _LAZY = {
     "Accounts": "accounts",
     "Hub": "hub",
     "PluginReport": "plugins",
+    "Policy": "policy",
     "Store": "store",
 }
 

@@ -13,7 +13,7 @@ from .errors import HubError, PluginError
 from .fields import json_schema, validate_values
 from .model import Account, AccountDisplay, Credentials, Provider, Verified
 from .plugins import PluginReport, Registry
-from .policy import DEFAULT_TIMEOUT, Policy
+from .policy import Policy
 
 if TYPE_CHECKING:
     from .flows import Driver
@@ -35,7 +35,8 @@ class Hub:
     by *enable* / *disable* (default: the ``HUB_PLUGINS`` / ``HUB_DISABLE_PLUGINS`` variables).
     *transport* replaces the HTTP transport (tests, benchmarks, host apps with their own); by
     default proxies and CA bundles come from the environment (``HTTPS_PROXY``,
-    ``SSL_CERT_FILE``). The remaining arguments tune the limits described in `Policy`.
+    ``SSL_CERT_FILE``). *policy* sets the driver's limits (timeouts, retries, redirects, body
+    size) for every check; by default ``Policy()``.
 
     A Hub holds no global state: two Hubs in one process are independent. Use it as a context
     manager (``with`` or ``async with``) to reuse connections across checks.
@@ -49,23 +50,14 @@ class Hub:
         enable: Collection[str] | None = None,
         disable: Collection[str] | None = None,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        flow_timeout: float = 30.0,
-        retries: int = 2,
-        backoff: float = 0.25,
-        max_retry_after: float = 30.0,
+        policy: Policy | None = None,
     ) -> None:
         self._registry = Registry(
             plugins, load_entrypoints=load_entrypoints, enable=enable, disable=disable
         )
         self._transport = transport
-        self.policy = Policy(
-            timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
-            flow_timeout=flow_timeout,
-            retries=retries,
-            backoff=backoff,
-            max_retry_after=max_retry_after,
-        )
+        #: The driver's limits for this Hub's checks.
+        self.policy = Policy() if policy is None else policy
         self._ssl: ssl.SSLContext | None = None
         self._client: httpx.Client | None = None
         self._sender: AsyncSender | None = None
