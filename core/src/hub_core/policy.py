@@ -1,7 +1,7 @@
 """The flow driver's limits: timeouts, retries, redirects, body size.
 
-Apart from the driver (`hub_core.flows`), so that building a `Hub` loads neither the driver
-nor its transports: commands that never check a key start faster.
+Apart from the driver (`hub_core.flows`), so that a `Policy` can be built and read (by a host
+app, by `hub_core.testing`) without the driver's internals.
 """
 
 from __future__ import annotations
