@@ -13,6 +13,7 @@ from hub_core import (
     Guide,
     Hub,
     InvalidCredentials,
+    Policy,
     Provider,
     ProviderUnavailable,
     Section,
@@ -105,16 +106,16 @@ def make_hub(recorder: Recorder) -> Iterator[Callable[..., Hub]]:
     hubs: list[Hub] = []
 
     def build(
-        flow: Callable[..., Flow] = acme_flow, handler: Handler | None = None, **kwargs: Any
+        flow: Callable[..., Flow] = acme_flow, handler: Handler | None = None, **limits: Any
     ) -> Hub:
+        # *limits* are `Policy` fields.
         if handler is not None:
             recorder.handler = handler
-        kwargs.setdefault("backoff", 0)
         hub = Hub(
             plugins=[AcmePlugin(flow)],
             load_entrypoints=False,
             transport=httpx.MockTransport(recorder),
-            **kwargs,
+            policy=Policy(**{"backoff": 0, **limits}),
         )
         hubs.append(hub)
         return hub

@@ -9,8 +9,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from hub_core import Accounts, Hub, Store, Verified
-from hub_core.accounts import IdentityMismatch
+from hub_core import Accounts, Hub, IdentityMismatch, Store, Verified
 from hub_core.hookspecs import Flow
 
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 from cryptography.fernet import Fernet
 
-from hub_core import Hub, InvalidCredentials, Verified
+from hub_core import Hub, InvalidCredentials, Policy, Verified
 from hub_core.cli import State, main
 from hub_core.hookspecs import Flow
 from hub_core.store import Store
@@ -63,7 +63,7 @@ class Hubcli:
         self.hub = Hub(
             plugins=[plugin(team_flow)],
             load_entrypoints=False,
-            backoff=0,
+            policy=Policy(backoff=0),
             transport=httpx.MockTransport(handler),
         )
         self.outputs: list[str] = []

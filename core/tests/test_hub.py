@@ -15,6 +15,7 @@ from hub_core import (
     Hub,
     HubError,
     InvalidCredentials,
+    Policy,
     Provider,
     UnknownProvider,
     Verified,
@@ -155,3 +156,10 @@ def test_every_hub_error_has_a_code() -> None:
     codes = {cls.code for cls in HubError.__subclasses__()}
     assert "error" not in codes
     assert len(codes) == len(HubError.__subclasses__())
+
+
+def test_a_hub_checks_with_the_policy_it_is_given() -> None:
+    assert Hub(load_entrypoints=False).policy == Policy()
+    policy = Policy(timeout=5, flow_timeout=12.0, retries=0)
+    assert Hub(load_entrypoints=False, policy=policy).policy is policy
+    assert policy.timeout == httpx.Timeout(5)

@@ -28,6 +28,7 @@ from hub_core import (
     Hub,
     HubError,
     InvalidCredentials,
+    Policy,
     Provider,
     ProviderUnavailable,
     UnexpectedResponse,
@@ -97,8 +98,8 @@ class AcmePlugin:
         return Verified(identity=f"user:{data['id']}", label=data["name"])
 
 
-def make_hub(**options: Any) -> Hub:
-    return Hub(plugins=[AcmePlugin()], load_entrypoints=False, **options)
+def make_hub(**limits: Any) -> Hub:
+    return Hub(plugins=[AcmePlugin()], load_entrypoints=False, policy=Policy(**limits))
 
 
 # --- the loopback network -------------------------------------------------------------------

@@ -14,6 +14,7 @@ from hub_core import (
     Hub,
     HubError,
     InvalidCredentials,
+    Policy,
     ProviderUnavailable,
     UnexpectedResponse,
     Verified,
@@ -121,8 +122,7 @@ def test_the_canary_never_appears_in_any_error_message_repr_or_log(
     hub = Hub(
         plugins=[acme_plugin(flow)],
         load_entrypoints=False,
-        backoff=0,
-        retries=1,
+        policy=Policy(backoff=0, retries=1),
         transport=httpx.MockTransport(handler_for(kind)),
     )
     caplog.set_level(logging.DEBUG)

@@ -18,15 +18,18 @@ from cryptography.fernet import Fernet
 
 from hub_core import store as store_module
 from hub_core.errors import (
+    AccountNotFound,
+    AmbiguousAccount,
     FieldError,
     HubError,
     InvalidCredentials,
     PermissionDenied,
     ProviderUnavailable,
     RateLimited,
+    StoreError,
 )
 from hub_core.model import Account, Credentials, Status, Verified
-from hub_core.store import AccountNotFound, AmbiguousAccount, Store, StoreError, default_path
+from hub_core.store import Store, default_path
 
 CANARY = "hubcanary-7f3a9c-SECRET"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

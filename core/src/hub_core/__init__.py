@@ -1,9 +1,9 @@
 """hub: link SaaS accounts by API key, check every key live against its provider.
 
 The public API of the core. Plugins use the markers, value types and errors; host applications
-use `Hub`, `Accounts` and `Store`. Importing this package costs next to nothing: each name
-loads its module on first use (pluggy and attrs with the contract, httpx with `Hub`, sqlite3
-and cryptography with `Store`).
+use `Hub` (its limits in `Policy`), `Accounts` and `Store`. Importing this package costs next
+to nothing: each name loads its module on first use (pluggy and attrs with the contract, httpx
+with `Hub`, sqlite3 and cryptography with `Store`).
 """
 
 from __future__ import annotations
@@ -13,13 +13,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .accounts import Accounts
     from .errors import (
+        AccountNotFound,
+        AmbiguousAccount,
         FieldError,
         HubError,
+        IdentityMismatch,
         InvalidCredentials,
         PermissionDenied,
         PluginError,
         ProviderUnavailable,
         RateLimited,
+        StoreError,
         UnexpectedResponse,
         UnknownProvider,
     )
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
         Verified,
     )
     from .plugins import PluginReport
+    from .policy import Policy
     from .status import Status
     from .store import Store
 
@@ -53,7 +58,9 @@ __version__ = "0.1.0"
 __all__ = [
     "Account",
     "AccountDisplay",
+    "AccountNotFound",
     "Accounts",
+    "AmbiguousAccount",
     "Choice",
     "Credentials",
     "Field",
@@ -62,10 +69,12 @@ __all__ = [
     "Guide",
     "Hub",
     "HubError",
+    "IdentityMismatch",
     "InvalidCredentials",
     "PermissionDenied",
     "PluginError",
     "PluginReport",
+    "Policy",
     "Provider",
     "ProviderUnavailable",
     "RateLimited",
@@ -73,6 +82,7 @@ __all__ = [
     "Status",
     "Step",
     "Store",
+    "StoreError",
     "UnexpectedResponse",
     "UnknownProvider",
     "Verified",
@@ -87,13 +97,17 @@ __all__ = [
 # Every public name loads on first use: `hub --help` must not pay for pluggy, attrs, httpx,
 # sqlite3 or cryptography, and a plugin pays only for what it touches.
 _LAZY = {
+    "AccountNotFound": "errors",
+    "AmbiguousAccount": "errors",
     "FieldError": "errors",
     "HubError": "errors",
+    "IdentityMismatch": "errors",
     "InvalidCredentials": "errors",
     "PermissionDenied": "errors",
     "PluginError": "errors",
     "ProviderUnavailable": "errors",
     "RateLimited": "errors",
+    "StoreError": "errors",
     "UnexpectedResponse": "errors",
     "UnknownProvider": "errors",
     "Flow": "hookspecs",
@@ -116,6 +130,7 @@ _LAZY = {
     "Accounts": "accounts",
     "Hub": "hub",
     "PluginReport": "plugins",
+    "Policy": "policy",
     "Store": "store",
 }
 

@@ -10,26 +10,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from .errors import HubError, InvalidCredentials
+from .errors import AccountNotFound, HubError, IdentityMismatch, InvalidCredentials
 from .fields import validate_values
 from .model import Account, Credentials, Verified
-from .store import AccountNotFound
 
 if TYPE_CHECKING:
     from .hub import CheckResult, Hub
     from .store import Store
 
-__all__ = ["Accounts", "IdentityMismatch"]
+__all__ = ["Accounts"]
 
 #: Re-check verdicts are written this many at a time, or at least this often.
 BATCH_SIZE = 100
 BATCH_SECONDS = 0.25
-
-
-class IdentityMismatch(HubError):
-    """A relink's new key reaches another organisation, user or tenant than the account's."""
-
-    code = "identity_mismatch"
 
 
 class Accounts:

@@ -1,5 +1,8 @@
 """The errors hub raises: one base class, each message written for the person who typed the key.
 
+Every error class lives here, so that a caller (the CLI, a web page) can catch any of them by
+type without importing the module that raises it (the store's sqlite3 and cryptography).
+
 No message may contain a secret. Plugins write messages by hand, and the core redacts every
 secret value of the submission from any error that passes through it (`HubError.redacted`).
 """
@@ -9,13 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 __all__ = [
+    "AccountNotFound",
+    "AmbiguousAccount",
     "FieldError",
     "HubError",
+    "IdentityMismatch",
     "InvalidCredentials",
     "PermissionDenied",
     "PluginError",
     "ProviderUnavailable",
     "RateLimited",
+    "StoreError",
     "UnexpectedResponse",
     "UnknownProvider",
 ]
@@ -194,3 +201,39 @@ class UnknownProvider(HubError):
         hint = f"; installed: {', '.join(known)}" if known else "; no provider plugin is installed"
         super().__init__(f"no provider {provider_id!r}{hint}")
         self.provider_id = provider_id
+
+
+class IdentityMismatch(HubError):
+    """A relink's new key reaches another organisation, user or tenant than the account's."""
+
+    code = "identity_mismatch"
+
+
+class StoreError(HubError):
+    """The account store cannot do what was asked: no key, wrong key, unusable database."""
+
+    code = "store_error"
+
+
+class AccountNotFound(StoreError):
+    """No stored account has this id (or an id starting with this prefix)."""
+
+    code = "account_not_found"
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"no account {account_id!r}")
+        self.account_id = account_id
+
+
+class AmbiguousAccount(StoreError):
+    """Several accounts have ids starting with this prefix; ``matches`` lists them."""
+
+    code = "ambiguous_account"
+
+    def __init__(self, prefix: str, matches: list[str]) -> None:
+        super().__init__(
+            f"{prefix!r} matches {len(matches)} accounts ({', '.join(matches)}); "
+            "type more of the id"
+        )
+        self.prefix = prefix
+        self.matches = matches

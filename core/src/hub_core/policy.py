@@ -1,7 +1,7 @@
 """The flow driver's limits: timeouts, retries, redirects, body size.
 
-Apart from the driver (`hub_core.flows`), so that building a `Hub` loads neither the driver
-nor its transports: commands that never check a key start faster.
+Apart from the driver (`hub_core.flows`), so that a `Policy` can be built and read (by a host
+app, by `hub_core.testing`) without the driver's internals.
 """
 
 from __future__ import annotations
@@ -17,23 +17,35 @@ MiB = 1024 * 1024
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
+def _timeout(value: float | httpx.Timeout) -> httpx.Timeout:
+    return value if isinstance(value, httpx.Timeout) else httpx.Timeout(value)
+
+
 @attrs.frozen
 class Policy:
-    """The driver's limits. `Hub` builds one from its keyword arguments."""
+    """The driver's limits for every check of a `Hub`: ``Hub(policy=Policy(retries=0))``.
 
-    #: Per-request timeouts (connect, read, write, pool). Async checks bound each request as a
-    #: whole by connect + read instead: one timer per request, which thousands of checks feel.
-    timeout: httpx.Timeout = DEFAULT_TIMEOUT
+    Change one limit of an existing policy with ``attrs.evolve(policy, flow_timeout=10.0)``.
+    """
+
+    #: Per-request timeouts (connect, read, write, pool), in seconds; a number sets all four.
+    #: Async checks bound each request as a whole by connect + read instead: one timer per
+    #: request, which thousands of checks feel.
+    timeout: httpx.Timeout = attrs.field(default=DEFAULT_TIMEOUT, converter=_timeout)
     #: The whole flow, every request, redirect, retry and wait included, in seconds.
     flow_timeout: float = 30.0
     #: Extra attempts after a connection error, a timeout or a 502/503/504 on GET, or a 429.
     retries: int = 2
     #: First backoff in seconds; it doubles each attempt, with full jitter, up to `max_backoff`.
     backoff: float = 0.25
+    #: The longest wait between two attempts, in seconds.
     max_backoff: float = 4.0
-    #: The longest Retry-After hub waits for; a longer one ends in `RateLimited` at once.
+    #: The longest Retry-After hub waits for, in seconds; a longer one ends in `RateLimited` at
+    #: once.
     max_retry_after: float = 30.0
+    #: Same-origin redirects the driver follows for one request; one more is an error.
     max_redirects: int = 5
+    #: The largest response body, in bytes (after decompression), a flow gets to read.
     max_body: int = 1 * MiB
     #: Requests one flow may yield; a flow stuck in a loop must not flood a provider.
     max_requests: int = 25

@@ -28,10 +28,19 @@ from typing import Any, Self
 import platformdirs
 from cryptography.fernet import Fernet, InvalidToken
 
-from .errors import FieldError, HubError, InvalidCredentials, PermissionDenied, redact
+from .errors import (
+    AccountNotFound,
+    AmbiguousAccount,
+    FieldError,
+    HubError,
+    InvalidCredentials,
+    PermissionDenied,
+    StoreError,
+    redact,
+)
 from .model import Account, Credentials, Status, Verified
 
-__all__ = ["AccountNotFound", "AmbiguousAccount", "Store", "StoreError", "default_path"]
+__all__ = ["Store", "default_path"]
 
 _DATABASE_NAME = "hub.db"
 _KEY_FILE_NAME = "hub.key"
@@ -76,36 +85,6 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 _SCHEMA_VERSION = len(_MIGRATIONS)
-
-
-class StoreError(HubError):
-    """The account store cannot do what was asked: no key, wrong key, unusable database."""
-
-    code = "store_error"
-
-
-class AccountNotFound(StoreError):
-    """No stored account has this id (or an id starting with this prefix)."""
-
-    code = "account_not_found"
-
-    def __init__(self, account_id: str) -> None:
-        super().__init__(f"no account {account_id!r}")
-        self.account_id = account_id
-
-
-class AmbiguousAccount(StoreError):
-    """Several accounts have ids starting with this prefix; ``matches`` lists them."""
-
-    code = "ambiguous_account"
-
-    def __init__(self, prefix: str, matches: list[str]) -> None:
-        super().__init__(
-            f"{prefix!r} matches {len(matches)} accounts ({', '.join(matches)}); "
-            "type more of the id"
-        )
-        self.prefix = prefix
-        self.matches = matches
 
 
 def default_path() -> Path:

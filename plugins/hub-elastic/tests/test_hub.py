@@ -15,6 +15,7 @@ from hub_core import (
     Hub,
     InvalidCredentials,
     PermissionDenied,
+    Policy,
     ProviderUnavailable,
     RateLimited,
     UnexpectedResponse,
@@ -24,13 +25,13 @@ Handler = Callable[[httpx.Request], httpx.Response]
 ORGS = {"organizations": [{"id": "1234567890", "name": "Acme Observability"}]}
 
 
-def hub_with(handler: Handler, **options: Any) -> Hub:
-    options.setdefault("retries", 0)
+def hub_with(handler: Handler, **limits: Any) -> Hub:
+    # *limits* are `Policy` fields.
     return Hub(
         plugins=[hub_elastic],
         load_entrypoints=False,
         transport=httpx.MockTransport(handler),
-        **options,
+        policy=Policy(**{"retries": 0, **limits}),
     )
 
 

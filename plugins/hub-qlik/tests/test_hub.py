@@ -20,6 +20,7 @@ from hub_core import (
     FieldError,
     Hub,
     InvalidCredentials,
+    Policy,
     ProviderUnavailable,
     RateLimited,
     UnexpectedResponse,
@@ -34,7 +35,7 @@ def hub_for():
             plugins=[hub_qlik],
             load_entrypoints=False,
             transport=httpx.MockTransport(handler),
-            backoff=0.0,
+            policy=Policy(backoff=0.0),
         )
 
     return make

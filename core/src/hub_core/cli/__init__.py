@@ -21,6 +21,7 @@ from hub_core.errors import (
     PermissionDenied,
     ProviderUnavailable,
     RateLimited,
+    StoreError,
     UnexpectedResponse,
     UnknownProvider,
 )
@@ -34,17 +35,18 @@ __all__ = ["EXIT_INPUT", "EXIT_OK", "EXIT_REJECTED", "EXIT_UNREACHABLE", "State"
 
 EXIT_OK, EXIT_REJECTED, EXIT_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 3
 
-#: Store errors that are input or set-up errors: an account id that is not there, a store key
-#: that is missing or wrong (the store module is imported lazily, so they are matched by code).
-INPUT_ERROR_CODES = frozenset({"account_not_found", "ambiguous_account", "store_error"})
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 def exit_code(error: HubError) -> int:
-    """The exit code for an error that ended a command."""
-    if isinstance(error, FieldError | UnknownProvider) or error.code in INPUT_ERROR_CODES:
+    """The exit code for an error that ended a command.
+
+    Input and set-up errors are 2: a bad value, an unknown provider, and every `StoreError`
+    (an account id that is not there or matches several, a store key that is missing or
+    wrong). A provider out of reach is 3. A rejected key, and anything else, is 1.
+    """
+    if isinstance(error, FieldError | UnknownProvider | StoreError):
         return EXIT_INPUT
     if isinstance(error, ProviderUnavailable | RateLimited | UnexpectedResponse):
         return EXIT_UNREACHABLE

@@ -151,12 +151,13 @@ def mock_hub(plugin: object, responder: Responder, **options: Any) -> Hub:
 
     The flow then runs under the core's real driver: host allowlist, redirects, retries,
     Retry-After, body caps, secret redaction. A responder may return an exception (say
-    ``httpx.ConnectTimeout("...")``) to simulate a transport failure. *options* go to `Hub`;
-    by default there are no retries and no backoff, so a script answers each request once.
+    ``httpx.ConnectTimeout("...")``) to simulate a transport failure. *options* are `Policy`
+    fields; by default there are no retries and no backoff, so a script answers each request once.
     """
     import httpx
 
     from hub_core.hub import Hub
+    from hub_core.policy import Policy
 
     def handler(request: httpx.Request) -> httpx.Response:
         answer = responder(request)
@@ -164,9 +165,12 @@ def mock_hub(plugin: object, responder: Responder, **options: Any) -> Hub:
             raise answer
         return answer
 
-    options = {"retries": 0, "backoff": 0.0, **options}
+    policy = attrs.evolve(Policy(retries=0, backoff=0.0), **options)
     return Hub(
-        plugins=[plugin], load_entrypoints=False, transport=httpx.MockTransport(handler), **options
+        plugins=[plugin],
+        load_entrypoints=False,
+        transport=httpx.MockTransport(handler),
+        policy=policy,
     )
 
 
