@@ -146,13 +146,16 @@ class Routes:
         return respond(404, json={"error": f"no scripted route for {keys[1]}"})
 
 
-def mock_hub(plugin: object, responder: Responder, **options: Any) -> Hub:
+def mock_hub(
+    plugin: object, responder: Responder, *, policy: Policy | None = None, **options: Any
+) -> Hub:
     """A `Hub` with only *plugin*, whose HTTP goes to *responder* (``httpx.MockTransport``).
 
-    The flow then runs under the core's real driver: host allowlist, redirects, retries,
-    Retry-After, body caps, secret redaction. A responder may return an exception (say
-    ``httpx.ConnectTimeout("...")``) to simulate a transport failure. *options* are `Policy`
-    fields; by default there are no retries and no backoff, so a script answers each request once.
+    The flow then runs under the core's real driver and its real sync runner: host allowlist,
+    redirects, retries, Retry-After (a real wait: keep it short), body caps, secret redaction.
+    A responder may return an exception (say ``httpx.ConnectTimeout("...")``) to simulate a
+    transport failure. *policy* sets the limits; *options* change single `Policy` fields of
+    the default, which has no retries and no backoff, so a script answers each request once.
     """
     import httpx
 
@@ -165,7 +168,7 @@ def mock_hub(plugin: object, responder: Responder, **options: Any) -> Hub:
             raise answer
         return answer
 
-    policy = attrs.evolve(Policy(retries=0, backoff=0.0), **options)
+    policy = attrs.evolve(policy or Policy(retries=0, backoff=0.0), **options)
     return Hub(
         plugins=[plugin],
         load_entrypoints=False,
