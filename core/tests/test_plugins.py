@@ -6,6 +6,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,6 +67,32 @@ def test_entry_point_plugins_are_discovered_with_distribution_and_version(instal
     assert (report.name, report.distribution, report.version) == ("alpha", "hub-alpha", "2.3.1")
     assert report.providers == ("alpha",)
     assert report.error is None
+
+
+def test_distribution_metadata_is_read_once_and_only_when_a_report_shows_it(
+    install: Install, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `hub providers` never shows distributions, and parsing every plugin's metadata at
+    # start-up is what the discovery benchmark would catch.
+    import importlib.metadata
+
+    reads: list[str] = []
+    metadata = importlib.metadata.Distribution.metadata
+
+    def counted(self: importlib.metadata.Distribution) -> Any:
+        parsed = metadata.fget(self)  # type: ignore[attr-defined]
+        reads.append(parsed["Name"])
+        return parsed
+
+    monkeypatch.setattr(importlib.metadata.Distribution, "metadata", property(counted))
+    install("alpha", provider_source("alpha"), dist="hub-alpha", version="2.0")
+    hub = Hub(enable={"alpha"})
+    assert [p.id for p in hub.providers()] == ["alpha"]
+    assert hub.provider("alpha").name == "Test"
+    assert "hub-alpha" not in reads
+    assert [(r.distribution, r.version) for r in hub.plugins()] == [("hub-alpha", "2.0")]
+    assert hub.plugins() == hub.plugins()
+    assert reads.count("hub-alpha") == 1
 
 
 def test_a_plugin_that_fails_to_import_is_reported_and_the_others_work(install: Install) -> None:
