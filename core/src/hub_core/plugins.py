@@ -129,6 +129,10 @@ class Registry:
     Parameters mirror `Hub`: *plugins* are registered in code and always loaded;
     *load_entrypoints* adds the installed ``hub`` entry points, filtered by *enable* (only
     these names; ``HUB_PLUGINS`` when None) and *disable* (``HUB_DISABLE_PLUGINS`` when None).
+
+    Hooks are called in pluggy's order: ``tryfirst`` implementations, then the others with the
+    most recently registered first, then ``trylast``; for `flow` and `display` the plugin that
+    declares the provider is asked before all of them.
     """
 
     def __init__(
@@ -224,7 +228,9 @@ class Registry:
         log.warning("hub plugin %s is not usable: %s", record.label, error)
 
     def _collect_providers(self) -> None:
-        for impl in self.manager.hook.hub_providers.get_hookimpls():
+        # In pluggy's call order, as every hook; hub_providers answers are all kept, so the
+        # order only shows in which broken plugin is logged first.
+        for impl in reversed(self.manager.hook.hub_providers.get_hookimpls()):
             record = self._registered.get(impl.plugin_name)
             if record is None:
                 continue  # broken by another of its hub_providers implementations (specname)
@@ -309,7 +315,9 @@ class Registry:
         key = (caller.name, owner)
         order = self._order.get(key)
         if order is None:
-            impls = sorted(caller.get_hookimpls(), key=lambda impl: impl.plugin_name != owner)
+            # pluggy's _multicall walks get_hookimpls() from the end.
+            impls = list(reversed(caller.get_hookimpls()))
+            impls.sort(key=lambda impl: impl.plugin_name != owner)  # stable: owner, then pluggy's
             order = self._order[key] = [
                 (impl, self._registered.get(impl.plugin_name) or _Plugin(impl.plugin_name))
                 for impl in impls
