@@ -66,6 +66,18 @@ def named_flow(name: str, provider: Provider) -> Flow:
     return Verified(identity=f"org:{response.json()['id']}", label=name)
 
 
+def implement(module: ModuleType, function: Callable[..., Any], **marks: bool) -> None:
+    """Add *function* to *module* as the hook of its name, with pluggy's markers *marks*."""
+    implementation = hookimpl(
+        function,
+        tryfirst=marks.get("tryfirst", False),
+        trylast=marks.get("trylast", False),
+        wrapper=marks.get("wrapper", False),
+        hookwrapper=marks.get("hookwrapper", False),
+    )
+    setattr(module, function.__name__, implementation)
+
+
 class Plugins:
     """Builds plugin modules that record each call of their hooks in `calls`.
 
@@ -88,14 +100,14 @@ class Plugins:
             self.calls.append(name)
             return named_flow(name, provider) if name in self.answering else None
 
-        module.hub_account_display = hookimpl(**marks)(hub_account_display)
-        module.hub_validate_credentials = hookimpl(**marks)(hub_validate_credentials)
+        implement(module, hub_account_display, **marks)
+        implement(module, hub_validate_credentials, **marks)
         if provides is not None:
 
             def hub_providers() -> list[Provider]:
                 return [provides]
 
-            module.hub_providers = hookimpl(hub_providers)
+            implement(module, hub_providers)
         return module
 
     def hub(self, *names: str, owner: str = "owner") -> Hub:
@@ -256,3 +268,95 @@ def test_the_flow_and_the_plugin_named_for_it_come_from_the_same_answer() -> Non
     with pytest.raises(StopIteration) as done:
         flow.send(httpx.Response(200, json={"id": 7}, request=request))
     assert done.value.value.label == "plain_b"
+
+
+# --- wrappers: refused, never run -------------------------------------------------------------
+
+
+def _wrapper(plugins: Plugins, hook: str) -> Callable[..., Any]:
+    """A generator function with *hook*'s arguments that records that it ran."""
+
+    def hub_providers() -> Any:
+        plugins.calls.append("wrapping")
+        return (yield)
+
+    def hub_account_display(provider: Provider, account: Account) -> Any:
+        plugins.calls.append("wrapping")
+        return (yield)
+
+    def hub_validate_credentials(provider: Provider, credentials: Any) -> Any:
+        plugins.calls.append("wrapping")
+        return (yield)
+
+    functions: dict[str, Callable[..., Any]] = {
+        "hub_providers": hub_providers,
+        "hub_account_display": hub_account_display,
+        "hub_validate_credentials": hub_validate_credentials,
+    }
+    return functions[hook]
+
+
+@pytest.mark.parametrize("flag", ["wrapper", "hookwrapper"])
+@pytest.mark.parametrize(
+    "hook", ["hub_account_display", "hub_validate_credentials", "hub_providers"]
+)
+def test_a_wrapper_is_refused_and_the_other_plugins_keep_working(flag: str, hook: str) -> None:
+    plugins = Plugins()
+    plugins.answering = {"owner", "later"}
+    wrapping = plugins.plugin("wrapping", provides=BETA)
+    implement(wrapping, _wrapper(plugins, hook), **{flag: True})
+    hub = Hub(
+        plugins=[plugins.plugin("owner", provides=ACME), wrapping, plugins.plugin("later")],
+        load_entrypoints=False,
+        transport=httpx.MockTransport(lambda request: httpx.Response(200, json={"id": 7})),
+    )
+
+    reports = {report.name: report for report in hub.plugins()}
+    assert list(reports) == ["owner", "wrapping", "later"]
+    assert reports["wrapping"].error == (
+        f"{hook} is a wrapper ({flag}=True) in wrapping; hub hooks take plain implementations"
+    )
+    assert reports["wrapping"].providers == ()
+    assert reports["owner"].error is None
+    assert reports["later"].error is None
+    assert [p.id for p in hub.providers()] == ["acme"]  # not the wrapping plugin's beta
+
+    assert hub_display(hub) == "owner"
+    assert hub_flow(hub) == "owner"
+    plugins.answering = {"later"}
+    assert hub_display(hub) == "later"
+    assert hub_flow(hub) == "later"
+    plugins.answering = set()  # everyone is asked
+    assert hub_display(hub) is None
+    assert hub_flow(hub) is None
+    assert "wrapping" not in plugins.calls  # neither its wrapper nor its plain hooks
+
+
+def test_every_wrapper_of_a_plugin_is_named() -> None:
+    plugins = Plugins()
+    wrapping = plugins.plugin("wrapping")
+    implement(wrapping, _wrapper(plugins, "hub_account_display"), wrapper=True)
+    implement(wrapping, _wrapper(plugins, "hub_validate_credentials"), hookwrapper=True)
+    hub = Hub(plugins=[wrapping], load_entrypoints=False)
+    [report] = hub.plugins()
+    assert report.error is not None
+    assert "hub_account_display (wrapper=True)" in report.error
+    assert "hub_validate_credentials (hookwrapper=True)" in report.error
+    assert report.error.endswith("are wrappers in wrapping; hub hooks take plain implementations")
+
+
+@pytest.mark.parametrize("flag", ["wrapper", "hookwrapper"])
+def test_a_wrapper_registered_behind_hubs_back_is_never_taken_for_an_answer(flag: str) -> None:
+    # `Registry.manager` is pluggy's manager itself: a host app can register on it directly,
+    # past hub's checks. Its wrapper's generator must not become the display or the flow.
+    plugins = Plugins()
+    plugins.answering = {"plain_a"}
+    hub = plugins.hub("owner", "plain_a")
+    wrapping = ModuleType("wrapping")
+    for hook in ("hub_account_display", "hub_validate_credentials"):
+        implement(wrapping, _wrapper(plugins, hook), **{flag: True})
+    hub._registry.manager.register(wrapping)
+    # Called by pluggy, the wrappers would come right after the owner, who says None.
+    assert hub_display(hub) == "plain_a"
+    assert hub_flow(hub) == "plain_a"
+    assert plugins.calls == ["owner", "plain_a"] * 2

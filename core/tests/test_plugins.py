@@ -115,6 +115,16 @@ def test_a_plugin_that_fails_to_import_is_reported_and_the_others_work(install: 
         ("@hookimpl\ndef hub_providers():\n    return None\n", "expected a list of Provider"),
         ("@hookimpl\ndef hub_provider():\n    return []\n", "did you mean 'hub_providers'"),
         ("@hookimpl\ndef hub_providers(config):\n    return []\n", "hook contract"),
+        (
+            "@hookimpl(wrapper=True)\ndef hub_account_display(provider, account):\n"
+            "    return (yield)\n",
+            "hub_account_display is a wrapper (wrapper=True) in hubtest-bad 1.0; hub hooks take",
+        ),
+        (
+            "@hookimpl(hookwrapper=True)\ndef hub_validate_credentials(provider, credentials):\n"
+            "    yield\n",
+            "hub_validate_credentials is a wrapper (hookwrapper=True) in hubtest-bad 1.0",
+        ),
     ],
 )
 def test_a_plugin_that_breaks_the_contract_is_isolated(

@@ -123,6 +123,10 @@ class _Plugin:
         return self._label
 
 
+def _is_wrapper(impl: pluggy.HookImpl) -> bool:
+    return bool(impl.wrapper or impl.hookwrapper)
+
+
 class Registry:
     """The plugins of one `Hub`: a pluggy manager plus one record per plugin seen.
 
@@ -207,9 +211,39 @@ class Registry:
                 hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             self._fail(record, f"implements unknown hook {', '.join(hints)}")
             return
+        wrappers = self._wrappers(plugin, callers)
+        if wrappers:
+            # A wrapper's generator would be taken for the hook's answer (for
+            # hub_validate_credentials, for the flow itself): refused, never run.
+            self.manager.unregister(plugin)
+            what = (
+                f"{wrappers[0][0]} is a wrapper ({wrappers[0][1]}=True)"
+                if len(wrappers) == 1
+                else ", ".join(f"{hook} ({flag}=True)" for hook, flag in wrappers) + " are wrappers"
+            )
+            self._fail(record, f"{what} in {record.label}; hub hooks take plain implementations")
+            return
         record.plugin = plugin
         self._registered[record.name] = record
         self._plugins.append(record)
+
+    @staticmethod
+    def _wrappers(plugin: object, callers: Iterable[pluggy.HookCaller]) -> list[tuple[str, str]]:
+        """Each hook *plugin* implements as a wrapper, with its marker (``wrapper``, ...).
+
+        pluggy keeps wrappers after the plain implementations in `get_hookimpls()` (they run
+        around them), and every wrapper registered before *plugin* was refused, so only the
+        tail of each list is read: scanning it all would cost start-up time that grows with
+        the square of the number of plugins. (`_in_order` skips wrappers whatever happens.)
+        """
+        found = []
+        for caller in callers:
+            for impl in reversed(caller.get_hookimpls()):
+                if not _is_wrapper(impl):
+                    break
+                if impl.plugin is plugin:
+                    found.append((caller.name, "wrapper" if impl.wrapper else "hookwrapper"))
+        return found
 
     def _hook_names(self) -> list[str]:
         return [name for name in dir(hookspecs) if name.startswith(f"{hookspecs.PROJECT}_")]
@@ -315,8 +349,10 @@ class Registry:
         key = (caller.name, owner)
         order = self._order.get(key)
         if order is None:
-            # pluggy's _multicall walks get_hookimpls() from the end.
-            impls = list(reversed(caller.get_hookimpls()))
+            # pluggy's _multicall walks get_hookimpls() from the end. Wrappers are refused at
+            # registration; one registered through `manager` directly is skipped, never run
+            # as if its generator were the answer.
+            impls = [impl for impl in reversed(caller.get_hookimpls()) if not _is_wrapper(impl)]
             impls.sort(key=lambda impl: impl.plugin_name != owner)  # stable: owner, then pluggy's
             order = self._order[key] = [
                 (impl, self._registered.get(impl.plugin_name) or _Plugin(impl.plugin_name))
