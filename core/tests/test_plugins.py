@@ -295,3 +295,31 @@ def test_module_plugins_register_the_same_hooks_as_with_pluggy_itself(tmp_path: 
         ("hub_providers", "hub_providers"),
         ("hub_validate_credentials", "hub_validate_credentials"),
     ]
+
+
+def test_a_plugin_whose_second_hub_providers_fails_provides_nothing() -> None:
+    # Two implementations of one hook in one plugin (specname): the first one's providers
+    # must not outlive the plugin being reported broken by the second.
+    from types import ModuleType
+
+    from hub_core import Field, Guide, Provider, hookimpl
+
+    provider = Provider(
+        id="alpha", name="Alpha", fields=[Field("k", "K")], guide=Guide(), hosts=["a.test"]
+    )
+    module = ModuleType("two_lists")
+
+    @hookimpl(tryfirst=True)
+    def hub_providers() -> list[Provider]:
+        return [provider]
+
+    @hookimpl(specname="hub_providers")
+    def more_providers() -> list[Provider]:
+        raise RuntimeError("no")
+
+    vars(module).update(hub_providers=hub_providers, more_providers=more_providers)
+    hub = Hub(plugins=[module], load_entrypoints=False)
+    [report] = hub.plugins()
+    assert report.error == "hub_providers() failed: RuntimeError: no"
+    assert report.providers == ()
+    assert hub.providers() == []
