@@ -6,6 +6,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,6 +69,32 @@ def test_entry_point_plugins_are_discovered_with_distribution_and_version(instal
     assert report.error is None
 
 
+def test_distribution_metadata_is_read_once_and_only_when_a_report_shows_it(
+    install: Install, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `hub providers` never shows distributions, and parsing every plugin's metadata at
+    # start-up is what the discovery benchmark would catch.
+    import importlib.metadata
+
+    reads: list[str] = []
+    metadata = importlib.metadata.Distribution.metadata
+
+    def counted(self: importlib.metadata.Distribution) -> Any:
+        parsed = metadata.fget(self)  # type: ignore[attr-defined]
+        reads.append(parsed["Name"])
+        return parsed
+
+    monkeypatch.setattr(importlib.metadata.Distribution, "metadata", property(counted))
+    install("alpha", provider_source("alpha"), dist="hub-alpha", version="2.0")
+    hub = Hub(enable={"alpha"})
+    assert [p.id for p in hub.providers()] == ["alpha"]
+    assert hub.provider("alpha").name == "Test"
+    assert "hub-alpha" not in reads
+    assert [(r.distribution, r.version) for r in hub.plugins()] == [("hub-alpha", "2.0")]
+    assert hub.plugins() == hub.plugins()
+    assert reads.count("hub-alpha") == 1
+
+
 def test_a_plugin_that_fails_to_import_is_reported_and_the_others_work(install: Install) -> None:
     install("alpha", provider_source("alpha"))
     install("broken", "import this_module_does_not_exist\n")
@@ -88,6 +115,16 @@ def test_a_plugin_that_fails_to_import_is_reported_and_the_others_work(install: 
         ("@hookimpl\ndef hub_providers():\n    return None\n", "expected a list of Provider"),
         ("@hookimpl\ndef hub_provider():\n    return []\n", "did you mean 'hub_providers'"),
         ("@hookimpl\ndef hub_providers(config):\n    return []\n", "hook contract"),
+        (
+            "@hookimpl(wrapper=True)\ndef hub_account_display(provider, account):\n"
+            "    return (yield)\n",
+            "hub_account_display is a wrapper (wrapper=True) in hubtest-bad 1.0; hub hooks take",
+        ),
+        (
+            "@hookimpl(hookwrapper=True)\ndef hub_validate_credentials(provider, credentials):\n"
+            "    yield\n",
+            "hub_validate_credentials is a wrapper (hookwrapper=True) in hubtest-bad 1.0",
+        ),
     ],
 )
 def test_a_plugin_that_breaks_the_contract_is_isolated(
@@ -258,3 +295,31 @@ def test_module_plugins_register_the_same_hooks_as_with_pluggy_itself(tmp_path: 
         ("hub_providers", "hub_providers"),
         ("hub_validate_credentials", "hub_validate_credentials"),
     ]
+
+
+def test_a_plugin_whose_second_hub_providers_fails_provides_nothing() -> None:
+    # Two implementations of one hook in one plugin (specname): the first one's providers
+    # must not outlive the plugin being reported broken by the second.
+    from types import ModuleType
+
+    from hub_core import Field, Guide, Provider, hookimpl
+
+    provider = Provider(
+        id="alpha", name="Alpha", fields=[Field("k", "K")], guide=Guide(), hosts=["a.test"]
+    )
+    module = ModuleType("two_lists")
+
+    @hookimpl(tryfirst=True)
+    def hub_providers() -> list[Provider]:
+        return [provider]
+
+    @hookimpl(specname="hub_providers")
+    def more_providers() -> list[Provider]:
+        raise RuntimeError("no")
+
+    vars(module).update(hub_providers=hub_providers, more_providers=more_providers)
+    hub = Hub(plugins=[module], load_entrypoints=False)
+    [report] = hub.plugins()
+    assert report.error == "hub_providers() failed: RuntimeError: no"
+    assert report.providers == ()
+    assert hub.providers() == []

@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable, Collection, Generator, Iterable, Sequence
 from importlib.metadata import Distribution, EntryPoint, entry_points
 from types import FunctionType, GeneratorType, MethodType, ModuleType
-from typing import Any
 
 import attrs
 import pluggy
@@ -83,12 +82,61 @@ class _PluginManager(pluggy.PluginManager):
 _FLOW_TYPES = (GeneratorType, Generator)
 
 
+@attrs.define(eq=False)
+class _Plugin:
+    """One plugin the registry has seen, usable or not: the one record kept of it.
+
+    *dist* is its distribution while the metadata is still unread: the name and version are
+    parsed when a report or a message first needs them, since parsing every plugin's metadata
+    would slow down `hub providers`, which never shows them. *plugin* is the registered object,
+    None when it never got registered.
+    """
+
+    name: str
+    dist: Distribution | None = None
+    plugin: object = None
+    providers: tuple[Provider, ...] = ()
+    error: str | None = None
+    _distribution: str | None = None
+    _version: str | None = None
+    _label: str | None = None
+
+    @property
+    def report(self) -> PluginReport:
+        if self.dist is not None:
+            metadata = self.dist.metadata  # one parse (dist.name and dist.version each re-parse)
+            self._distribution, self._version = metadata["Name"], metadata["Version"]
+            self.dist = None
+        return PluginReport(
+            name=self.name,
+            distribution=self._distribution,
+            version=self._version,
+            providers=tuple(p.id for p in self.providers),
+            error=self.error,
+        )
+
+    @property
+    def label(self) -> str:
+        # Cached: the label of the plugin that answered goes with every flow of `check_many`.
+        if self._label is None:
+            self._label = self.report.label
+        return self._label
+
+
+def _is_wrapper(impl: pluggy.HookImpl) -> bool:
+    return bool(impl.wrapper or impl.hookwrapper)
+
+
 class Registry:
-    """The plugins of one `Hub`: a pluggy manager plus what each plugin reported.
+    """The plugins of one `Hub`: a pluggy manager plus one record per plugin seen.
 
     Parameters mirror `Hub`: *plugins* are registered in code and always loaded;
     *load_entrypoints* adds the installed ``hub`` entry points, filtered by *enable* (only
     these names; ``HUB_PLUGINS`` when None) and *disable* (``HUB_DISABLE_PLUGINS`` when None).
+
+    Hooks are called in pluggy's order: ``tryfirst`` implementations, then the others with the
+    most recently registered first, then ``trylast``; for `flow` and `display` the plugin that
+    declares the provider is asked before all of them.
     """
 
     def __init__(
@@ -101,17 +149,16 @@ class Registry:
     ) -> None:
         self.manager: pluggy.PluginManager = _PluginManager(hookspecs.PROJECT)
         self.manager.add_hookspecs(hookspecs)
-        self._reports: list[PluginReport] = []
-        self._index: dict[str, int] = {}  # registered plugin name -> its report's position
-        self._dists: dict[int, Distribution | None] = {}  # report position -> not yet read
-        self._providers: dict[str, tuple[Provider, str]] = {}
+        self._plugins: list[_Plugin] = []  # every plugin seen, in load order
+        self._registered: dict[str, _Plugin] = {}  # the registered ones, by plugin name
+        self._providers: dict[str, tuple[Provider, _Plugin]] = {}  # provider id -> its owner
         self._conflicts: dict[str, str] = {}
-        self._order: dict[tuple[str, str], list[Any]] = {}  # (hook, owner) -> implementations
-        self._labels: dict[str, str] = {}  # plugin name -> its label, once its metadata is read
+        # (hook, owner) -> the implementations to ask, in order, each with its plugin.
+        self._order: dict[tuple[str, str], list[tuple[pluggy.HookImpl, _Plugin]]] = {}
 
         for plugin in plugins:
             name = getattr(plugin, "__name__", None) or type(plugin).__name__
-            self._add(plugin, PluginReport(name=name, distribution=None, version=None))
+            self._add(plugin, _Plugin(name))
         if load_entrypoints:
             only = frozenset(enable) if enable is not None else _names_from_env("HUB_PLUGINS")
             skip = (
@@ -130,36 +177,30 @@ class Registry:
     # --- loading ----------------------------------------------------------------------------
 
     def _load(self, entry_point: EntryPoint) -> None:
-        # The distribution's name and version are read when a report is shown: parsing every
-        # plugin's metadata would slow down `hub providers`, which never shows them.
-        report = PluginReport(name=entry_point.name, distribution=None, version=None)
-        self._dists[len(self._reports)] = entry_point.dist
-        if entry_point.name in self._index:
-            other = self._report(entry_point.name)
+        record = _Plugin(entry_point.name, dist=entry_point.dist)
+        other = self._registered.get(entry_point.name)
+        if other is not None:
             self._fail(
-                report, f"the plugin name {entry_point.name!r} is also used by {other.label}"
+                record, f"the plugin name {entry_point.name!r} is also used by {other.label}"
             )
             return
         try:
             plugin = entry_point.load()
         except Exception as exc:
-            self._fail(report, f"could not be imported: {_describe(exc)}")
+            self._fail(record, f"could not be imported: {_describe(exc)}")
             return
         if self.manager.is_registered(plugin):
             return  # also passed in code by the host app: one registration is enough
-        self._add(plugin, report)
+        self._add(plugin, record)
 
-    def _add(self, plugin: object, report: PluginReport) -> None:
+    def _add(self, plugin: object, record: _Plugin) -> None:
         try:
-            self.manager.register(plugin, name=report.name)
+            self.manager.register(plugin, name=record.name)
         except (ValueError, pluggy.PluginValidationError) as exc:
-            self._fail(report, f"does not follow the hook contract: {_describe(exc)}")
+            self._fail(record, f"does not follow the hook contract: {_describe(exc)}")
             return
-        unknown = [
-            caller.name
-            for caller in self.manager.get_hookcallers(plugin) or ()
-            if not caller.has_spec()
-        ]
+        callers = self.manager.get_hookcallers(plugin) or []
+        unknown = [caller.name for caller in callers if not caller.has_spec()]
         if unknown:
             self.manager.unregister(plugin)
             import difflib  # only for this rare hint
@@ -168,69 +209,85 @@ class Registry:
             for name in unknown:
                 close = difflib.get_close_matches(name, self._hook_names(), n=1)
                 hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            self._fail(report, f"implements unknown hook {', '.join(hints)}")
+            self._fail(record, f"implements unknown hook {', '.join(hints)}")
             return
-        self._index[report.name] = len(self._reports)
-        self._reports.append(report)
+        wrappers = self._wrappers(plugin, callers)
+        if wrappers:
+            # A wrapper's generator would be taken for the hook's answer (for
+            # hub_validate_credentials, for the flow itself): refused, never run.
+            self.manager.unregister(plugin)
+            what = (
+                f"{wrappers[0][0]} is a wrapper ({wrappers[0][1]}=True)"
+                if len(wrappers) == 1
+                else ", ".join(f"{hook} ({flag}=True)" for hook, flag in wrappers) + " are wrappers"
+            )
+            self._fail(record, f"{what} in {record.label}; hub hooks take plain implementations")
+            return
+        record.plugin = plugin
+        self._registered[record.name] = record
+        self._plugins.append(record)
+
+    @staticmethod
+    def _wrappers(plugin: object, callers: Iterable[pluggy.HookCaller]) -> list[tuple[str, str]]:
+        """Each hook *plugin* implements as a wrapper, with its marker (``wrapper``, ...).
+
+        pluggy keeps wrappers after the plain implementations in `get_hookimpls()` (they run
+        around them), and every wrapper registered before *plugin* was refused, so only the
+        tail of each list is read: scanning it all would cost start-up time that grows with
+        the square of the number of plugins. (`_in_order` skips wrappers whatever happens.)
+        """
+        found = []
+        for caller in callers:
+            for impl in reversed(caller.get_hookimpls()):
+                if not _is_wrapper(impl):
+                    break
+                if impl.plugin is plugin:
+                    found.append((caller.name, "wrapper" if impl.wrapper else "hookwrapper"))
+        return found
 
     def _hook_names(self) -> list[str]:
         return [name for name in dir(hookspecs) if name.startswith(f"{hookspecs.PROJECT}_")]
 
-    def _report(self, name: str) -> PluginReport:
-        return self._complete(self._index[name])
-
-    def _complete(self, position: int) -> PluginReport:
-        """The report at *position*, with its distribution's name and version filled in."""
-        dist = self._dists.pop(position, None)
-        if dist is not None:
-            metadata = dist.metadata  # one parse (dist.name and dist.version each re-parse)
-            self._reports[position] = attrs.evolve(
-                self._reports[position], distribution=metadata["Name"], version=metadata["Version"]
-            )
-        return self._reports[position]
-
-    def _fail(self, report: PluginReport, error: str) -> None:
+    def _fail(self, record: _Plugin, error: str) -> None:
         """Record a plugin that could not be registered."""
-        self._reports.append(attrs.evolve(report, error=error))
-        report = self._complete(len(self._reports) - 1)
-        log.warning("hub plugin %s is not usable: %s", report.label, error)
+        record.error = error
+        self._plugins.append(record)
+        log.warning("hub plugin %s is not usable: %s", record.label, error)
 
-    def _break(self, name: str, error: str) -> None:
+    def _break(self, record: _Plugin, error: str) -> None:
         """Unregister a registered plugin that broke the contract, and record why."""
-        self.manager.unregister(name=name)
-        position = self._index.pop(name)
-        report = attrs.evolve(self._complete(position), error=error)
-        log.warning("hub plugin %s is not usable: %s", report.label, error)
-        self._reports[position] = report
+        self.manager.unregister(record.plugin)
+        del self._registered[record.name]
+        record.error, record.providers = error, ()
+        log.warning("hub plugin %s is not usable: %s", record.label, error)
 
     def _collect_providers(self) -> None:
-        claims: dict[str, list[tuple[Provider, str]]] = {}
-        for impl in self.manager.hook.hub_providers.get_hookimpls():
-            name = impl.plugin_name
+        # In pluggy's call order, as every hook; hub_providers answers are all kept, so the
+        # order only shows in which broken plugin is logged first.
+        for impl in reversed(self.manager.hook.hub_providers.get_hookimpls()):
+            record = self._registered.get(impl.plugin_name)
+            if record is None:
+                continue  # broken by another of its hub_providers implementations (specname)
             try:
-                providers = self._check_providers(impl.function())
+                record.providers += tuple(self._check_providers(impl.function()))
             except Exception as exc:
-                self._break(name, f"hub_providers() failed: {_describe(exc)}")
-                continue
-            position = self._index[name]
-            self._reports[position] = attrs.evolve(
-                self._reports[position], providers=tuple(p.id for p in providers)
-            )
-            for provider in providers:
-                claims.setdefault(provider.id, []).append((provider, name))
+                self._break(record, f"hub_providers() failed: {_describe(exc)}")
+        claims: dict[str, list[tuple[Provider, _Plugin]]] = {}
+        for record in self._registered.values():
+            for provider in record.providers:
+                claims.setdefault(provider.id, []).append((provider, record))
         for provider_id, owners in claims.items():
             if len(owners) == 1:
                 self._providers[provider_id] = owners[0]
                 continue
-            labels = " and ".join(sorted(self._report(owner).label for _, owner in owners))
+            labels = " and ".join(sorted(owner.label for _, owner in owners))
             message = (
                 f"the provider id {provider_id!r} is claimed by both {labels}; "
                 "uninstall or disable one of them"
             )
             self._conflicts[provider_id] = message
             for _, owner in owners:
-                position = self._index[owner]
-                self._reports[position] = attrs.evolve(self._reports[position], error=message)
+                owner.error = message
 
     @staticmethod
     def _check_providers(provided: object) -> list[Provider]:
@@ -248,7 +305,7 @@ class Registry:
 
     def reports(self) -> list[PluginReport]:
         """Every plugin seen, usable or not, in load order."""
-        return [self._complete(position) for position in range(len(self._reports))]
+        return [record.report for record in self._plugins]
 
     def providers(self) -> list[Provider]:
         """The usable providers, sorted by id."""
@@ -264,39 +321,44 @@ class Registry:
             raise UnknownProvider(provider_id, self._providers) from None
 
     def _first(
-        self, caller: Any, provider: Provider, **kwargs: object
+        self, caller: pluggy.HookCaller, provider: Provider, **kwargs: object
     ) -> tuple[object, str] | None:
         """The first answer of a firstresult hook and its plugin's label; the owner asked first.
 
         None when no implementation answers. A plugin's exception becomes `PluginError`.
         """
         arguments = {"provider": provider, **kwargs}
-        for impl in self._in_order(caller, self._providers[provider.id][1]):
+        for impl, record in self._in_order(caller, self._providers[provider.id][1].name):
             try:
                 result = impl.function(*[arguments[arg] for arg in impl.argnames])
             except HubError:
                 raise
             except Exception as exc:
-                label = self._label(impl.plugin_name)
                 raise PluginError(
-                    f"the plugin {label} failed in {caller.name}: {_describe(exc)}", plugin=label
+                    f"the plugin {record.label} failed in {caller.name}: {_describe(exc)}",
+                    plugin=record.label,
                 ) from exc
             if result is not None:
-                return result, self._label(impl.plugin_name)
+                return result, record.label
         return None
 
-    def _label(self, name: str) -> str:
-        if name not in self._labels:
-            self._labels[name] = self._report(name).label
-        return self._labels[name]
-
-    def _in_order(self, caller: Any, owner: str) -> list[Any]:
+    def _in_order(
+        self, caller: pluggy.HookCaller, owner: str
+    ) -> list[tuple[pluggy.HookImpl, _Plugin]]:
         # Sorted once per hook and owner: check_many asks for thousands of flows in a row.
         key = (caller.name, owner)
-        if key not in self._order:
-            impls = caller.get_hookimpls()
-            self._order[key] = sorted(impls, key=lambda impl: impl.plugin_name != owner)
-        return self._order[key]
+        order = self._order.get(key)
+        if order is None:
+            # pluggy's _multicall walks get_hookimpls() from the end. Wrappers are refused at
+            # registration; one registered through `manager` directly is skipped, never run
+            # as if its generator were the answer.
+            impls = [impl for impl in reversed(caller.get_hookimpls()) if not _is_wrapper(impl)]
+            impls.sort(key=lambda impl: impl.plugin_name != owner)  # stable: owner, then pluggy's
+            order = self._order[key] = [
+                (impl, self._registered.get(impl.plugin_name) or _Plugin(impl.plugin_name))
+                for impl in impls
+            ]
+        return order
 
     def flow(self, provider: Provider, credentials: Credentials) -> tuple[hookspecs.Flow, str]:
         """The verification flow for *credentials*, and the label of the plugin that made it."""
