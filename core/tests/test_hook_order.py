@@ -28,6 +28,7 @@ from hub_core import (
     hookimpl,
 )
 from hub_core.hookspecs import Flow
+from hub_core.policy import Policy
 
 
 def _provider(provider_id: str) -> Provider:
@@ -119,7 +120,7 @@ class Plugins:
         return Hub(
             plugins=modules,
             load_entrypoints=False,
-            backoff=0,
+            policy=Policy(backoff=0),
             transport=httpx.MockTransport(lambda request: httpx.Response(200, json={"id": 7})),
         )
 
