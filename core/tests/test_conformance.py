@@ -204,6 +204,34 @@ def responding(
     return flow
 
 
+def replacing(
+    caught: type[HubError], outcome: Callable[[], Verified]
+) -> Callable[[Credentials], Flow]:
+    """The good flow, putting *outcome()* in place of the *caught* error the driver throws in."""
+
+    def flow(credentials: Credentials) -> Flow:
+        try:
+            response = yield httpx.Request("GET", URL)
+        except caught:
+            return outcome()
+        return read(response)
+
+    return flow
+
+
+def raising(error: HubError) -> Callable[[], Verified]:
+    def outcome() -> Verified:
+        raise error from None
+
+    return outcome
+
+
+def finding(report: ConformanceReport, check: str) -> tuple[str, str]:
+    """The outcome and message of the one finding whose check starts with *check*."""
+    (found,) = [f for f in report.findings if f.check.startswith(check)]
+    return found.outcome, found.message
+
+
 # --- a good plugin passes ----------------------------------------------------------------------
 
 
@@ -315,8 +343,7 @@ def test_a_later_failure_meets_the_retries_of_its_request_only() -> None:
 
 def test_a_same_origin_redirect_passes_for_a_plain_plugin() -> None:
     report = check_plugin(Plugin(), happy=happy())
-    (finding,) = [f for f in report.findings if f.check.startswith("response redirect-same-")]
-    assert (finding.outcome, finding.message) == ("pass", "Verified")
+    assert finding(report, "response redirect-same-") == ("pass", "Verified")
 
 
 def test_a_flow_that_breaks_on_a_followed_redirect_fails() -> None:
@@ -376,13 +403,8 @@ def test_a_secret_in_the_url_fails() -> None:
 
 
 def test_swallowing_the_refused_redirect_to_another_host_fails() -> None:
-    def flow(credentials: Credentials) -> Flow:
-        try:
-            response = yield httpx.Request("GET", URL)
-        except UnexpectedResponse:  # the driver's: it refused to follow to login.elsewhere
-            return Verified("team:redirected", "Redirected")
-        return read(response)
-
+    # The driver throws in UnexpectedResponse: it refused to follow to login.elsewhere.
+    flow = replacing(UnexpectedResponse, lambda: Verified("team:redirected", "Redirected"))
     report = check_plugin(Plugin(flow=flow), happy=happy())
     message = failed(report, "acme: response redirect-elsewhere")
     assert "returned Verified" in message
@@ -473,31 +495,18 @@ def test_the_wrong_error_for_a_403_fails_unless_the_provider_documents_it() -> N
 
 def test_a_429_ends_in_the_drivers_rate_limit_for_a_plugin_without_429_code() -> None:
     report = check_plugin(Plugin())
-    (finding,) = [f for f in report.findings if f.check.startswith("response 429 ")]
-    assert (finding.outcome, finding.message) == ("pass", "RateLimited")
+    assert finding(report, "response 429 ") == ("pass", "RateLimited")
 
 
 def test_replacing_the_drivers_retry_after_fails() -> None:
-    def flow(credentials: Credentials) -> Flow:
-        try:
-            response = yield httpx.Request("GET", URL)
-        except RateLimited:
-            raise RateLimited("Acme is limiting requests") from None
-        return read(response)
-
+    flow = replacing(RateLimited, raising(RateLimited("Acme is limiting requests")))
     message = failed(check_plugin(Plugin(flow=flow)), "acme: response 429")
     assert "retry_after is None" in message
     assert "Retry-After: 7" in message
 
 
 def test_replacing_the_drivers_rate_limit_fails() -> None:
-    def flow(credentials: Credentials) -> Flow:
-        try:
-            response = yield httpx.Request("GET", URL)
-        except RateLimited:
-            raise UnexpectedResponse("something went wrong") from None
-        return read(response)
-
+    flow = replacing(RateLimited, raising(UnexpectedResponse("something went wrong")))
     report = check_plugin(Plugin(flow=flow))
     message = failed(report, "acme: response 429 (HTTP 429")
     assert "ended in UnexpectedResponse" in message
@@ -505,13 +514,7 @@ def test_replacing_the_drivers_rate_limit_fails() -> None:
 
 
 def test_swallowing_a_timeout_fails() -> None:
-    def flow(credentials: Credentials) -> Flow:
-        try:
-            response = yield httpx.Request("GET", URL)
-        except ProviderUnavailable:
-            return Verified("team:offline", "Offline")
-        return read(response)
-
+    flow = replacing(ProviderUnavailable, lambda: Verified("team:offline", "Offline"))
     report = check_plugin(Plugin(flow=flow))
     assert "returned Verified" in failed(report, "acme: response timeout")
     assert "returned Verified" in failed(report, "acme: response connect")
