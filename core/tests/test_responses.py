@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from hub_core.errors import KEY_PIECE, MASK, UnexpectedResponse, redact
-from hub_core.responses import TEXT_LIMIT, clean_text, read_json
+from hub_core.responses import TEXT_LIMIT, clean_text, read_json, read_time
 
 KEY = "essu_Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA"
 
@@ -113,3 +115,63 @@ def test_no_piece_of_a_secret_survives_redaction(text: str, secret: str) -> None
     masked = redact(text + secret[2:] + text, [secret])
     pieces = {secret[i : i + KEY_PIECE] for i in range(len(secret) - KEY_PIECE + 1)}
     assert not any(piece in masked for piece in pieces if MASK not in piece)
+
+
+MOMENT = datetime(2031, 5, 4, 3, 2, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2031-05-04T03:02:01Z", MOMENT),
+        ("2031-05-04T05:02:01+02:00", MOMENT),
+        ("2031-05-04T03:02:01", MOMENT),  # no offset: UTC
+        (" 2031-05-04T03:02:01Z ", MOMENT),
+        ("2031-05-04", MOMENT.replace(hour=0, minute=0, second=0)),
+        ("Sun, 04 May 2031 03:02:01 GMT", MOMENT),
+        ("Sun, 04 May 2031 03:02:01 -0000", MOMENT),  # an HTTP date without a zone: UTC
+        ("1935630121", MOMENT),
+        ("1935630121000", MOMENT),  # milliseconds
+        ("1935630121.25", MOMENT + timedelta(microseconds=250_000)),
+        (1935630121, MOMENT),
+        (1935630121000.0, MOMENT),
+    ],
+)
+def test_read_time_reads_iso_http_dates_and_epochs_as_utc(
+    value: object, expected: datetime
+) -> None:
+    moment = read_time(value)
+    assert moment == expected
+    assert moment is not None
+    assert moment.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        "",
+        "never",
+        "2031-13-45T99:00:00Z",
+        "9" * 20,  # past the end of the calendar, even as milliseconds
+        "1e12",
+        "-5",
+        -5,
+        float("inf"),
+        float("nan"),
+        "0x1F",
+        "\u00b2",  # a superscript two: str.isdigit() says yes, float() says no
+        "\u0663",  # an Arabic-Indic three: a digit, but not an ASCII one
+        "T" * 500,
+        ["2031-05-04"],
+    ],
+)
+def test_read_time_gives_none_for_what_is_not_a_moment(value: object) -> None:
+    assert read_time(value) is None
+
+
+@given(st.one_of(st.text(max_size=80), st.integers(), st.floats()))
+def test_read_time_never_raises(value: object) -> None:
+    moment = read_time(value)
+    assert moment is None or moment.tzinfo is UTC

@@ -1,13 +1,15 @@
 """Reading a provider's answer in a flow: JSON bodies, text fit for a person, no key in it.
 
 What a provider returns is untrusted: a body may not be JSON, JSON may be of another shape,
-and text may hold control characters, be megabytes long or quote the key. A flow reads its
-answers through these helpers, so each plugin gets the same care without writing it again::
+text may hold control characters, be megabytes long or quote the key, and a date may come in
+any of several formats or none. A flow reads its answers through these helpers, so each
+plugin gets the same care without writing it again::
 
-    from hub_core.responses import clean_text, read_json
+    from hub_core.responses import clean_text, read_json, read_time
 
     body = read_json(response, dict, what="the list of organizations")
     name = clean_text(body.get("name"), secrets=[key]) or "Unnamed"
+    expires_at = read_time(body.get("expires_at"))
 
 The driver already handles what a flow never sees (429, redirects, retries, the body cap);
 these helpers are for the answer the flow does see.
@@ -16,8 +18,12 @@ these helpers are for the answer the flow does see.
 from __future__ import annotations
 
 import json
+import math
+import re
 import unicodedata
 from collections.abc import Iterable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .errors import KEY_PIECE, MASK, UnexpectedResponse, redact
@@ -25,13 +31,19 @@ from .errors import KEY_PIECE, MASK, UnexpectedResponse, redact
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["KEY_PIECE", "MASK", "TEXT_LIMIT", "clean_text", "read_json", "redact"]
+__all__ = ["KEY_PIECE", "MASK", "TEXT_LIMIT", "clean_text", "read_json", "read_time", "redact"]
 
 #: The longest provider text `clean_text` gives back, in characters.
 TEXT_LIMIT = 200
 # How much of a provider's string is looked at before it is clipped: a name of a megabyte
 # costs no more than one of a kilobyte.
 _SCAN = 4 * 1024
+# Seconds since the epoch, as ASCII digits only: re's \d would take any script's digits.
+_EPOCH = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,9})?")
+# An epoch value at or above this is in milliseconds: as seconds it would fall after year 5000.
+_MILLISECONDS_FROM = 10**11
+# No date format hub reads is longer; a longer string is not a date, and is not parsed.
+_TIME_LIMIT = 64
 
 T = TypeVar("T")
 
@@ -100,3 +112,43 @@ def clean_text(
 def _shown(char: str) -> bool:
     # isprintable() is False for spaces other than " " too; those fold like white space.
     return char.isprintable() or (char.isspace() and unicodedata.category(char) == "Zs")
+
+
+def read_time(value: object) -> datetime | None:
+    """A moment a provider gave as text or a number, as an aware UTC datetime; None if unreadable.
+
+    Reads ISO-8601 (``2031-05-04T03:02:01Z``; without an offset, UTC), the HTTP date format
+    (``Sun, 04 May 2031 03:02:01 GMT``) and seconds since the epoch, as a number or a string of
+    ASCII digits; an epoch value too large for seconds (from 10**11) is taken as milliseconds.
+    Negative, infinite or out-of-range values, ``bool``, and any other text give None: a
+    provider's odd date is an unknown moment, never a crash.
+    """
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return _from_epoch(float(value))
+        if not isinstance(value, str):
+            return None
+        text = value.strip()
+        if not text or len(text) > _TIME_LIMIT:
+            return None
+        if _EPOCH.fullmatch(text):
+            return _from_epoch(float(text))
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            moment = parsedate_to_datetime(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    # parsedate_to_datetime raises TypeError or IndexError on some malformed dates, and
+    # astimezone OverflowError at the edges of the calendar.
+    except (ValueError, TypeError, IndexError, OverflowError, OSError):
+        return None
+
+
+def _from_epoch(seconds: float) -> datetime | None:
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    if seconds >= _MILLISECONDS_FROM:
+        seconds /= 1000
+    return datetime.fromtimestamp(seconds, tz=UTC)

@@ -72,12 +72,12 @@ def test_several_organizations_are_counted_and_named() -> None:
     assert rows["Organizations reachable"] == "7+: Main, Org 2, Org 3, Org 4, Org 5 and 2 more"
 
 
-def test_government_environment_shows_its_host_and_no_guessed_console() -> None:
+def test_government_environment_shows_its_host_and_links_its_console() -> None:
     shown = account_display(account(config={"environment": "gov"}), NOW)
     assert dict(shown.rows)["Environment"] == (
         "Elastic Cloud for US government (api.us-gov-east-1.aws.elastic-cloud.com)"
     )
-    assert shown.url is None
+    assert shown.url == "https://console.us-gov-east-1.aws.elastic-cloud.com"
 
 
 def test_account_without_details_falls_back_to_identity_and_label() -> None:

@@ -1,9 +1,8 @@
-"""The plugin under the core's full driver: registry, allowlist, retries, redaction."""
+"""The plugin under a whole Hub: registry, entry point, allowlist, redaction, display."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
@@ -15,24 +14,18 @@ from hub_core import (
     Hub,
     InvalidCredentials,
     PermissionDenied,
-    Policy,
     ProviderUnavailable,
-    RateLimited,
     UnexpectedResponse,
 )
+from hub_core.testing import mock_hub
 
 Handler = Callable[[httpx.Request], httpx.Response]
 ORGS = {"organizations": [{"id": "1234567890", "name": "Acme Observability"}]}
 
 
-def hub_with(handler: Handler, **limits: Any) -> Hub:
-    # *limits* are `Policy` fields.
-    return Hub(
-        plugins=[hub_elastic],
-        load_entrypoints=False,
-        transport=httpx.MockTransport(handler),
-        policy=Policy(**{"retries": 0, **limits}),
-    )
+def hub_with(handler: Handler) -> Hub:
+    """A Hub with only this plugin, over *handler*, sending each request once (no retries)."""
+    return mock_hub(hub_elastic, handler)
 
 
 def test_verify_through_the_driver(canary: str) -> None:
@@ -96,23 +89,6 @@ def test_error_statuses_through_the_driver(canary: str, status: int, error: type
         hub_with(handler).verify("elastic", {"api_key": canary})
     assert canary not in str(caught.value)
     assert canary not in repr(caught.value)
-
-
-def test_server_errors_are_retried_before_giving_up() -> None:
-    answers = iter([httpx.Response(503), httpx.Response(200, json=ORGS)])
-    result = hub_with(lambda request: next(answers), retries=1, backoff=0).verify(
-        "elastic", {"api_key": "essu_k"}
-    )
-    assert result.label == "Acme Observability"
-
-
-def test_long_retry_after_is_rate_limited() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(429, headers={"Retry-After": "3600"})
-
-    with pytest.raises(RateLimited) as caught:
-        hub_with(handler, retries=1).verify("elastic", {"api_key": "essu_k"})
-    assert caught.value.retry_after == 3600
 
 
 def test_unreachable_host_is_provider_unavailable(canary: str) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from hub_core import Credentials, FieldError, Flow
+from hub_core import Credentials, FieldError, Flow, Provider
 from hub_core.testing import drive, respond
 from hub_elastic.flow import normalize_key, verify
 
@@ -108,7 +108,7 @@ def test_unknown_environment_is_a_field_error_on_environment() -> None:
     assert caught.value.field == "environment"
 
 
-def test_field_error_makes_no_request(start: Callable[..., Flow]) -> None:
+def test_field_error_makes_no_request(start: Callable[..., Flow], provider: Provider) -> None:
     asked: list[httpx.Request] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -116,7 +116,7 @@ def test_field_error_makes_no_request(start: Callable[..., Flow]) -> None:
         return respond(200)
 
     with pytest.raises(FieldError):
-        drive(start("essu_a b"), answer)
+        drive(start("essu_a b"), answer, provider=provider)
     assert asked == []
 
 

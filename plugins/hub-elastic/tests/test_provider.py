@@ -91,6 +91,20 @@ def test_guide_covers(provider: Provider, fact: str) -> None:
     assert fact in _guide_text(provider.guide)
 
 
+def test_guide_claims_no_role_is_refused(provider: Provider) -> None:
+    # No source says a key with a narrower role than Organization owner is refused.
+    text = _guide_text(provider.guide).lower()
+    assert "narrower" not in text
+    assert "permission to list the organization" in text
+    assert "check the key's roles and permissions" in text
+
+
+def test_guide_names_both_consoles(provider: Provider) -> None:
+    text = _guide_text(provider.guide)
+    assert "https://cloud.elastic.co" in text
+    assert "https://console.us-gov-east-1.aws.elastic-cloud.com" in text
+
+
 def test_guide_has_a_warning_and_numbered_steps(provider: Provider) -> None:
     assert provider.guide.warning
     assert provider.guide.sections[0].steps

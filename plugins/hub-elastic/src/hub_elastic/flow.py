@@ -7,12 +7,8 @@ before that request, so bad input costs no call to Elastic Cloud.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Mapping, Set
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -24,14 +20,14 @@ from hub_core import (
     InvalidCredentials,
     PermissionDenied,
     ProviderUnavailable,
-    RateLimited,
     UnexpectedResponse,
     Verified,
 )
+from hub_core.responses import MASK, clean_text, read_json, read_time, redact
 
 from .provider import API_KEY, DEFAULT_ENVIRONMENT, ENVIRONMENT, ENVIRONMENTS, Environment
 
-__all__ = ["KEY_PREFIX", "ORGANIZATIONS_PATH", "normalize_key", "parse_expiry", "verify"]
+__all__ = ["KEY_PREFIX", "ORGANIZATIONS_PATH", "normalize_key", "verify"]
 
 ORGANIZATIONS_PATH = "/api/v1/organizations"
 #: Cloud API keys usually start with this; a hint for messages, never a rule.
@@ -48,14 +44,8 @@ _API_KEY_SCHEME = re.compile(r"apikey(?:\s+|$)", re.IGNORECASE)
 _OTHER_SCHEME = re.compile(r"(bearer|basic|token)\s", re.IGNORECASE)
 # What can travel in a header value with no space inside: visible ASCII.
 _KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")
-_NUMBER = re.compile(r"\d{1,20}(?:\.\d{1,9})?")
-# Epoch values at or above this are milliseconds: as seconds they would land after year 5000.
-_MILLISECONDS_FROM = 10**11
-# A run of this many characters of the key inside provider text counts as the key itself.
-_KEY_WINDOW = 8
-_QUOTED_LIMIT = 200
-_LABEL_LIMIT = 200
 _ID_LIMIT = 128
+_EXPECTED = "an object with an 'organizations' list, each with an 'id' and a 'name'"
 
 
 # --- input -------------------------------------------------------------------------------
@@ -125,107 +115,46 @@ def _environment(credentials: Mapping[str, str]) -> Environment:
 
 # --- reading responses -------------------------------------------------------------------
 
-
-def parse_expiry(value: str | None) -> datetime | None:
-    """Read the key's expiry from ``X-Elastic-Api-Key-Expiration``; None if absent or unreadable.
-
-    Accepts ISO-8601 (a time without an offset is taken as UTC), epoch seconds, epoch
-    milliseconds, and the HTTP date format. Returns an aware UTC datetime.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text or len(text) > 64:
-        return None
-    try:
-        if _NUMBER.fullmatch(text):
-            number = float(text)
-            if number >= _MILLISECONDS_FROM:
-                number /= 1000
-            moment = datetime.fromtimestamp(number, tz=UTC)
-        else:
-            try:
-                moment = datetime.fromisoformat(text)
-            except ValueError:
-                moment = parsedate_to_datetime(text)
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.astimezone(UTC)
-    except (ValueError, OverflowError, OSError, TypeError):
-        return None
+# One rule for Elastic Cloud's text, wherever hub shows or stores it (a quoted error, a header
+# kept in the details, an organization's name): it is cleaned and kept with every piece of the
+# key masked, never dropped for having echoed the key. The mask makes it safe to show, and the
+# words around an echoed key ("... has expired", an error code) are often what the person needs.
+# Text that is nothing but the mask says nothing, and is not quoted.
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = (response.headers.get("retry-after") or "").strip()
-    if not value:
-        return None
-    if _NUMBER.fullmatch(value):
-        seconds = float(value)
-    else:
-        try:
-            when = parsedate_to_datetime(value)
-        except (ValueError, TypeError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = max(0.0, (when - datetime.now(UTC)).total_seconds())
-    return seconds if math.isfinite(seconds) else None
+def _provider_said(body: Any, response: httpx.Response, key: str) -> str | None:
+    """Elastic Cloud's own error codes and messages, fit to quote, or None.
 
-
-def _mentions_key(text: str, key: str) -> bool:
-    """Whether *text* holds the key, or any long enough piece of it."""
-    if len(key) <= _KEY_WINDOW:
-        return key in text
-    # A shared run of _KEY_WINDOW characters; walk the windows of the shorter of the two.
-    short, long = (text, key) if len(text) < len(key) else (key, text)
-    return any(short[i : i + _KEY_WINDOW] in long for i in range(len(short) - _KEY_WINDOW + 1))
-
-
-def _clean(text: str, limit: int) -> str:
-    """One line of printable text, at most *limit* characters."""
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else " " for c in text)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _load_json(response: httpx.Response) -> Any:
-    """The parsed body; raise ValueError when it is not JSON."""
-    try:
-        return json.loads(response.content)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
-
-
-def _provider_said(response: httpx.Response, key: str) -> str | None:
-    """The provider's own error code and message, cleaned for a person, or None.
-
-    Read from ``{"errors": [{"code", "message"}]}``, or else the ``x-cloud-error-codes``
-    header. Text that quotes any piece of the key is dropped whole, never trimmed.
+    Read from ``{"errors": [{"code", "message"}]}`` (the first three), or else the
+    ``x-cloud-error-codes`` header.
     """
     parts: list[str] = []
-    try:
-        body = _load_json(response)
-    except ValueError:
-        body = None
     errors = body.get("errors") if isinstance(body, dict) else None
     if isinstance(errors, list):
         for error in errors[:3]:
             if not isinstance(error, dict):
                 continue
             words = [
-                error[name]
+                word
                 for name in ("code", "message")
-                if isinstance(error.get(name), str) and error[name].strip()
+                if isinstance(word := error.get(name), str) and word.strip()
             ]
             if words:
                 parts.append(": ".join(words))
-    if not parts and response.headers.get("x-cloud-error-codes"):
-        parts.append(response.headers["x-cloud-error-codes"])
-    said = "; ".join(parts)
-    if not said or _mentions_key(said, key):
+    if not parts:
+        parts.append(response.headers.get("x-cloud-error-codes", ""))
+    said = clean_text("; ".join(parts), secrets=[key])
+    if said is None or not any(char.isalnum() for char in said.replace(MASK, "")):
         return None
-    return _clean(said, _QUOTED_LIMIT)
+    return said
+
+
+def _body(response: httpx.Response) -> Any:
+    """The JSON of an error answer, or None: an error need not come with a readable body."""
+    try:
+        return read_json(response)
+    except UnexpectedResponse:
+        return None
 
 
 def _quote(said: str | None) -> str:
@@ -257,8 +186,11 @@ def verify(credentials: Mapping[str, str]) -> Flow:
 
 
 def _failure(response: httpx.Response, key: str, environment: Environment) -> HubError:
+    # No 429 and no redirect reaches here: the core's driver waits out the one (then raises
+    # RateLimited at the yield) and follows or refuses the other. A 502/503/504 arrives once
+    # the driver's retries are spent.
     status = response.status_code
-    said = _quote(_provider_said(response, key))
+    said = _quote(_provider_said(_body(response), response, key))
     if status == 401:
         hints = []
         if not key.startswith(KEY_PREFIX):
@@ -278,18 +210,13 @@ def _failure(response: httpx.Response, key: str, environment: Environment) -> Hu
             field=API_KEY,
         )
     if status == 403:
+        # Elastic documents no 403 for this endpoint, nor which roles may list organizations:
+        # say what happened, not which role would fix it.
         return PermissionDenied(
-            "The Cloud API Key is valid, but its role does not let it list the organization. "
-            "Give the key the Organization owner role in the Cloud console, or create a new "
-            f"key with that role.{said}",
+            "Elastic Cloud refused the Cloud API Key permission to list the organization. "
+            "Check the key's roles and permissions under Organization → API keys in the Cloud "
+            f"console.{said}",
             field=API_KEY,
-        )
-    if status == 429:
-        retry_after = _retry_after(response)
-        when = f"in {math.ceil(retry_after)} seconds" if retry_after is not None else "shortly"
-        return RateLimited(
-            f"Elastic Cloud is limiting requests for now; try again {when}.{said}",
-            retry_after=retry_after,
         )
     if 500 <= status <= 599:
         return ProviderUnavailable(
@@ -305,8 +232,8 @@ def _failure(response: httpx.Response, key: str, environment: Environment) -> Hu
 
 def _unexpected(problem: str, said: str | None = None) -> UnexpectedResponse:
     return UnexpectedResponse(
-        f"Elastic Cloud accepted the Cloud API Key, but {problem}; hub expected an object with "
-        f"an 'organizations' list, each with an 'id' and a 'name'.{_quote(said)}"
+        f"Elastic Cloud accepted the Cloud API Key, but {problem}; hub expected {_EXPECTED}."
+        f"{_quote(said)}"
     )
 
 
@@ -319,32 +246,36 @@ def _organization(item: Any, key: str) -> dict[str, str]:
     org_id = str(raw_id).strip()
     if not org_id or len(org_id) > _ID_LIMIT or not org_id.isprintable():
         raise _unexpected("an organization in its answer has an id hub cannot use")
-    raw_name = item.get("name")
-    name = _clean(raw_name, _LABEL_LIMIT) if isinstance(raw_name, str) else ""
-    if _mentions_key(org_id, key) or _mentions_key(name, key):
+    if redact(org_id, [key]) != org_id:
+        # A name can be shown with the key masked; an identity cannot be masked and stay one.
         raise UnexpectedResponse(
-            "Elastic Cloud's answer repeats the Cloud API Key inside an organization, so hub "
+            "Elastic Cloud's answer repeats the Cloud API Key in an organization's id, so hub "
             "will not store it; check that the environment points at Elastic Cloud."
         )
+    name = clean_text(item.get("name"), secrets=[key])
     return {"id": org_id, "name": name or f"Organization {org_id}"}
+
+
+def _count(value: str) -> int | str:
+    """A header's number as an int; any other text as it is (``'²'.isdigit()`` is True too)."""
+    return int(value) if value.isascii() and value.isdecimal() else value
 
 
 def _rate_limit(response: httpx.Response, key: str, present: Set[str]) -> dict[str, int | str]:
     found: dict[str, int | str] = {}
     for name, header in RATE_LIMIT_HEADERS.items():
-        value = _clean(response.headers[header], 64) if header in present else ""
-        if value and not _mentions_key(value, key):
-            found[name] = int(value) if value.isdigit() else value
+        value = clean_text(response.headers[header], secrets=[key]) if header in present else None
+        if value is not None:
+            found[name] = _count(value)
     return found
 
 
 def _verified(response: httpx.Response, key: str, environment: Environment) -> Verified:
-    try:
-        body = _load_json(response)
-    except ValueError:
-        raise _unexpected("its answer is not JSON") from None
-    if not isinstance(body, dict) or not isinstance(body.get("organizations"), list):
-        raise _unexpected("its answer has no 'organizations' list", _provider_said(response, key))
+    body = read_json(response, dict, what=_EXPECTED)
+    if not isinstance(body.get("organizations"), list):
+        raise _unexpected(
+            "its answer has no 'organizations' list", _provider_said(body, response, key)
+        )
     organizations = [_organization(item, key) for item in body["organizations"]]
     if not organizations:
         raise UnexpectedResponse(
@@ -371,9 +302,13 @@ def _verified(response: httpx.Response, key: str, environment: Environment) -> V
     if rate_limit:
         details["rate_limit"] = rate_limit
     expiry = response.headers[EXPIRY_HEADER] if EXPIRY_HEADER in present else None
+    # Kept as sent, beside the date read from it, so real traffic can pin down its format.
+    sent = clean_text(expiry, secrets=[key])
+    if sent is not None:
+        details["key_expiration_header"] = sent
     return Verified(
         identity=f"org:{first['id']}",
         label=first["name"],
-        expires_at=parse_expiry(expiry),
+        expires_at=read_time(expiry),
         details=details,
     )

@@ -41,13 +41,11 @@ ENVIRONMENTS: dict[str, Environment] = {
             api_host="api.elastic-cloud.com",
             console_url="https://cloud.elastic.co",
         ),
-        # The public docs name the API host of the US government region but not its console,
-        # so the account display links nowhere rather than to a guessed address.
         Environment(
             value="gov",
             label="Elastic Cloud for US government",
             api_host="api.us-gov-east-1.aws.elastic-cloud.com",
-            console_url=None,
+            console_url="https://console.us-gov-east-1.aws.elastic-cloud.com",
         ),
     )
 }
@@ -97,8 +95,10 @@ _GUIDE = Guide(
             steps=[
                 Step(
                     "Open your organization",
-                    "Sign in to the Elastic Cloud console (https://cloud.elastic.co), open the "
-                    "menu behind your avatar at the top right, and pick Organization.",
+                    "Sign in to the Elastic Cloud console (https://cloud.elastic.co, or "
+                    "https://console.us-gov-east-1.aws.elastic-cloud.com for the US government "
+                    "region), open the menu behind your avatar at the top right, and pick "
+                    "Organization.",
                 ),
                 Step(
                     "Start a new key",
@@ -113,9 +113,9 @@ _GUIDE = Guide(
                 ),
                 Step(
                     "Give it a role",
-                    "Assign the Organization owner role. With a narrower role Elastic Cloud "
-                    "refuses to list the organization, and hub reports the key as lacking "
-                    "permission.",
+                    "Choose the key's roles. Organization owner gives the key full access to "
+                    "the organization; hub itself only asks Elastic Cloud to list the "
+                    "organization the key belongs to.",
                 ),
                 Step(
                     "Copy the key now",
@@ -155,8 +155,9 @@ _GUIDE = Guide(
                 ),
                 Step(
                     "Permission denied",
-                    "The key is valid, but its role does not allow listing the organization. "
-                    "Create a key with the Organization owner role.",
+                    "Elastic Cloud refused the key permission to list the organization. Check "
+                    "the key's roles and permissions under Organization → API keys in the "
+                    "Cloud console.",
                 ),
             ],
         ),

@@ -1,17 +1,15 @@
 """The verification flow: one GET of /v1/me, read into hub's verdict.
 
-A flow never does I/O. It yields an `httpx.Request`, the core sends it (HTTPS, to a declared
-host, with timeouts, retries and redirects) and sends back the `httpx.Response`. The flow
-returns `Verified` or raises an error of `hub_core`; every message is written for the person
-who typed the key, and never quotes the key or the provider's text that might echo it.
+A flow never does I/O. It yields an `httpx.Request`; the core sends it (HTTPS, to a declared
+host, with timeouts), retries what is worth retrying, waits out a 429 and follows same-host
+redirects, then sends back the `httpx.Response`. So the flow has no code for any of that: it
+judges the answer it gets, and returns `Verified` or raises an error of `hub_core`. It reads
+the answer through `hub_core.responses`, so no message or detail shows the key.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from datetime import datetime
-from typing import Any
 
 import httpx
 from hub_core import (
@@ -21,10 +19,10 @@ from hub_core import (
     InvalidCredentials,
     PermissionDenied,
     ProviderUnavailable,
-    RateLimited,
     UnexpectedResponse,
     Verified,
 )
+from hub_core.responses import clean_text, read_json, read_time
 
 from . import REGIONS
 
@@ -38,20 +36,19 @@ def verify(credentials: Mapping[str, str]) -> Flow:
     key = credentials["api_key"]
     if any(char.isspace() for char in key):
         raise FieldError("api_key", "API Key has a space inside; copy the key again in one piece")
-    host = REGIONS[credentials.get("region") or "us"]
-    # ProviderUnavailable and RateLimited, thrown in here by the core, simply propagate.
+    region = credentials.get("region") or "us"
+    # RateLimited and ProviderUnavailable, thrown in here by the core, simply propagate.
     response = yield httpx.Request(
         "GET",
-        f"https://{host}{ME_PATH}",
+        f"https://{REGIONS[region]}{ME_PATH}",
         headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
     )
     if response.status_code != 200:
-        raise _refused(response)
-    return _verified(response, credentials.get("region") or "us")
+        raise _refused(response.status_code)
+    return _verified(response, key, region)
 
 
-def _refused(response: httpx.Response) -> HubError:
-    status = response.status_code
+def _refused(status: int) -> HubError:
     if status == 401:
         return InvalidCredentials(
             "Example rejected the API Key: it is mistyped, expired or revoked. Copy it again, "
@@ -64,13 +61,7 @@ def _refused(response: httpx.Response) -> HubError:
             "Read account permission.",
             field="api_key",
         )
-    if status == 429:
-        retry_after = _seconds(response.headers.get("retry-after"))
-        when = f"in {math.ceil(retry_after)} seconds" if retry_after is not None else "later"
-        return RateLimited(
-            f"Example is limiting requests; try again {when}.", retry_after=retry_after
-        )
-    if status >= 500:
+    if status >= 500:  # a 502, 503 or 504 arrives here once the core's retries are spent
         return ProviderUnavailable(
             f"Example could not answer (HTTP {status}); try again later.", reason="server"
         )
@@ -79,41 +70,21 @@ def _refused(response: httpx.Response) -> HubError:
     )
 
 
-def _verified(response: httpx.Response, region: str) -> Verified:
-    try:
-        body: Any = response.json()
-    except ValueError:
-        raise UnexpectedResponse("Example answered with something that is not JSON.") from None
-    account = body.get("account") if isinstance(body, dict) else None
+def _verified(response: httpx.Response, key: str, region: str) -> Verified:
+    body = read_json(response, dict, what="an object with an 'account'")
+    account = body.get("account")
     if not isinstance(account, dict) or not isinstance(account.get("id"), str | int):
         raise UnexpectedResponse("Example's answer does not describe an account.")
     account_id = str(account["id"])
-    name = account.get("name") if isinstance(account.get("name"), str) else None
     details = {"account_id": account_id, "region": region}
-    if isinstance(account.get("plan"), str):
-        details["plan"] = account["plan"]
+    # Text from the provider is shown and stored: one clean line, any echo of the key masked.
+    plan = clean_text(account.get("plan"), secrets=[key])
+    if plan:
+        details["plan"] = plan
+    about_key = body.get("key")
     return Verified(
         identity=f"account:{account_id}",
-        label=name or f"Example account {account_id}",
-        expires_at=_expiry(body.get("key")),
+        label=clean_text(account.get("name"), secrets=[key]) or f"Example account {account_id}",
+        expires_at=read_time(about_key.get("expires_at") if isinstance(about_key, dict) else None),
         details=details,
     )
-
-
-def _expiry(key: Any) -> datetime | None:
-    value = key.get("expires_at") if isinstance(key, dict) else None
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        seconds = float(value or "")
-    except ValueError:
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
