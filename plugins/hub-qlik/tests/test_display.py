@@ -39,7 +39,7 @@ def test_display_shows_user_tenant_region_roles_expiry_and_status(provider):
     assert shown.subtitle == "my-company.eu.qlikcloud.com"
     assert shown.url == "https://my-company.eu.qlikcloud.com"
     assert shown.rows == (
-        ("Region", "Europe (eu)"),
+        ("Region", "Ireland (eu)"),
         ("Tenant name", "Acme Analytics"),
         ("Roles", "TenantAdmin, Developer"),
         ("Key expiry", "2031-05-04 03:02 UTC"),

@@ -34,15 +34,17 @@ def _commercial(code: str, place: str) -> Region:
 #: Qlik Cloud Government lives on its own domain; it is only used when picked explicitly.
 GOV = Region("us-gov", "Qlik Cloud Government (us-gov)", "us.qlikcloudgov.com")
 
-#: Every region a person can choose, commercial ones first.
+#: Every region a person can choose, commercial ones first. Each label names where the region
+#: is (Qlik's public region list): eu is Ireland and ap is Australia (Sydney), not the wider
+#: areas their codes suggest.
 REGIONS: tuple[Region, ...] = (
     _commercial("us", "United States"),
-    _commercial("eu", "Europe"),
+    _commercial("eu", "Ireland"),
     _commercial("de", "Germany"),
     _commercial("uk", "United Kingdom"),
     _commercial("fr", "France"),
     _commercial("sg", "Singapore"),
-    _commercial("ap", "Asia Pacific"),
+    _commercial("ap", "Australia"),
     _commercial("jp", "Japan"),
     _commercial("in", "India"),
     _commercial("il", "Israel"),
