@@ -25,7 +25,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import parse_qs
 
 import pytest
 import trustme
@@ -144,7 +143,7 @@ class FakeQlikTenant:
     """One Qlik Cloud tenant (`QLIK_HOST`), as a `FakeProvider` handler.
 
     It answers like the real API: ``users/me`` redirects (301) to the user, ``tenants/me``
-    (302) to the tenant, ``api-keys?sub=`` lists the user's keys. A request for any other
+    (302) to the tenant, ``api-keys/<id>`` is the key's own record. A request for any other
     tenant host gets 404, a key other than `key` 401.
     """
 
@@ -188,10 +187,8 @@ class FakeQlikTenant:
             return Reply.redirect(f"/api/v1/tenants/{QLIK_TENANT_ID}", status=302)
         if path == f"/api/v1/tenants/{QLIK_TENANT_ID}":
             return Reply.json(self.tenant)
-        if path == "/api/v1/api-keys":
-            sub = parse_qs(request.query).get("sub", [""])[0]
-            data = [self.key_entry] if sub == QLIK_USER_ID else []
-            return Reply.json({"data": data, "links": {"self": {"href": request.target}}})
+        if path == f"/api/v1/api-keys/{QLIK_KEY_ID}":
+            return Reply.json(self.key_entry)
         return qlik_error(404, "Not found", "HTTP-404")
 
 

@@ -88,8 +88,9 @@ class FakeQlik:
     """A Qlik Cloud tenant in memory, as a responder for `drive` or `httpx.MockTransport`.
 
     It answers like the real API: ``users/me`` redirects (301) to the user, ``tenants/me``
-    (302) to the tenant, ``api-keys?sub=`` lists keys. ``routes`` overrides a path with a
-    fixed response (or a callable); every request is recorded in ``seen``.
+    (302) to the tenant, ``api-keys/<id>`` is one of ``keys`` (404 for an id it does not
+    hold). ``routes`` overrides a path with a fixed response (or a callable, which may also
+    return an exception for the driver to throw in); every request is recorded in ``seen``.
     """
 
     key: str
@@ -138,7 +139,7 @@ class FakeQlik:
     routes: dict[str, Any] = attrs.Factory(dict)
     seen: list[httpx.Request] = attrs.Factory(list)
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: httpx.Request) -> httpx.Response | BaseException:
         self.seen.append(request)
         path = request.url.path
         if path in self.routes:
@@ -158,10 +159,11 @@ class FakeQlik:
             return httpx.Response(302, headers={"location": tenant_path})
         if path == tenant_path:
             return httpx.Response(200, json=self.tenant)
-        if path == "/api/v1/api-keys":
-            sub = request.url.params.get("sub")
-            data = [key for key in self.keys if key.get("sub") == sub]
-            return httpx.Response(200, json={"data": data, "links": {"self": {"href": "x"}}})
+        if path.startswith("/api/v1/api-keys/"):
+            wanted = path.removeprefix("/api/v1/api-keys/")
+            for key in self.keys:
+                if key.get("id") == wanted:
+                    return httpx.Response(200, json=key)
         return self.error(404, "Not found", "HTTP-404")
 
     @staticmethod
@@ -171,6 +173,12 @@ class FakeQlik:
 
     def paths(self) -> list[str]:
         return [request.url.path for request in self.seen]
+
+
+@pytest.fixture
+def key_path() -> str:
+    """The path of the default test key's own record: ``/api/v1/api-keys/<jti>``."""
+    return f"/api/v1/api-keys/{KEY_ID}"
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ def test_fields_lists_the_link_form(hub_cli):
     result = hub_cli("fields", "qlik")
 
     assert result.exit_code == 0, result.output
-    for text in ("Tenant Name", "Region", "API Key", "Europe (eu)", "us-gov"):
+    for text in ("Tenant Name", "Region", "API Key", "Ireland (eu)", "Australia (ap)", "us-gov"):
         assert text in result.output
 
 

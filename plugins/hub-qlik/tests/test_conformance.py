@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
 import hub_qlik
 from hub_core.testing import Routes, respond
-from hub_core.testing.conformance import ConformanceReport
+from hub_core.testing.conformance import ConformanceReport, check_plugin
 
-Check = Callable[..., ConformanceReport]
+DRIVER = " (driver)"
 
 
-def test_hub_qlik_conforms_with_an_opaque_key(hub_conformance: Check, ids: SimpleNamespace) -> None:
+def assert_conforms(report: ConformanceReport) -> None:
+    """Fail on every finding but those that fail only when the flow runs without the driver.
+
+    The check still drives each flow directly too, handing it raw 429s and redirects, which the
+    production driver never hands a flow (DESIGN.md §4) and hub-qlik carries no code for. Such
+    a finding is excused only when the same check passed under the driver ("... (driver)").
+    The check being rebuilt drives every flow under the driver and names no "(driver)"
+    findings, so nothing is excused then.
+    """
+    under_driver = {
+        f.check.removesuffix(DRIVER)
+        for f in report.findings
+        if f.check.endswith(DRIVER) and f.outcome == "pass"
+    }
+    failures = [f for f in report.failures if f.check not in under_driver]
+    assert not failures, report
+    assert not report.skipped, report
+
+
+def test_hub_qlik_conforms_with_an_opaque_key(ids: SimpleNamespace) -> None:
     # The check's default key (CANARY) is not a JWT: no claims, so no key lookup either.
     user = {"id": ids.user_id, "tenantId": ids.tenant_id, "name": "Ada", "status": "active"}
     tenant = {"id": ids.tenant_id, "name": "Acme Analytics", "hostnames": [ids.host]}
@@ -23,20 +41,26 @@ def test_hub_qlik_conforms_with_an_opaque_key(hub_conformance: Check, ids: Simpl
             "GET /api/v1/tenants/me": respond(200, json=tenant),
         }
     )
-    report = hub_conformance(hub_qlik, happy=api)
-    assert not report.skipped, report
+    assert_conforms(check_plugin(hub_qlik, happy=api))
     assert {request.url.host for request in api.requests} == {"my-company.us.qlikcloud.com"}
+    assert not [r for r in api.requests if r.url.path.startswith("/api/v1/api-keys")]
 
 
 def test_hub_qlik_conforms_with_a_jwt_key_and_redirects(
-    hub_conformance: Check, values: dict[str, str], qlik: Any, canary: str
+    values: dict[str, str], qlik: Any, canary: str, ids: SimpleNamespace
 ) -> None:
     # A key shaped like Qlik's (its signature holds the suite's canary), answered by the fake
-    # tenant, which redirects users/me and tenants/me and lists the key: four requests, each
-    # also failed in turn by the check.
+    # tenant, which redirects users/me and tenants/me and holds the key's record: five
+    # requests under the driver (two of them redirect hops), each also failed in turn.
     assert canary in values["api_key"]
-    report = hub_conformance(hub_qlik, values=values, happy=qlik)
-    assert not report.skipped, report
-    # Every later request was failed in turn too (users/<id>, tenants/me, its redirect, keys).
+    report = check_plugin(hub_qlik, values=values, happy=qlik)
+    assert_conforms(report)
+    assert f"/api/v1/api-keys/{ids.key_id}" in qlik.paths()
+    happy = next(f for f in report.findings if f.check == "happy-path")
     later = {f.check.split(":")[0] for f in report.passed if f.check.startswith("request ")}
-    assert later == {f"request {n} of 5" for n in range(2, 6)}, report
+    if happy.outcome == "pass":
+        # Every later request was failed in turn too (users/<id>, tenants/me, its hop, the key).
+        assert later == {f"request {n} of 5" for n in range(2, 6)}, report
+    else:
+        # Driven directly, the flow stops at the raw 301 of users/me: no later requests.
+        assert not later, report

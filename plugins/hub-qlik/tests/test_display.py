@@ -39,7 +39,7 @@ def test_display_shows_user_tenant_region_roles_expiry_and_status(provider):
     assert shown.subtitle == "my-company.eu.qlikcloud.com"
     assert shown.url == "https://my-company.eu.qlikcloud.com"
     assert shown.rows == (
-        ("Region", "Europe (eu)"),
+        ("Region", "Ireland (eu)"),
         ("Tenant name", "Acme Analytics"),
         ("Roles", "TenantAdmin, Developer"),
         ("Key expiry", "2031-05-04 03:02 UTC"),
@@ -48,7 +48,7 @@ def test_display_shows_user_tenant_region_roles_expiry_and_status(provider):
 
 
 def test_display_of_a_fresh_check_result(provider, values, qlik):
-    result = drive(hub_qlik.verify(values), qlik).result
+    result = drive(hub_qlik.verify(values), qlik, provider=provider).result
     account = _account(
         label=result.label, expires_at=result.expires_at, details=result.details, config={}
     )
@@ -57,6 +57,28 @@ def test_display_of_a_fresh_check_result(provider, values, qlik):
 
     assert shown.title == "Ada Lovelace (ada@example.com)"
     assert ("Key expiry", "2031-05-04 03:02 UTC") in shown.rows
+    # The tenant's permanent host is the one typed: no second row for the same host.
+    assert all(label != "Permanent host" for label, _value in shown.rows)
+
+
+def test_display_shows_the_permanent_host_when_an_alias_was_typed(provider):
+    details = {**_account().details, "permanent_host": "tx81ab3d0f.eu.qlikcloud.com"}
+
+    shown = hub_qlik.hub_account_display(provider, _account(details=details))
+
+    assert shown.subtitle == "my-company.eu.qlikcloud.com"  # still the address typed
+    assert shown.url == "https://my-company.eu.qlikcloud.com"
+    assert ("Permanent host", "tx81ab3d0f.eu.qlikcloud.com") in shown.rows
+    assert shown.rows.index(("Permanent host", "tx81ab3d0f.eu.qlikcloud.com")) == 2
+
+
+def test_display_leaves_out_a_stored_permanent_host_that_is_not_a_tenant_host(provider):
+    for stored in ("evil.example.net", "javascript:alert(1)", 7, ""):
+        details = {**_account().details, "permanent_host": stored}
+
+        shown = hub_qlik.hub_account_display(provider, _account(details=details))
+
+        assert all(label != "Permanent host" for label, _value in shown.rows), stored
 
 
 def test_display_without_details_falls_back_to_the_stored_fields(provider):

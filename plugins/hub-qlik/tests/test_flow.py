@@ -1,10 +1,14 @@
-"""The verification flow, driven with scripted responses: every branch of every answer."""
+"""The verification flow under the core's own driver, with scripted answers: every branch.
+
+The driver follows the tenant's same-host redirects, waits out a 429 and retries a failing
+GET, exactly as in production; the tests of those check that the flow needs no code for them.
+"""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
+import socket
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -17,19 +21,25 @@ from hub_core import (
     ProviderUnavailable,
     RateLimited,
     UnexpectedResponse,
-    Verified,
 )
-from hub_core.testing import drive_raw as drive
+from hub_core.policy import Policy
+from hub_core.testing import drive, drive_error, respond
+
+(PROVIDER,) = hub_qlik.hub_providers()
 
 
-def run(values, responder):
-    return drive(hub_qlik.verify(values), responder)
+def run(values, responder, **options):
+    return drive(hub_qlik.verify(values), responder, provider=PROVIDER, **options)
+
+
+def fail(values, responder, expected, **options):
+    return drive_error(hub_qlik.verify(values), responder, expected, provider=PROVIDER, **options)
 
 
 # --- success ---------------------------------------------------------------------------------
 
 
-def test_full_check_follows_redirects_and_reads_user_tenant_and_key(values, qlik, ids):
+def test_full_check_reads_user_tenant_and_key(values, qlik, ids):
     result = run(values, qlik).result
 
     assert result.identity == f"tenant:{ids.tenant_id}/user:{ids.user_id}"
@@ -46,6 +56,7 @@ def test_full_check_follows_redirects_and_reads_user_tenant_and_key(values, qlik
         "roles": ["TenantAdmin", "Developer"],
         "tenant_name": "Acme Analytics",
         "hostnames": [ids.host, "acme.eu.qlikcloud.com"],
+        "permanent_host": ids.host,
         "key_id": ids.key_id,
         "key_status": "active",
         "key_description": "hub",
@@ -57,8 +68,20 @@ def test_full_check_follows_redirects_and_reads_user_tenant_and_key(values, qlik
         f"/api/v1/users/{ids.user_id}",
         "/api/v1/tenants/me",
         f"/api/v1/tenants/{ids.tenant_id}",
-        "/api/v1/api-keys",
+        f"/api/v1/api-keys/{ids.key_id}",
     ]
+
+
+def test_users_me_redirect_to_the_user_is_followed_by_the_driver(values, qlik, ids):
+    run_ = run(values, qlik)
+
+    # The flow asked for users/me; the driver sent the 301's hop to users/<id> on the same host.
+    assert run_.urls[:2] == [
+        f"https://{ids.host}/api/v1/users/me",
+        f"https://{ids.host}/api/v1/users/{ids.user_id}",
+    ]
+    assert run_.result.details["user_id"] == ids.user_id
+    assert run_.waits == []
 
 
 def test_every_request_is_https_to_the_tenant_with_the_bearer_key(values, qlik, api_key, ids):
@@ -73,11 +96,62 @@ def test_every_request_is_https_to_the_tenant_with_the_bearer_key(values, qlik, 
         assert request.headers["accept"] == "application/json"
 
 
-def test_key_list_is_asked_for_this_user_only(values, qlik, ids):
+def test_key_record_is_asked_for_by_the_keys_own_id(values, qlik, ids):
     requests = run(values, qlik).requests
 
-    assert requests[-1].url.params["sub"] == ids.user_id
-    assert requests[-1].url.params["limit"] == "100"
+    assert requests[-1].url == httpx.URL(f"https://{ids.host}/api/v1/api-keys/{ids.key_id}")
+    assert [r for r in requests if r.url.path.startswith("/api/v1/api-keys")] == [requests[-1]]
+
+
+@pytest.mark.parametrize("jti", ["../users/me", "a/b", "key?x=1", "-key", "k" * 200, "ключ"])
+def test_jti_that_is_no_qlik_id_is_not_put_into_a_url(values, qlik, make_key, jti):
+    qlik.key = values["api_key"] = make_key(jti=jti)
+
+    result = run(values, qlik).result
+
+    assert not [p for p in qlik.paths() if p.startswith("/api/v1/api-keys")]
+    assert result.expires_at is None
+    assert "key_id" in result.details
+
+
+def test_permanent_host_is_shown_beside_the_typed_one(values, qlik, ids):
+    qlik.tenant["hostnames"] = ["tx81ab3d0f.eu.qlikcloud.com", ids.host]
+
+    details = run(values, qlik).result.details
+
+    assert details["tenant_host"] == ids.host  # what the person typed, normalised
+    assert details["permanent_host"] == "tx81ab3d0f.eu.qlikcloud.com"
+    assert details["hostnames"] == ["tx81ab3d0f.eu.qlikcloud.com", ids.host]
+
+
+@pytest.mark.parametrize(
+    "first",
+    ["evil.example.net", "other-tenant.eu.qlikcloud.com", "x.us.qlikcloudgov.com"],
+)
+def test_a_hostname_in_the_answer_never_receives_a_request(values, qlik, ids, first):
+    qlik.tenant["hostnames"] = [first, ids.host]
+
+    run_ = run(values, qlik)
+
+    assert set(run_.hosts) == {ids.host}
+    assert run_.result.details["tenant_host"] == ids.host
+    assert run_.result.label.endswith(f"@ {ids.host}")
+
+
+def test_hostname_that_is_not_a_tenant_host_is_no_permanent_host(values, qlik, ids):
+    qlik.tenant["hostnames"] = ["evil.example.net", ids.host]
+
+    details = run(values, qlik).result.details
+
+    assert "permanent_host" not in details
+    assert details["hostnames"] == ["evil.example.net", ids.host]
+
+
+@pytest.mark.parametrize("hostnames", [[], [7, "acme.eu.qlikcloud.com"], "acme.eu.qlikcloud.com"])
+def test_hostnames_of_another_shape_give_no_permanent_host(values, qlik, hostnames):
+    qlik.tenant["hostnames"] = hostnames
+
+    assert "permanent_host" not in run(values, qlik).result.details
 
 
 def test_user_answered_without_redirect_is_read(values, qlik, ids):
@@ -129,45 +203,7 @@ def test_user_without_roles_has_no_roles_detail(values, qlik):
     assert "roles" not in run(values, qlik).result.details
 
 
-def test_key_found_on_a_later_page_of_the_key_list(values, qlik, ids):
-    matching = qlik.keys[1]
-    pages = {
-        "1": {"data": [qlik.keys[0]], "links": {"next": {"href": "/api/v1/api-keys?page=2"}}},
-        "2": {"data": [matching], "links": {}},
-    }
-
-    def keys(request):
-        return httpx.Response(200, json=pages[request.url.params.get("page", "1")])
-
-    qlik.routes["/api/v1/api-keys"] = keys
-
-    result = run(values, qlik).result
-
-    assert result.details["key_status"] == "active"
-    assert qlik.seen[-1].url == httpx.URL(f"https://{ids.host}/api/v1/api-keys?page=2")
-
-
-def test_key_list_paging_stops_at_another_host(values, qlik):
-    page = {"data": [], "links": {"next": {"href": "https://evil.example.net/api/v1/api-keys"}}}
-    qlik.routes["/api/v1/api-keys"] = httpx.Response(200, json=page)
-
-    result = run(values, qlik).result
-
-    assert "key_status" not in result.details
-    assert all(r.url.host != "evil.example.net" for r in qlik.seen)
-
-
-def test_key_list_paging_is_bounded(values, qlik):
-    page = {"data": [], "links": {"next": {"href": "/api/v1/api-keys?again=1"}}}
-    qlik.routes["/api/v1/api-keys"] = httpx.Response(200, json=page)
-
-    result = run(values, qlik).result
-
-    assert result.expires_at is None
-    assert qlik.paths().count("/api/v1/api-keys") == 5
-
-
-def test_key_missing_from_the_list_leaves_expiry_unknown(values, qlik, ids):
+def test_key_the_tenant_does_not_know_leaves_expiry_unknown(values, qlik, ids):
     qlik.keys = [qlik.keys[0]]
 
     result = run(values, qlik).result
@@ -178,12 +214,12 @@ def test_key_missing_from_the_list_leaves_expiry_unknown(values, qlik, ids):
     assert "key_expiry" not in result.details
 
 
-def test_key_without_jti_skips_the_key_list(values, qlik, make_key):
+def test_key_without_jti_skips_the_key_lookup(values, qlik, make_key):
     qlik.key = values["api_key"] = make_key(jti=None)
 
     result = run(values, qlik).result
 
-    assert "/api/v1/api-keys" not in qlik.paths()
+    assert not [p for p in qlik.paths() if p.startswith("/api/v1/api-keys")]
     assert "key_id" not in result.details
 
 
@@ -193,7 +229,7 @@ def test_key_that_is_not_a_jwt_is_still_checked(values, qlik, ids):
     result = run(values, qlik).result
 
     assert result.identity == f"tenant:{ids.tenant_id}/user:{ids.user_id}"
-    assert "/api/v1/api-keys" not in qlik.paths()
+    assert not [p for p in qlik.paths() if p.startswith("/api/v1/api-keys")]
 
 
 def test_bearer_prefix_pasted_with_the_key_is_dropped(values, qlik, api_key):
@@ -204,7 +240,7 @@ def test_bearer_prefix_pasted_with_the_key_is_dropped(values, qlik, api_key):
     assert requests[0].headers["authorization"] == f"Bearer {api_key}"
 
 
-def test_exp_claim_is_the_expiry_when_the_key_list_has_none(values, qlik, make_key):
+def test_exp_claim_is_the_expiry_when_the_key_record_has_none(values, qlik, make_key):
     qlik.key = values["api_key"] = make_key(exp=1_900_000_000)
     qlik.keys = []
 
@@ -216,10 +252,14 @@ def test_exp_claim_is_the_expiry_when_the_key_list_has_none(values, qlik, make_k
 @pytest.mark.parametrize(
     ("expiry", "expected"),
     [
+        ("2031-05-04T03:02:01.000Z", datetime(2031, 5, 4, 3, 2, 1, tzinfo=UTC)),
         ("2031-05-04T03:02:01Z", datetime(2031, 5, 4, 3, 2, 1, tzinfo=UTC)),
         ("2031-05-04T05:02:01+02:00", datetime(2031, 5, 4, 3, 2, 1, tzinfo=UTC)),
         ("2031-05-04T03:02:01", datetime(2031, 5, 4, 3, 2, 1, tzinfo=UTC)),
         ("next tuesday", None),
+        ("9999-12-31T23:30:00-05:00", None),  # past datetime's range once in UTC
+        ("0001-01-01T00:10:00+05:00", None),  # before it
+        ("2031-02-30T00:00:00Z", None),
         (1_900_000_000, None),
         (None, None),
     ],
@@ -231,7 +271,11 @@ def test_key_expiry_is_read_as_utc(values, qlik, expiry, expected):
 
     assert result.expires_at == expected
     if expected is not None:
-        assert result.expires_at.tzinfo is not None
+        assert result.expires_at.utcoffset().total_seconds() == 0
+        assert result.details["key_expiry"] == expected.isoformat()
+    else:
+        assert "key_expiry" not in result.details
+    assert result.details["key_status"] == "active"  # the rest of the record is still read
 
 
 # --- best-effort calls -------------------------------------------------------------------------
@@ -242,15 +286,30 @@ def _failures(qlik_error):
         "401": qlik_error(401, "Unauthorized", "HTTP-401"),
         "403": qlik_error(403, "Forbidden", "HTTP-403"),
         "404": qlik_error(404, "Not found", "HTTP-404"),
-        "429": httpx.Response(429, headers={"retry-after": "3"}),
+        "429": httpx.Response(429, headers={"retry-after": "3"}),  # the driver's RateLimited
         "500": httpx.Response(500, text="oops"),
+        "503": qlik_error(503, "Unavailable", "HTTP-503"),  # retried, then handed over
         "not-json": httpx.Response(200, text="<html>hello</html>"),
+        "empty": httpx.Response(200),
         "json-list": httpx.Response(200, json=[1, 2]),
+        "json-null": httpx.Response(200, content=b"null"),
         "offsite-redirect": httpx.Response(302, headers={"location": "https://evil.example.net/"}),
     }
 
 
-FAILURES = ["401", "403", "404", "429", "500", "not-json", "json-list", "offsite-redirect"]
+FAILURES = [
+    "401",
+    "403",
+    "404",
+    "429",
+    "500",
+    "503",
+    "not-json",
+    "empty",
+    "json-list",
+    "json-null",
+    "offsite-redirect",
+]
 
 
 @pytest.mark.parametrize("failure", FAILURES)
@@ -261,19 +320,40 @@ def test_tenant_lookup_failure_only_leaves_tenant_details_out(values, qlik, qlik
 
     assert "tenant_name" not in result.details
     assert "hostnames" not in result.details
+    assert "permanent_host" not in result.details
     assert result.details["key_status"] == "active"
     assert all(r.url.host != "evil.example.net" for r in qlik.seen)
 
 
 @pytest.mark.parametrize("failure", FAILURES)
-def test_key_list_failure_only_leaves_expiry_out(values, qlik, qlik_error, failure):
-    qlik.routes["/api/v1/api-keys"] = _failures(qlik_error)[failure]
+def test_key_lookup_failure_leaves_expiry_unknown_and_still_verifies(
+    values, qlik, qlik_error, key_path, failure
+):
+    qlik.routes[key_path] = _failures(qlik_error)[failure]
 
     result = run(values, qlik).result
 
     assert result.expires_at is None
     assert "key_status" not in result.details
+    assert "key_expiry" not in result.details
     assert result.details["tenant_name"] == "Acme Analytics"
+    assert all(r.url.host != "evil.example.net" for r in qlik.seen)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"id": "key-0001", "status": "expired", "expiry": "2024-01-01T00:00:00Z"},
+        {"id": 77, "status": "active", "expiry": "2031-01-01T00:00:00Z"},
+    ],
+)
+def test_record_of_another_key_is_not_read(values, qlik, key_path, record):
+    qlik.routes[key_path] = httpx.Response(200, json=record)
+
+    result = run(values, qlik).result
+
+    assert result.expires_at is None
+    assert "key_status" not in result.details
 
 
 def test_tenant_lookup_with_odd_fields_keeps_what_it_can(values, qlik):
@@ -285,35 +365,47 @@ def test_tenant_lookup_with_odd_fields_keeps_what_it_can(values, qlik):
     assert "hostnames" not in result.details
 
 
-def test_key_list_with_odd_entries_is_tolerated(values, qlik, ids):
-    body = {"data": ["junk", None, {"id": ids.key_id, "status": 5, "expiry": "2031-01-01"}]}
-    qlik.routes["/api/v1/api-keys"] = httpx.Response(200, json=body)
+def test_key_record_with_odd_fields_keeps_what_it_can(values, qlik, key_path, ids):
+    record = {"id": ids.key_id, "status": 5, "description": ["x"], "expiry": "2031-01-01"}
+    qlik.routes[key_path] = httpx.Response(200, json=record)
 
     result = run(values, qlik).result
 
     assert "key_status" not in result.details
+    assert "key_description" not in result.details
     assert result.expires_at == datetime(2031, 1, 1, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("reason", ["unresolved", "connect", "timeout", "tls", "server"])
-def test_transport_failure_in_a_best_effort_call_leaves_the_detail_out(values, qlik, reason):
-    flow = hub_qlik.verify(values)
-    request = next(flow)
-    while request.url.path != "/api/v1/tenants/me":
-        response = qlik(request)
-        response.request = request
-        request = flow.send(response)
-    request = flow.throw(ProviderUnavailable("could not be reached", reason=reason))
-    assert request.url.path == "/api/v1/api-keys"
-    response = qlik(request)
-    response.request = request
-    with pytest.raises(StopIteration) as stop:
-        flow.send(response)
+def test_key_record_without_id_is_taken_as_this_keys(values, qlik, key_path):
+    qlik.routes[key_path] = httpx.Response(200, json={"expiry": "2031-01-01T00:00:00Z"})
 
-    result = stop.value.value
-    assert isinstance(result, Verified)
-    assert "tenant_name" not in result.details
-    assert result.details["key_status"] == "active"
+    assert run(values, qlik).result.expires_at == datetime(2031, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("reason", ["unresolved", "connect", "timeout", "tls", "protocol"])
+def test_transport_failure_in_a_best_effort_call_leaves_the_detail_out(
+    values, qlik, key_path, reason
+):
+    failure = ProviderUnavailable("could not be reached", reason=reason)
+    qlik.routes["/api/v1/tenants/me"] = lambda request: failure
+    qlik.routes[key_path] = lambda request: failure
+
+    run_ = run(values, qlik)
+
+    assert "tenant_name" not in run_.result.details
+    assert run_.result.expires_at is None
+    # The driver retried what is worth retrying; each lookup still ended without failing.
+    attempts = 3 if reason in ("connect", "timeout", "protocol") else 1
+    assert qlik.paths().count(key_path) == attempts
+
+
+def test_rate_limited_lookup_leaves_the_detail_out(values, qlik, key_path):
+    qlik.routes[key_path] = httpx.Response(429, headers={"retry-after": "3600"})
+
+    result = run(values, qlik).result
+
+    assert result.expires_at is None
+    assert result.details["tenant_name"] == "Acme Analytics"
 
 
 # --- the tenant's and the key's own failures -------------------------------------------------
@@ -379,60 +471,55 @@ def test_not_found_after_the_redirect_is_an_unknown_tenant(values, qlik, ids):
 
 
 def test_unresolved_tenant_host_is_an_unknown_tenant(values):
-    flow = hub_qlik.verify(values)
-    next(flow)
-    failure = ProviderUnavailable("the name does not resolve", reason="unresolved")
+    lookup = socket.gaierror(-2, "Name or service not known")
+    unresolved = httpx.ConnectError("[Errno -2] Name or service not known")
+    unresolved.__cause__ = lookup
 
-    with pytest.raises(FieldError) as caught:
-        flow.throw(failure)
+    failed = fail(values, [unresolved], FieldError)
 
-    assert caught.value.errors == {
-        "tenant": caught.value.errors["tenant"],
-    }
-    assert "no Qlik Cloud tenant my-company in region eu" in caught.value.errors["tenant"]
-    assert "my-company.eu.qlikcloud.com does not exist" in caught.value.errors["tenant"]
-    assert caught.value.__cause__ is failure
+    errors = failed.error.errors
+    assert set(errors) == {"tenant"}
+    assert "no Qlik Cloud tenant my-company in region eu" in errors["tenant"]
+    assert "my-company.eu.qlikcloud.com does not exist" in errors["tenant"]
+    assert isinstance(failed.error.__cause__, ProviderUnavailable)
+    assert failed.error.__cause__.reason == "unresolved"
+    assert len(failed.requests) == 1  # an unknown name is not retried
 
 
 @pytest.mark.parametrize("reason", ["connect", "timeout", "tls", "proxy", "protocol", "server"])
 def test_other_transport_failures_pass_through(values, reason):
-    flow = hub_qlik.verify(values)
-    next(flow)
     failure = ProviderUnavailable("could not connect", reason=reason)
 
-    with pytest.raises(ProviderUnavailable) as caught:
-        flow.throw(failure)
+    failed = fail(values, [failure], ProviderUnavailable, policy=Policy(retries=0))
 
-    assert caught.value is failure
-    assert caught.value.reason == reason
-
-
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [("7", 7.0), ("2.5", 2.5), ("soon", None), ("-4", 0.0), ("nan", None), (None, None)],
-)
-def test_rate_limit_carries_retry_after(values, qlik, header, expected):
-    headers = {"retry-after": header} if header is not None else {}
-    qlik.routes["/api/v1/users/me"] = httpx.Response(429, headers=headers)
-
-    with pytest.raises(RateLimited) as caught:
-        run(values, qlik)
-
-    assert caught.value.retry_after == expected
-    if expected == 7.0:
-        assert "try again in 7 seconds" in str(caught.value)
+    assert failed.error is failure
+    assert failed.error.reason == reason
 
 
-def test_rate_limit_retry_after_as_a_date(values, qlik):
-    when = datetime.now(UTC) + timedelta(seconds=120)
-    qlik.routes["/api/v1/users/me"] = httpx.Response(
-        429, headers={"retry-after": format_datetime(when, usegmt=True)}
+def test_rate_limit_is_the_drivers_business(values):
+    limited = respond(429, headers={"retry-after": "7"})
+
+    failed = fail(values, [limited] * 3, RateLimited)
+
+    assert failed.error.retry_after == 7
+    assert failed.waits == [7, 7]  # waited out twice, then given up
+    assert "try again in 7 seconds" in str(failed.error)
+    assert len(failed.requests) == 3
+
+
+def test_rate_limit_waited_out_never_reaches_the_flow(values, qlik, ids):
+    answers = iter(
+        [
+            httpx.Response(429, headers={"retry-after": "2"}),
+            httpx.Response(301, headers={"location": f"/api/v1/users/{ids.user_id}"}),
+        ]
     )
+    qlik.routes["/api/v1/users/me"] = lambda request: next(answers)
 
-    with pytest.raises(RateLimited) as caught:
-        run(values, qlik)
+    run_ = run(values, qlik)
 
-    assert 100 < caught.value.retry_after <= 120
+    assert run_.waits == [2]
+    assert run_.result.details["user_name"] == "Ada Lovelace"
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
@@ -445,6 +532,7 @@ def test_server_error_is_provider_unavailable(values, qlik, qlik_error, status):
     assert caught.value.reason == "server"
     assert f"HTTP {status}" in str(caught.value)
     assert '"Service down"' in str(caught.value)
+    assert len(qlik.seen) == (1 if status == 500 else 3)  # 502, 503, 504: the driver retried
 
 
 def test_server_error_without_a_qlik_body_still_says_what_happened(values, qlik):
@@ -478,22 +566,26 @@ def test_answer_that_is_not_json_is_unexpected(values, qlik, ids):
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "problem"),
     [
-        [],
-        "user",
-        {},
-        {"id": "u1"},
-        {"tenantId": "t1"},
-        {"id": 5, "tenantId": "t1"},
-        {"id": "u1", "tenantId": ""},
-        {"id": "   ", "tenantId": "t1"},
+        ([], "another shape"),
+        ("user", "another shape"),
+        (None, "another shape"),
+        ({}, "does not describe a user"),
+        ({"id": "u1"}, "does not describe a user"),
+        ({"tenantId": "t1"}, "does not describe a user"),
+        ({"id": 5, "tenantId": "t1"}, "does not describe a user"),
+        ({"id": "u1", "tenantId": ""}, "does not describe a user"),
+        ({"id": "   ", "tenantId": "t1"}, "does not describe a user"),
     ],
 )
-def test_answer_of_the_wrong_shape_is_unexpected(values, qlik, ids, body):
-    qlik.routes[f"/api/v1/users/{ids.user_id}"] = httpx.Response(200, json=body)
+def test_answer_of_the_wrong_shape_is_unexpected(values, qlik, ids, body, problem):
+    # Serialised by hand: httpx sends no body at all for json=None.
+    qlik.routes[f"/api/v1/users/{ids.user_id}"] = httpx.Response(
+        200, content=json.dumps(body).encode(), headers={"content-type": "application/json"}
+    )
 
-    with pytest.raises(UnexpectedResponse, match="does not describe a user"):
+    with pytest.raises(UnexpectedResponse, match=problem):
         run(values, qlik)
 
 
@@ -506,41 +598,31 @@ def test_deeply_nested_json_is_unexpected_not_a_crash(values, qlik, ids):
         run(values, qlik)
 
 
-def test_redirect_to_another_host_is_not_followed(values, qlik):
-    qlik.routes["/api/v1/users/me"] = httpx.Response(
-        301, headers={"location": "https://evil.example.net/api/v1/users/me"}
-    )
-
-    with pytest.raises(UnexpectedResponse, match="another address"):
-        run(values, qlik)
-
-    assert len(qlik.seen) == 1
-
-
 @pytest.mark.parametrize(
     "location",
     [
+        "https://evil.example.net/api/v1/users/me",
         "http://my-company.eu.qlikcloud.com/api/v1/users/u1",
         "https://my-company.eu.qlikcloud.com:8443/api/v1/users/u1",
         "//other.eu.qlikcloud.com/api/v1/users/u1",
     ],
 )
-def test_redirect_off_the_tenant_origin_is_not_followed(values, qlik, location):
+def test_redirect_off_the_tenant_origin_is_refused_by_the_driver(values, qlik, ids, location):
     qlik.routes["/api/v1/users/me"] = httpx.Response(302, headers={"location": location})
 
-    with pytest.raises(UnexpectedResponse):
-        run(values, qlik)
+    failed = fail(values, qlik, UnexpectedResponse)
 
-    assert len(qlik.seen) == 1
+    assert "the key was not sent there" in str(failed.error)
+    assert [r.url.host for r in qlik.seen] == [ids.host]
 
 
-def test_redirect_loop_ends(values, qlik):
-    qlik.routes["/api/v1/users/me"] = httpx.Response(302, headers={"location": "/api/v1/users/me"})
-
-    with pytest.raises(UnexpectedResponse, match="too many times"):
-        run(values, qlik)
-
-    assert len(qlik.seen) == 6
+@pytest.mark.xfail(
+    reason="hub_core.flows.exchange lets httpx.InvalidURL from an unreadable Location escape, "
+    "and the driver reports it as a bug of the plugin (PluginError)",
+    raises=AssertionError,
+)
+def test_unreadable_redirect_location_is_an_unexpected_response(values):
+    fail(values, [respond(301, headers={"location": "\x1f"})], UnexpectedResponse)
 
 
 def test_redirect_without_location_is_unexpected(values, qlik):
@@ -623,16 +705,6 @@ def test_hooks_answer_only_for_qlik(provider, values):
     flow.close()
 
 
-def test_unreadable_next_link_ends_the_key_list(values, qlik):
-    page = {"data": [], "links": {"next": {"href": "https://a.eu.qlikcloud.com:abc/"}}}
-    qlik.routes["/api/v1/api-keys"] = httpx.Response(200, json=page)
-
-    result = run(values, qlik).result
-
-    assert "key_status" not in result.details
-    assert qlik.paths().count("/api/v1/api-keys") == 1
-
-
 @pytest.mark.parametrize(
     ("error", "quoted"),
     [
@@ -649,15 +721,3 @@ def test_qlik_error_parts_are_quoted_as_given(values, qlik, error, quoted):
         run(values, qlik)
 
     assert quoted in str(caught.value)
-
-
-def test_rate_limit_date_without_zone_is_read_as_utc(values, qlik):
-    when = datetime.now(UTC) + timedelta(seconds=300)
-    qlik.routes["/api/v1/users/me"] = httpx.Response(
-        429, headers={"retry-after": when.strftime("%a, %d %b %Y %H:%M:%S -0000")}
-    )
-
-    with pytest.raises(RateLimited) as caught:
-        run(values, qlik)
-
-    assert 250 < caught.value.retry_after <= 300

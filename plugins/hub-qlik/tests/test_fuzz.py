@@ -1,8 +1,9 @@
 """Property tests: whatever is typed, and whatever the tenant answers, the flow stays in bounds.
 
 Typed input ends either in a `FieldError` before any request, or in a first request to exactly
-``<tenant>.<region>.qlikcloud.com`` (or the Government domain). Any answer ends in `Verified`
-or a `HubError`, never another exception, and never sends the key anywhere else.
+``<tenant>.<region>.qlikcloud.com`` (or the Government domain). Any answer, run through the
+core's own driver as in production, ends in `Verified` or a `HubError` that is not a plugin
+bug, and never sends the key anywhere else.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hub_qlik
-from hub_core import FieldError, HubError, Verified
+from hub_core import FieldError, HubError, PluginError, Verified
+from hub_core.testing import drive
 from hub_qlik.tenant import REGIONS
 
 REGION_VALUES = [region.value for region in REGIONS]
@@ -136,25 +138,41 @@ user_like = st.fixed_dictionaries(
         "status": json_values,
         "assignedRoles": json_values,
         "roles": json_values,
-        "hostnames": json_values,
-        "data": st.lists(
-            st.fixed_dictionaries(
-                {},
-                optional={
-                    "id": st.sampled_from(["key-77e0", "other"]),
-                    "expiry": st.one_of(st.text(max_size=30), st.just("2031-01-01T00:00:00Z")),
-                    "status": json_values,
-                },
+        "hostnames": st.one_of(
+            json_values,
+            st.lists(
+                st.sampled_from(
+                    ["acme.eu.qlikcloud.com", "evil.example.net", "x.us.qlikcloudgov.com", ""]
+                ),
+                max_size=3,
             ),
-            max_size=3,
         ),
-        "links": json_values,
+        # The key's own record (api-keys/{id}) is drawn from the same answers.
+        "expiry": st.one_of(
+            st.text(max_size=30),
+            st.sampled_from(
+                ["2031-01-01T00:00:00Z", "9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00"]
+            ),
+        ),
+        "description": json_values,
         "errors": json_values,
         "traceId": json_values,
     },
 )
+
+
+def _readable(location: str) -> bool:
+    # A Location httpx cannot join makes the core's driver blame the plugin (PluginError); that
+    # is the driver's bug, pinned in test_flow.py, so the fuzz draws only readable ones.
+    try:
+        httpx.URL("https://my-company.eu.qlikcloud.com/api/v1/users/me").join(location)
+    except (httpx.InvalidURL, ValueError):
+        return False
+    return True
+
+
 locations = st.one_of(
-    st.text(max_size=40),
+    st.text(max_size=40).filter(_readable),
     st.sampled_from(
         [
             "/api/v1/users/u1",
@@ -173,16 +191,12 @@ RETRY_AFTERS = ["3", "x", "", "Wed, 21 Oct 2015 07:28:00 GMT"]
 
 
 def _response(data) -> httpx.Response:
-    status = data.draw(
-        st.sampled_from([200, 200, 200, 201, 301, 302, 307, 400, 401, 403, 404, 429, 500, 503])
-    )
+    status = data.draw(st.sampled_from(STATUSES))
     headers = {}
     if status in (301, 302, 307) or data.draw(st.booleans()):
         headers["location"] = data.draw(locations).encode()
     if status == 429:
-        headers["retry-after"] = data.draw(
-            st.sampled_from(["3", "x", "", "Wed, 21 Oct 2015 07:28:00 GMT"])
-        )
+        headers["retry-after"] = data.draw(st.sampled_from(RETRY_AFTERS))
     body = data.draw(st.one_of(user_like, json_values, st.binary(max_size=40)))
     if isinstance(body, bytes):
         return httpx.Response(status, headers=headers, content=body)
@@ -191,29 +205,26 @@ def _response(data) -> httpx.Response:
 
 @FIXTURES
 @given(data=st.data())
-def test_any_answer_ends_in_verified_or_a_hub_error(data, values, api_key, canary):
-    flow = hub_qlik.verify(values)
-    sent = []
-    outcome: object = None
+def test_any_answer_ends_in_verified_or_a_hub_error(data, values, api_key, canary, provider):
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert len(sent) < 60, "the flow does not end"
+        sent.append(request)
+        return _response(data)
+
+    outcome: object
     try:
-        request = next(flow)
-        while True:
-            assert len(sent) < 60, "the flow does not end"
-            sent.append(request)
-            response = _response(data)
-            response.request = request
-            request = flow.send(response)
-    except StopIteration as stop:
-        outcome = stop.value
+        outcome = drive(hub_qlik.verify(values), answer, provider=provider).result
     except HubError as exc:
         outcome = exc
-    finally:
-        flow.close()
     assert isinstance(outcome, Verified | HubError)
+    assert not isinstance(outcome, PluginError), outcome  # a crash in the flow
     shown = repr(outcome) + str(outcome)
     if isinstance(outcome, Verified):
         shown += repr(outcome.details)
     assert canary not in shown
+    # Redirects are followed by the driver, within the tenant's own origin only.
     assert {r.url.host for r in sent} == {"my-company.eu.qlikcloud.com"}
     assert all(r.url.scheme == "https" and r.url.port is None for r in sent)
     assert all(r.headers["authorization"] == f"Bearer {api_key}" for r in sent)

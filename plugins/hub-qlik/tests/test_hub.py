@@ -46,13 +46,14 @@ def test_check_follows_the_tenants_redirects(hub_for, qlik, values, ids):
 
     assert result.identity == f"tenant:{ids.tenant_id}/user:{ids.user_id}"
     assert result.details["tenant_name"] == "Acme Analytics"
+    assert result.details["permanent_host"] == ids.host
     assert result.expires_at == datetime(2031, 5, 4, 3, 2, 1, tzinfo=UTC)
     assert qlik.paths() == [
         "/api/v1/users/me",
         f"/api/v1/users/{ids.user_id}",
         "/api/v1/tenants/me",
         f"/api/v1/tenants/{ids.tenant_id}",
-        "/api/v1/api-keys",
+        f"/api/v1/api-keys/{ids.key_id}",
     ]
     assert all(r.headers["authorization"] == f"Bearer {values['api_key']}" for r in qlik.seen)
 
@@ -154,12 +155,14 @@ def test_best_effort_redirect_elsewhere_only_leaves_the_detail_out(hub_for, qlik
     assert "evil.example.net" not in {r.url.host for r in qlik.seen}
 
 
-def test_best_effort_calls_that_fail_at_the_transport_leave_details_out(hub_for, qlik, values):
+def test_best_effort_calls_that_fail_at_the_transport_leave_details_out(
+    hub_for, qlik, values, key_path
+):
     def broken(request):
         raise httpx.ConnectError("reset") from ConnectionResetError(104, "reset")
 
     qlik.routes["/api/v1/tenants/me"] = broken
-    qlik.routes["/api/v1/api-keys"] = broken
+    qlik.routes[key_path] = broken
 
     result = hub_for(qlik).verify("qlik", values)
 
@@ -193,6 +196,7 @@ def test_async_check_gives_the_same_result(hub_for, qlik, values, ids):
 
     assert result.identity == f"tenant:{ids.tenant_id}/user:{ids.user_id}"
     assert result.details["key_status"] == "active"
+    assert result.expires_at == datetime(2031, 5, 4, 3, 2, 1, tzinfo=UTC)
 
 
 def test_bulk_check_reports_each_account(hub_for, qlik, values):

@@ -40,8 +40,23 @@ def test_region_choices_are_the_qlik_regions_with_labels(provider):
         "us", "eu", "de", "uk", "fr", "sg", "ap", "jp", "in", "il", "ae", "br", "se", "us-gov",
     ]  # fmt: skip
     labels = {c.value: c.label for c in region.choices}
-    assert labels["eu"] == "Europe (eu)"
-    assert labels["us-gov"] == "Qlik Cloud Government (us-gov)"
+    # Where each region is, from Qlik's public region list: eu is Ireland, ap is Sydney.
+    assert labels == {
+        "us": "United States (us)",
+        "eu": "Ireland (eu)",
+        "de": "Germany (de)",
+        "uk": "United Kingdom (uk)",
+        "fr": "France (fr)",
+        "sg": "Singapore (sg)",
+        "ap": "Australia (ap)",
+        "jp": "Japan (jp)",
+        "in": "India (in)",
+        "il": "Israel (il)",
+        "ae": "United Arab Emirates (ae)",
+        "br": "Brazil (br)",
+        "se": "Sweden (se)",
+        "us-gov": "Qlik Cloud Government (us-gov)",
+    }
     assert all(c.label != c.value for c in region.choices)
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from hub_core import FieldError
-from hub_qlik.tenant import GOV, REGIONS, find_region, parse_tenant, resolve_tenant
+from hub_qlik.tenant import (
+    GOV,
+    REGIONS,
+    find_region,
+    parse_tenant,
+    resolve_tenant,
+    tenant_host,
+)
 
 EU = find_region("eu")
 US = find_region("us")
@@ -76,7 +83,7 @@ def test_region_mismatch_is_an_error_on_region_naming_both():
     assert set(caught.value.errors) == {"region"}
     message = caught.value.errors["region"]
     assert "United States (us)" in message
-    assert "Europe (eu)" in message
+    assert "Ireland (eu)" in message
 
 
 def test_government_address_with_commercial_region_is_a_mismatch():
@@ -354,3 +361,23 @@ def test_a_different_qlik_key_typed_as_tenant_is_recognised(values, field_error,
     values["tenant"] = make_key(jti="some-other-key")
 
     assert "looks like an API key" in field_error(values).errors["tenant"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("acme.eu.qlikcloud.com", "acme.eu.qlikcloud.com"),
+        ("ACME.EU.QlikCloud.com", "acme.eu.qlikcloud.com"),
+        ("x.us.qlikcloudgov.com", "x.us.qlikcloudgov.com"),
+        ("acme", None),  # a bare name says nothing of the region
+        ("evil.example.net", None),
+        ("acme.eu.qlikcloud.com.example.net", None),
+        ("https://acme.eu.qlikcloud.com/hub", "acme.eu.qlikcloud.com"),
+        ("a" * 300 + ".eu.qlikcloud.com", None),
+        ("", None),
+        (None, None),
+        (["acme.eu.qlikcloud.com"], None),
+    ],
+)
+def test_tenant_host_reads_only_whole_tenant_hosts(value, expected):
+    assert tenant_host(value) == expected

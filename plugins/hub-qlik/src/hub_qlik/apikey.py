@@ -2,8 +2,8 @@
 
 A Qlik Cloud API key is a JWT (ES384) whose claims name the tenant (``tenantId``), the user
 (``sub``) and the key itself (``jti``). Its signature is Qlik's business: hub only reads the
-claims to match the key in the tenant's key list and to notice a key from another tenant. Every
-message here describes the key without quoting any of it.
+claims to ask for the key's own record (by its ``jti``) and to notice a key from another
+tenant. Every message here describes the key without quoting any of it.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from typing import Any
 
 from hub_core import Account, AccountDisplay, FieldError
 
-from .tenant import Tenant, find_region, resolve_tenant
+from .tenant import Tenant, find_region, resolve_tenant, tenant_host
 
 __all__ = ["account_display"]
 
@@ -30,7 +30,11 @@ def _tenant(details: Mapping[str, Any], config: Mapping[str, str]) -> Tenant | N
 
 
 def account_display(account: Account) -> AccountDisplay:
-    """Show a Qlik Cloud *account*: its user, tenant host, region, roles and key expiry."""
+    """Show a Qlik Cloud *account*: its user, tenant host, region, roles and key expiry.
+
+    The subtitle and link are the host the person typed; when the tenant's permanent host
+    differs from it (the typed one is an alias, which can be renamed), a row shows it.
+    """
     details = account.details
     tenant = _tenant(details, account.config)
     name, email = _text(details.get("user_name")), _text(details.get("email"))
@@ -41,6 +45,10 @@ def account_display(account: Account) -> AccountDisplay:
         rows.append(("Region", region.label))
     if tenant_name := _text(details.get("tenant_name")):
         rows.append(("Tenant name", tenant_name))
+    # Re-read like the tenant host: stored text is not trusted to be a host.
+    permanent = tenant_host(details.get("permanent_host"))
+    if permanent and (tenant is None or permanent != tenant.host):
+        rows.append(("Permanent host", permanent))
     roles = details.get("roles")
     if isinstance(roles, list):
         rows.append(("Roles", ", ".join(str(role) for role in roles) or "none"))

@@ -2,17 +2,18 @@
 
 The flow yields `httpx.Request`s and is sent the responses (see `hub_core.Flow`). It reads and
 checks every field before its first request, asks the tenant who the key's user is, and then,
-on a best-effort basis, the tenant's name and the key's expiry.
+on a best-effort basis, the tenant's name and hostnames and the key's own record (its expiry).
+The core's driver runs it: it follows the tenant's same-host redirects, waits out a 429 and
+retries a failing GET, so none of that is written here.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import re
 from collections.abc import Generator, Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import httpx
 
@@ -23,63 +24,35 @@ from hub_core import (
     InvalidCredentials,
     PermissionDenied,
     ProviderUnavailable,
-    RateLimited,
     UnexpectedResponse,
     Verified,
 )
+from hub_core.responses import KEY_PIECE, clean_text, read_json, redact
 
 from .apikey import ApiKey, looks_like_key, read_key
-from .tenant import Tenant, resolve_tenant
+from .tenant import Tenant, resolve_tenant, tenant_host
 
 __all__ = ["verify"]
 
-Get = Generator[httpx.Request, httpx.Response, httpx.Response]
 Lookup = Generator[httpx.Request, httpx.Response, dict[str, Any] | None]
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_MAX_HOPS = 5
-_MAX_KEY_PAGES = 5
-_SHOWN = 200
-_MIN_REDACTED = 8
-_MIN_PIECE = 16  # a run this long copied from the key counts as the key
-_SCAN = 2000  # how much of a server's string is read before it is clipped for display
-_MASK = "[redacted]"
+# Qlik's resource ids are hex or UUIDs; a `jti` of any other shape is not put into a URL.
+_KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+_MAX_ITEMS = 50  # of a list a tenant answers with (roles, hostnames)
 
 
 def verify(credentials: Mapping[str, str]) -> Flow:
     """Return the flow that checks the Qlik Cloud *credentials* (tenant, region, api_key)."""
-    raw_key = credentials.get("api_key") or ""
-    secrets = _secret_parts(raw_key)
+    # The whole key as typed: the core masks every 8-character piece of it, so each part of
+    # the JWT (and the key inside a pasted "Bearer ...") is covered without splitting it here.
+    secrets = (credentials.get("api_key") or "",)
     try:
         return (yield from _verify(credentials, secrets))
     except HubError as exc:
-        # Our messages never quote the key; this also covers text a server echoed back.
+        # Our messages never quote the key, but one may quote a field it was pasted into, or
+        # text a server echoed back; the driver masks it too, but a flow may run without one.
         exc.redacted(secrets)
         raise
-
-
-def _secret_parts(raw_key: str) -> tuple[str, ...]:
-    parts = {raw_key, raw_key.strip(), *raw_key.replace(" ", ".").split(".")}
-    return tuple(sorted((p for p in parts if len(p) >= _MIN_REDACTED), key=len, reverse=True))
-
-
-def _redact(text: str, secrets: tuple[str, ...]) -> str:
-    """Mask each secret in *text*, and any piece of one long enough to be key material."""
-    for secret in secrets:
-        text = text.replace(secret, _MASK)
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        end = i + _MIN_PIECE
-        if end <= len(text) and any(text[i:end] in secret for secret in secrets):
-            while end < len(text) and any(text[i : end + 1] in secret for secret in secrets):
-                end += 1
-            out.append(_MASK)
-            i = end
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
 
 
 def _read_fields(credentials: Mapping[str, str]) -> tuple[Tenant, ApiKey]:
@@ -88,7 +61,7 @@ def _read_fields(credentials: Mapping[str, str]) -> tuple[Tenant, ApiKey]:
     raw_key = (credentials.get("api_key") or "").strip()
     tenant: Tenant | None = None
     key: ApiKey | None = None
-    if looks_like_key(tenant_value) or (len(raw_key) >= _MIN_REDACTED and raw_key in tenant_value):
+    if looks_like_key(tenant_value) or (len(raw_key) >= KEY_PIECE and raw_key in tenant_value):
         errors["tenant"] = (
             "Tenant Name looks like an API key. Put the key in API Key, and here the name of "
             "your tenant: the first part of its address, such as my-company in "
@@ -110,10 +83,11 @@ def _read_fields(credentials: Mapping[str, str]) -> tuple[Tenant, ApiKey]:
 
 def _verify(credentials: Mapping[str, str], secrets: tuple[str, ...]) -> Flow:
     tenant, key = _read_fields(credentials)
+    # Every request goes to this host, built from the checked fields; no answer changes it.
     host = tenant.host
     headers = {"Authorization": f"Bearer {key.token}", "Accept": "application/json"}
     try:
-        response = yield from _get(f"https://{host}/api/v1/users/me", headers, host)
+        response = yield httpx.Request("GET", f"https://{host}/api/v1/users/me", headers=headers)
     except ProviderUnavailable as exc:
         if exc.reason == "unresolved":
             raise FieldError("tenant", _no_tenant(tenant)) from exc
@@ -122,14 +96,17 @@ def _verify(credentials: Mapping[str, str], secrets: tuple[str, ...]) -> Flow:
     if key.tenant_id is not None and key.tenant_id != tenant_id:
         raise FieldError(
             "tenant",
-            f"The API Key was created in another Qlik Cloud tenant (id {_clip(key.tenant_id)}) "
-            f"than the one at {host} (id {_clip(tenant_id)}). Check the Tenant Name and Region, "
-            "or create a key in this tenant.",
+            f"The API Key was created in another Qlik Cloud tenant (id "
+            f"{_shown(key.tenant_id, secrets)}) than the one at {host} (id {tenant_id}). Check "
+            "the Tenant Name and Region, or create a key in this tenant.",
         )
-    about_tenant = yield from _lookup(f"https://{host}/api/v1/tenants/me", headers, host)
-    key_entry = None
-    if key.key_id is not None:
-        key_entry = yield from _find_key(host, headers, user_id, key.key_id)
+    about_tenant = yield from _lookup(f"https://{host}/api/v1/tenants/me", headers)
+    record = None
+    if key.key_id is not None and _KEY_ID.fullmatch(key.key_id) and not _in_key(key, secrets):
+        url = f"https://{host}/api/v1/api-keys/{quote(key.key_id, safe='')}"
+        record = yield from _lookup(url, headers)
+        if record is not None and record.get("id", key.key_id) != key.key_id:
+            record = None  # another key's record says nothing about this one
 
     details: dict[str, Any] = {
         "user_id": user_id,
@@ -137,27 +114,29 @@ def _verify(credentials: Mapping[str, str], secrets: tuple[str, ...]) -> Flow:
         "tenant_host": host,
         "region": tenant.region.value,
     }
-    name, email = _text(user.get("name"), secrets), _text(user.get("email"), secrets)
+    name = clean_text(user.get("name"), secrets=secrets)
+    email = clean_text(user.get("email"), secrets=secrets)
     _put(details, "user_name", name)
     _put(details, "email", email)
-    _put(details, "user_status", _text(user.get("status"), secrets))
+    _put(details, "user_status", clean_text(user.get("status"), secrets=secrets))
     roles = _roles(user, secrets)
     if roles is not None:
         details["roles"] = roles
     if about_tenant is not None:
-        _put(details, "tenant_name", _text(about_tenant.get("name"), secrets))
+        _put(details, "tenant_name", clean_text(about_tenant.get("name"), secrets=secrets))
         hostnames = _texts(about_tenant.get("hostnames"), secrets)
         if hostnames is not None:
             details["hostnames"] = hostnames
+        _put(details, "permanent_host", _permanent_host(about_tenant.get("hostnames")))
     expires_at = key.expires_at
     if key.key_id is not None:
-        details["key_id"] = _clip(key.key_id)
-    if key_entry is not None:
-        _put(details, "key_status", _text(key_entry.get("status"), secrets))
-        _put(details, "key_description", _text(key_entry.get("description"), secrets))
-        expires_at = _timestamp(key_entry.get("expiry")) or expires_at
+        details["key_id"] = _shown(key.key_id, secrets)
+    if record is not None:
+        _put(details, "key_status", clean_text(record.get("status"), secrets=secrets))
+        _put(details, "key_description", clean_text(record.get("description"), secrets=secrets))
+        expires_at = _timestamp(record.get("expiry")) or expires_at
     if expires_at is not None:
-        details["key_expiry"] = expires_at.astimezone(UTC).isoformat()
+        details["key_expiry"] = expires_at.isoformat()
     return Verified(
         identity=f"tenant:{tenant_id}/user:{user_id}",
         label=f"{name or email or user_id} @ {host}",
@@ -171,72 +150,32 @@ def _verify(credentials: Mapping[str, str], secrets: tuple[str, ...]) -> Flow:
 # --- requests ----------------------------------------------------------------------------
 
 
-def _get(url: httpx.URL | str, headers: Mapping[str, str], host: str) -> Get:
-    """GET *url*, following redirects on *host* only (the core's driver follows them too)."""
-    target = httpx.URL(url)
-    for _ in range(_MAX_HOPS + 1):
-        response = yield httpx.Request("GET", target, headers=headers)
-        location = response.headers.get("location")
-        if response.status_code not in _REDIRECTS or not location:
-            return response
-        try:
-            target = target.join(location)
-        except (httpx.InvalidURL, ValueError):
-            raise UnexpectedResponse(
-                f"Qlik Cloud answered at {host} with a redirect hub cannot read."
-            ) from None
-        if target.scheme != "https" or target.host != host or target.port not in (None, 443):
-            raise UnexpectedResponse(
-                f"Qlik Cloud redirected the check from {host} to another address. hub did not "
-                "follow it, so your key was not sent there."
-            )
-    raise UnexpectedResponse(f"Qlik Cloud redirected the check at {host} too many times.")
-
-
-def _lookup(url: httpx.URL | str, headers: Mapping[str, str], host: str) -> Lookup:
+def _lookup(url: str, headers: Mapping[str, str]) -> Lookup:
     """GET a JSON object, best effort: any failure gives None, and the detail is left out."""
     try:
-        response = yield from _get(url, headers, host)
+        response = yield httpx.Request("GET", url, headers=headers)
     except HubError:
+        # What the driver throws in here (unreachable, rate limited, a redirect elsewhere)
+        # only costs this detail: an optional lookup never fails a link.
         return None
     if not 200 <= response.status_code < 300:
         return None
-    body = _json(response)
-    return body if isinstance(body, dict) else None
+    return _object(response)
 
 
-def _find_key(host: str, headers: Mapping[str, str], user_id: str, key_id: str) -> Lookup:
-    """Find this key (by its ``jti``) in the user's key list, following a few pages."""
-    url = httpx.URL(f"https://{host}/api/v1/api-keys", params={"sub": user_id, "limit": "100"})
-    for _ in range(_MAX_KEY_PAGES):
-        page = yield from _lookup(url, headers, host)
-        if page is None:
-            return None
-        data = page.get("data")
-        for item in data if isinstance(data, list) else ():
-            if isinstance(item, dict) and item.get("id") == key_id:
-                return item
-        links = page.get("links")
-        following = links.get("next") if isinstance(links, dict) else None
-        href = following.get("href") if isinstance(following, dict) else None
-        if not isinstance(href, str) or not href:
-            return None
-        try:
-            url = url.join(href)
-        except (httpx.InvalidURL, ValueError):
-            return None
-        if url.scheme != "https" or url.host != host:
-            return None
-    return None
+def _in_key(key: ApiKey, secrets: tuple[str, ...]) -> bool:
+    # The driver refuses a URL holding a piece of the key, which would fail the whole link.
+    return key.key_id is not None and redact(key.key_id, secrets) != key.key_id
 
 
 # --- reading answers ---------------------------------------------------------------------
 
 
-def _json(response: httpx.Response) -> Any:
+def _object(response: httpx.Response) -> dict[str, Any] | None:
+    """The body as a JSON object, or None: for answers whose details are optional."""
     try:
-        return json.loads(response.content)
-    except (ValueError, RecursionError):
+        return read_json(response, dict)
+    except UnexpectedResponse:
         return None
 
 
@@ -244,23 +183,15 @@ def _read_user(
     response: httpx.Response, tenant: Tenant, secrets: tuple[str, ...]
 ) -> tuple[dict[str, Any], str, str]:
     """Read the answer to ``users/me``: the user, its id and its tenant's id."""
-    host = tenant.host
     if not 200 <= response.status_code < 300:
         _refuse(response, tenant, secrets)
-    body = _json(response)
-    if body is None:
-        kind = response.headers.get("content-type", "none").split(";")[0].strip() or "none"
+    body = read_json(response, dict, what="the user the API Key belongs to")
+    user_id = clean_text(body.get("id"), secrets=secrets)
+    tenant_id = clean_text(body.get("tenantId"), secrets=secrets)
+    if user_id is None or tenant_id is None:
         raise UnexpectedResponse(
-            f"Qlik Cloud at {host} answered with something that is not JSON (content type "
-            f"{_clip(kind, 60)}), so hub cannot tell whether the key works. Check the Tenant "
-            "Name and Region; if they are right, try again later."
-        )
-    user_id = _text(body.get("id"), secrets) if isinstance(body, dict) else None
-    tenant_id = _text(body.get("tenantId"), secrets) if isinstance(body, dict) else None
-    if not isinstance(body, dict) or user_id is None or tenant_id is None:
-        raise UnexpectedResponse(
-            f"Qlik Cloud at {host} answered with JSON that does not describe a user (no id or "
-            "tenantId), so hub cannot tell whose key this is."
+            f"Qlik Cloud at {tenant.host} answered with JSON that does not describe a user (no "
+            "id or tenantId), so hub cannot tell whose key this is."
         )
     return body, user_id, tenant_id
 
@@ -286,13 +217,6 @@ def _refuse(response: httpx.Response, tenant: Tenant, secrets: tuple[str, ...]) 
         )
     if status == 404:
         raise FieldError("tenant", _no_tenant(tenant) + said)
-    if status == 429:
-        retry_after = _retry_after(response)
-        wait = f"in {math.ceil(retry_after)} seconds" if retry_after is not None else "later"
-        raise RateLimited(
-            f"Qlik Cloud at {host} is limiting requests; try again {wait}.{said}",
-            retry_after=retry_after,
-        )
     if status >= 500:
         raise ProviderUnavailable(
             f"Qlik Cloud at {host} could not answer (HTTP {status}).{said} Try again later.",
@@ -313,24 +237,26 @@ def _no_tenant(tenant: Tenant) -> str:
 
 
 def _qlik_said(response: httpx.Response, secrets: tuple[str, ...]) -> str:
-    """Quote a Qlik error body (``errors[].title/code``, ``traceId``), redacted and clipped."""
-    body = _json(response)
-    if not isinstance(body, dict):
+    """Quote a Qlik error body (``errors[].title/code``, ``traceId``), masked and clipped."""
+    body = _object(response)
+    if body is None:
         return ""
     quoted = []
     errors = body.get("errors")
     for error in errors[:3] if isinstance(errors, list) else ():
         if not isinstance(error, dict):
             continue
-        title = _text(error.get("title"), secrets) or _text(error.get("detail"), secrets)
-        code = _text(error.get("code"), secrets)
+        title = clean_text(error.get("title"), secrets=secrets) or clean_text(
+            error.get("detail"), secrets=secrets
+        )
+        code = clean_text(error.get("code"), secrets=secrets)
         if title is None and code is None:
             continue
         piece = f'"{title}"' if title else ""
         if code:
             piece = f"{piece} (code {code})".strip()
         quoted.append(piece)
-    trace = _text(body.get("traceId"), secrets)
+    trace = clean_text(body.get("traceId"), secrets=secrets)
     if not quoted and trace is None:
         return ""
     text = " Qlik Cloud said: " + ("; ".join(quoted) if quoted else "(no details)")
@@ -339,42 +265,27 @@ def _qlik_said(response: httpx.Response, secrets: tuple[str, ...]) -> str:
     return text + "."
 
 
-def _clip(text: str, limit: int = _SHOWN) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(seconds, 0.0)
-
-
-def _text(value: Any, secrets: tuple[str, ...]) -> str | None:
-    """A server's string, fit to show: key redacted (before clipping), one line, clipped."""
-    if not isinstance(value, str):
-        return None
-    text = _redact(" ".join(value[:_SCAN].split()), secrets)
-    return _clip(text) if text else None
+def _shown(text: str, secrets: tuple[str, ...]) -> str:
+    """A claim of the key, fit to show; a claim is never empty, so neither is this."""
+    return clean_text(text, secrets=secrets) or "?"
 
 
 def _texts(value: Any, secrets: tuple[str, ...]) -> list[str] | None:
     if not isinstance(value, list):
         return None
-    texts = (_text(item, secrets) for item in value[:50])
+    texts = (clean_text(item, secrets=secrets) for item in value[:_MAX_ITEMS])
     return [text for text in texts if text is not None]
+
+
+def _permanent_host(hostnames: Any) -> str | None:
+    """The tenant's permanent host: the first of its ``hostnames``, if that is a tenant host.
+
+    Aliases can be renamed; the first hostname cannot. It is shown, never asked: requests go
+    only to the host the person's own values name.
+    """
+    if not isinstance(hostnames, list) or not hostnames:
+        return None
+    return tenant_host(hostnames[0])
 
 
 def _roles(user: Mapping[str, Any], secrets: tuple[str, ...]) -> list[str] | None:
@@ -386,13 +297,14 @@ def _roles(user: Mapping[str, Any], secrets: tuple[str, ...]) -> list[str] | Non
 
 
 def _timestamp(value: Any) -> datetime | None:
+    """An ISO 8601 time as UTC; None when it is not one or is out of datetime's range."""
     if not isinstance(value, str):
         return None
     try:
         when = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return when.astimezone(UTC) if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _put(details: dict[str, Any], name: str, value: str | None) -> None:

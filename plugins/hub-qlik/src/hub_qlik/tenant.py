@@ -16,7 +16,16 @@ from typing import NamedTuple
 
 from hub_core import FieldError
 
-__all__ = ["GOV", "REGIONS", "Region", "Tenant", "find_region", "parse_tenant", "resolve_tenant"]
+__all__ = [
+    "GOV",
+    "REGIONS",
+    "Region",
+    "Tenant",
+    "find_region",
+    "parse_tenant",
+    "resolve_tenant",
+    "tenant_host",
+]
 
 
 class Region(NamedTuple):
@@ -34,15 +43,17 @@ def _commercial(code: str, place: str) -> Region:
 #: Qlik Cloud Government lives on its own domain; it is only used when picked explicitly.
 GOV = Region("us-gov", "Qlik Cloud Government (us-gov)", "us.qlikcloudgov.com")
 
-#: Every region a person can choose, commercial ones first.
+#: Every region a person can choose, commercial ones first. Each label names where the region
+#: is (Qlik's public region list): eu is Ireland and ap is Australia (Sydney), not the wider
+#: areas their codes suggest.
 REGIONS: tuple[Region, ...] = (
     _commercial("us", "United States"),
-    _commercial("eu", "Europe"),
+    _commercial("eu", "Ireland"),
     _commercial("de", "Germany"),
     _commercial("uk", "United Kingdom"),
     _commercial("fr", "France"),
     _commercial("sg", "Singapore"),
-    _commercial("ap", "Asia Pacific"),
+    _commercial("ap", "Australia"),
     _commercial("jp", "Japan"),
     _commercial("in", "India"),
     _commercial("il", "Israel"),
@@ -305,3 +316,18 @@ def resolve_tenant(tenant: str | None, region: str | None) -> Tenant:
     found = chosen or from_address
     assert found is not None
     return Tenant(name, found)
+
+
+def tenant_host(value: object) -> str | None:
+    """The tenant host *value* names when it is a whole Qlik Cloud tenant host, else None.
+
+    For hosts read back from an answer or from storage: a bare name, any other domain or any
+    text that `parse_tenant` refuses gives None, never an error.
+    """
+    # A host name has at most 253 characters; a longer value is not read at all.
+    if not isinstance(value, str) or not value or len(value) > 253:
+        return None
+    try:
+        return resolve_tenant(value, None).host
+    except FieldError:
+        return None
