@@ -46,7 +46,7 @@ def test_link_qlik_prompts_by_label_hides_the_key_and_checks_the_tenant(hub, qli
     child.expect_exact("You can also paste the whole address.")  # the field's help
     child.expect_exact("Tenant Name: ")
     child.sendline(f"https://{keys.qlik_host}/hub")
-    child.expect_exact("eu     Europe (eu)")
+    child.expect_exact("eu     Ireland (eu)")
     child.expect_exact("Region: ")
     child.sendline("mars")
     child.expect_exact("Error: Region must be one of: us, eu,")
@@ -76,7 +76,7 @@ def test_link_qlik_prompts_by_label_hides_the_key_and_checks_the_tenant(hub, qli
         ("GET", user),
         ("GET", "/api/v1/tenants/me"),
         ("GET", tenant),
-        ("GET", f"/api/v1/api-keys?sub={keys.qlik_user_id}&limit=100"),
+        ("GET", f"/api/v1/api-keys/{keys.qlik_key_id}"),
     ]
     assert [e.reply.status for e in qlik.server.exchanges] == [301, 200, 302, 200, 200]
     for request in qlik.requests:

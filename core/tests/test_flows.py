@@ -119,24 +119,40 @@ def test_same_origin_redirects_are_followed_with_the_key(
 
 
 @pytest.mark.parametrize(
-    "location",
+    ("location", "where"),
     [
-        "https://evil.test/",
-        "https://x.eu.acme.test/",
-        "http://api.acme.test/",
-        "//evil.test/x",
-        "https://api.acme.test:444/",
+        ("https://evil.test/MARK", "evil.test"),
+        ("https://x.eu.acme.test/MARK", "x.eu.acme.test"),
+        ("http://api.acme.test/MARK", "an unencrypted http:// address"),
+        ("//evil.test/MARK", "evil.test"),
+        ("https://api.acme.test:444/MARK", "api.acme.test:444"),
+        ("//user:MARK@api.acme.test/x", "an address with a user name in it"),
+        ("https://MARK:pw@api.acme.test/x", "an address with a user name in it"),
+        ("javascript:alert('MARK')", "an address hub cannot use"),
+        ("data:text/html,MARK", "an address hub cannot use"),
+        ("ftp://api.acme.test/MARK", "an address hub cannot use"),
+        # Locations httpx cannot parse: a bad A-label, a bad IDN, a control character, a port.
+        ("https://xn--zz.test/MARK", "an address hub cannot use"),
+        ("https://\u0080MARK.test/", "an address hub cannot use"),
+        ("\x1fMARK", "an address hub cannot use"),
+        ("https://[::1/MARK", "an address hub cannot use"),
     ],
 )
-def test_a_redirect_to_another_origin_is_not_followed(
-    make_hub: Callable[..., Hub], recorder: Any, check: Check, location: str
+def test_a_redirect_elsewhere_is_refused_and_blamed_on_the_provider(
+    make_hub: Callable[..., Hub], recorder: Any, check: Check, location: str, where: str
 ) -> None:
     hub = make_hub(
         get("https://api.acme.test/me"),
-        handler=lambda r: httpx.Response(302, headers={"location": location}),
+        handler=lambda r: httpx.Response(302, headers={"location": location.encode()}),
     )
-    with pytest.raises(UnexpectedResponse, match="follows redirects only within the same host"):
+    with pytest.raises(UnexpectedResponse) as info:
         check(hub, GOOD)
+    message = str(info.value)
+    assert message.startswith("Acme redirected the check from api.acme.test to ")
+    assert where in message
+    assert "so the key was not sent there" in message
+    assert "MARK" not in message  # the Location is never quoted: it may hold anything
+    assert info.value.__cause__ is None
     assert len(recorder.requests) == 1
     assert recorder.requests[0].url.host == "api.acme.test"
 
@@ -383,6 +399,12 @@ def test_retry_after_parsing() -> None:
     assert retry_after_seconds("Wed, 31 Dec 2025 00:00:00 GMT", now=now) == 0
     assert retry_after_seconds(None) is None
     assert retry_after_seconds("1.5") is None
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "１２", "9\u0663", "-5", "1e9", "Thu, 99 Foo", "\x00"])
+def test_retry_after_that_is_not_ascii_seconds_or_a_date_is_unknown(value: str) -> None:
+    # str.isdigit() is True for superscripts and other scripts' digits, which float() refuses.
+    assert retry_after_seconds(value) is None
 
 
 def test_backoff_grows_with_full_jitter_and_is_capped() -> None:

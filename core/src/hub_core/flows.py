@@ -128,7 +128,7 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²".isdigit() is True, float("²") fails
         return float(value)
     try:
         when = parsedate_to_datetime(value)
@@ -149,8 +149,42 @@ def _wait_text(seconds: float | None) -> str:
     return f"try again in about {round(seconds / 3600)} hours"
 
 
-def _redirected(request: httpx.Request, status: int, location: str) -> httpx.Request:
-    url = request.url.join(location)
+def _redirect_target(provider: Provider, url: httpx.URL, location: str) -> httpx.URL:
+    """Where a redirect from *url* leads; `UnexpectedResponse` unless it is the same origin.
+
+    The provider chose the address, not the plugin, so a refusal names the provider. The
+    Location itself is never quoted: it may carry anything, the key included.
+    """
+    try:
+        target = url.join(location)
+        same = _origin(target) == _origin(url) and not target.userinfo
+        host = target.host  # decoding an IDN label can fail here too
+    except (httpx.InvalidURL, ValueError):  # IDNA errors are ValueErrors
+        raise _unreadable_redirect(provider, url) from None
+    if same:
+        return target
+    if target.scheme not in ("https", "http") or not host:  # javascript:, data:, ftp:
+        raise _unreadable_redirect(provider, url)
+    if target.scheme != "https":
+        where = "an unencrypted http:// address"
+    elif target.userinfo:
+        where = "an address with a user name in it"
+    else:
+        where = host + _port(target)
+    raise UnexpectedResponse(
+        f"{provider.name} redirected the check from {url.host} to {where}; hub follows "
+        f"redirects only within https://{url.host}{_port(url)}, so the key was not sent there"
+    )
+
+
+def _unreadable_redirect(provider: Provider, url: httpx.URL) -> UnexpectedResponse:
+    return UnexpectedResponse(
+        f"{provider.name} redirected the check from {url.host} to an address hub cannot "
+        "use, so the key was not sent there"
+    )
+
+
+def _redirected(request: httpx.Request, status: int, url: httpx.URL) -> httpx.Request:
     method = request.method
     if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
         method = "GET"
@@ -206,20 +240,12 @@ def exchange(
         location = response.headers.get("location") if status in REDIRECT_CODES else None
         if location:
             redirects += 1
-            target = request.url.join(location)
-            if _origin(target) != _origin(request.url):
-                raise UnexpectedResponse(
-                    f"{provider.name} redirected the check from {request.url.host} to "
-                    f"{target.host or 'another address'}; hub follows redirects only within the "
-                    "same host, so the key was not sent there"
-                )
+            target = _redirect_target(provider, request.url, location)
             if redirects > policy.max_redirects:
                 raise UnexpectedResponse(
                     f"{provider.name} redirected the check more than {policy.max_redirects} times"
                 )
-            request = check_request(
-                provider, plugin, _redirected(request, status, location), secrets
-            )
+            request = check_request(provider, plugin, _redirected(request, status, target), secrets)
             continue
         return response
 
@@ -452,7 +478,17 @@ def run_sync(driver: Driver, client: httpx.Client, provider: Provider, policy: P
             request.headers["User-Agent"] = USER_AGENT
         started = time.monotonic()
         try:
-            response = client.send(request, stream=True, follow_redirects=False)
+            try:
+                response = client.send(request, stream=True, follow_redirects=False)
+            except (httpx.RemoteProtocolError, httpx.InvalidURL, ValueError) as exc:
+                # httpx builds the next request of a redirect even when not following it, and
+                # fails there on a Location it cannot parse: a RemoteProtocolError raised over
+                # the InvalidURL, or an IDNA error. Neither is the network's fault.
+                if isinstance(exc, httpx.RemoteProtocolError) and not isinstance(
+                    exc.__context__, httpx.InvalidURL
+                ):
+                    raise
+                raise _unreadable_redirect(provider, request.url) from None
             try:
                 declared = declared_length(response.headers.raw)
                 if declared is not None and declared > policy.max_body:

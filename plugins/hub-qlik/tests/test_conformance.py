@@ -9,25 +9,10 @@ import hub_qlik
 from hub_core.testing import Routes, respond
 from hub_core.testing.conformance import ConformanceReport, check_plugin
 
-DRIVER = " (driver)"
-
 
 def assert_conforms(report: ConformanceReport) -> None:
-    """Fail on every finding but those that fail only when the flow runs without the driver.
-
-    The check still drives each flow directly too, handing it raw 429s and redirects, which the
-    production driver never hands a flow (DESIGN.md §4) and hub-qlik carries no code for. Such
-    a finding is excused only when the same check passed under the driver ("... (driver)").
-    The check being rebuilt drives every flow under the driver and names no "(driver)"
-    findings, so nothing is excused then.
-    """
-    under_driver = {
-        f.check.removesuffix(DRIVER)
-        for f in report.findings
-        if f.check.endswith(DRIVER) and f.outcome == "pass"
-    }
-    failures = [f for f in report.failures if f.check not in under_driver]
-    assert not failures, report
+    """Fail on any failed or skipped finding, listing the whole report."""
+    assert report.ok, report
     assert not report.skipped, report
 
 
