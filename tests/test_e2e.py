@@ -8,6 +8,7 @@ checks travel through the HTTPS proxy of ``HTTPS_PROXY`` to loopback servers tru
 from __future__ import annotations
 
 import json
+import os
 import re
 import stat
 import subprocess
@@ -392,6 +393,129 @@ def test_store_key_from_hub_secret_key_is_required_again_and_a_wrong_one_changes
     assert len(elastic.requests) == 1
     listed = hub.run("accounts", "--json", env={"HUB_SECRET_KEY": secret_key})
     assert [a["label"] for a in json.loads(listed.stdout)] == ["Acme Org"]
+
+
+# --- 7b. bad input and a bad environment ----------------------------------------------------------
+
+#: The Elastic Cloud API key field's max_length.
+ELASTIC_MAX_KEY = 512
+
+
+def test_secret_stdin_that_is_not_utf8_is_exit_2_and_nothing_is_sent_or_stored(
+    hub, elastic, proxy, hub_home
+):
+    process = hub.popen("link", "elastic", "--secret-stdin")
+    process.stdin.buffer.write(b"essu_\xff\xfe-not-text\n")
+    done = hub.finish(process)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--secret-stdin: the line for Cloud API Key is not utf-8 text (byte 6)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert proxy.connects == []
+    assert elastic.requests == []
+    assert hub.json("accounts", "--json") == []
+
+
+def test_secret_stdin_without_a_line_end_is_refused_after_reading_a_bounded_amount(
+    hub, elastic, proxy
+):
+    """50 MB with no newline: hub takes what fits in the field and stops reading at once."""
+    process = hub.popen("link", "elastic", "--secret-stdin")
+    fd = process.stdin.fileno()
+    chunk, total, written = b"k" * 4096, 50 * 1024 * 1024, 0
+    try:
+        while written < total:
+            written += os.write(fd, chunk)
+    except BrokenPipeError:  # hub stopped reading and exited
+        pass
+    done = hub.finish(process)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"is too long (more than {ELASTIC_MAX_KEY} characters)" in done.stderr
+    assert "Traceback" not in done.stderr
+    # What hub read (max_length + 2 bytes, plus at most one read of Python's stdin buffer),
+    # and what the pipe holds unread (64 KiB on Linux), is all that could be written.
+    assert written < 1024 * 1024, written
+    assert elastic.requests == []
+    assert hub.json("accounts", "--json") == []
+
+
+@pytest.mark.parametrize("kind", ["missing", "garbage", "empty", "directory"])
+def test_unusable_ssl_cert_file_is_exit_2_naming_it_and_nothing_is_sent(
+    hub, elastic, proxy, keys, tmp_path, kind
+):
+    path = tmp_path / "ca.pem"
+    if kind == "garbage":
+        path.write_bytes(b"not a certificate\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "directory":
+        path.mkdir()
+
+    done = hub.run(
+        "link", "elastic", env={"HUB_FIELD_API_KEY": keys.elastic, "SSL_CERT_FILE": str(path)}
+    )
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"Error: SSL_CERT_FILE={path} : " in done.stderr
+    assert "Traceback" not in done.stderr
+    assert proxy.connects == []
+    assert hub.json("accounts", "--json") == []
+
+
+PASSWORD = "pr0xy-Passw0rd-e2e"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("ftp://proxy.invalid:21", "hub reaches providers through an http:// or https:// proxy"),
+        ("socks5://proxy.invalid:1080", "SOCKS is not supported"),
+        (f"http://ada:{PASSWORD}@proxy.invalid:99999", "port must be a number from 1 to 65535"),
+        ("http://proxy.invalid:port", "port must be a number from 1 to 65535"),
+    ],
+)
+def test_malformed_https_proxy_is_exit_2_naming_it(hub, elastic, keys, value, expected):
+    env = {"HUB_FIELD_API_KEY": keys.elastic, "HTTPS_PROXY": value, "https_proxy": None}
+
+    done = hub.run("link", "elastic", env=env)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Error: HTTPS_PROXY=" in done.stderr
+    assert expected in done.stderr
+    assert PASSWORD not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert elastic.requests == []
+    assert hub.json("accounts", "--json") == []
+
+
+@pytest.mark.parametrize("command", ["link", "check"])
+@pytest.mark.parametrize("value", ["garbage", "http://proxy.invalid:3128"])
+def test_https_proxy_that_does_not_resolve_is_exit_3_blaming_the_proxy(
+    hub, elastic, keys, value, command
+):
+    if command == "check":
+        assert hub.run("link", "elastic", env={"HUB_FIELD_API_KEY": keys.elastic}).returncode == 0
+    env = {"HUB_FIELD_API_KEY": keys.elastic, "HTTPS_PROXY": value, "https_proxy": None}
+
+    done = hub.run(*(["link", "elastic"] if command == "link" else ["check"]), env=env)
+
+    assert done.returncode == 3, done.stdout + done.stderr
+    blame = f"the HTTPS proxy {value} (from HTTPS_PROXY) does not resolve"
+    assert blame in done.stdout + done.stderr
+    assert "api.elastic-cloud.com" not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_empty_hub_secret_key_is_exit_2_and_makes_no_key_file(hub, elastic, keys, hub_home):
+    for command in (["link", "elastic"], ["accounts"]):
+        done = hub.run(*command, env={"HUB_FIELD_API_KEY": keys.elastic, "HUB_SECRET_KEY": ""})
+
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "Error: HUB_SECRET_KEY is set but empty" in done.stderr
+        assert "Traceback" not in done.stderr
+        assert not (hub_home / "hub.key").exists()
+    assert hub.json("accounts", "--json") == []
 
 
 # --- 8. what is installed ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from hub_core.cli import EXIT_INPUT, EXIT_REJECTED, EXIT_UNREACHABLE, HubCommand
 from hub_core.errors import (
     AccountNotFound,
     AmbiguousAccount,
+    ConfigurationError,
     FieldError,
     HubError,
     IdentityMismatch,
@@ -33,6 +34,7 @@ EXIT_CODES: dict[type[HubError], tuple[HubError, int]] = {
     StoreError: (StoreError("the key does not match this database"), EXIT_INPUT),
     AccountNotFound: (AccountNotFound("deadbeef"), EXIT_INPUT),
     AmbiguousAccount: (AmbiguousAccount("ab", ["ab1", "ab2"]), EXIT_INPUT),
+    ConfigurationError: (ConfigurationError("HTTPS_PROXY", "not a proxy"), EXIT_INPUT),
     InvalidCredentials: (InvalidCredentials("the key was rejected"), EXIT_REJECTED),
     PermissionDenied: (PermissionDenied("the key lacks a role"), EXIT_REJECTED),
     IdentityMismatch: (IdentityMismatch("the key reaches another org"), EXIT_REJECTED),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -71,7 +72,7 @@ class Hubcli:
     def run(
         self,
         *args: str,
-        input: str | None = None,
+        input: str | bytes | IO[bytes] | None = None,
         interactive: bool = False,
         env: dict[str, str] | None = None,
     ) -> Result:
@@ -133,6 +134,89 @@ def test_link_reads_secrets_from_stdin(cli: Hubcli) -> None:
     result = cli.run("link", "acme", "--secret-stdin", "--json", input="good-key-1\n")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["identity"] == "org:7"
+
+
+#: The Acme API key field's max_length (the default), and what --secret-stdin reads at most.
+MAX_KEY = 256
+READ_LIMIT = MAX_KEY + 2  # the value and a line ending of up to two bytes (\r\n)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"\xff\n",  # never valid in UTF-8
+        b"good-key-1\x80\n",  # a continuation byte with no lead byte
+        b"\xc3\x28-key\n",  # a lead byte followed by no continuation byte
+        b"\xed\xa0\x80-key\n",  # an encoded surrogate
+        b"\xf8\x88\x80\x80\x80\n",  # a five-byte sequence
+        b"\xc0\xaf-overlong\n",  # an overlong "/"
+        b"good-key-\xe2\x82",  # cut off inside a character, at the end of input
+        b"latin-1 cl\xe9\n",
+    ],
+    ids=[
+        "ff",
+        "lone-continuation",
+        "bad-continuation",
+        "surrogate",
+        "5-byte",
+        "overlong",
+        "truncated",
+        "latin-1",
+    ],
+)
+def test_a_secret_line_that_is_not_utf8_is_refused_and_nothing_is_stored(
+    cli: Hubcli, line: bytes
+) -> None:
+    result = cli.run("link", "acme", "--secret-stdin", input=line)
+
+    assert result.exit_code == 2, result.output
+    assert "--secret-stdin: the line for API Key is not utf-8 text (byte " in result.stderr
+    assert "nothing was stored" in result.stderr
+    assert isinstance(result.exception, SystemExit)  # a message, not a traceback
+    assert "Traceback" not in result.output
+    assert cli.run("accounts", "--json").stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("length", [READ_LIMIT, READ_LIMIT + 1, 10_000, 5 * 1024 * 1024])
+@pytest.mark.parametrize("ending", [b"", b"\n"])
+def test_a_secret_line_too_long_is_refused_after_reading_at_most_the_limit(
+    cli: Hubcli, length: int, ending: bytes
+) -> None:
+    stdin = io.BytesIO(b"k" * length + ending)
+
+    result = cli.run("link", "acme", "--secret-stdin", input=stdin)
+
+    assert result.exit_code == 2, result.output
+    assert f"the line for API Key is too long (more than {MAX_KEY} characters)" in result.stderr
+    assert "nothing was stored" in result.stderr
+    assert stdin.tell() == READ_LIMIT  # the rest of standard input was never read
+    assert cli.run("accounts", "--json").stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b""])
+@pytest.mark.parametrize("length", [MAX_KEY - 1, MAX_KEY])
+def test_a_secret_line_of_the_longest_allowed_length_reaches_the_provider(
+    cli: Hubcli, length: int, ending: bytes
+) -> None:
+    result = cli.run("link", "acme", "--secret-stdin", input=b"k" * length + ending)
+
+    # Not refused as too long: checked with the provider, which rejects this made-up key.
+    assert result.exit_code == 1, result.output
+    assert "too long" not in result.output
+
+
+def test_a_secret_one_character_too_long_is_refused_by_the_field_check(cli: Hubcli) -> None:
+    result = cli.run("link", "acme", "--secret-stdin", input=b"k" * (MAX_KEY + 1) + b"\n")
+    assert result.exit_code == 2, result.output
+    assert f"API Key is too long ({MAX_KEY + 1} characters, at most {MAX_KEY})" in result.stderr
+
+
+def test_two_secret_lines_are_read_one_after_the_other(cli: Hubcli) -> None:
+    first = cli.run("link", "acme", "--secret-stdin", "--json", input=b"good-key-1\ngood-key-2\n")
+    assert first.exit_code == 0, first.output
+    account = json.loads(first.stdout)["id"]
+    again = cli.run("relink", account, "--secret-stdin", input=b"good-key-2\r\n")
+    assert again.exit_code == 0, again.output
 
 
 def test_a_secret_on_the_command_line_is_refused(cli: Hubcli) -> None:

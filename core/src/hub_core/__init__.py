@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .errors import (
         AccountNotFound,
         AmbiguousAccount,
+        ConfigurationError,
         FieldError,
         HubError,
         IdentityMismatch,
@@ -62,6 +63,7 @@ __all__ = [
     "Accounts",
     "AmbiguousAccount",
     "Choice",
+    "ConfigurationError",
     "Credentials",
     "Field",
     "FieldError",
@@ -99,6 +101,7 @@ __all__ = [
 _LAZY = {
     "AccountNotFound": "errors",
     "AmbiguousAccount": "errors",
+    "ConfigurationError": "errors",
     "FieldError": "errors",
     "HubError": "errors",
     "IdentityMismatch": "errors",

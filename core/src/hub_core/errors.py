@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 __all__ = [
     "AccountNotFound",
     "AmbiguousAccount",
+    "ConfigurationError",
     "FieldError",
     "HubError",
     "IdentityMismatch",
@@ -130,6 +131,21 @@ class FieldError(HubError):
         super().redacted(secrets)
         self.errors = {name: redact(msg, secrets) for name, msg in self.errors.items()}
         return self
+
+
+class ConfigurationError(HubError):
+    """An environment variable hub depends on holds a value it cannot use.
+
+    ``variable`` names it (``SSL_CERT_FILE``, ``HTTPS_PROXY``, ...). This is the setup's fault,
+    not the provider's or the key's: nothing was sent, and nothing is stored. The message shows
+    the value with any password masked.
+    """
+
+    code = "configuration_error"
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(message)
+        self.variable = variable
 
 
 class InvalidCredentials(HubError):

@@ -19,7 +19,7 @@ import math
 import socket
 import ssl
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -39,7 +39,14 @@ from .errors import (
 from .hookspecs import Flow
 from .model import Provider, Verified
 from .policy import Policy
-from .transports import USER_AGENT, ResponseTooLarge, declared_length, finished_response
+from .transports import (
+    USER_AGENT,
+    ProxyUnreachable,
+    ResponseTooLarge,
+    declared_length,
+    finished_response,
+)
+from .transports import causes as _causes
 
 if TYPE_CHECKING:
     from .transports import AsyncSender
@@ -322,21 +329,6 @@ def drive(
 # --- the runners ---------------------------------------------------------------------------
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        current = stack.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        os_error = getattr(current, "os_error", None)
-        stack += [current.__cause__, current.__context__]
-        if isinstance(os_error, BaseException):
-            stack.append(os_error)
-
-
 def _reason(exc: BaseException) -> str:
     """Why a request failed, from the whole cause chain, most specific first.
 
@@ -346,6 +338,8 @@ def _reason(exc: BaseException) -> str:
     """
     chain = list(_causes(exc))
     names = " ".join(type(e).__name__ for e in chain)
+    if any(isinstance(e, ProxyUnreachable) for e in chain):  # its gaierror is the proxy's name
+        return "proxy"
     if any(isinstance(e, socket.gaierror) for e in chain) or "DNS" in names:
         return "unresolved"
     if any(isinstance(e, ssl.SSLError) for e in chain) or "Certificate" in names or "SSL" in names:
@@ -378,9 +372,14 @@ _REASONS = {
 def unavailable(
     provider: Provider, request: httpx.Request, exc: BaseException
 ) -> ProviderUnavailable:
-    """Translate a transport failure into a `ProviderUnavailable` a person can act on."""
+    """Translate a transport failure into a `ProviderUnavailable` a person can act on.
+
+    A failure to reach the environment's proxy names the proxy and its variable: the
+    provider's host was never looked up by hub, so it must not be blamed.
+    """
     reason = _reason(exc)
-    what = _REASONS[reason].format(host=request.url.host)
+    proxy = next((str(e) for e in _causes(exc) if isinstance(e, ProxyUnreachable)), None)
+    what = proxy or _REASONS[reason].format(host=request.url.host)
     return ProviderUnavailable(f"{provider.name} could not be reached: {what}", reason=reason)
 
 

@@ -17,6 +17,7 @@ from .flows import Driver, drive, run_async, run_sync
 from .model import Account, AccountDisplay, Credentials, Provider, Verified
 from .plugins import PluginReport, Registry
 from .policy import Policy
+from .transports import EnvironmentProxy, ProxyRouter, environment_proxy, environment_ssl_context
 
 if TYPE_CHECKING:
     from .transports import AsyncSender
@@ -60,7 +61,7 @@ class Hub:
         self._transport = transport
         #: The driver's limits for this Hub's checks.
         self.policy = Policy() if policy is None else policy
-        self._ssl: ssl.SSLContext | None = None
+        self._environ: tuple[ssl.SSLContext, EnvironmentProxy | None] | None = None
         self._client: httpx.Client | None = None
         self._sender: AsyncSender | None = None
 
@@ -167,15 +168,22 @@ class Hub:
 
     # --- HTTP clients -----------------------------------------------------------------------
 
-    def _ssl_context(self) -> ssl.SSLContext:
-        # Built once per Hub: loading a CA bundle costs milliseconds. Honours SSL_CERT_FILE.
-        if self._ssl is None:
-            self._ssl = httpx.create_ssl_context(trust_env=True)
-        return self._ssl
+    def _environment(self) -> tuple[ssl.SSLContext, EnvironmentProxy | None]:
+        """The CA bundle and proxy the environment sets, checked once, when a client is built.
+
+        Raise `ConfigurationError` naming the variable at fault (``SSL_CERT_FILE``,
+        ``HTTPS_PROXY``...), before any request: the sync and async clients, and so
+        `verify`, `averify` and `check_many`, all fail the same way.
+        """
+        # Built once per Hub: loading a CA bundle costs milliseconds.
+        if self._environ is None:
+            self._environ = (environment_ssl_context(), environment_proxy())
+        return self._environ
 
     def _new_client(self) -> httpx.Client:
         if self._transport is None:
-            return httpx.Client(verify=self._ssl_context(), trust_env=True)
+            # trust_env=False: the proxy comes from the checked environment, via ProxyRouter.
+            return httpx.Client(transport=ProxyRouter(*self._environment()), trust_env=False)
         if not isinstance(self._transport, httpx.BaseTransport):
             raise TypeError("this Hub's transport is async-only; use averify() or check_many()")
         return httpx.Client(transport=self._transport)
@@ -198,7 +206,8 @@ class Hub:
             if not isinstance(self._transport, httpx.AsyncBaseTransport):
                 raise TypeError("this Hub's transport is sync-only; use verify()")
             return TransportSender(self._transport)
-        return AiohttpSender(ssl_context=self._ssl_context(), max_connections=max_connections)
+        context, proxy = self._environment()
+        return AiohttpSender(ssl_context=context, max_connections=max_connections, proxy=proxy)
 
     # --- lifecycle ----------------------------------------------------------------------------
 

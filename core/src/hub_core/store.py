@@ -105,7 +105,8 @@ class Store:
     *path* defaults to `default_path()`; missing parent directories are created (mode 0700)
     and a new database file gets mode 0600. *secret_key* is a Fernet key (as made by
     ``Fernet.generate_key()``); without it the key comes from ``HUB_SECRET_KEY``, else from the
-    key file ``hub.key`` beside the database, which is created with a new database only.
+    key file ``hub.key`` beside the database, which is created with a new database only. A
+    ``HUB_SECRET_KEY`` that is set but empty is a `StoreError`, not a fall back to the file.
 
     Raise `StoreError` when the database already has a key but no key is available, when the
     key does not match the database, or when the database was made by a newer hub; in each
@@ -124,8 +125,18 @@ class Store:
         fernet, source = None, ""
         if secret_key is not None:
             fernet, source = self._explicit_key(secret_key, "the secret_key argument")
-        elif os.environ.get(_KEY_ENV, "").strip():
-            fernet, source = self._explicit_key(os.environ[_KEY_ENV].strip(), _KEY_ENV)
+        elif _KEY_ENV in os.environ:
+            key = os.environ[_KEY_ENV].strip()
+            if not key:
+                # Set but empty is a mistake (an unfilled template, a secret that did not
+                # arrive), never a request for the key file: that could make a new key no
+                # other process or machine has. Raised before anything on disk is touched.
+                raise StoreError(
+                    f"{_KEY_ENV} is set but empty: set it to the store's key (44 characters "
+                    "of url-safe base64), or unset it to use the key file "
+                    f"{self._key_path}"
+                )
+            fernet, source = self._explicit_key(key, _KEY_ENV)
 
         try:
             _make_dirs(self._path.parent)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import click
 
 from hub_core.errors import (
+    ConfigurationError,
     FieldError,
     HubError,
     InvalidCredentials,
@@ -42,11 +43,13 @@ R = TypeVar("R")
 def exit_code(error: HubError) -> int:
     """The exit code for an error that ended a command.
 
-    Input and set-up errors are 2: a bad value, an unknown provider, and every `StoreError`
-    (an account id that is not there or matches several, a store key that is missing or
-    wrong). A provider out of reach is 3. A rejected key, and anything else, is 1.
+    Input and set-up errors are 2: a bad value, an unknown provider, a `ConfigurationError`
+    (an unusable ``SSL_CERT_FILE`` or ``HTTPS_PROXY``) and every `StoreError` (an account id
+    that is not there or matches several, a store key that is missing, empty or wrong). A
+    provider out of reach is 3, and so is a proxy out of reach. A rejected key, and anything
+    else, is 1.
     """
-    if isinstance(error, FieldError | UnknownProvider | StoreError):
+    if isinstance(error, FieldError | UnknownProvider | StoreError | ConfigurationError):
         return EXIT_INPUT
     if isinstance(error, ProviderUnavailable | RateLimited | UnexpectedResponse):
         return EXIT_UNREACHABLE

@@ -93,6 +93,38 @@ def _prompt(field: Field) -> str:
     return value
 
 
+def _secret_line(stdin: Any, field: Field) -> str:
+    """The next line of standard input, as *field*'s value: bounded, and decoded strictly.
+
+    Read as bytes, at most the field's length and a line ending (``\r\n``): a line that never
+    ends must not be read into memory whole, and bytes that are not text must be refused with
+    a message, not a traceback (the text layer's decoding fails inside readline). Nothing of
+    the line is shown: it is a secret.
+    """
+    limit = field.max_length + 2
+    buffer = getattr(stdin, "buffer", None)
+    if buffer is None:  # a text-only stream a host app put in place: bounded all the same
+        line: str = stdin.readline(limit)
+        raw = line.encode("utf-8", "surrogateescape")
+    else:
+        raw = buffer.readline(limit)
+    where = f"--secret-stdin: the line for {field.label}"
+    if not raw:
+        raise click.UsageError(f"--secret-stdin: no line left on standard input for {field.label}")
+    if len(raw) == limit and not raw.endswith(b"\n"):
+        raise click.UsageError(
+            f"{where} is too long (more than {field.max_length} characters); the rest of "
+            "standard input was not read and nothing was stored"
+        )
+    encoding = getattr(stdin, "encoding", None) or "utf-8"
+    try:
+        text = raw.decode(encoding)
+    except (UnicodeDecodeError, LookupError) as exc:
+        at = f" (byte {exc.start + 1})" if isinstance(exc, UnicodeDecodeError) else ""
+        raise click.UsageError(f"{where} is not {encoding} text{at}; nothing was stored") from None
+    return text.rstrip("\r\n")
+
+
 def gather(
     provider: Provider,
     fields: Iterable[Field],
@@ -111,12 +143,7 @@ def gather(
         elif (env := os.environ.get(_env_name(field))) is not None:
             values[field.name] = env
         elif field.secret and stdin is not None:
-            line = stdin.readline()
-            if not line:
-                raise click.UsageError(
-                    f"--secret-stdin: no line left on standard input for {field.label}"
-                )
-            values[field.name] = line.rstrip("\r\n")
+            values[field.name] = _secret_line(stdin, field)
         elif interactive:
             values[field.name] = _prompt(field)
         elif field.required and field.default is None:
