@@ -86,11 +86,14 @@ def clean_text(
     characters and lone surrogates become spaces, all white space folds into single spaces,
     and the result is clipped to *limit* characters, ending in "…" when cut.
     """
+    # What is unsafe to show is display_text's one rule; stored text gets spaces, not escapes.
+    from .display_text import unsafe
+
     if not isinstance(value, str):
         return None
     text = value[:_SCAN]
     if not text.isprintable():
-        text = "".join(char if _shown(char) else " " for char in text)
+        text = "".join(" " if unsafe(char) else char for char in text)
     text = " ".join(redact(text, secrets).split())
     if not text:
         return None
