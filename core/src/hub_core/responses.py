@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import math
 import re
-import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from .display_text import unsafe
 from .errors import KEY_PIECE, MASK, UnexpectedResponse, redact
 
 if TYPE_CHECKING:
@@ -102,16 +102,12 @@ def clean_text(
         return None
     text = value[:_SCAN]
     if not text.isprintable():
-        text = "".join(char if _shown(char) else " " for char in text)
+        # display_text holds the one rule of what is unsafe; stored text gets spaces, not escapes.
+        text = "".join(" " if unsafe(char) else char for char in text)
     text = " ".join(redact(text, secrets).split())
     if not text:
         return None
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _shown(char: str) -> bool:
-    # isprintable() is False for spaces other than " " too; those fold like white space.
-    return char.isprintable() or (char.isspace() and unicodedata.category(char) == "Zs")
 
 
 def read_time(value: object) -> datetime | None:

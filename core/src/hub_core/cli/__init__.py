@@ -2,6 +2,11 @@
 
 Commands parse, call the library, print. Errors become exit codes: 0 ok, 1 a key was rejected
 or an account is not active, 2 usage or input error, 3 provider unreachable.
+
+What a command prints to a person is built by `shown` from a template of hub's own words and
+values that are made inert (`hub_core.display_text`): a provider's name or error message cannot
+move the cursor, retitle the window or reorder the line. `say` prints only `Shown` text, so
+an output that skips `shown` does not type-check. ``--json`` goes through `echo_json`.
 """
 
 from __future__ import annotations
@@ -9,11 +14,12 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 
+from hub_core.display_text import LIMIT, LONG_LIMIT, inert
 from hub_core.errors import (
     ConfigurationError,
     FieldError,
@@ -32,7 +38,18 @@ if TYPE_CHECKING:
     from hub_core.hub import Hub
     from hub_core.store import Store
 
-__all__ = ["EXIT_INPUT", "EXIT_OK", "EXIT_REJECTED", "EXIT_UNREACHABLE", "State", "main"]
+__all__ = [
+    "EXIT_INPUT",
+    "EXIT_OK",
+    "EXIT_REJECTED",
+    "EXIT_UNREACHABLE",
+    "Shown",
+    "State",
+    "joined",
+    "main",
+    "say",
+    "shown",
+]
 
 EXIT_OK, EXIT_REJECTED, EXIT_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -58,6 +75,63 @@ def exit_code(error: HubError) -> int:
     return EXIT_REJECTED
 
 
+class Shown:
+    """Text fit for a terminal: hub's own words, untrusted values already made inert.
+
+    Made by `shown`, printed by `say`, and put as it is into another `shown` line. ``text``
+    may hold hub's own colours; ``plain`` is the same without them, for widths.
+    """
+
+    __slots__ = ("plain", "text")
+
+    def __init__(self, plain: str, text: str | None = None) -> None:
+        self.plain = plain
+        self.text = plain if text is None else text
+
+    def styled(self, **styles: Any) -> Shown:
+        """The same text in click's *styles* (``fg="red"``, ``bold=True``)."""
+        return Shown(self.plain, click.style(self.text, **styles))
+
+    def __format__(self, spec: str) -> str:
+        # Pad by the visible width: colour codes take no room on the screen.
+        return format(self.plain, spec).replace(self.plain, self.text, 1)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"Shown({self.plain!r})"
+
+
+def shown(template: str, /, *, limit: int = LIMIT, **values: object) -> Shown:
+    """*template* (hub's words, ``str.format`` syntax) filled with *values* made inert.
+
+    A `Shown` value goes in as it is and a number as formatted; anything else, whoever wrote
+    it, is made inert and clipped to *limit* characters first.
+    """
+    return Shown(template.format_map({name: _fit(v, limit) for name, v in values.items()}))
+
+
+def _fit(value: object, limit: int) -> object:
+    # Exact types: a subclass from a plugin could format itself into anything.
+    if type(value) in (Shown, int, float):
+        return value
+    return inert(value, limit=limit)
+
+
+def joined(parts: Iterable[Shown], separator: str = "") -> Shown:
+    """*parts* joined by *separator* (hub's own), colours kept."""
+    items = list(parts)
+    return Shown(
+        separator.join(part.plain for part in items), separator.join(part.text for part in items)
+    )
+
+
+def say(*lines: Shown, err: bool = False) -> None:
+    """Print *lines* in one write (with many lines, a flushed write per line shows)."""
+    click.echo("\n".join(line.text for line in lines), err=err)
+
+
 class HubCommandError(click.ClickException):
     """A `HubError` shown to the person, with its exit code."""
 
@@ -69,11 +143,19 @@ class HubCommandError(click.ClickException):
     def show(self, file: Any = None) -> None:
         error = self.error
         if isinstance(error, FieldError) and len(error.errors) > 1:
-            click.secho("Error: some values are not right:", fg="red", err=True)
-            for name, message in error.errors.items():
-                click.echo(f"  {name}: {message}", err=True)
+            say(
+                shown("Error: some values are not right:").styled(fg="red"),
+                *(
+                    shown("  {name}: {message}", name=name, message=message, limit=LONG_LIMIT)
+                    for name, message in error.errors.items()
+                ),
+                err=True,
+            )
         else:
-            click.secho(f"Error: {error}", fg="red", err=True)
+            say(
+                shown("Error: {error}", error=str(error), limit=LONG_LIMIT).styled(fg="red"),
+                err=True,
+            )
 
 
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -85,6 +167,11 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except HubError as exc:
             raise HubCommandError(exc) from None
+        except click.ClickException as exc:
+            # A usage error may quote a plugin's field label or provider name; click prints
+            # its message as it is.
+            exc.message = inert(exc.message, limit=LONG_LIMIT)  # type: ignore[misc]
+            raise
 
     return wrapper
 
@@ -149,8 +236,13 @@ def current_hub() -> Hub:
 
 
 def echo_json(data: object) -> None:
-    """Print *data* as the one JSON document of a ``--json`` command."""
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    """Print *data* as the one JSON document of a ``--json`` command.
+
+    Values are never altered, but the text is ASCII: every other character is a ``\\u``
+    escape, so a C1 control or a bidi override in a provider's string is data to a JSON
+    reader and nothing to a terminal, and a lone surrogate cannot fail the write.
+    """
+    click.echo(json.dumps(data, indent=2, ensure_ascii=True))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -15,10 +15,15 @@ from hub_core.cli import (
     EXIT_OK,
     EXIT_REJECTED,
     EXIT_UNREACHABLE,
+    Shown,
     echo_json,
+    joined,
     reports_errors,
+    say,
+    shown,
     state,
 )
+from hub_core.display_text import LONG_LIMIT, inert
 from hub_core.errors import FieldError
 from hub_core.status import Status
 
@@ -68,10 +73,15 @@ def _parse_sets(provider: Provider, sets: Sequence[str]) -> dict[str, str]:
 
 
 def _prompt(field: Field) -> str:
+    lines = []
     if field.help:
-        click.secho(f"  {field.help}", dim=True, err=True)
-    for choice in field.choices:
-        click.echo(f"    {choice.value:<6} {choice.label}", err=True)
+        lines.append(shown("  {help}", help=field.help, limit=LONG_LIMIT).styled(dim=True))
+    lines += [
+        shown("    {value:<6} {label}", value=choice.value, label=choice.label)
+        for choice in field.choices
+    ]
+    if lines:
+        say(*lines, err=True)
 
     from hub_core.fields import validate_field
 
@@ -79,14 +89,18 @@ def _prompt(field: Field) -> str:
         try:
             return validate_field(field, raw)
         except FieldError as exc:
-            raise click.BadParameter(exc.message) from None
+            raise click.BadParameter(inert(exc.message, limit=LONG_LIMIT)) from None
 
     default = field.default if field.default is not None else (None if field.required else "")
+    # The default is shown by hub, made inert like the label; click would print it raw.
+    text = shown(
+        "{label} [{default}]" if default else "{label}", label=field.label, default=default
+    )
     value: str = click.prompt(
-        field.label,
+        text.text,
         default=default,
         hide_input=field.secret,
-        show_default=bool(default),
+        show_default=False,
         value_proc=convert,
         err=True,
     )
@@ -167,16 +181,18 @@ def _expiry(account: Account) -> str:
     return f"{_when(account.expires_at)} ({ago})"
 
 
-def _status(status: Status) -> str:
-    return click.style(status.value, fg=STATUS_COLOURS[status])
+def _status(status: Status) -> Shown:
+    return shown("{status}", status=status.value).styled(fg=STATUS_COLOURS[status])
 
 
 def _confirm_linked(provider: Provider, account: Account) -> None:
-    click.secho(f"Linked {account.label}", fg="green", bold=True)
-    click.echo(f"  account   {account.id}")
-    click.echo(f"  provider  {provider.name}")
-    click.echo(f"  reaches   {account.identity}")
-    click.echo(f"  expires   {_expiry(account)}")
+    say(
+        shown("Linked {label}", label=account.label).styled(fg="green", bold=True),
+        shown("  account   {id}", id=account.id),
+        shown("  provider  {name}", name=provider.name),
+        shown("  reaches   {identity}", identity=account.identity),
+        shown("  expires   {expiry}", expiry=_expiry(account)),
+    )
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -213,8 +229,11 @@ def link(provider_id: str, sets: tuple[str, ...], secret_stdin: bool, as_json: b
     provider = current.hub.provider(provider_id)
     interactive = current.interactive
     if interactive:
-        click.secho(f"Link {provider.name}", bold=True, err=True)
-        click.echo(f"Where to find these values: `hub guide {provider.id}`.", err=True)
+        say(
+            shown("Link {name}", name=provider.name).styled(bold=True),
+            shown("Where to find these values: `hub guide {id}`.", id=provider.id),
+            err=True,
+        )
     values = gather(provider, provider.fields, sets, secret_stdin, interactive)
     account = _check_and_store(
         provider, values, interactive, lambda v: current.accounts.link(provider.id, v)
@@ -233,14 +252,16 @@ def _check_and_store(
 ) -> Account:
     """Check with the provider; in a terminal, re-ask the fields the provider found wrong."""
     for attempt in range(1, ATTEMPTS + 1):
-        click.echo(f"Checking the key with {provider.name}...", err=True)
+        say(shown("Checking the key with {name}...", name=provider.name), err=True)
         try:
             return store(values)
         except FieldError as exc:
             if not interactive or attempt == ATTEMPTS:
                 raise
             for name, message in exc.errors.items():
-                click.secho(f"{message}", fg="red", err=True)
+                say(
+                    shown("{message}", message=message, limit=LONG_LIMIT).styled(fg="red"), err=True
+                )
                 try:
                     values[name] = _prompt(provider.field(name))
                 except KeyError:
@@ -269,26 +290,22 @@ def accounts(
         echo_json([account.to_json() for account in found])
         return
     if not found:
-        click.echo("No linked account. Link one with `hub link PROVIDER` (see `hub providers`).")
+        say(shown("No linked account. Link one with `hub link PROVIDER` (see `hub providers`)."))
         return
-    rows = [
-        (
-            f"{a.id}  {a.label}",
-            a.provider_id,
-            a.status,
-            _when(a.expires_at, "never"),
-            _when(a.linked_at),
-            _when(a.checked_at),
-        )
+    headers = ("ACCOUNT", "PROVIDER", "STATUS", "EXPIRES", "LINKED", "CHECKED")
+    rows = [[shown("{header}", header=header) for header in headers]] + [
+        [
+            shown("{id}  {label}", id=a.id, label=a.label),
+            shown("{provider}", provider=a.provider_id),
+            _status(a.status),
+            shown("{when}", when=_when(a.expires_at, "never")),
+            shown("{when}", when=_when(a.linked_at)),
+            shown("{when}", when=_when(a.checked_at)),
+        ]
         for a in found
     ]
-    headers = ("ACCOUNT", "PROVIDER", "STATUS", "EXPIRES", "LINKED", "CHECKED")
-    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
-    for row in rows:
-        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)]
-        cells[2] = _status(Status(row[2])) + " " * (widths[2] - len(str(row[2])))
-        click.echo("  ".join(cells).rstrip())
+    widths = [max(len(row[i].plain) for row in rows) for i in range(len(headers))]
+    say(*(_table_row(row, widths) for row in rows))
 
 
 @accounts.command()
@@ -303,18 +320,26 @@ def show(account_id: str, as_json: bool) -> None:
         echo_json(account.to_json())
         return
     display = current.hub.display(account)
-    click.secho(display.title, bold=True)
+    lines = [shown("{title}", title=display.title).styled(bold=True)]
     if display.subtitle:
-        click.echo(display.subtitle)
-    rows = [("Account", account.id), ("Status", _status(account.status)), *display.rows]
-    rows += [("Linked", _when(account.linked_at)), ("Checked", _when(account.checked_at))]
+        lines.append(shown("{subtitle}", subtitle=display.subtitle))
+    rows: list[tuple[Shown, object]] = [
+        (shown("Account"), account.id),
+        (shown("Status"), _status(account.status)),
+        *((shown("{label}", label=label), value) for label, value in display.rows),
+        (shown("Linked"), _when(account.linked_at)),
+        (shown("Checked"), _when(account.checked_at)),
+    ]
     if account.last_error:
-        rows.append(("Last error", account.last_error))
+        rows.append((shown("Last error"), shown("{e}", e=account.last_error, limit=LONG_LIMIT)))
     if display.url:
-        rows.append(("Open", display.url))
-    width = max(len(label) for label, _ in rows)
-    for label, value in rows:
-        click.echo(f"  {label:<{width}}  {value}")
+        rows.append((shown("Open"), display.url))
+    width = max(len(label.plain) for label, _ in rows)
+    lines += [
+        shown("  {label:<{width}}  {value}", label=label, width=width, value=value)
+        for label, value in rows
+    ]
+    say(*lines)
 
 
 @click.command()
@@ -328,7 +353,8 @@ def relink(account_id: str, sets: tuple[str, ...], secret_stdin: bool, as_json: 
     provider = current.hub.provider(account.provider_id)
     interactive = current.interactive
     if interactive:
-        click.secho(f"New key for {account.label} ({provider.name})", bold=True, err=True)
+        line = shown("New key for {label} ({name})", label=account.label, name=provider.name)
+        say(line.styled(bold=True), err=True)
     secret_fields = [field for field in provider.fields if field.secret]
     values = {
         **_parse_sets(provider, sets),
@@ -354,14 +380,31 @@ def unlink(account_id: str, yes: bool) -> None:
     if not yes:
         if not current.interactive:
             raise click.UsageError("standard input is not a terminal: add --yes to confirm")
-        click.confirm(
-            f"Unlink {account.label} ({account.provider_id}, {account.id})?", abort=True, err=True
+        question = shown(
+            "Unlink {label} ({provider}, {id})?",
+            label=account.label,
+            provider=account.provider_id,
+            id=account.id,
         )
+        click.confirm(question.text, abort=True, err=True)
     current.accounts.unlink(account.id)
-    click.echo(
-        f"Unlinked {account.label} ({account.id}). The key itself still works until you "
-        "revoke it with the provider."
+    say(
+        shown(
+            "Unlinked {label} ({id}). The key itself still works until you revoke it with the "
+            "provider.",
+            label=account.label,
+            id=account.id,
+        )
     )
+
+
+def _table_row(cells: Sequence[Shown], widths: Sequence[int]) -> Shown:
+    # The last column is not padded: no line ends in spaces.
+    padded = [
+        shown("{cell:<{width}}", cell=cell, width=width)
+        for cell, width in zip(cells, widths, strict=True)
+    ]
+    return joined([*padded[:-1], cells[-1]], "  ")
 
 
 def check_exit_code(checked: Sequence[Account]) -> int:
@@ -393,7 +436,7 @@ def check(account_ids: tuple[str, ...], check_all: bool, concurrency: int, as_js
     current = state()
     targets = [current.store.get(i) for i in account_ids] or current.store.accounts()
     if not targets:
-        click.echo("No linked account to check.")
+        say(shown("No linked account to check."))
         return
     with click.progressbar(
         length=len(targets), label="Checking", file=sys.stderr, show_pos=True
@@ -411,12 +454,31 @@ def check(account_ids: tuple[str, ...], check_all: bool, concurrency: int, as_js
         counts: dict[Status, int] = {}
         for account in checked:
             counts[account.status] = counts.get(account.status, 0) + 1
-        summary = ", ".join(f"{n} {_status(s)}" for s, n in sorted(counts.items()))
-        click.echo(f"Checked {len(checked)} account{'s' * (len(checked) != 1)}: {summary}.")
-        for account in checked:
-            if account.status not in (Status.ACTIVE,):
-                reason = account.last_error or _expiry(account)
-                click.echo(f"  {account.id}  {account.label}: {_status(account.status)} - {reason}")
+        summary = joined(
+            (shown("{n} {status}", n=n, status=_status(s)) for s, n in sorted(counts.items())),
+            ", ",
+        )
+        lines = [
+            shown(
+                "Checked {n} account{s}: {summary}.",
+                n=len(checked),
+                s="s" * (len(checked) != 1),
+                summary=summary,
+            )
+        ]
+        lines += [
+            shown(
+                "  {id}  {label}: {status} - {reason}",
+                id=account.id,
+                label=shown("{label}", label=account.label),
+                status=_status(account.status),
+                reason=account.last_error or _expiry(account),
+                limit=LONG_LIMIT,
+            )
+            for account in checked
+            if account.status is not Status.ACTIVE
+        ]
+        say(*lines)
     code = check_exit_code(checked)
     if code:
         sys.exit(code)

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from hub_core.cli import current_hub, echo_json, reports_errors
+from hub_core.cli import Shown, current_hub, echo_json, reports_errors, say, shown
+from hub_core.display_text import LONG_LIMIT, inert_lines
 
 if TYPE_CHECKING:
     from hub_core.model import Guide, Provider
@@ -34,11 +35,16 @@ def providers(as_json: bool) -> None:
         echo_json([_provider_json(p) for p in found])
         return
     if not found:
-        click.echo("No provider plugin is installed. Install one, e.g. `pip install hub-qlik`.")
+        say(shown("No provider plugin is installed. Install one, e.g. `pip install hub-qlik`."))
         return
-    width = max(len(p.id) for p in found)
-    # One write: with many plugins installed, a flushed write per line shows.
-    click.echo("\n".join(f"{provider.id:<{width}}  {provider.name}" for provider in found))
+    ids = [shown("{id}", id=provider.id) for provider in found]
+    width = max(len(shown_id.plain) for shown_id in ids)
+    say(
+        *(
+            shown("{id:<{width}}  {name}", id=shown_id, width=width, name=provider.name)
+            for shown_id, provider in zip(ids, found, strict=True)
+        )
+    )
 
 
 @click.command()
@@ -61,13 +67,23 @@ def plugins(as_json: bool) -> None:
         )
         return
     if not reports:
-        click.echo("No plugin is installed.")
+        say(shown("No plugin is installed."))
         return
+    lines: list[Shown] = []
     for report in reports:
         provided = ", ".join(report.providers) or "no providers"
-        click.echo(f"{report.name}  {report.label}  ({provided})")
+        lines.append(
+            shown(
+                "{name}  {label}  ({provided})",
+                name=report.name,
+                label=report.label,
+                provided=provided,
+            )
+        )
         if report.error:
-            click.secho(f"  error: {report.error}", fg="red")
+            error = shown("  error: {error}", error=report.error, limit=LONG_LIMIT)
+            lines.append(error.styled(fg="red"))
+    say(*lines)
 
 
 @click.command()
@@ -81,47 +97,72 @@ def fields(provider_id: str, json_schema: bool) -> None:
         echo_json(hub.json_schema(provider_id))
         return
     provider = hub.provider(provider_id)
-    click.secho(provider.name, bold=True)
+    lines = [shown("{name}", name=provider.name).styled(bold=True)]
     for field in provider.fields:
         flags = [field.kind, "required" if field.required else "optional"]
         if field.default:
             flags.append(f"default {field.default}")
-        click.echo(f"  {field.name}  {field.label}  ({', '.join(flags)})")
+        lines.append(
+            shown(
+                "  {name}  {label}  ({flags})",
+                name=field.name,
+                label=field.label,
+                flags=", ".join(flags),
+            )
+        )
         if field.help:
-            click.echo(textwrap.indent(_wrap(field.help, 6), " " * 6))
+            lines += _wrap(field.help, 6)
         for choice in field.choices:
-            click.echo(f"      {choice.value:<6} {choice.label}")
+            lines.append(shown("      {value:<6} {label}", value=choice.value, label=choice.label))
+    say(*lines)
 
 
-def _wrap(text: str, indent: int = 0) -> str:
-    width = min(shutil.get_terminal_size((88, 24)).columns, 100) - indent
-    # Never break inside a URL or a hyphenated host name: people copy them.
-    return "\n".join(
-        textwrap.fill(p, width=max(width, 40), break_on_hyphens=False, break_long_words=False)
-        for p in text.split("\n")
-    )
+def _wrap(text: str, indent: int = 0) -> list[Shown]:
+    """*text* made inert, its paragraphs wrapped to the terminal and indented."""
+    width = max(min(shutil.get_terminal_size((88, 24)).columns, 100) - indent, 40)
+    lines: list[Shown] = []
+    for paragraph in inert_lines(text, limit=LONG_LIMIT):
+        # Never break inside a URL or a hyphenated host name: people copy them.
+        wrapped = textwrap.wrap(
+            paragraph, width=width, break_on_hyphens=False, break_long_words=False
+        )
+        lines += [
+            shown("{indent}{line}", indent=" " * indent, line=line, limit=LONG_LIMIT)
+            for line in wrapped or [""]
+        ]
+    return lines
 
 
-def render_guide(provider: Provider, guide: Guide) -> str:
-    """The guide as text for a terminal: sections, numbered steps, the warning first."""
-    lines = [click.style(f"Linking {provider.name}", bold=True), ""]
+def render_guide(provider: Provider, guide: Guide) -> list[Shown]:
+    """The guide as lines for a terminal: sections, numbered steps, the warning first."""
+    lines = [shown("Linking {name}", name=provider.name).styled(bold=True), shown("")]
     if guide.warning:
-        note = _wrap(f"Note: {guide.warning}")
-        lines += [click.style("Note:", fg="yellow", bold=True) + note[len("Note:") :], ""]
+        first, *rest = _wrap(f"Note: {guide.warning}")
+        note = shown("Note:").styled(fg="yellow", bold=True)
+        # The first line starts with "Note: " as wrapped; only the word is hub's to colour.
+        lines += [shown("{note} {text}", note=note, text=first.plain[len("Note: ") :]), *rest]
+        lines.append(shown(""))
     for section in guide.sections:
-        lines.append(click.style(section.title, bold=True, underline=True))
+        lines.append(shown("{title}", title=section.title).styled(bold=True, underline=True))
         if section.content:
-            lines.append(_wrap(section.content))
+            lines += _wrap(section.content)
         for number, step in enumerate(section.steps, start=1):
-            lines.append(f"  {number}. " + click.style(step.title, bold=True))
+            title = shown("{title}", title=step.title).styled(bold=True)
+            lines.append(shown("  {number}. {title}", number=number, title=title))
             if step.content:
-                lines.append(textwrap.indent(_wrap(step.content, 5), " " * 5))
-        lines.append("")
-    fields = ", ".join(field.label for field in provider.fields)
-    lines.append(f"Then run `hub link {provider.id}` and fill in: {fields}.")
+                lines += _wrap(step.content, 5)
+        lines.append(shown(""))
+    lines.append(
+        shown(
+            "Then run `hub link {id}` and fill in: {fields}.",
+            id=provider.id,
+            fields=", ".join(field.label for field in provider.fields),
+            limit=LONG_LIMIT,
+        )
+    )
     if provider.docs_url:
-        lines.append(f"Provider documentation: {provider.docs_url}")
-    return "\n".join(lines)
+        lines.append(shown("Provider documentation: {url}", url=provider.docs_url))
+    return lines
 
 
 @click.command()
@@ -130,7 +171,7 @@ def render_guide(provider: Provider, guide: Guide) -> str:
 def guide(provider_id: str) -> None:
     """Explain where to create a provider's key and find its values."""
     provider = current_hub().provider(provider_id)
-    click.echo(render_guide(provider, provider.guide))
+    say(*render_guide(provider, provider.guide))
 
 
 COMMANDS = [providers, plugins, fields, guide]
