@@ -17,6 +17,7 @@ import attrs
 import pluggy
 
 from . import hookspecs
+from .display_text import LONG_LIMIT, inert
 from .errors import HubError, PluginError, UnknownProvider
 from .model import Account, AccountDisplay, Credentials, Provider
 
@@ -125,6 +126,14 @@ class _Plugin:
 
 def _is_wrapper(impl: pluggy.HookImpl) -> bool:
     return bool(impl.wrapper or impl.hookwrapper)
+
+
+def _warn_unusable(record: _Plugin, error: str) -> None:
+    # Plugin text reaches a terminal through logging too (Python's last-resort handler
+    # writes warnings to stderr): made inert like every other output.
+    log.warning(
+        "hub plugin %s is not usable: %s", inert(record.label), inert(error, limit=LONG_LIMIT)
+    )
 
 
 class Registry:
@@ -252,14 +261,14 @@ class Registry:
         """Record a plugin that could not be registered."""
         record.error = error
         self._plugins.append(record)
-        log.warning("hub plugin %s is not usable: %s", record.label, error)
+        _warn_unusable(record, error)
 
     def _break(self, record: _Plugin, error: str) -> None:
         """Unregister a registered plugin that broke the contract, and record why."""
         self.manager.unregister(record.plugin)
         del self._registered[record.name]
         record.error, record.providers = error, ()
-        log.warning("hub plugin %s is not usable: %s", record.label, error)
+        _warn_unusable(record, error)
 
     def _collect_providers(self) -> None:
         # In pluggy's call order, as every hook; hub_providers answers are all kept, so the
@@ -383,11 +392,13 @@ class Registry:
         try:
             answer = self._first(caller, provider, account=account)
         except HubError as exc:
-            log.warning("account display failed: %s", exc)
+            log.warning("account display failed: %s", inert(exc, limit=LONG_LIMIT))
             return default()
         if answer is not None:
             result, label = answer
             if isinstance(result, AccountDisplay):
                 return result
-            log.warning("plugin %s returned %r from hub_account_display", label, result)
+            log.warning(
+                "plugin %s returned %s from hub_account_display", inert(label), inert(repr(result))
+            )
         return default()
