@@ -41,10 +41,16 @@ from .model import Provider, Verified
 from .policy import Policy
 from .transports import (
     USER_AGENT,
+    BodyDecoder,
     ProxyUnreachable,
     ResponseTooLarge,
+    UnreadableBody,
+    accept_encoding,
+    content_codings,
     declared_length,
+    decode_whole,
     finished_response,
+    flow_deadline,
 )
 from .transports import causes as _causes
 
@@ -400,6 +406,13 @@ def _too_large(provider: Provider, policy: Policy) -> UnexpectedResponse:
     )
 
 
+def _unreadable(provider: Provider, exc: UnreadableBody) -> UnexpectedResponse:
+    return UnexpectedResponse(
+        f"{provider.name} answered with a body hub cannot decode: {exc}; it may be having "
+        "problems, try again later"
+    )
+
+
 def _prepare(request: httpx.Request, policy: Policy, remaining: float) -> None:
     """Bound each of the request's timeouts by what is left of the flow's time."""
     timeout = {
@@ -458,8 +471,20 @@ def _next(
 
 
 def run_sync(driver: Driver, client: httpx.Client, provider: Provider, policy: Policy) -> Verified:
-    """Execute *driver* with blocking I/O over *client*."""
+    """Execute *driver* with blocking I/O over *client*.
+
+    Over hub's own transport (`ProxyRouter`), every socket operation ends by the flow's
+    deadline (`flow_deadline`); over another, each request is bounded by its timeouts, cut to
+    what is left of the flow's time when it leaves.
+    """
     deadline = time.monotonic() + policy.flow_timeout
+    with flow_deadline(deadline):
+        return _run_sync(driver, client, provider, policy, deadline)
+
+
+def _run_sync(
+    driver: Driver, client: httpx.Client, provider: Provider, policy: Policy, deadline: float
+) -> Verified:
     errors = _transport_errors()
     outcome: Any = None
     failure: HubError | None = None
@@ -475,6 +500,8 @@ def run_sync(driver: Driver, client: httpx.Client, provider: Provider, policy: P
         request = action.request
         if "user-agent" not in request.headers:  # the async senders add it themselves
             request.headers["User-Agent"] = USER_AGENT
+        if "accept-encoding" not in request.headers:
+            request.headers["Accept-Encoding"] = accept_encoding()
         started = time.monotonic()
         try:
             try:
@@ -489,34 +516,50 @@ def run_sync(driver: Driver, client: httpx.Client, provider: Provider, policy: P
                     raise
                 raise _unreadable_redirect(provider, request.url) from None
             try:
-                declared = declared_length(response.headers.raw)
-                if declared is not None and declared > policy.max_body:
-                    raise _too_large(provider, policy)
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > policy.max_body:
-                        raise _too_large(provider, policy)
-                    if time.monotonic() > deadline:
-                        raise _flow_timeout(provider, policy)
+                body = _read_body(response, policy.max_body, deadline)
             finally:
                 response.close()
             outcome = finished_response(
-                request,
-                response.status_code,
-                response.headers.raw,
-                bytes(body),
-                response.reason_phrase,
+                request, response.status_code, response.headers.raw, body, response.reason_phrase
             )
             _log(request, outcome, started)
+        except ResponseTooLarge:
+            failure = _too_large(provider, policy)
+        except UnreadableBody as exc:
+            failure = _unreadable(provider, exc)
+        except TimeoutError:  # _read_body: the flow's time ran out between two chunks
+            driver.close()
+            raise _flow_timeout(provider, policy) from None
         except HubError as exc:
             failure = exc
         except errors as exc:
             _log(request, None, started)
             failure = unavailable(provider, request, exc)
-        if isinstance(failure, ProviderUnavailable) and time.monotonic() >= deadline:
+        # A socket timer may fire a clock tick before the deadline: allow for it.
+        late = time.monotonic() >= deadline - _TIMER_SLACK
+        if isinstance(failure, ProviderUnavailable) and late:
             driver.close()
             raise _flow_timeout(provider, policy) from failure
+
+
+def _read_body(response: httpx.Response, max_body: int, deadline: float) -> bytes:
+    """The decoded body of a streamed *response*; every layer capped (`BodyDecoder`).
+
+    `TimeoutError` once the flow's deadline passes, `ResponseTooLarge`, `UnreadableBody`.
+    """
+    declared = declared_length(response.headers.raw)
+    if declared is not None and declared > max_body:
+        raise ResponseTooLarge
+    whole = decode_whole(response, max_body)
+    if whole is not None:
+        return whole
+    # httpx's own decoders (iter_bytes) inflate each chunk whole: read the wire bytes instead.
+    decoder = BodyDecoder(content_codings(response.headers), max_body)
+    for chunk in response.iter_raw():
+        decoder.feed(chunk)
+        if time.monotonic() > deadline:
+            raise TimeoutError
+    return decoder.finish()
 
 
 async def run_async(
@@ -554,6 +597,8 @@ async def run_async(
             _log(request, outcome, started)
         except ResponseTooLarge:
             failure = _too_large(provider, policy)
+        except UnreadableBody as exc:
+            failure = _unreadable(provider, exc)
         except errors as exc:
             # A timer may fire a clock tick before its deadline: allow for it.
             if isinstance(exc, TimeoutError) and loop.time() >= deadline - _TIMER_SLACK:

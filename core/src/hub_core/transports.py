@@ -18,21 +18,33 @@ cannot be reached is `ProxyUnreachable`, which names the proxy rather than the p
 
 `TransportSender` does the same over any httpx transport (a `MockTransport` in tests, a host
 application's own), which brings its own proxy and cookie handling.
+
+Every sender and `run_sync` decode bodies with `BodyDecoder`, not with the HTTP library's own
+decoders: those inflate a whole network chunk at once, so a small answer with stacked
+encodings (``Content-Encoding: gzip, gzip``) grew to gigabytes in one call before any length
+was checked. The blocking client's transport (`ProxyRouter`) also keeps the flow's deadline
+(`flow_deadline`) on every socket operation, so a provider that trickles its answer a byte at
+a time cannot outlast it.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import contextvars
 import functools
+import importlib
 import math
 import os
 import re
 import socket
 import ssl
 import sys
+import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
+import zlib
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, cast
 
 import httpx
 
@@ -40,21 +52,26 @@ from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     import aiohttp
+    import httpcore
     import yarl
 
 __all__ = [
     "USER_AGENT",
     "AiohttpSender",
     "AsyncSender",
+    "BodyDecoder",
     "EnvironmentProxy",
     "ProxyRouter",
     "ProxyUnreachable",
     "ResponseTooLarge",
     "TransportSender",
+    "UnreadableBody",
+    "accept_encoding",
     "causes",
     "environment_proxy",
     "environment_ssl_context",
     "finished_response",
+    "flow_deadline",
 ]
 
 # Before python/cpython#118960, a TLS connection aborted mid-answer (a timeout) kept its socket
@@ -79,6 +96,13 @@ class ResponseTooLarge(Exception):
     """The answer is longer than the caller's limit; the rest of it was not read."""
 
 
+class UnreadableBody(Exception):
+    """The answer's content coding is one hub does not read, or its compressed data is corrupt.
+
+    The message says which, in words fit for a person; it never quotes the body.
+    """
+
+
 class AsyncSender(Protocol):
     """What `run_async` sends its requests through."""
 
@@ -87,8 +111,9 @@ class AsyncSender(Protocol):
 
         *total* bounds the whole exchange, body included (`TimeoutError` when it runs out); a
         sender may also apply the ``timeout`` extension's phases. Raise `ResponseTooLarge` when
-        the body exceeds *max_body* bytes, and the transport's own exception when the request
-        fails.
+        the body, or any layer of its content coding, exceeds *max_body* bytes (decode with
+        `BodyDecoder`), `UnreadableBody` when it cannot be decoded, and the transport's own
+        exception when the request fails.
         """
         ...
 
@@ -278,11 +303,9 @@ class ProxyRouter(httpx.BaseTransport):
     """
 
     def __init__(self, ssl_context: ssl.SSLContext, proxy: EnvironmentProxy | None) -> None:
-        self._direct = httpx.HTTPTransport(verify=ssl_context)
+        self._direct = _DeadlineTransport(ssl_context)
         self._proxy = proxy
-        self._proxied = (
-            httpx.HTTPTransport(verify=ssl_context, proxy=proxy.proxy) if proxy else None
-        )
+        self._proxied = _DeadlineTransport(ssl_context, proxy.proxy) if proxy else None
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send *request* directly or through the proxy."""
@@ -305,6 +328,227 @@ class ProxyRouter(httpx.BaseTransport):
 def bypasses_proxy(host: str) -> bool:
     """Whether ``NO_PROXY`` exempts *host* from the proxy."""
     return bool(urllib.request.proxy_bypass(host))
+
+
+# --- the flow's deadline on the blocking path ----------------------------------------------
+
+# httpx's blocking timeouts bound each socket operation, so a provider sending its status line
+# a byte at a time never trips them. Each operation of `_DeadlineTransport` is bounded by what
+# is left of the deadline `run_sync` sets here too. The other ways considered: a watchdog
+# thread shutting the socket down (the socket is out of reach until the headers have arrived,
+# and a thread per request races the pool reusing the connection), or running sync checks on
+# the async path (breaks inside a running event loop, and a host's sync httpx transport). This
+# one uses only httpcore's public API (network backends, pools, proxies): replacing the pool
+# inside httpx.HTTPTransport would need its private attributes.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "hub_flow_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def flow_deadline(at: float) -> Iterator[None]:
+    """Bound every socket operation of `ProxyRouter` in this context by *at* (`time.monotonic`).
+
+    A connect, TLS handshake, read or write that would outlast it ends in httpx's matching
+    timeout error when *at* is reached.
+    """
+    token = _DEADLINE.set(at)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _bounded(timeout: float | None, kind: str) -> float | None:
+    at = _DEADLINE.get()
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        # A socket timeout of 0 would make the socket non-blocking: a ReadError, not a timeout.
+        import httpcore
+
+        raise getattr(httpcore, kind)("the flow's time ran out")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream:
+    """An httpcore network stream whose every operation ends by the flow's deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _bounded(timeout, "ReadTimeout"))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _bounded(timeout, "WriteTimeout"))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        # Through a proxy, the tunnel's TLS stream wraps this one: it stays bounded too.
+        stream = self._stream.start_tls(
+            ssl_context, server_hostname, _bounded(timeout, "ConnectTimeout")
+        )
+        return cast("httpcore.NetworkStream", _DeadlineStream(stream))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend:
+    """httpcore's blocking network backend, its streams bounded by the flow's deadline."""
+
+    def __init__(self) -> None:
+        import httpcore
+
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._backend.connect_tcp(
+            host, port, _bounded(timeout, "ConnectTimeout"), local_address, socket_options
+        )
+        return cast("httpcore.NetworkStream", _DeadlineStream(stream))
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:  # pragma: no cover - hub never asks for a Unix socket
+        return self._backend.connect_unix_socket(path, timeout, socket_options)
+
+    def sleep(self, seconds: float) -> None:  # pragma: no cover - httpcore's retries only
+        self._backend.sleep(seconds)
+
+
+# httpx's limits (httpx.Limits()), as httpx.HTTPTransport would use them.
+_LIMITS = httpx.Limits()
+
+
+class _DeadlineTransport(httpx.BaseTransport):
+    """httpx's blocking HTTP/1.1 transport, built on httpcore over `_DeadlineBackend`.
+
+    What httpx.HTTPTransport does with a verifying *ssl_context* and an optional *proxy*, in
+    httpcore's public API: the same pool, proxy tunnel, responses and exception types.
+    """
+
+    def __init__(self, ssl_context: ssl.SSLContext, proxy: httpx.Proxy | None = None) -> None:
+        import httpcore
+
+        backend = cast("httpcore.NetworkBackend", _DeadlineBackend())
+        self._pool: httpcore.ConnectionPool
+        if proxy is None:
+            self._pool = httpcore.ConnectionPool(
+                ssl_context=ssl_context,
+                network_backend=backend,
+                max_connections=_LIMITS.max_connections,
+                max_keepalive_connections=_LIMITS.max_keepalive_connections,
+                keepalive_expiry=_LIMITS.keepalive_expiry,
+            )
+        else:
+            self._pool = httpcore.HTTPProxy(
+                proxy_url=httpcore.URL(
+                    scheme=proxy.url.raw_scheme,
+                    host=proxy.url.raw_host,
+                    port=proxy.url.port,
+                    target=proxy.url.raw_path,
+                ),
+                proxy_auth=proxy.raw_auth,
+                proxy_headers=proxy.headers.raw,
+                ssl_context=ssl_context,
+                proxy_ssl_context=proxy.ssl_context,
+                network_backend=backend,
+                max_connections=_LIMITS.max_connections,
+                max_keepalive_connections=_LIMITS.max_keepalive_connections,
+                keepalive_expiry=_LIMITS.keepalive_expiry,
+            )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send *request* over the pool; the response streams its body."""
+        import httpcore
+
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=cast("Iterable[bytes]", request.stream),
+            extensions=request.extensions,
+        )
+        with _httpx_errors():
+            response = self._pool.handle_request(core_request)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_CoreBody(cast("Iterable[bytes]", response.stream)),
+            extensions=response.extensions,
+        )
+
+    def close(self) -> None:
+        """Close the pool's connections."""
+        self._pool.close()
+
+
+class _CoreBody(httpx.SyncByteStream):
+    def __init__(self, stream: Iterable[bytes]) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _httpx_errors():
+            yield from self._stream
+
+    def close(self) -> None:
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            close()
+
+
+# httpcore's errors and httpx's for them, the most specific first.
+_ERROR_NAMES = (
+    "ConnectTimeout",
+    "ReadTimeout",
+    "WriteTimeout",
+    "PoolTimeout",
+    "TimeoutException",
+    "ConnectError",
+    "ReadError",
+    "WriteError",
+    "NetworkError",
+    "ProxyError",
+    "UnsupportedProtocol",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "ProtocolError",
+)
+
+
+@contextlib.contextmanager
+def _httpx_errors() -> Iterator[None]:
+    import httpcore
+
+    try:
+        yield
+    except Exception as exc:
+        for name in _ERROR_NAMES:
+            if isinstance(exc, getattr(httpcore, name)):
+                raise getattr(httpx, name)(str(exc)) from exc
+        raise
 
 
 def finished_response(
@@ -352,6 +596,209 @@ def declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
+# --- content codings -----------------------------------------------------------------------
+
+# How much one layer of decoding hands the next at a time: what bounds the memory of decoding,
+# whatever the ratio of each layer.
+_STEP = 64 * 1024
+# The most content codings one answer may stack; curl stops at 5 too (CVE-2022-32206): each
+# layer holds a decompressor's state, so ten thousand "gzip, " would cost gigabytes.
+_MAX_LAYERS = 5
+
+
+class _Layer(Protocol):
+    """One content coding being undone."""
+
+    def decode(self, data: bytes, limit: int) -> bytes:
+        """Take *data* (``b""`` for more of what came before); at most *limit* bytes of output.
+
+        ``b""`` once everything given has been decoded (or the stream has ended).
+        """
+        ...
+
+    def finished(self) -> bool:
+        """Whether the stream ended, or never started: a truncated stream is corrupt."""
+        ...
+
+
+class _Zlib:
+    """gzip, or deflate (zlib-wrapped as RFC 9110 says, or raw as some servers send it)."""
+
+    def __init__(self, gzip: bool) -> None:
+        self._decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16) if gzip else None
+        self._head = b""
+        self._started = False
+
+    def decode(self, data: bytes, limit: int) -> bytes:
+        decompressor = self._decompressor
+        if decompressor is None:  # deflate: the first two bytes say which kind
+            self._head += data
+            if len(self._head) < 2:
+                return b""
+            cmf, flg = self._head[0], self._head[1]
+            wrapped = cmf & 0x0F == 8 and (cmf << 8 | flg) % 31 == 0
+            decompressor = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+            self._decompressor = decompressor
+            data, self._head = self._head, b""
+        if decompressor.eof:
+            return b""  # what follows the end of the stream is ignored, as httpx ignores it
+        self._started = self._started or bool(data)
+        try:
+            return decompressor.decompress(decompressor.unconsumed_tail + data, limit)
+        except zlib.error:
+            raise UnreadableBody("its compressed data is corrupt") from None
+
+    def finished(self) -> bool:
+        if self._decompressor is None:
+            return not self._head
+        return self._decompressor.eof or not self._started
+
+
+class _Brotli:
+    """br, with a brotli module that can bound its output (brotli 1.2 and later)."""
+
+    def __init__(self, module: Any) -> None:
+        self._decompressor = module.Decompressor()
+        self._started = False
+
+    def decode(self, data: bytes, limit: int) -> bytes:
+        decompressor = self._decompressor
+        if decompressor.is_finished():
+            return b""
+        self._started = self._started or bool(data)
+        try:
+            return cast(bytes, decompressor.process(data, output_buffer_limit=limit))
+        except Exception:  # brotli.error, or whatever another brotli module raises
+            raise UnreadableBody("its compressed data is corrupt") from None
+
+    def finished(self) -> bool:
+        return bool(self._decompressor.is_finished()) or not self._started
+
+
+class _Zstd:
+    """zstd, with the standard library's module (Python 3.14) or its backport."""
+
+    def __init__(self, module: Any) -> None:
+        self._decompressor = module.ZstdDecompressor()
+        self._started = False
+
+    def decode(self, data: bytes, limit: int) -> bytes:
+        decompressor = self._decompressor
+        if decompressor.eof or (not data and decompressor.needs_input):
+            return b""
+        self._started = self._started or bool(data)
+        try:
+            return cast(bytes, decompressor.decompress(data, limit))
+        except Exception:  # ZstdError
+            raise UnreadableBody("its compressed data is corrupt") from None
+
+    def finished(self) -> bool:
+        return bool(self._decompressor.eof) or not self._started
+
+
+def _module(*names: str) -> Any:
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
+@functools.cache
+def _codings() -> dict[str, Any]:
+    """The content codings hub decodes, each with the module it needs (None: zlib's)."""
+    codings: dict[str, Any] = {"gzip": None, "x-gzip": None, "deflate": None}
+    brotli = _module("brotli")
+    if brotli is not None and hasattr(brotli.Decompressor, "can_accept_more_data"):
+        codings["br"] = brotli
+    zstd = _module("compression.zstd", "backports.zstd")
+    if zstd is not None:
+        codings["zstd"] = zstd
+    return codings
+
+
+@functools.cache
+def accept_encoding() -> str:
+    """The ``Accept-Encoding`` hub sends: exactly the codings `BodyDecoder` decodes."""
+    return ", ".join(name for name in _codings() if name != "x-gzip")
+
+
+def _layer(name: str) -> _Layer:
+    codings = _codings()
+    if name not in codings:
+        shown = name if len(name) <= 20 and name.isascii() and name.isprintable() else None
+        raise UnreadableBody(
+            f"it is in a content coding hub does not read ({shown or 'unnamed'}); hub reads "
+            f"{accept_encoding()}"
+        )
+    if name in ("gzip", "x-gzip", "deflate"):
+        return _Zlib(gzip=name != "deflate")
+    return _Brotli(codings[name]) if name == "br" else _Zstd(codings[name])
+
+
+class BodyDecoder:
+    """A body decoded as it arrives, no layer of it longer than *max_body* bytes.
+
+    *encodings* are the answer's ``Content-Encoding`` values, in the order the server applied
+    them. Each chunk from the wire is undone layer by layer, each layer handing the next at most
+    64 KiB at a time, so memory stays near *max_body* whatever each layer's ratio. The bytes
+    on the wire, and the output of every layer, count against *max_body*: `ResponseTooLarge`
+    once any exceeds it. `UnreadableBody` for a coding hub does not read (it decodes
+    `accept_encoding`, and ``identity``), more than five layers, or corrupt data.
+    """
+
+    def __init__(self, encodings: Sequence[str], max_body: int) -> None:
+        names = [n for n in (e.strip().lower() for e in encodings) if n and n != "identity"]
+        if len(names) > _MAX_LAYERS:
+            raise UnreadableBody(
+                f"it stacks {len(names)} content codings; hub undoes at most {_MAX_LAYERS}"
+            )
+        self._layers = [_layer(name) for name in reversed(names)]
+        self._max_body = max_body
+        self._sizes = [0] * (len(self._layers) + 1)
+        self._body = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        """Decode *chunk*, the next bytes from the wire."""
+        self._push(0, chunk)
+
+    def _push(self, index: int, data: bytes) -> None:
+        self._sizes[index] += len(data)
+        if self._sizes[index] > self._max_body:
+            raise ResponseTooLarge
+        if index == len(self._layers):
+            self._body += data
+            return
+        layer = self._layers[index]
+        while piece := layer.decode(data, _STEP):
+            data = b""
+            self._push(index + 1, piece)
+
+    def finish(self) -> bytes:
+        """The decoded body, once the wire is done; `UnreadableBody` if a layer was cut short."""
+        if not all(layer.finished() for layer in self._layers):
+            raise UnreadableBody("its compressed data ends before the compressed stream does")
+        return bytes(self._body)
+
+
+def decode_whole(response: httpx.Response, max_body: int) -> bytes | None:
+    """The body of a response built whole (a `MockTransport` handler's), or None if it streams.
+
+    httpx decoded such a body when the response was built: its wire bytes are gone.
+    """
+    if not response.is_stream_consumed:
+        return None
+    if len(response.content) > max_body:
+        raise ResponseTooLarge
+    return response.content
+
+
+def content_codings(headers: httpx.Headers) -> list[str]:
+    """The ``Content-Encoding`` values of *headers*, in the order they were applied."""
+    return headers.get_list("content-encoding", split_commas=True)
+
+
 class AiohttpSender:
     """The default sender: one pooled `aiohttp.ClientSession`, opened on first use.
 
@@ -381,11 +828,15 @@ class AiohttpSender:
             enable_cleanup_closed=_LEAKS_CLOSED_TLS,
         )
         # No cookie jar: a cookie one account's check receives must not reach the next check.
+        # auto_decompress=False: aiohttp inflates a whole chunk at once and reads one coding
+        # only; BodyDecoder bounds every layer, as on the blocking path.
         self._session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
-            headers={"User-Agent": USER_AGENT},  # a flow's own User-Agent wins
+            # A flow's own headers win.
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": accept_encoding()},
             trust_env=False,
+            auto_decompress=False,
         )
         return self._session
 
@@ -427,17 +878,27 @@ class AiohttpSender:
             declared = response.content_length
             if declared is not None and declared > max_body:
                 raise ResponseTooLarge
-            body = bytearray()
-            while chunk := await response.content.readany():
-                body += chunk
-                if len(body) > max_body:
-                    raise ResponseTooLarge
+            codings = response.headers.getall("Content-Encoding", ())
+            if codings:
+                decoder = BodyDecoder(
+                    content_codings(httpx.Headers(response.raw_headers)), max_body
+                )
+                while chunk := await response.content.readany():
+                    decoder.feed(chunk)
+                body = decoder.finish()
+            else:  # most answers: no decoder at all
+                raw = bytearray()
+                while chunk := await response.content.readany():
+                    raw += chunk
+                    if len(raw) > max_body:
+                        raise ResponseTooLarge
+                body = bytes(raw)
         except BaseException:
             response.close()  # the rest is unread: the connection cannot be reused
             raise
         response.release()
         return finished_response(
-            request, response.status, response.raw_headers, bytes(body), response.reason
+            request, response.status, response.raw_headers, body, response.reason
         )
 
     async def aclose(self) -> None:
@@ -476,13 +937,20 @@ class TransportSender:
 
         if "user-agent" not in request.headers:
             request.headers["User-Agent"] = USER_AGENT
+        if "accept-encoding" not in request.headers:
+            request.headers["Accept-Encoding"] = accept_encoding()
         async with asyncio.timeout(total):
             response = await self._transport.handle_async_request(request)
             try:
                 declared = declared_length(response.headers.raw)
                 if declared is not None and declared > max_body:
                     raise ResponseTooLarge
-                body = await _read_capped(response.aiter_bytes(), max_body)
+                body = decode_whole(response, max_body)
+                if body is None:
+                    decoder = BodyDecoder(content_codings(response.headers), max_body)
+                    async for chunk in response.aiter_raw():
+                        decoder.feed(chunk)
+                    body = decoder.finish()
             finally:
                 await response.aclose()
         return finished_response(
@@ -492,12 +960,3 @@ class TransportSender:
     async def aclose(self) -> None:
         """Close the transport."""
         await self._transport.aclose()
-
-
-async def _read_capped(chunks: AsyncIterator[bytes], max_body: int) -> bytes:
-    body = bytearray()
-    async for chunk in chunks:
-        body += chunk
-        if len(body) > max_body:
-            raise ResponseTooLarge
-    return bytes(body)
