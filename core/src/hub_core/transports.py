@@ -740,16 +740,22 @@ def _layer(name: str) -> _Layer:
 class BodyDecoder:
     """A body decoded as it arrives, no layer of it longer than *max_body* bytes.
 
-    *encodings* are the answer's ``Content-Encoding`` values, in the order the server applied
-    them. Each chunk from the wire is undone layer by layer, each layer handing the next at most
-    64 KiB at a time, so memory stays near *max_body* whatever each layer's ratio. The bytes
-    on the wire, and the output of every layer, count against *max_body*: `ResponseTooLarge`
-    once any exceeds it. `UnreadableBody` for a coding hub does not read (it decodes
+    *encodings* are the answer's ``Content-Encoding`` values (each may list several, comma
+    separated), in the order the server applied them. Each chunk from the wire is undone
+    layer by layer, each layer handing the next at most 64 KiB at a time, so memory stays near
+    *max_body* whatever each layer's ratio. The bytes on the wire, and the output of every
+    layer, count against *max_body*: `ResponseTooLarge` once any exceeds it. `UnreadableBody`
+    for a coding hub does not read (it decodes
     `accept_encoding`, and ``identity``), more than five layers, or corrupt data.
     """
 
     def __init__(self, encodings: Sequence[str], max_body: int) -> None:
-        names = [n for n in (e.strip().lower() for e in encodings) if n and n != "identity"]
+        names = [
+            name
+            for value in encodings
+            for name in (part.strip().lower() for part in value.split(","))
+            if name and name != "identity"
+        ]
         if len(names) > _MAX_LAYERS:
             raise UnreadableBody(
                 f"it stacks {len(names)} content codings; hub undoes at most {_MAX_LAYERS}"
