@@ -31,7 +31,17 @@ from .errors import KEY_PIECE, MASK, UnexpectedResponse, redact
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["KEY_PIECE", "MASK", "TEXT_LIMIT", "clean_text", "read_json", "read_time", "redact"]
+__all__ = [
+    "KEY_PIECE",
+    "MASK",
+    "TEXT_LIMIT",
+    "clean_text",
+    "read_int",
+    "read_json",
+    "read_number",
+    "read_time",
+    "redact",
+]
 
 #: The longest provider text `clean_text` gives back, in characters.
 TEXT_LIMIT = 200
@@ -148,3 +158,54 @@ def _from_epoch(seconds: float) -> datetime | None:
     if seconds >= _MILLISECONDS_FROM:
         seconds /= 1000
     return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+# ASCII digits only, an optional sign: int() takes other scripts' digits ("١٢"), and
+# str.isdigit() says True for "²", which int() refuses.
+_INTEGER = re.compile(r"[+-]?[0-9]{1,30}")
+_NUMBER = re.compile(
+    r"[+-]?(?:[0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})(?:[eE][+-]?[0-9]{1,3})?"
+)
+# No count a provider gives is larger; a larger one is not a count hub can store or show.
+_INT_LIMIT = 2**63 - 1
+
+
+def read_int(value: object, *, minimum: int | None = None) -> int | None:
+    """A whole number a provider gave as a number or text (a header); None if it is not one.
+
+    Takes an ``int`` (never ``bool``), a float with no fraction, or a string of ASCII digits
+    with an optional sign and surrounding spaces. Anything else, a value beyond 64 bits, or one
+    below *minimum*, gives None: an odd count is an unknown count, never a crash.
+    """
+    number: int
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            return None
+        number = int(value)
+    elif isinstance(value, str) and _INTEGER.fullmatch(text := value.strip()):
+        number = int(text)
+    else:
+        return None
+    if abs(number) > _INT_LIMIT or (minimum is not None and number < minimum):
+        return None
+    return number
+
+
+def read_number(value: object) -> float | None:
+    """A number a provider gave as a number or ASCII text, as a finite float; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    try:
+        if isinstance(value, int | float):
+            number = float(value)
+        elif isinstance(value, str) and _NUMBER.fullmatch(text := value.strip()):
+            number = float(text)
+        else:
+            return None
+    except OverflowError:  # an int too large for a float
+        return None
+    return number if math.isfinite(number) else None

@@ -8,6 +8,7 @@ bug, and never sends the key anywhere else.
 
 from __future__ import annotations
 
+import json
 import re
 import string
 
@@ -218,3 +219,131 @@ def test_any_answer_ends_in_verified_or_a_hub_error(data, values, api_key, canar
     assert {r.url.host for r in sent} == {"my-company.eu.qlikcloud.com"}
     assert all(r.url.scheme == "https" and r.url.port is None for r in sent)
     assert all(r.headers["authorization"] == f"Bearer {api_key}" for r in sent)
+
+
+# --- bodies from Qlik's published schemas --------------------------------------------------
+# users/{id}, tenants/{id} and api-keys/{id} as Qlik Cloud's REST reference types them, with
+# extra fields, wrong types, huge numbers, odd dates and lone surrogates mixed in.
+
+schema_texts = st.one_of(
+    st.text(max_size=20),
+    st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=3),
+    st.sampled_from(["", "\x1b]0;x\x07", "\u202e", "é" * 300]),
+)
+schema_odd = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**400),
+    st.floats(allow_nan=False),
+    schema_texts,
+    st.just([]),
+    st.just({}),
+)
+schema_dates = st.one_of(
+    st.sampled_from(
+        [
+            "2031-01-01T00:00:00Z",
+            "2031-01-01T00:00:00.123456789Z",
+            "9999-12-31T23:59:59-12:00",
+            "0001-01-01T00:00:00+14:00",
+            "Sun, 04 May 2031 03:02:01 GMT",
+            "1999999999",
+        ]
+    ),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    schema_odd,
+)
+extras = st.dictionaries(st.text(max_size=6), json_values, max_size=3)
+
+
+def _schema(required: dict, optional: dict):
+    # Each field as the schema types it, or anything else; then extra fields.
+    fields = st.fixed_dictionaries(
+        {k: st.one_of(v, schema_odd) for k, v in required.items()},
+        optional={k: st.one_of(v, schema_odd) for k, v in optional.items()},
+    )
+    return st.builds(lambda extra, body: {**extra, **body}, extras, fields)
+
+
+role = st.fixed_dictionaries(
+    {"id": st.text(max_size=8), "name": schema_texts},
+    optional={"type": st.sampled_from(["default", "custom"]), "level": st.just("admin")},
+)
+user_records = _schema(
+    {"id": st.just("u-1"), "tenantId": st.just("tnt-9f3a")},
+    {
+        "name": schema_texts,
+        "email": schema_texts,
+        "status": st.sampled_from(["active", "invited", "disabled", "deleted"]),
+        "subject": schema_texts,
+        "assignedRoles": st.lists(role, max_size=3),
+        "createdAt": schema_dates,
+        "lastUpdatedAt": schema_dates,
+    },
+)
+tenant_records = _schema(
+    {"id": st.just("tnt-9f3a")},
+    {
+        "name": schema_texts,
+        "hostnames": st.lists(
+            st.sampled_from(
+                ["my-company.eu.qlikcloud.com", "x.us.qlikcloudgov.com", "evil.example"]
+            ),
+            max_size=3,
+        ),
+        "datacenter": schema_texts,
+        "status": st.sampled_from(["active", "disabled", "deleted"]),
+        "created": schema_dates,
+    },
+)
+key_records = _schema(
+    {"id": st.text(max_size=12), "tenantId": st.just("tnt-9f3a")},
+    {
+        "description": schema_texts,
+        "status": st.sampled_from(["active", "expired", "revoked"]),
+        "sub": schema_texts,
+        "expiry": schema_dates,
+        "created": schema_dates,
+    },
+)
+
+
+def _schema_response(data, request: httpx.Request, key_id: str | None) -> httpx.Response:
+    path = request.url.path
+    if path.endswith("/users/me"):
+        body = data.draw(user_records, label="users/me")
+    elif "/tenants/" in path:
+        body = data.draw(tenant_records, label="tenants/me")
+    else:
+        body = data.draw(key_records, label="api-keys/{id}")
+        if key_id is not None and data.draw(st.booleans()):
+            body["id"] = key_id  # the key's own record, as Qlik answers it
+    status = data.draw(st.sampled_from([200, 200, 200, 200, 403, 404]))
+    # json.dumps escapes lone surrogates, as a provider's JSON may ("\ud800").
+    return httpx.Response(
+        status, headers={"Content-Type": "application/json"}, content=json.dumps(body).encode()
+    )
+
+
+@FIXTURES
+@given(data=st.data())
+def test_any_answer_from_the_schemas_ends_in_verified_or_a_documented_error(
+    data, values, canary, provider
+):
+    key_id = "key-77e0"  # the jti of the conftest key
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return _schema_response(data, request, key_id)
+
+    outcome: object
+    try:
+        outcome = drive(hub_qlik.verify(values), answer, provider=provider).result
+    except HubError as exc:
+        outcome = exc
+    assert isinstance(outcome, Verified | HubError)
+    assert not isinstance(outcome, PluginError), outcome
+    shown = repr(outcome) + str(outcome)
+    if isinstance(outcome, Verified):
+        shown += repr(outcome.details)
+        assert outcome.expires_at is None or outcome.expires_at.tzinfo is not None
+    assert canary not in shown

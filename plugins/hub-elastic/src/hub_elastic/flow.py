@@ -23,7 +23,7 @@ from hub_core import (
     UnexpectedResponse,
     Verified,
 )
-from hub_core.responses import MASK, clean_text, read_json, read_time, redact
+from hub_core.responses import MASK, clean_text, read_int, read_json, read_time, redact
 
 from .provider import API_KEY, DEFAULT_ENVIRONMENT, ENVIRONMENT, ENVIRONMENTS, Environment
 
@@ -257,8 +257,9 @@ def _organization(item: Any, key: str) -> dict[str, str]:
 
 
 def _count(value: str) -> int | str:
-    """A header's number as an int; any other text as it is (``'²'.isdigit()`` is True too)."""
-    return int(value) if value.isascii() and value.isdecimal() else value
+    """A header's count as an int; any other text as it is, never a crash (``'²'``)."""
+    number = read_int(value, minimum=0)
+    return value if number is None else number
 
 
 def _rate_limit(response: httpx.Response, key: str, present: Set[str]) -> dict[str, int | str]:

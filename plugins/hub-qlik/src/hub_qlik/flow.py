@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Generator, Mapping
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 from urllib.parse import quote
 
@@ -27,7 +26,7 @@ from hub_core import (
     UnexpectedResponse,
     Verified,
 )
-from hub_core.responses import KEY_PIECE, clean_text, read_json, redact
+from hub_core.responses import KEY_PIECE, clean_text, read_json, read_time, redact
 
 from .apikey import ApiKey, looks_like_key, read_key
 from .tenant import Tenant, resolve_tenant, tenant_host
@@ -134,7 +133,7 @@ def _verify(credentials: Mapping[str, str], secrets: tuple[str, ...]) -> Flow:
     if record is not None:
         _put(details, "key_status", clean_text(record.get("status"), secrets=secrets))
         _put(details, "key_description", clean_text(record.get("description"), secrets=secrets))
-        expires_at = _timestamp(record.get("expiry")) or expires_at
+        expires_at = read_time(record.get("expiry")) or expires_at
     if expires_at is not None:
         details["key_expiry"] = expires_at.isoformat()
     return Verified(
@@ -294,17 +293,6 @@ def _roles(user: Mapping[str, Any], secrets: tuple[str, ...]) -> list[str] | Non
         names = [role.get("name") if isinstance(role, dict) else None for role in assigned]
         return _texts(names, secrets)
     return _texts(user.get("roles"), secrets)
-
-
-def _timestamp(value: Any) -> datetime | None:
-    """An ISO 8601 time as UTC; None when it is not one or is out of datetime's range."""
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value.strip())
-        return when.astimezone(UTC) if when.tzinfo is not None else when.replace(tzinfo=UTC)
-    except (ValueError, OverflowError):
-        return None
 
 
 def _put(details: dict[str, Any], name: str, value: str | None) -> None:
