@@ -133,7 +133,9 @@ def _verify(credentials: Mapping[str, str], secrets: tuple[str, ...]) -> Flow:
     if record is not None:
         _put(details, "key_status", clean_text(record.get("status"), secrets=secrets))
         _put(details, "key_description", clean_text(record.get("description"), secrets=secrets))
-        expires_at = read_time(record.get("expiry")) or expires_at
+        # Qlik documents the expiry as a date-time string: a number is no date of its.
+        expiry = record.get("expiry")
+        expires_at = (read_time(expiry) if isinstance(expiry, str) else None) or expires_at
     if expires_at is not None:
         details["key_expiry"] = expires_at.isoformat()
     return Verified(
