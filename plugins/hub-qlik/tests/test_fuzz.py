@@ -177,6 +177,22 @@ locations = st.one_of(
 )
 
 
+def _outcome_in_bounds(values, answer, provider, canary) -> Verified | HubError:
+    """Run the flow under the core's driver: `Verified` or a documented error, no key in it."""
+    outcome: Verified | HubError
+    try:
+        outcome = drive(hub_qlik.verify(values), answer, provider=provider).result
+    except HubError as exc:
+        outcome = exc
+    assert isinstance(outcome, Verified | HubError)
+    assert not isinstance(outcome, PluginError), outcome  # a crash in the flow
+    shown = repr(outcome) + str(outcome)
+    if isinstance(outcome, Verified):
+        shown += repr(outcome.details)
+    assert canary not in shown
+    return outcome
+
+
 STATUSES = [200, 200, 200, 201, 301, 302, 307, 400, 401, 403, 404, 429, 500, 503]
 RETRY_AFTERS = ["3", "x", "", "Wed, 21 Oct 2015 07:28:00 GMT"]
 
@@ -204,17 +220,7 @@ def test_any_answer_ends_in_verified_or_a_hub_error(data, values, api_key, canar
         sent.append(request)
         return _response(data)
 
-    outcome: object
-    try:
-        outcome = drive(hub_qlik.verify(values), answer, provider=provider).result
-    except HubError as exc:
-        outcome = exc
-    assert isinstance(outcome, Verified | HubError)
-    assert not isinstance(outcome, PluginError), outcome  # a crash in the flow
-    shown = repr(outcome) + str(outcome)
-    if isinstance(outcome, Verified):
-        shown += repr(outcome.details)
-    assert canary not in shown
+    _outcome_in_bounds(values, answer, provider, canary)
     # Redirects are followed by the driver, within the tenant's own origin only.
     assert {r.url.host for r in sent} == {"my-company.eu.qlikcloud.com"}
     assert all(r.url.scheme == "https" and r.url.port is None for r in sent)
@@ -335,15 +341,6 @@ def test_any_answer_from_the_schemas_ends_in_verified_or_a_documented_error(
     def answer(request: httpx.Request) -> httpx.Response:
         return _schema_response(data, request, key_id)
 
-    outcome: object
-    try:
-        outcome = drive(hub_qlik.verify(values), answer, provider=provider).result
-    except HubError as exc:
-        outcome = exc
-    assert isinstance(outcome, Verified | HubError)
-    assert not isinstance(outcome, PluginError), outcome
-    shown = repr(outcome) + str(outcome)
+    outcome = _outcome_in_bounds(values, answer, provider, canary)
     if isinstance(outcome, Verified):
-        shown += repr(outcome.details)
         assert outcome.expires_at is None or outcome.expires_at.tzinfo is not None
-    assert canary not in shown
