@@ -835,8 +835,8 @@ class Store:
         if values is None:
             raise StoreError(
                 f"the stored key of account {account_id} cannot be read: it cannot be "
-                f"decrypted with this store's secret key (it was changed or copied outside hub); give it its key again "
-                f"with `hub relink {account_id}`, or unlink it"
+                "decrypted with this store's secret key (it was changed or copied outside "
+                f"hub); give it its key again with `hub relink {account_id}`, or unlink it"
             )
         return values
 
