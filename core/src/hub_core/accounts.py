@@ -111,7 +111,7 @@ class Accounts:
         or ``denied``). An account hub cannot use as stored (a ``damaged`` row, or a key that
         does not decrypt with the store's secret key, which is then recorded as ``damaged``) is
         not checked and is returned as it is, so it is reported. An account unlinked while the
-        check runs is left out, and so is one relinked meanwhile: its new key keeps the
+        check runs (also before it reads the account) is left out, and so is one relinked meanwhile: its new key keeps the
         verdict relink recorded. Verdicts are recorded in batches (one transaction per ~100
         accounts or quarter second), and *on_result* receives each account as its verdict is
         recorded.
@@ -121,7 +121,12 @@ class Accounts:
         if account_ids is None:
             accounts = self.store.accounts()
         else:
-            accounts = [self.store.get(account_id) for account_id in account_ids]
+            accounts = []
+            for account_id in account_ids:
+                try:
+                    accounts.append(self.store.get(account_id))
+                except AccountNotFound:
+                    continue  # unlinked since the caller listed it
         reported: list[Account] = []
         unreadable: list[tuple[str, HubError]] = []
         checkable: list[tuple[Account, dict[str, str]]] = []
