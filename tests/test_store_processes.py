@@ -182,16 +182,19 @@ def link(hub, key: str) -> str:
     return account_id
 
 
-def test_unlink_while_check_runs_leaves_that_account_out(hub, elastic, keys):
+@pytest.mark.parametrize("unlinked", ["in flight", "waiting its turn"])
+def test_unlink_while_check_runs_leaves_that_account_out(hub, elastic, keys, unlinked):
     elastic.keys[OTHER_KEY] = OTHER_ORG
-    gone, kept = link(hub, keys.elastic), link(hub, OTHER_KEY)
+    first, second = link(hub, keys.elastic), link(hub, OTHER_KEY)  # checked in this order
+    gone, kept = (first, second) if unlinked == "in flight" else (second, first)
     elastic.held = {keys.elastic}
     before = sent(elastic, keys.elastic)
-    check = hub.popen("check", "--json")
+    # One check at a time: the second account waits while the first one's request is held.
+    check = hub.popen("check", "--json", "--concurrency", "1")
     try:
         wait_for_request(elastic, keys.elastic, before)
-        unlinked = hub.run("unlink", gone, "--yes")
-        assert unlinked.returncode == 0, unlinked.stderr
+        unlinked_done = hub.run("unlink", gone, "--yes")
+        assert unlinked_done.returncode == 0, unlinked_done.stderr
     finally:
         elastic.release.set()
     done = hub.finish(check)

@@ -148,7 +148,7 @@ def damaged_one(env: Env) -> dict[str, Any]:
 def test_a_hand_edited_row_is_listed_as_damaged_and_hides_no_other(
     env: Env, column: str, value: str
 ) -> None:
-    victim, other = break_row(env, column, value)
+    _victim, other = break_row(env, column, value)
     damaged = damaged_one(env)
     assert column in damaged["last_error"]
     assert "hub unlink" in damaged["last_error"]
@@ -168,7 +168,7 @@ def test_a_hand_edited_row_is_listed_as_damaged_and_hides_no_other(
 def test_check_reports_a_damaged_row_and_checks_the_others(
     env: Env, column: str, value: str
 ) -> None:
-    victim, other = break_row(env, column, value)
+    _victim, other = break_row(env, column, value)
     env.requests.clear()
     checked = env.run("check")
     assert checked.exit_code == 1, checked.output  # an account needs the person to act
@@ -186,7 +186,7 @@ def test_check_reports_a_damaged_row_and_checks_the_others(
 
 @pytest.mark.parametrize(("column", "value"), BROKEN, ids=[f"{c}={v}" for c, v in BROKEN])
 def test_a_damaged_row_can_be_unlinked(env: Env, column: str, value: str) -> None:
-    victim, other = break_row(env, column, value)
+    _victim, other = break_row(env, column, value)
     damaged = damaged_one(env)
     unlinked = env.run("unlink", damaged["id"], "--yes")
     assert unlinked.exit_code == 0, unlinked.output

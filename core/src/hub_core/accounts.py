@@ -111,10 +111,10 @@ class Accounts:
         or ``denied``). An account hub cannot use as stored (a ``damaged`` row, or a key that
         does not decrypt with the store's secret key, which is then recorded as ``damaged``) is
         not checked and is returned as it is, so it is reported. An account unlinked while the
-        check runs (also before it reads the account) is left out, and so is one relinked meanwhile: its new key keeps the
-        verdict relink recorded. Verdicts are recorded in batches (one transaction per ~100
-        accounts or quarter second), and *on_result* receives each account as its verdict is
-        recorded.
+        check runs (even before its turn) is left out, and so is one relinked meanwhile: its
+        new key keeps the verdict relink recorded. Verdicts are recorded in batches (one
+        transaction per ~100 accounts or quarter second), and *on_result* receives each account
+        as its verdict is recorded.
         """
         from .store import KeyReplaced  # the store module is loaded already: it made self.store
 
