@@ -318,3 +318,22 @@ def test_a_relink_of_an_account_unlinked_meanwhile_does_not_bring_it_back(env: E
                 account_id=account,
             )
         assert store.accounts() == []
+
+
+# --- read-only (the real thing runs as another user in tests/test_store_processes.py) ----------
+
+
+def test_a_read_only_store_that_needs_an_upgrade_is_a_clear_error(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env.link("key-1")
+    env.edit("PRAGMA user_version = 1")
+    from hub_core import store as store_module
+
+    monkeypatch.setattr(store_module.os, "access", lambda path, mode: mode != store_module.os.W_OK)
+    with pytest.raises(Exception, match="needs to be upgraded.*write access") as caught:
+        env.store()
+    assert type(caught.value).__name__ == "StoreError"
+    with sqlite3.connect(env.path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+    conn.close()
