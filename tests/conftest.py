@@ -344,3 +344,97 @@ def keys() -> SimpleNamespace:
         qlik_tenant_id=QLIK_TENANT_ID,
         qlik_key_id=QLIK_KEY_ID,
     )
+
+
+# --- another user (for the store's ownership and read-only tests) --------------------------
+
+
+class OtherUser:
+    """Runs the real ``hub`` as the unprivileged user ``nobody`` (uid/gid 65534).
+
+    Permission bits mean nothing to root, which CI runs as, so a test of "refuse a file another
+    user can write" or "read a store you cannot write" must run hub as someone else. `setpriv`
+    (util-linux) drops to uid 65534 with no groups. When that user cannot reach this
+    environment's interpreter (it often lives under ``/root``, mode 0700), the process keeps
+    one ambient capability, ``CAP_DAC_READ_SEARCH``: it may read and traverse what it could not,
+    so Python starts, but every *write* permission check and every owner (``st_uid``) check
+    applies to it as to any user; nothing is copied and the environment is left as it is.
+    `base` is a directory under the system temp dir that the user can traverse.
+    """
+
+    uid = 65534
+    gid = 65534
+
+    def __init__(self, prefix: list[str], base: Path) -> None:
+        self.prefix = prefix
+        self.base = base
+
+    def run(
+        self, home: Path, *args: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``hub *args`` as this user with ``HUB_HOME=home`` and a minimal environment."""
+        environ = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.base),
+            "HUB_HOME": str(home),
+            "PYTHONIOENCODING": "utf-8",
+            **(env or {}),
+        }
+        return subprocess.run(
+            [*self.prefix, str(HUB), *args],
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            timeout=TIMEOUT,
+            check=False,
+            cwd=self.base,
+        )
+
+    def own(self, *paths: Path) -> None:
+        for path in paths:
+            os.chown(path, self.uid, self.gid)
+
+
+def _other_user_prefix() -> list[str] | str:
+    """The command prefix that runs a program as nobody, or why there is none."""
+    import shutil
+
+    if os.name != "posix" or os.geteuid() != 0:
+        return "running hub as another user needs root (setpriv)"
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return "setpriv (util-linux) is not installed"
+    plain = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    reading = [*plain, "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    for prefix in (plain, reading):
+        probe = subprocess.run(
+            [*prefix, str(HUB), "--version"],
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=False,
+            cwd="/",
+        )
+        if probe.returncode == 0:
+            return prefix
+    return f"nobody cannot run {HUB}: {probe.stderr.decode(errors='replace')[-300:]}"
+
+
+@pytest.fixture
+def other_user() -> Iterator[OtherUser]:
+    """`OtherUser`; skipped where it cannot exist, but a failure under ``CI=true``."""
+    import shutil
+    import tempfile
+
+    prefix = _other_user_prefix()
+    if isinstance(prefix, str):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the permission tests as another user: {prefix}")
+        pytest.skip(prefix)
+    base = Path(tempfile.mkdtemp(prefix="hub-other-user-"))
+    base.chmod(0o755)  # the other user must reach what is inside
+    try:
+        yield OtherUser(prefix, base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -66,15 +66,15 @@ pytestmark = pytest.mark.anyio
 async def test_check_survives_an_account_unlinked_while_it_runs(accounts: Accounts) -> None:
     kept = accounts.link("acme", {"api_key": "key-1"})
     gone = accounts.link("acme", {"api_key": "key-2"})
-    original = accounts.store.credentials
+    original = accounts.store.checkout
 
-    def credentials_then_unlink(account_id: str) -> dict[str, str]:
+    def checkout_then_unlink(account_id: str) -> tuple[dict[str, str], str]:
         values = original(account_id)
         if account_id == gone.id:
             accounts.store.delete(gone.id)  # another process unlinks it mid-check
         return values
 
-    accounts.store.credentials = credentials_then_unlink  # type: ignore[method-assign]
+    accounts.store.checkout = checkout_then_unlink  # type: ignore[method-assign]
     checked = await accounts.check()
     assert [a.id for a in checked] == [kept.id]
 

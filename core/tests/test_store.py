@@ -210,6 +210,7 @@ def test_key_from_the_environment_makes_no_key_file(
 def test_an_existing_key_file_is_used_for_a_new_database(db: Path, key: str) -> None:
     db.parent.mkdir()
     (db.parent / "hub.key").write_text(key + "\n")
+    (db.parent / "hub.key").chmod(0o600)  # readable by others is refused (test_store_hostile)
     with Store(db) as store:
         account = store.save("acme", verified(), creds(CANARY))
     with Store(db, secret_key=key) as store:
@@ -285,6 +286,7 @@ def test_missing_key_is_refused_and_nothing_is_created(db: Path) -> None:
 def test_a_key_file_holding_garbage_is_reported(db: Path) -> None:
     db.parent.mkdir()
     (db.parent / "hub.key").write_text("garbage\n")
+    (db.parent / "hub.key").chmod(0o600)
     with pytest.raises(StoreError, match="does not hold a valid hub key"):
         Store(db)
 

@@ -10,9 +10,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from .errors import AccountNotFound, HubError, IdentityMismatch, InvalidCredentials
+from .errors import AccountNotFound, HubError, IdentityMismatch, InvalidCredentials, StoreError
 from .fields import validate_values
 from .model import Account, Credentials, Verified
+from .status import Status
 
 if TYPE_CHECKING:
     from .hub import CheckResult, Hub
@@ -45,7 +46,13 @@ class Accounts:
         verified = await self.hub.averify(provider_id, values)
         return self._save(provider_id, values, verified)
 
-    def _save(self, provider_id: str, values: Mapping[str, str], verified: Verified) -> Account:
+    def _save(
+        self,
+        provider_id: str,
+        values: Mapping[str, str],
+        verified: Verified,
+        account_id: str | None = None,
+    ) -> Account:
         provider = self.hub.provider(provider_id)
         credentials = validate_values(provider, values)
         # The flow may have normalised what was typed (a pasted URL split into its parts); it
@@ -56,16 +63,25 @@ class Accounts:
             credentials = Credentials(
                 {**credentials, **normalised}, secret=credentials.secret_names
             )
-        return self.store.save(provider_id, verified, credentials)
+        return self.store.save(provider_id, verified, credentials, account_id=account_id)
 
     def relink(self, account_id: str, values: Mapping[str, str]) -> Account:
         """Replace an account's key; the new key must reach the same identity.
 
-        *values* overrides the stored values (usually just the secret fields). Raise
-        `IdentityMismatch` when the key reaches someone else, and store nothing then.
+        *values* overrides the stored values (usually just the secret fields); an account
+        whose stored key cannot be decrypted takes its non-secret fields from its ``config``.
+        Raise `IdentityMismatch` when the key reaches someone else, and `AccountNotFound` when
+        the account is unlinked while the new key is checked (it is not brought back); nothing
+        is stored then.
         """
         account = self.store.get(account_id)
-        merged = {**self.store.credentials(account.id), **values}
+        try:
+            stored = self.store.credentials(account.id)
+        except AccountNotFound:
+            raise
+        except StoreError:
+            stored = dict(account.config)  # the old key is unreadable: the new one replaces it
+        merged = {**stored, **values}
         verified = self.hub.verify(account.provider_id, merged)
         if verified.identity != account.identity:
             raise IdentityMismatch(
@@ -73,7 +89,8 @@ class Accounts:
                 f"{account.id} is {account.label} ({account.identity}); nothing was changed. "
                 f"To add it as another account, run `hub link {account.provider_id}`"
             )
-        return self._save(account.provider_id, merged, verified)
+        # By id, not by identity: an account unlinked meanwhile stays unlinked.
+        return self._save(account.provider_id, merged, verified, account_id=account.id)
 
     def unlink(self, account_id: str) -> Account:
         """Forget an account and its key; return what was removed."""
@@ -91,26 +108,60 @@ class Accounts:
         """Re-check accounts live (all when *account_ids* is None) and record each verdict.
 
         Never raises for one account: its error is recorded on it (status ``error``, ``invalid``
-        or ``denied``); an account unlinked while the check runs is left out. Verdicts are
-        recorded in batches (one transaction per ~100 accounts or quarter second), and
-        *on_result* receives each account as its verdict is recorded.
+        or ``denied``). An account hub cannot use as stored (a ``damaged`` row, or a key that
+        does not decrypt with the store's secret key, which is then recorded as ``damaged``) is
+        not checked and is returned as it is, so it is reported. An account unlinked while the
+        check runs (even before its turn) is left out, and so is one relinked meanwhile: its
+        new key keeps the verdict relink recorded. Verdicts are recorded in batches (one
+        transaction per ~100 accounts or quarter second), and *on_result* receives each account
+        as its verdict is recorded.
         """
+        from .store import KeyReplaced  # the store module is loaded already: it made self.store
+
         if account_ids is None:
             accounts = self.store.accounts()
         else:
-            accounts = [self.store.get(account_id) for account_id in account_ids]
-        recorded: list[Account | None] = [None] * len(accounts)
+            accounts = []
+            for account_id in account_ids:
+                try:
+                    accounts.append(self.store.get(account_id))
+                except AccountNotFound:
+                    continue  # unlinked since the caller listed it
+        reported: list[Account] = []
+        unreadable: list[tuple[str, HubError]] = []
+        checkable: list[tuple[Account, dict[str, str]]] = []
+        versions: dict[str, str] = {}
+        for account in accounts:
+            if account.status is Status.DAMAGED:
+                reported.append(account)
+                continue
+            try:
+                values, versions[account.id] = self.store.checkout(account.id)
+            except AccountNotFound:
+                continue  # unlinked since it was listed
+            except StoreError as exc:  # its key does not decrypt: the others are still checked
+                unreadable.append((account.id, exc))
+                continue
+            checkable.append((account, values))
+        for outcome in self.store.record_many(unreadable) if unreadable else ():
+            if isinstance(outcome, Account):
+                reported.append(outcome)
+        for account in reported:
+            if on_result is not None:
+                on_result(account)
+
+        recorded: list[Account | None] = [None] * len(checkable)
         pending: list[tuple[int, CheckResult]] = []
         flushed = time.monotonic()
 
         def flush() -> None:
             nonlocal flushed
-            batch = [(accounts[index].id, result) for index, result in pending]
-            outcomes = self.store.record_many(batch)
+            batch = [(checkable[index][0].id, result) for index, result in pending]
+            outcomes = self.store.record_many(batch, versions=versions)
             retry = []
             for (index, _), outcome in zip(pending, outcomes, strict=True):
-                if isinstance(outcome, AccountNotFound):
-                    continue  # unlinked while the check ran
+                if isinstance(outcome, AccountNotFound | KeyReplaced):
+                    continue  # unlinked or relinked while the check ran
                 if isinstance(outcome, HubError):  # the key now reaches another identity
                     retry.append((index, InvalidCredentials(outcome.message)))
                     continue
@@ -127,8 +178,8 @@ class Accounts:
             if len(pending) >= BATCH_SIZE or time.monotonic() - flushed >= BATCH_SECONDS:
                 flush()
 
-        items = ((a.provider_id, self.store.credentials(a.id)) for a in accounts)
+        items = ((account.provider_id, values) for account, values in checkable)
         await self.hub.check_many(items, concurrency=concurrency, on_result=record)
         if pending:
             flush()
-        return [account for account in recorded if account is not None]
+        return reported + [account for account in recorded if account is not None]

@@ -16,3 +16,6 @@ class Status(enum.StrEnum):
     INVALID = "invalid"
     DENIED = "denied"
     ERROR = "error"
+    #: hub cannot use the account as stored: its row was changed outside hub, or its key does
+    #: not decrypt with the store's secret key. Nothing is checked; unlink or relink it.
+    DAMAGED = "damaged"

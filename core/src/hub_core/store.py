@@ -15,10 +15,12 @@ This module imports sqlite3 and cryptography; ``import hub_core`` does not impor
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
 import sqlite3
+import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -35,12 +37,13 @@ from .errors import (
     HubError,
     InvalidCredentials,
     PermissionDenied,
+    PluginError,
     StoreError,
     redact,
 )
 from .model import Account, Credentials, Status, Verified
 
-__all__ = ["Store", "default_path"]
+__all__ = ["KeyReplaced", "Store", "default_path"]
 
 _DATABASE_NAME = "hub.db"
 _KEY_FILE_NAME = "hub.key"
@@ -99,6 +102,16 @@ def default_path() -> Path:
     return platformdirs.user_data_path("hub") / _DATABASE_NAME
 
 
+class KeyReplaced(StoreError):
+    """The account's key was replaced (relinked) after it was read: a verdict on the old key.
+
+    `Store.record` raises it (`Store.record_many` returns it) when given the ``version`` of
+    the key that was checked and the account now holds another; the account is unchanged.
+    """
+
+    code = "key_replaced"
+
+
 class Store:
     """The linked accounts of one database.
 
@@ -140,14 +153,26 @@ class Store:
 
         try:
             _make_dirs(self._path.parent)
-            with contextlib.suppress(FileExistsError):
-                # Created before SQLite sees it, so the file is never readable by others, not
-                # even for a moment; an existing file is left as it is.
-                os.close(os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         except OSError as exc:
             raise StoreError(f"cannot create the account database {self._path}: {exc}") from exc
+        # Before anything is created or read: a home another user can write to (or a file they
+        # own) lets them swap the database or read the key, and so every stored secret.
+        self._check_owners()
+        #: No write access (a read-only directory, file or file system): accounts can be read,
+        #: never changed; see `_connect`.
+        self.readonly = self._path.exists() and not (
+            os.access(self._path, os.W_OK) and os.access(self._path.parent, os.W_OK)
+        )
+        if not self.readonly:
+            try:
+                with contextlib.suppress(FileExistsError):
+                    # Created before SQLite sees it, so the file is never readable by others,
+                    # not even for a moment; an existing file is left as it is.
+                    os.close(os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except OSError as exc:
+                raise StoreError(f"cannot create the account database {self._path}: {exc}") from exc
         try:
-            conn = sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT, isolation_level=None)
+            conn = self._connect()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the account database {self._path}: {exc}") from exc
         try:
@@ -159,6 +184,61 @@ class Store:
         self._conn = conn
 
     # --- opening --------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.readonly:
+            return sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT, isolation_level=None)
+        # Read-only: SQLite must not try to create the -shm file of a WAL database in a
+        # directory it cannot write. With no -wal file there is nothing uncommitted, and no
+        # writer can start without creating one, so the file is read as it is ("immutable").
+        # A -wal file left by a writer holds committed data: then SQLite reads it, which needs
+        # its -shm file (present while a writer runs).
+        uri = self._path.resolve().as_uri() + "?mode=ro"
+        if not _sidecar(self._path, "-wal").exists():
+            uri += "&immutable=1"
+        return sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT, isolation_level=None)
+
+    def _check_owners(self) -> None:
+        """Refuse a home, database or key file another user owns or can write (or read the key).
+
+        As ssh does for ``~/.ssh``: permission bits are only checked on POSIX systems, and the
+        message says how to fix each case.
+        """
+        if os.name != "posix":
+            return
+        uid = os.geteuid()
+        home = self._path.parent
+        files = [
+            (home, 0o022, "chmod go-w"),
+            (self._path, 0o022, "chmod 600"),
+            (_sidecar(self._path, "-wal"), 0o022, "chmod 600"),
+            (_sidecar(self._path, "-shm"), 0o022, "chmod 600"),
+            # The key file must not be readable by others either: it decrypts every secret.
+            (self._key_path, 0o077, "chmod 600"),
+        ]
+        for path, forbidden, chmod in files:
+            try:
+                info = path.stat()
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # not there yet: created later, with the right owner and mode
+            except OSError as exc:
+                raise StoreError(f"cannot use the account store: {path}: {exc}") from exc
+            what = "directory" if stat.S_ISDIR(info.st_mode) else "file"
+            if info.st_uid != uid:
+                raise StoreError(
+                    f"refusing to use the account store: the {what} {path} belongs to another "
+                    f"user (uid {info.st_uid}; you are uid {uid}), who could read or replace the "
+                    f"stored keys. If it is yours, run `chown {uid} {path}`; otherwise set "
+                    f"{_HOME_ENV} to a directory of your own"
+                )
+            if info.st_mode & forbidden:
+                others = "read or written" if forbidden & 0o044 else "written"
+                raise StoreError(
+                    f"refusing to use the account store: the {what} {path} can be {others} by "
+                    f"other users (mode {stat.S_IMODE(info.st_mode):04o}), who could read or "
+                    f"replace the stored keys. Fix it with `{chmod} {path}`, or set {_HOME_ENV} "
+                    "to a directory of your own"
+                )
 
     def _explicit_key(self, key: str | bytes, source: str) -> tuple[Fernet, str]:
         fernet = _fernet(key)
@@ -187,11 +267,23 @@ class Store:
                 f"the account database {self._path} was made by a newer hub (schema version "
                 f"{version}; this hub knows up to {_SCHEMA_VERSION}): upgrade hub-core to use it"
             )
-        if version >= 1:
-            check = _key_check(conn)
-            if check is not None:
-                fernet = self._unlock(check, fernet, source)
-
+        check = _key_check(conn) if version >= 1 else None
+        if check is not None:
+            unlocked = self._unlock(check, fernet, source)
+            if version == _SCHEMA_VERSION:
+                # Nothing to write: reading must not take the write lock, nor need write access.
+                if not self.readonly:
+                    _enable_wal(conn)
+                    self._restrict_modes()
+                return unlocked
+            fernet = unlocked
+        if self.readonly:
+            raise StoreError(
+                f"the account database {self._path} needs to be "
+                f"{'upgraded' if check is not None else 'set up'} by this hub, which needs "
+                f"write access to it and to {self._path.parent}; you have read access only. "
+                "Run hub once with write access to it"
+            )
         _enable_wal(conn)
         self._migrate(conn, version)
         fernet = self._ensure_key_check(conn, fernet, source)
@@ -324,6 +416,12 @@ class Store:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise StoreError(
+                f"the account database {self._path} is read-only for you (no write access to "
+                f"it or to {self._path.parent}): accounts can be listed, not changed; nothing "
+                "was changed"
+            )
         with self._sqlite_errors(), _transaction(self._db) as conn:
             yield conn
 
@@ -336,6 +434,7 @@ class Store:
         credentials: Credentials,
         *,
         now: datetime | None = None,
+        account_id: str | None = None,
     ) -> Account:
         """Store a freshly checked key and return its account, marked active.
 
@@ -343,6 +442,10 @@ class Store:
         id, same ``linked_at``; new label, fields, key and check) instead of adding another, also
         when two processes link it at the same time. The secret fields of *credentials* are
         encrypted; the others are stored in clear as the account's ``config``.
+
+        With *account_id* (a relink), only that account is updated: `AccountNotFound` when it
+        was unlinked meanwhile (it is not brought back under a new id), `StoreError` when it is
+        another provider's or identity's; nothing is stored then.
         """
         now = _now(now)
         config = json.dumps(credentials.public())
@@ -351,6 +454,10 @@ class Store:
         token = self._fernet.encrypt(json.dumps(secret).encode("utf-8"))
         details = _details_json(verified.details)
         with self._write() as conn:
+            if account_id is not None:
+                return self._replace_key(
+                    conn, account_id, provider_id, verified, config, token, now
+                )
             account_id = _new_id()
             while conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone():
                 account_id = _new_id()
@@ -385,13 +492,69 @@ class Store:
                 ),
             )
             row = conn.execute(
-                "SELECT * FROM accounts WHERE provider_id = ? AND identity = ?",
+                "SELECT rowid AS row_number, * FROM accounts"
+                " WHERE provider_id = ? AND identity = ?",
                 (provider_id, verified.identity),
             ).fetchone()
         return _account(row, now)
 
+    def _replace_key(
+        self,
+        conn: sqlite3.Connection,
+        account_id: str,
+        provider_id: str,
+        verified: Verified,
+        config: str,
+        token: bytes,
+        now: datetime,
+    ) -> Account:
+        key = _by_id(account_id)
+        row = conn.execute(
+            "SELECT provider_id, identity FROM accounts WHERE (id = ? OR rowid = ?)", key
+        )
+        found = row.fetchone()
+        if found is None:
+            gone = AccountNotFound(account_id)
+            gone.message = (
+                f"account {account_id} was unlinked while its new key was being checked; "
+                f"nothing was stored. Link it again with `hub link {provider_id}`"
+            )
+            raise gone
+        if (found["provider_id"], found["identity"]) != (provider_id, verified.identity):
+            raise StoreError(
+                f"account {account_id} is not {provider_id} {verified.identity!r}; "
+                "nothing was changed"
+            )
+        conn.execute(
+            """
+            UPDATE accounts SET label = ?, verdict = 'active', config = ?, secrets = ?,
+                checked_at = ?, expires_at = ?, last_error = NULL, details = ?
+            WHERE (id = ? OR rowid = ?)
+            """,
+            (
+                verified.label,
+                config,
+                token,
+                _iso(now),
+                _iso(verified.expires_at),
+                _details_json(verified.details),
+                *key,
+            ),
+        )
+        return _account(
+            conn.execute(
+                "SELECT rowid AS row_number, * FROM accounts WHERE (id = ? OR rowid = ?)", key
+            ).fetchone(),
+            now,
+        )
+
     def record(
-        self, account_id: str, result: Verified | HubError, *, now: datetime | None = None
+        self,
+        account_id: str,
+        result: Verified | HubError,
+        *,
+        now: datetime | None = None,
+        version: str | None = None,
     ) -> Account:
         """Store the outcome of re-checking an account's key and return the updated account.
 
@@ -400,34 +563,87 @@ class Store:
         An error sets the verdict: `InvalidCredentials` gives ``invalid`` (``expired`` when the
         stored expiry has passed), `FieldError` ``invalid``, `PermissionDenied` ``denied``, any
         other `HubError` ``error``, keeping the verdict from before in
-        ``details["previous_status"]``. The error's message becomes ``last_error``.
+        ``details["previous_status"]``; a `StoreError` (the stored key cannot be read) gives
+        ``damaged``. The error's message becomes ``last_error``.
+
+        *version* (from `checkout`) is the version of the key that was checked: when the
+        account holds another key now, `KeyReplaced` and nothing changes. An outcome that cannot
+        be stored (text that is not valid Unicode, say) is recorded as an ``error`` saying so.
         """
         now = _now(now)
         with self._write() as conn:
-            return self._record(conn, account_id, result, now)
+            outcome = self._record_one(conn, account_id, result, now, version)
+        if isinstance(outcome, StoreError):
+            raise outcome
+        return outcome
 
     def record_many(
         self,
         results: Iterable[tuple[str, Verified | HubError]],
         *,
         now: datetime | None = None,
+        versions: Mapping[str, str] | None = None,
     ) -> list[Account | StoreError]:
         """Store the outcomes of many re-checks in one transaction (as `record` each).
 
         Return, per outcome, the updated account, or the `StoreError` that left that account
-        unchanged (it was unlinked meanwhile, or the key reaches another identity); the others
-        are stored all the same. One transaction instead of one per account: `hub check` over
-        thousands of accounts would otherwise spend its time committing.
+        unchanged (it was unlinked meanwhile: `AccountNotFound`; relinked meanwhile:
+        `KeyReplaced`, when *versions* maps its id to the version of the key checked; or the
+        key reaches another identity); the others are stored all the same. One transaction
+        instead of one per account: `hub check` over thousands of accounts would otherwise
+        spend its time committing.
         """
         now = _now(now)
+        versions = versions or {}
         out: list[Account | StoreError] = []
         with self._write() as conn:
             for account_id, result in results:
-                try:
-                    out.append(self._record(conn, account_id, result, now))
-                except StoreError as exc:
-                    out.append(exc)
+                version = versions.get(account_id)
+                out.append(self._record_one(conn, account_id, result, now, version))
         return out
+
+    def _record_one(
+        self,
+        conn: sqlite3.Connection,
+        account_id: str,
+        result: Verified | HubError,
+        now: datetime,
+        version: str | None,
+    ) -> Account | StoreError:
+        if not isinstance(result, Verified | HubError):
+            raise TypeError(f"expected Verified or HubError, got {type(result).__name__}")
+        # A savepoint per account: one outcome that cannot be stored is undone alone, never
+        # the verdicts recorded before it in the same transaction.
+        conn.execute("SAVEPOINT record_one")
+        try:
+            try:
+                return self._record(conn, account_id, result, now, version)
+            except StoreError as exc:
+                conn.execute("ROLLBACK TO record_one")
+                return exc
+            except (
+                UnicodeError,
+                ValueError,
+                TypeError,
+                OverflowError,
+                sqlite3.DataError,
+                sqlite3.InterfaceError,
+                sqlite3.IntegrityError,
+            ) as exc:
+                # Not this account's verdict, but text or data the database refused (a lone
+                # surrogate from a plugin, say): record that it could not be stored.
+                conn.execute("ROLLBACK TO record_one")
+                failed = PluginError(
+                    f"the outcome of this check could not be stored ({type(exc).__name__}); "
+                    "the provider's plugin returned data the account store cannot hold"
+                )
+                try:
+                    return self._record(conn, account_id, failed, now, version)
+                except StoreError as again:
+                    conn.execute("ROLLBACK TO record_one")
+                    return again
+        finally:
+            conn.execute("RELEASE record_one")
 
     def _record(
         self,
@@ -435,15 +651,23 @@ class Store:
         account_id: str,
         result: Verified | HubError,
         now: datetime,
+        version: str | None = None,
     ) -> Account:
-        if not isinstance(result, Verified | HubError):
-            raise TypeError(f"expected Verified or HubError, got {type(result).__name__}")
+        key = _by_id(account_id)
         row = conn.execute(
-            "SELECT identity, verdict, expires_at, details, secrets FROM accounts WHERE id = ?",
-            (account_id,),
+            "SELECT identity, verdict, expires_at, details, secrets FROM accounts"
+            " WHERE (id = ? OR rowid = ?)",
+            key,
         ).fetchone()
         if row is None:
             raise AccountNotFound(account_id)
+        if version is not None and _version(row["secrets"]) != version:
+            # Compared and written in one transaction: a relink that landed after the check
+            # read the key keeps its verdict; this one was about a key the account no longer has.
+            raise KeyReplaced(
+                f"account {account_id} was relinked while its old key was being checked; "
+                "the check's verdict on the old key was dropped"
+            )
         if isinstance(result, Verified):
             if result.identity != row["identity"]:
                 raise StoreError(
@@ -454,19 +678,25 @@ class Store:
                 """
                 UPDATE accounts SET label = ?, verdict = 'active', checked_at = ?,
                     expires_at = ?, last_error = NULL, details = ?
-                WHERE id = ?
+                WHERE (id = ? OR rowid = ?)
                 """,
                 (
                     result.label,
                     _iso(now),
                     _iso(result.expires_at),
                     _details_json(result.details),
-                    account_id,
+                    *key,
                 ),
             )
         else:
-            details: dict[str, Any] = json.loads(row["details"])
-            verdict = _verdict(result, _parse(row["expires_at"]), now)
+            # A hand-edited row must not stop its verdict from being recorded: what cannot be
+            # read is treated as absent.
+            details = _json_object(row["details"]) or {}
+            try:
+                expires_at = _parse(row["expires_at"])
+            except (TypeError, ValueError):
+                expires_at = None
+            verdict = _verdict(result, expires_at, now)
             if verdict == "error":
                 # Two failed checks in a row keep the last real verdict, not "error".
                 if row["verdict"] != "error":
@@ -478,11 +708,13 @@ class Store:
             conn.execute(
                 """
                 UPDATE accounts SET verdict = ?, checked_at = ?, last_error = ?, details = ?
-                WHERE id = ?
+                WHERE (id = ? OR rowid = ?)
                 """,
-                (verdict, _iso(now), message, json.dumps(details), account_id),
+                (verdict, _iso(now), message, json.dumps(details), *key),
             )
-        updated = conn.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
+        updated = conn.execute(
+            "SELECT rowid AS row_number, * FROM accounts WHERE (id = ? OR rowid = ?)", key
+        ).fetchone()
         return _account(updated, now)
 
     def get(self, id_or_prefix: str) -> Account:
@@ -493,18 +725,22 @@ class Store:
         prefix = id_or_prefix.strip().lower()
         if not prefix:
             raise AccountNotFound(id_or_prefix)
+        key = _by_id(prefix)
         with self._sqlite_errors():
             rows = (
-                self._db.execute("SELECT * FROM accounts WHERE id = ?", (prefix,)).fetchall()
+                self._db.execute(
+                    "SELECT rowid AS row_number, * FROM accounts WHERE (id = ? OR rowid = ?)", key
+                ).fetchall()
                 or self._db.execute(
-                    "SELECT * FROM accounts WHERE substr(id, 1, ?) = ? ORDER BY id",
+                    "SELECT rowid AS row_number, * FROM accounts"
+                    " WHERE substr(id, 1, ?) = ? ORDER BY id",
                     (len(prefix), prefix),
                 ).fetchall()
             )
         if not rows:
             raise AccountNotFound(id_or_prefix)
         if len(rows) > 1:
-            raise AmbiguousAccount(id_or_prefix, [row["id"] for row in rows])
+            raise AmbiguousAccount(id_or_prefix, [_account_id(row) for row in rows])
         return _account(rows[0], _now(None))
 
     def accounts(
@@ -518,6 +754,8 @@ class Store:
 
         *provider* keeps one provider's accounts; *status* keeps those with that status as of
         *now* (default: the current time), so ``expiring`` and ``expired`` are found by date.
+        A row hub cannot read (edited by hand, say) is listed with status ``damaged`` and the
+        reason in ``last_error``; it never hides the others.
         """
         wanted: Status | None = None
         if status is not None:
@@ -527,7 +765,7 @@ class Store:
                 known = ", ".join(member.value for member in Status)
                 raise ValueError(f"unknown status {status!r}; one of: {known}") from None
         now = _now(now)
-        sql = "SELECT * FROM accounts"
+        sql = "SELECT rowid AS row_number, * FROM accounts"
         params: tuple[str, ...] = ()
         if provider is not None:
             sql += " WHERE provider_id = ?"
@@ -541,39 +779,65 @@ class Store:
         return found
 
     def credentials(self, account_id: str) -> dict[str, str]:
-        """Return an account's field values, secrets decrypted: what re-running its check needs."""
+        """Return an account's field values, secrets decrypted: what re-running its check needs.
+
+        Raise `StoreError` when the stored values cannot be read (the key does not decrypt
+        with this store's secret key, or the row was edited by hand).
+        """
+        return self.checkout(account_id)[0]
+
+    def checkout(self, account_id: str) -> tuple[dict[str, str], str]:
+        """Return `credentials` and the version of the stored key, read together.
+
+        The version is an opaque token that changes whenever the key is replaced; giving it to
+        `record` or `record_many` drops a verdict on a key the account no longer holds.
+        """
+        key = _by_id(account_id)
         with self._sqlite_errors():
             row = self._db.execute(
-                "SELECT config, secrets FROM accounts WHERE id = ?", (account_id,)
+                "SELECT config, secrets FROM accounts WHERE (id = ? OR rowid = ?)", key
             ).fetchone()
         if row is None:
             raise AccountNotFound(account_id)
-        values: dict[str, str] = json.loads(row["config"])
+        values = _json_object(row["config"])
+        if values is None or not all(isinstance(v, str) for v in values.values()):
+            raise StoreError(
+                f"the stored fields of account {account_id} cannot be read (the row was "
+                f"changed outside hub); unlink it with `hub unlink {account_id}` and link it again"
+            )
         values.update(self._decrypt(row["secrets"], account_id))
-        return values
+        return values, _version(row["secrets"])
 
     def delete(self, account_id: str) -> None:
         """Remove an account and its key (`AccountNotFound` if there is none)."""
+        key = _by_id(account_id)
         with self._write() as conn:
-            if conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,)).rowcount == 0:
+            if conn.execute("DELETE FROM accounts WHERE (id = ? OR rowid = ?)", key).rowcount == 0:
                 raise AccountNotFound(account_id)
 
-    def _secret_values(self, token: bytes) -> list[str]:
-        try:
-            values: dict[str, str] = json.loads(self._fernet.decrypt(token))
-        except InvalidToken:
-            return []
-        return list(values.values())
+    def _secret_values(self, token: object) -> list[str]:
+        values = self._plain_secrets(token)
+        return [] if values is None else list(values.values())
 
-    def _decrypt(self, token: bytes, account_id: str) -> dict[str, str]:
+    def _plain_secrets(self, token: object) -> dict[str, str] | None:
+        if not isinstance(token, bytes | str):
+            return None
         try:
-            plain = self._fernet.decrypt(token)
-        except InvalidToken:
+            values = _json_object(self._fernet.decrypt(token))
+        except (InvalidToken, ValueError, TypeError):
+            return None
+        if values is None or not all(isinstance(v, str) for v in values.values()):
+            return None
+        return values
+
+    def _decrypt(self, token: object, account_id: str) -> dict[str, str]:
+        values = self._plain_secrets(token)
+        if values is None:
             raise StoreError(
-                f"the secrets of account {account_id} cannot be decrypted with this database's "
-                "key; link the account again"
-            ) from None
-        values: dict[str, str] = json.loads(plain)
+                f"the stored key of account {account_id} cannot be read: it cannot be "
+                "decrypted with this store's secret key (it was changed or copied outside "
+                f"hub); give it its key again with `hub relink {account_id}`, or unlink it"
+            )
         return values
 
 
@@ -683,6 +947,41 @@ def _parse(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
 
 
+def _account_id(row: sqlite3.Row) -> str:
+    # An id `get` can find again; else "#<rowid>", so a row whose id was edited to NULL, a
+    # number or bytes can still be shown and unlinked. Account queries select the rowid as
+    # row_number for this.
+    value = row["id"]
+    if isinstance(value, str) and value and value == value.strip().lower():
+        return value
+    return f"#{row['row_number']}"
+
+
+def _by_id(account_id: str) -> tuple[str | None, int | None]:
+    """The parameters of ``(id = ? OR rowid = ?)`` that find *account_id* (see `_account_id`)."""
+    if account_id.startswith("#") and account_id[1:].isdigit():
+        return None, int(account_id[1:])
+    return account_id, None
+
+
+def _version(token: object) -> str:
+    # The stored ciphertext changes with every save (Fernet tokens are salted), so its hash
+    # tells "the key that was checked" from a key stored after; it reveals nothing of the key.
+    data = token if isinstance(token, bytes) else repr(token).encode("utf-8", "backslashreplace")
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def _json_object(value: object) -> dict[str, Any] | None:
+    """*value* parsed as a JSON object, or None when it is not one."""
+    if not isinstance(value, str | bytes):
+        return None
+    try:
+        parsed = json.loads(value)
+    except (ValueError, TypeError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
 def _details_json(details: Mapping[str, Any]) -> str:
     try:
         return json.dumps(details)
@@ -691,6 +990,8 @@ def _details_json(details: Mapping[str, Any]) -> str:
 
 
 def _verdict(error: HubError, expires_at: datetime | None, now: datetime) -> str:
+    if isinstance(error, StoreError):  # the stored key cannot be read: nothing was checked
+        return "damaged"
     if isinstance(error, InvalidCredentials):
         return "expired" if expires_at is not None and expires_at <= now else "invalid"
     if isinstance(error, FieldError):
@@ -710,17 +1011,82 @@ def _status(verdict: str, expires_at: datetime | None, now: datetime) -> Status:
 
 
 def _account(row: sqlite3.Row, now: datetime) -> Account:
-    expires_at = _parse(row["expires_at"])
+    """The account a row holds; a row that cannot be read whole is a ``damaged`` account.
+
+    Every column a hand edit can break is read on its own, so one broken value shows as
+    damaged (naming the columns) instead of failing every listing.
+    """
+    broken: list[str] = []
+
+    def text(name: str, required: bool = True) -> str | None:
+        value = row[name]
+        if isinstance(value, str) and (value or not required):
+            return value
+        if value is None and not required:
+            return None
+        broken.append(name)
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+        return None if value is None else str(value)
+
+    def when(name: str, required: bool = False) -> datetime | None:
+        value = row[name]
+        if value is None and not required:
+            return None
+        try:
+            parsed = _parse(value)
+            if parsed is not None:
+                return parsed
+        except (TypeError, ValueError, OverflowError):
+            pass
+        broken.append(name)
+        return None
+
+    def mapping(name: str) -> dict[str, Any]:
+        value = _json_object(row[name])
+        if value is None or (
+            name == "config" and not all(isinstance(v, str) for v in value.values())
+        ):
+            broken.append(name)
+            return {}
+        return value
+
+    account_id = _account_id(row)
+    if account_id != row["id"]:
+        broken.append("id")
+    provider_id = text("provider_id") or ""
+    identity = text("identity") or ""
+    label = text("label") or account_id
+    expires_at = when("expires_at")
+    linked_at = when("linked_at", required=True)
+    checked_at = when("checked_at")
+    config = mapping("config")
+    details = mapping("details")
+    last_error = text("last_error", required=False)
+    verdict = row["verdict"]
+    status = Status.DAMAGED
+    try:
+        status = _status(verdict, expires_at, now)
+    except (ValueError, TypeError):
+        broken.append("verdict")
+    if not isinstance(row["secrets"], bytes):
+        broken.append("secrets")
+    if broken:
+        status = Status.DAMAGED
+        last_error = (
+            f"hub cannot read this account as stored ({', '.join(broken)} changed outside "
+            f"hub): unlink it with `hub unlink {account_id}` and link it again"
+        )
     return Account(
-        id=row["id"],
-        provider_id=row["provider_id"],
-        identity=row["identity"],
-        label=row["label"],
-        status=_status(row["verdict"], expires_at, now),
-        config=json.loads(row["config"]),
-        linked_at=_parse(row["linked_at"]),
-        checked_at=_parse(row["checked_at"]),
+        id=account_id,
+        provider_id=provider_id,
+        identity=identity,
+        label=label,
+        status=status,
+        config=config,
+        linked_at=linked_at,
+        checked_at=checked_at,
         expires_at=expires_at,
-        last_error=row["last_error"],
-        details=json.loads(row["details"]),
+        last_error=last_error,
+        details=details,
     )

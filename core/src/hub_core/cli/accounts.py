@@ -37,6 +37,7 @@ STATUS_COLOURS = {
     Status.INVALID: "red",
     Status.DENIED: "red",
     Status.ERROR: "magenta",
+    Status.DAMAGED: "red",
 }
 ATTEMPTS = 3
 
@@ -319,20 +320,23 @@ def show(account_id: str, as_json: bool) -> None:
     if as_json:
         echo_json(account.to_json())
         return
-    display = current.hub.display(account)
-    lines = [shown("{title}", title=display.title).styled(bold=True)]
-    if display.subtitle:
+    # A damaged row is not handed to its plugin: what it would describe cannot be read.
+    display = None if account.status is Status.DAMAGED else current.hub.display(account)
+    title = display.title if display else account.label
+    display_rows = display.rows if display else ()
+    lines = [shown("{title}", title=title).styled(bold=True)]
+    if display and display.subtitle:
         lines.append(shown("{subtitle}", subtitle=display.subtitle))
     rows: list[tuple[Shown, object]] = [
         (shown("Account"), account.id),
         (shown("Status"), _status(account.status)),
-        *((shown("{label}", label=label), value) for label, value in display.rows),
+        *((shown("{label}", label=label), value) for label, value in display_rows),
         (shown("Linked"), _when(account.linked_at)),
         (shown("Checked"), _when(account.checked_at)),
     ]
     if account.last_error:
         rows.append((shown("Last error"), shown("{e}", e=account.last_error, limit=LONG_LIMIT)))
-    if display.url:
+    if display and display.url:
         rows.append((shown("Open"), display.url))
     width = max(len(label.plain) for label, _ in rows)
     lines += [
@@ -408,9 +412,10 @@ def _table_row(cells: Sequence[Shown], widths: Sequence[int]) -> Shown:
 
 
 def check_exit_code(checked: Sequence[Account]) -> int:
-    """1 when a key was rejected or has expired, else 3 when a provider was unreachable."""
+    """1 when a key was rejected or has expired, or an account is damaged, else 3 when a
+    provider was unreachable."""
     statuses = {account.status for account in checked}
-    if statuses & {Status.INVALID, Status.DENIED, Status.EXPIRED}:
+    if statuses & {Status.INVALID, Status.DENIED, Status.EXPIRED, Status.DAMAGED}:
         return EXIT_REJECTED
     if Status.ERROR in statuses:
         return EXIT_UNREACHABLE
