@@ -415,18 +415,16 @@ def test_saving_the_same_identity_updates_one_account(store: Store) -> None:
     first = store.save("acme", verified(label="Old", plan="free"), creds("key-old"), now=NOW)
     store.record(first.id, InvalidCredentials("revoked"), now=NOW)
     later = NOW + timedelta(hours=1)
-    second = store.save(
-        "acme", verified(label="New", plan="pro"), creds("key-new", "eu"), now=later
-    )
+    second = store.save("acme", verified(label="New", plan="pro"), creds("key-new"), now=later)
     assert second.id == first.id
     assert second.linked_at == NOW
     assert second.checked_at == later
     assert second.label == "New"
     assert second.status is Status.ACTIVE
     assert second.last_error is None
-    assert second.config == {"region": "eu"}
+    assert second.config == {"region": "us"}
     assert second.details == {"plan": "pro"}
-    assert store.credentials(first.id) == {"region": "eu", "api_key": "key-new"}
+    assert store.credentials(first.id) == {"region": "us", "api_key": "key-new"}
     assert len(store.accounts()) == 1
 
 
