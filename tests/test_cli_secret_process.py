@@ -99,7 +99,7 @@ REPORT_LIMITS = """
 import resource, sys
 from hub_core.cli import main
 try:
-    main(sys.argv[1:])
+    main(sys.argv[1:], prog_name="hub")  # as the console script names it
 except SystemExit as exit:
     assert not exit.code, exit.code
 print("core limits", *resource.getrlimit(resource.RLIMIT_CORE))
@@ -125,6 +125,23 @@ def test_every_command_that_opens_the_store_runs_without_core_dumps(
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines()[-1] == "core limits 0 0", (args, done.stdout)
+
+
+def test_a_host_running_a_command_in_its_process_keeps_its_hard_limit(hub, dumps_allowed) -> None:
+    # The soft limit stops dumps; the hard one is the host's and could not be raised back.
+    done = subprocess.run(
+        [sys.executable, "-c", REPORT_LIMITS.replace(', prog_name="hub"', ""), "accounts"],
+        capture_output=True,
+        text=True,
+        env=hub.environ(),
+        preexec_fn=_allow_core_dumps,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    soft, hard = done.stdout.splitlines()[-1].split()[2:]
+    assert soft == "0"
+    assert hard != "0"
 
 
 # --- "Checking the key with ..." --------------------------------------------------------------

@@ -738,7 +738,9 @@ sys.stdin.readline()
 store = store or Store(path)
 for i in range(count):
     identity = "org:shared" if mode == "same" else f"org:{tag}-{i}"
-    values = Credentials({"api_key": f"key-{tag}-{i}", "region": tag}, secret=["api_key"])
+    # One identity is linked at one place: the same region (another one would be refused).
+    region = "us" if mode == "same" else tag
+    values = Credentials({"api_key": f"key-{tag}-{i}", "region": region}, secret=["api_key"])
     account = store.save("acme", Verified(identity, f"{tag} {i}"), values)
     print(account.id, flush=True)
 store.close()
