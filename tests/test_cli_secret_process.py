@@ -106,31 +106,11 @@ print("core limits", *resource.getrlimit(resource.RLIMIT_CORE))
 """
 
 
-def test_every_command_that_opens_the_store_runs_without_core_dumps(
-    hub, elastic, keys, dumps_allowed
-) -> None:
-    linked = hub.run("link", "elastic", "--json", env={"HUB_FIELD_API_KEY": keys.elastic})
-    assert linked.returncode == 0, linked.stderr
-    account = linked.stdout.split('"id": "')[1].split('"')[0]
-    # Too quick to catch from outside: the command runs in a Python that reports its limits.
-    for args in (["accounts"], ["accounts", "show", account], ["unlink", account, "--yes"]):
-        done = subprocess.run(
-            [sys.executable, "-c", REPORT_LIMITS, *args],
-            capture_output=True,
-            text=True,
-            env=hub.environ(),
-            preexec_fn=_allow_core_dumps,
-            timeout=30,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.splitlines()[-1] == "core limits 0 0", (args, done.stdout)
-
-
-def test_a_host_running_a_command_in_its_process_keeps_its_hard_limit(hub, dumps_allowed) -> None:
-    # The soft limit stops dumps; the hard one is the host's and could not be raised back.
+def limits_in_process(hub, *args: str, program: bool = True) -> tuple[str, str]:
+    """The core limits after ``hub *args`` ran in a Python that reports them (as *program*)."""
+    code = REPORT_LIMITS if program else REPORT_LIMITS.replace(', prog_name="hub"', "")
     done = subprocess.run(
-        [sys.executable, "-c", REPORT_LIMITS.replace(', prog_name="hub"', ""), "accounts"],
+        [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         env=hub.environ(),
@@ -140,6 +120,23 @@ def test_a_host_running_a_command_in_its_process_keeps_its_hard_limit(hub, dumps
     )
     assert done.returncode == 0, done.stderr
     soft, hard = done.stdout.splitlines()[-1].split()[2:]
+    return soft, hard
+
+
+def test_every_command_that_opens_the_store_runs_without_core_dumps(
+    hub, elastic, keys, dumps_allowed
+) -> None:
+    linked = hub.run("link", "elastic", "--json", env={"HUB_FIELD_API_KEY": keys.elastic})
+    assert linked.returncode == 0, linked.stderr
+    account = linked.stdout.split('"id": "')[1].split('"')[0]
+    # Too quick to catch from outside: the command runs in a Python that reports its limits.
+    for args in (["accounts"], ["accounts", "show", account], ["unlink", account, "--yes"]):
+        assert limits_in_process(hub, *args) == ("0", "0"), args
+
+
+def test_a_host_running_a_command_in_its_process_keeps_its_hard_limit(hub, dumps_allowed) -> None:
+    # The soft limit stops dumps; the hard one is the host's and could not be raised back.
+    soft, hard = limits_in_process(hub, "accounts", program=False)
     assert soft == "0"
     assert hard != "0"
 
