@@ -46,12 +46,8 @@ def test_link_qlik_prompts_by_label_hides_the_key_and_checks_the_tenant(hub, qli
     child.expect_exact("You can also paste the whole address.")  # the field's help
     child.expect_exact("Tenant Name: ")
     child.sendline(f"https://{keys.qlik_host}/hub")
-    child.expect_exact("eu     Ireland (eu)")
-    child.expect_exact("Region: ")
-    child.sendline("mars")
-    child.expect_exact("Error: Region must be one of: us, eu,")
-    child.expect_exact("Region: ")  # asked again
-    child.sendline("")  # the pasted address names the region
+    # The pasted address names the region: it is shown, not asked.
+    child.expect_exact("Region: eu (from Tenant Name)")
     child.expect_exact("API Key: ")
     assert child.waitnoecho(timeout=10)  # the terminal stopped echoing before the key is typed
     child.sendline(keys.qlik)
@@ -66,7 +62,8 @@ def test_link_qlik_prompts_by_label_hides_the_key_and_checks_the_tenant(hub, qli
     assert keys.qlik_canary not in shown
     # Only the visible answers were echoed; after the hidden prompt comes the bare newline.
     assert re.search(r"API Key: \r?\n", shown), shown
-    assert shown.count("Region: ") == 2
+    assert shown.count("Region: ") == 1
+    assert "Ireland (eu)" not in shown  # the choices were never listed
     assert f"Tenant Name: https://{keys.qlik_host}/hub" in shown  # visible answers do echo
 
     user = f"/api/v1/users/{keys.qlik_user_id}"
@@ -108,8 +105,7 @@ def test_tenant_the_provider_does_not_know_is_asked_again_at_the_terminal(hub, q
 
     child.expect_exact("Tenant Name: ")
     child.sendline("https://nosuch.eu.qlikcloud.com")
-    child.expect_exact("Region: ")
-    child.sendline("")
+    child.expect_exact("Region: eu (from Tenant Name)")
     child.expect_exact("API Key: ")
     assert child.waitnoecho(timeout=10)
     child.sendline(keys.qlik)
@@ -133,24 +129,65 @@ def test_tenant_the_proxy_cannot_route_ends_with_a_clear_message(hub, qlik, prox
 
     child.expect_exact("Tenant Name: ")
     child.sendline(host)
-    child.expect_exact("Region: ")
-    child.sendline("")
+    child.expect_exact("Region: us-gov (from Tenant Name)")
     child.expect_exact("API Key: ")
     assert child.waitnoecho(timeout=10)
     child.sendline(keys.qlik)
+    # Unreachable, with the likely cause; at a terminal the tenant is asked again.
+    for _ in range(2):
+        child.expect_exact("Tenant Name: ")
+        child.sendline(host)
     status = finish(child)
 
     shown = screen(child)
     assert status == 3, shown
     assert (
         f"Error: Qlik Cloud could not be reached: the HTTPS proxy could not open a connection "
-        f"to {host}" in shown
+        f"to {host}. Check the Tenant Name and Region" in shown
     )
+    assert "If they are right, check your connection" in shown
+    assert shown.count("API Key: ") == 1
     assert "Traceback" not in shown
     assert keys.qlik not in shown
-    assert [(c.host, c.routed) for c in proxy.connects] == [(host, False)]
+    assert [(c.host, c.routed) for c in proxy.connects] == [(host, False)] * 3
     assert qlik.requests == []
     assert hub.json("accounts", "--json") == []
+
+
+def test_a_bare_tenant_name_asks_the_region_and_asks_again_for_a_wrong_one(hub, qlik, keys):
+    child = hub.spawn("link", "qlik")
+
+    child.expect_exact("Tenant Name: ")
+    child.sendline(keys.qlik_host.split(".")[0])  # a name alone says nothing of the region
+    child.expect_exact("eu     Ireland (eu)")
+    child.expect_exact("Region: ")
+    child.sendline("mars")
+    child.expect_exact("Error: Region must be one of: us, eu,")
+    child.expect_exact("Region: ")  # asked again
+    child.sendline("eu")
+    child.expect_exact("API Key: ")
+    assert child.waitnoecho(timeout=10)
+    child.sendline(keys.qlik)
+    child.expect_exact(f"Linked Ada Lovelace @ {keys.qlik_host}")
+    assert finish(child) == 0, screen(child)
+    assert "(from Tenant Name)" not in screen(child)
+
+
+def test_a_value_given_on_the_command_line_wins_over_a_supplied_one(hub, qlik, keys):
+    child = hub.spawn("link", "qlik", "--set", "region=us")
+
+    child.expect_exact("Tenant Name: ")
+    child.sendline(f"https://{keys.qlik_host}/hub")
+    child.expect_exact("API Key: ")  # Region is neither asked nor replaced
+    assert child.waitnoecho(timeout=10)
+    child.sendline(keys.qlik)
+    # The plugin sees both and says they disagree; Region is asked again.
+    child.expect_exact("Region is United States (us), but the tenant address")
+    child.expect_exact("Region: ")
+    child.sendline("eu")
+    child.expect_exact(f"Linked Ada Lovelace @ {keys.qlik_host}")
+    assert finish(child) == 0, screen(child)
+    assert "(from Tenant Name)" not in screen(child)
 
 
 def test_check_on_a_terminal_shows_a_progress_bar_and_a_summary(hub, elastic, keys):

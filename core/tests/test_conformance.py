@@ -1113,3 +1113,35 @@ def test_hook_reference_rendering_matches_the_spec_source() -> None:
     assert "-> AccountDisplay | None:" in rendered
     source = inspect.getsource(hookspecs.hub_account_display)
     assert rendered.splitlines()[2].strip() in source
+
+
+def test_an_unresolved_host_turned_into_a_field_error_fails() -> None:
+    # No DNS is no verdict on the values: `hub check` would record the key as invalid.
+    def flow(credentials: Credentials) -> Flow:
+        try:
+            response = yield httpx.Request("GET", URL)
+        except ProviderUnavailable as exc:
+            if exc.reason == "unresolved":
+                raise FieldError("region", "there is no such region") from exc
+            raise
+        return read(response)
+
+    report = check_plugin(Plugin(flow=flow))
+    message = failed(report, "acme: response unresolved")
+    assert "FieldError" in message
+    assert "not a FieldError" in message  # the hint says why
+
+
+def test_an_unresolved_host_with_the_likely_field_passes() -> None:
+    def flow(credentials: Credentials) -> Flow:
+        try:
+            response = yield httpx.Request("GET", URL)
+        except ProviderUnavailable as exc:
+            if exc.reason == "unresolved":
+                message = f"{exc.message}. Check the Region."
+                raise ProviderUnavailable(message, reason=exc.reason, field="region") from exc
+            raise
+        return read(response)
+
+    report = check_plugin(Plugin(flow=flow))
+    assert finding(report, "response unresolved ") == ("pass", "ProviderUnavailable")

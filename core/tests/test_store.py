@@ -417,18 +417,16 @@ def test_saving_the_same_identity_updates_one_account(store: Store) -> None:
     first = store.save("acme", verified(label="Old", plan="free"), creds("key-old"), now=NOW)
     store.record(first.id, InvalidCredentials("revoked"), now=NOW)
     later = NOW + timedelta(hours=1)
-    second = store.save(
-        "acme", verified(label="New", plan="pro"), creds("key-new", "eu"), now=later
-    )
+    second = store.save("acme", verified(label="New", plan="pro"), creds("key-new"), now=later)
     assert second.id == first.id
     assert second.linked_at == NOW
     assert second.checked_at == later
     assert second.label == "New"
     assert second.status is Status.ACTIVE
     assert second.last_error is None
-    assert second.config == {"region": "eu"}
+    assert second.config == {"region": "us"}
     assert second.details == {"plan": "pro"}
-    assert store.credentials(first.id) == {"region": "eu", "api_key": "key-new"}
+    assert store.credentials(first.id) == {"region": "us", "api_key": "key-new"}
     assert len(store.accounts()) == 1
 
 
@@ -742,7 +740,9 @@ sys.stdin.readline()
 store = store or Store(path)
 for i in range(count):
     identity = "org:shared" if mode == "same" else f"org:{tag}-{i}"
-    values = Credentials({"api_key": f"key-{tag}-{i}", "region": tag}, secret=["api_key"])
+    # One identity is linked at one place: the same region (another one would be refused).
+    region = "us" if mode == "same" else tag
+    values = Credentials({"api_key": f"key-{tag}-{i}", "region": region}, secret=["api_key"])
     account = store.save("acme", Verified(identity, f"{tag} {i}"), values)
     print(account.id, flush=True)
 store.close()

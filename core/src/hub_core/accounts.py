@@ -33,17 +33,33 @@ class Accounts:
         self.hub = hub
         self.store = store
 
-    def link(self, provider_id: str, values: Mapping[str, str]) -> Account:
+    def link(
+        self,
+        provider_id: str,
+        values: Mapping[str, str],
+        *,
+        on_request: Callable[[], object] | None = None,
+    ) -> Account:
         """Check a key live and store the account; linking a known identity updates it.
 
-        Raise the `HubError` of the check, in which case nothing is stored.
+        Raise the `HubError` of the check, in which case nothing is stored. The account of a
+        known identity is updated only when its non-secret fields (tenant, region,
+        environment: where the key was checked) are the ones it was linked with; otherwise
+        `IdentityMismatch` names both and nothing changes. *on_request* is called just before
+        the check's first request leaves (see `Hub.verify`).
         """
-        verified = self.hub.verify(provider_id, values)
+        verified = self.hub.verify(provider_id, values, on_request=on_request)
         return self._save(provider_id, values, verified)
 
-    async def alink(self, provider_id: str, values: Mapping[str, str]) -> Account:
+    async def alink(
+        self,
+        provider_id: str,
+        values: Mapping[str, str],
+        *,
+        on_request: Callable[[], object] | None = None,
+    ) -> Account:
         """`link`, without blocking the event loop during the check."""
-        verified = await self.hub.averify(provider_id, values)
+        verified = await self.hub.averify(provider_id, values, on_request=on_request)
         return self._save(provider_id, values, verified)
 
     def _save(

@@ -177,8 +177,9 @@ class ProviderUnavailable(HubError):
 
     ``reason`` says which: ``unresolved`` (the host name does not resolve), ``connect``,
     ``tls``, ``timeout``, ``proxy``, ``protocol`` or ``server`` (a 5xx answer). The driver throws
-    this error into the flow at the ``yield`` that asked for the request, so a flow can turn, say,
-    an unresolved tenant host into a `FieldError`.
+    this error into the flow at the ``yield`` that asked for the request, so a flow can say
+    more (hub-qlik names the tenant field and its likely cause); it stays a
+    `ProviderUnavailable`: no network is no verdict on the key or the values.
     """
 
     code = "provider_unavailable"

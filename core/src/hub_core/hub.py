@@ -13,7 +13,7 @@ import httpx
 # 200 ms), below the start-up benchmark's noise.
 from .errors import HubError, PluginError
 from .fields import json_schema, validate_values
-from .flows import Driver, drive, run_async, run_sync
+from .flows import Driver, Send, drive, run_async, run_sync
 from .model import Account, AccountDisplay, Credentials, Provider, Verified
 from .plugins import PluginReport, Registry
 from .policy import Policy
@@ -102,30 +102,57 @@ class Hub:
 
     # --- checks -----------------------------------------------------------------------------
 
-    def _prepare(self, provider_id: str, values: Mapping[str, str]) -> tuple[Provider, Driver]:
+    def _prepare(
+        self,
+        provider_id: str,
+        values: Mapping[str, str],
+        on_request: Callable[[], object] | None = None,
+    ) -> tuple[Provider, Driver]:
         provider = self.provider(provider_id)
         credentials = validate_values(provider, values)
         try:
             flow, plugin = self._registry.flow(provider, credentials)
         except HubError as exc:
             raise exc.redacted(credentials.secret_values()) from exc.__cause__
-        return provider, drive(self.policy, provider, plugin, flow, credentials.secret_values())
+        driver = drive(self.policy, provider, plugin, flow, credentials.secret_values())
+        if on_request is not None:
+            driver = _before_first_send(driver, on_request)
+        return provider, driver
 
-    def verify(self, provider_id: str, values: Mapping[str, str]) -> Verified:
+    def verify(
+        self,
+        provider_id: str,
+        values: Mapping[str, str],
+        *,
+        on_request: Callable[[], object] | None = None,
+    ) -> Verified:
         """Check a key with its provider, blocking; return what it reaches or raise `HubError`.
 
         *values* maps field names to what the person typed. Nothing is stored.
+        *on_request* is called once, just before the check's first request leaves (after the
+        plugin read the values and the allowlist let the request through): "Checking the key
+        with ..." is true only then. It is not called when the check ends before any request,
+        such as a value the plugin refuses.
         """
-        provider, driver = self._prepare(provider_id, values)
+        provider, driver = self._prepare(provider_id, values, on_request)
         if self._client is not None:
             return run_sync(driver, self._client, provider, self.policy)
         with self._new_client() as client:
             return run_sync(driver, client, provider, self.policy)
 
-    async def averify(self, provider_id: str, values: Mapping[str, str]) -> Verified:
-        """Check a key with its provider without blocking the event loop (asyncio)."""
+    async def averify(
+        self,
+        provider_id: str,
+        values: Mapping[str, str],
+        *,
+        on_request: Callable[[], object] | None = None,
+    ) -> Verified:
+        """Check a key with its provider without blocking the event loop (asyncio).
+
+        *on_request* is as for `verify`.
+        """
         async with self._async_client() as client:
-            provider, driver = self._prepare(provider_id, values)
+            provider, driver = self._prepare(provider_id, values, on_request)
             return await run_async(driver, client, provider, self.policy)
 
     async def check_many(
@@ -238,6 +265,37 @@ class Hub:
         if self._sender is not None:
             await self._sender.aclose()
             self._sender = None
+
+
+def _before_first_send(driver: Driver, callback: Callable[[], object]) -> Driver:
+    """*driver*, calling *callback* when its first `Send` is handed to the runner.
+
+    Every outcome, error and close is passed through, so the runner drives the inner driver
+    exactly as it would without the callback.
+    """
+    called = False
+    try:
+        action = next(driver)
+        while True:
+            if not called and isinstance(action, Send):
+                called = True
+                try:
+                    callback()
+                except BaseException:
+                    driver.close()
+                    raise
+            try:
+                outcome = yield action
+            except GeneratorExit:
+                driver.close()
+                raise
+            except BaseException as exc:  # the runner throws the request's failure in
+                action = driver.throw(exc)
+            else:
+                action = driver.send(outcome)
+    except StopIteration as stop:
+        result: Verified = stop.value
+        return result
 
 
 def _default_display(provider: Provider | None, account: Account) -> AccountDisplay:

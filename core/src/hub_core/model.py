@@ -7,7 +7,7 @@ cannot exist. None of them imports anything heavier than attrs.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -127,6 +127,12 @@ class Field:
     ``name`` is a lowercase identifier (it also names the ``HUB_FIELD_<NAME>`` variable);
     ``kind`` is ``text``, ``secret`` (never shown, stored encrypted), ``choice`` (one of
     ``choices``) or ``url``. ``pattern`` is a regular expression the whole value must match.
+
+    ``fills`` (non-secret fields only) lets this field's value supply the values of other
+    non-secret fields before they are asked: a function of the value as typed, returning
+    ``{field name: value}`` (a pasted tenant address gives ``{"region": "eu"}``). It must be
+    pure and quick (no I/O). Forms call it through `Provider.supplied`; a value the person
+    gave for a field always wins over a supplied one, and the flow still checks everything.
     """
 
     name: str = attrs.field()
@@ -139,6 +145,9 @@ class Field:
     pattern: str | None = None
     max_length: int = attrs.field(default=256)
     default: str | None = None
+    fills: Callable[[str], Mapping[str, str]] | None = attrs.field(
+        default=None, eq=False, repr=False
+    )
 
     @name.validator
     def _check_name(self, _attribute: attrs.Attribute[str], value: str) -> None:
@@ -168,6 +177,12 @@ class Field:
                 raise ValueError(f"secret field {self.name!r} cannot have a default")
             if self.kind == "choice" and self.default not in values:
                 raise ValueError(f"default of {self.name!r} is not one of its choices")
+        if self.fills is not None:
+            if not callable(self.fills):
+                raise TypeError(f"fills of {self.name!r} must be a function of the value")
+            if self.kind == "secret":
+                # Its result is shown: derived from a key, it could show a piece of it.
+                raise ValueError(f"secret field {self.name!r} cannot fill other fields")
 
     @property
     def secret(self) -> bool:
@@ -249,6 +264,41 @@ class Provider:
             if field.name == name:
                 return field
         raise KeyError(name)
+
+    def supplied(self, name: str, value: str) -> dict[str, str]:
+        """The values field *name*'s ``fills`` derives from *value*, for other fields.
+
+        Only valid values of this provider's other non-secret fields are kept (a choice must
+        be one of its choices), each normalised as `validate_field` does; anything else a
+        plugin's function returns, or raises, gives nothing: filling is a convenience, and
+        the flow checks the values all the same. ``{}`` when the field has no ``fills``.
+        """
+        from .errors import HubError
+        from .fields import validate_field
+
+        source = self.field(name)
+        if source.fills is None or source.secret or not value.strip():
+            return {}
+        try:
+            # Typed as a mapping of strings, but it is a plugin's code: each item is checked.
+            derived: list[tuple[object, object]] = list(dict(source.fills(value)).items())
+        except Exception:  # a plugin's bug must not stop a person from typing the value
+            return {}
+        out: dict[str, str] = {}
+        for target_name, target_value in derived:
+            if not isinstance(target_name, str) or not isinstance(target_value, str):
+                continue
+            try:
+                target = self.field(target_name)
+            except KeyError:
+                continue
+            if target is source or target.secret or not target_value.strip():
+                continue
+            try:
+                out[target.name] = validate_field(target, target_value)
+            except HubError:  # not a value that field takes: it is asked as usual
+                continue
+        return out
 
     @property
     def secret_fields(self) -> tuple[str, ...]:

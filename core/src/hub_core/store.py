@@ -35,6 +35,7 @@ from .errors import (
     AmbiguousAccount,
     FieldError,
     HubError,
+    IdentityMismatch,
     InvalidCredentials,
     PermissionDenied,
     PluginError,
@@ -446,6 +447,13 @@ class Store:
         With *account_id* (a relink), only that account is updated: `AccountNotFound` when it
         was unlinked meanwhile (it is not brought back under a new id), `StoreError` when it is
         another provider's or identity's; nothing is stored then.
+
+        The non-secret fields say where the key was checked (a tenant, a region, an
+        environment), so they are part of what the account is: when linking (no
+        *account_id*) and the stored account of this identity was linked with other
+        non-secret values, raise `IdentityMismatch` naming both and change nothing. Otherwise
+        one provider's answer (a hostile tenant claiming another tenant's ids) could replace
+        another account's key.
         """
         now = _now(now)
         config = json.dumps(credentials.public())
@@ -458,6 +466,13 @@ class Store:
                 return self._replace_key(
                     conn, account_id, provider_id, verified, config, token, now
                 )
+            # In the write transaction: the account compared is the one the upsert replaces.
+            stored = conn.execute(
+                "SELECT id, label, config FROM accounts WHERE provider_id = ? AND identity = ?",
+                (provider_id, verified.identity),
+            ).fetchone()
+            if stored is not None:
+                _check_same_place(stored, verified, credentials.public())
             account_id = _new_id()
             while conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone():
                 account_id = _new_id()
@@ -987,6 +1002,35 @@ def _details_json(details: Mapping[str, Any]) -> str:
         return json.dumps(details)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"the check's details cannot be stored as JSON: {exc}") from None
+
+
+def _place(config: Mapping[str, Any]) -> dict[str, str]:
+    # An empty value and a missing one are the same: a field added by a newer plugin, say.
+    return {str(name): str(value) for name, value in config.items() if value}
+
+
+def _describe_place(place: Mapping[str, str]) -> str:
+    if not place:
+        return "no other field"
+    return ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in sorted(place.items()))
+
+
+def _check_same_place(stored: sqlite3.Row, verified: Verified, config: Mapping[str, str]) -> None:
+    """Refuse to let a key checked elsewhere replace the account stored for its identity."""
+    try:
+        before = _place(json.loads(stored["config"]))
+    except (TypeError, ValueError):
+        before = {}  # a damaged row is compared as having no fields: anything else differs
+    after = _place(config)
+    if before == after:
+        return
+    raise IdentityMismatch(
+        f"this key's answer names the account {verified.label!r} ({verified.identity}), but "
+        f"that account ({stored['id']}, {stored['label']!r}) was linked for "
+        f"{_describe_place(before)}, and this key was checked for {_describe_place(after)}; "
+        "nothing was changed. If both are right (an alias of the same tenant, say), unlink "
+        f"account {stored['id']} first"
+    )
 
 
 def _verdict(error: HubError, expires_at: datetime | None, now: datetime) -> str:

@@ -470,19 +470,21 @@ def test_not_found_after_the_redirect_is_an_unknown_tenant(values, qlik, ids):
     assert set(caught.value.errors) == {"tenant"}
 
 
-def test_unresolved_tenant_host_is_an_unknown_tenant(values):
+def test_unresolved_tenant_host_is_unreachable_and_names_the_tenant(values):
     lookup = socket.gaierror(-2, "Name or service not known")
     unresolved = httpx.ConnectError("[Errno -2] Name or service not known")
     unresolved.__cause__ = lookup
 
-    failed = fail(values, [unresolved], FieldError)
+    # No DNS proves nothing about the tenant: never a FieldError (a verdict on the values).
+    failed = fail(values, [unresolved], ProviderUnavailable)
 
-    errors = failed.error.errors
-    assert set(errors) == {"tenant"}
-    assert "no Qlik Cloud tenant my-company in region eu" in errors["tenant"]
-    assert "my-company.eu.qlikcloud.com does not exist" in errors["tenant"]
-    assert isinstance(failed.error.__cause__, ProviderUnavailable)
-    assert failed.error.__cause__.reason == "unresolved"
+    error = failed.error
+    assert not isinstance(error, FieldError)
+    assert (error.reason, error.field) == ("unresolved", "tenant")
+    assert "my-company.eu.qlikcloud.com does not resolve" in str(error)
+    assert "Check the Tenant Name and Region" in str(error)
+    assert "check your connection" in str(error)
+    assert isinstance(error.__cause__, ProviderUnavailable)
     assert len(failed.requests) == 1  # an unknown name is not retried
 
 

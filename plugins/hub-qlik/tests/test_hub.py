@@ -98,17 +98,17 @@ def test_hostile_tenant_sends_nothing_through_the_hub(hub_for, qlik, values, ten
     assert qlik.seen == []
 
 
-def test_tenant_that_does_not_resolve_is_a_tenant_error(hub_for, values):
+def test_tenant_that_does_not_resolve_is_unreachable_with_the_likely_cause(hub_for, values):
     def handler(request):
         raise httpx.ConnectError("[Errno -2] Name or service not known") from socket.gaierror(
             -2, "Name or service not known"
         )
 
-    with pytest.raises(FieldError) as caught:
+    with pytest.raises(ProviderUnavailable) as caught:
         hub_for(handler).verify("qlik", values)
 
-    assert set(caught.value.errors) == {"tenant"}
-    assert "no Qlik Cloud tenant my-company in region eu" in caught.value.errors["tenant"]
+    assert (caught.value.reason, caught.value.field) == ("unresolved", "tenant")
+    assert "Check the Tenant Name and Region" in str(caught.value)
 
 
 def test_refused_connection_is_provider_unavailable(hub_for, values):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -24,7 +25,7 @@ from hub_core.cli import (
     state,
 )
 from hub_core.display_text import LONG_LIMIT, inert
-from hub_core.errors import FieldError
+from hub_core.errors import FieldError, ProviderUnavailable
 from hub_core.status import Status
 
 if TYPE_CHECKING:
@@ -40,6 +41,27 @@ STATUS_COLOURS = {
     Status.DAMAGED: "red",
 }
 ATTEMPTS = 3
+
+
+def no_core_dumps() -> None:
+    """Make sure this process never writes a core dump: it is about to hold secrets.
+
+    A crash would otherwise write the process's memory (the key being linked, the decrypted
+    keys of a check, the store's key) to ``./core`` or the system's crash collector. When
+    ``hub`` is the program, both limits go to 0, so nothing in the process can raise them
+    again. When a host runs the commands in its own process (``main(...)`` from Python, as
+    tests do), only the soft limit goes to 0, which is what stops a dump: the hard limit is
+    the host's, and without privileges it could never be raised back. Where the limit cannot
+    be set (Windows, a sandbox that forbids it) nothing changes.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return
+    program = click.get_current_context().find_root().info_name == "hub"
+    with contextlib.suppress(ValueError, OSError):  # refused by the platform: nothing to do
+        hard = 0 if program else resource.getrlimit(resource.RLIMIT_CORE)[1]
+        resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
 
 
 def _env_name(field: Field) -> str:
@@ -140,6 +162,13 @@ def _secret_line(stdin: Any, field: Field) -> str:
     return text.rstrip("\r\n")
 
 
+def _say_supplied(field: Field, value: str, source: Field) -> None:
+    line = shown(
+        "{label}: {value} (from {source})", label=field.label, value=value, source=source.label
+    )
+    say(line, err=True)
+
+
 def gather(
     provider: Provider,
     fields: Iterable[Field],
@@ -147,9 +176,15 @@ def gather(
     secret_stdin: bool,
     interactive: bool,
 ) -> dict[str, str]:
-    """Collect the values of *fields*: --set, HUB_FIELD_<NAME>, standard input, then prompts."""
+    """Collect the values of *fields*: --set, HUB_FIELD_<NAME>, standard input, then prompts.
+
+    A field whose value an earlier one supplies (`Field.fills`: a pasted tenant address names
+    the region) is not asked: the value is used, and shown at a terminal. A value given by
+    --set or HUB_FIELD_<NAME> always wins.
+    """
     given = _parse_sets(provider, sets)
     values: dict[str, str] = {}
+    supplied: dict[str, tuple[str, Field]] = {}
     missing: list[Field] = []
     stdin = sys.stdin if secret_stdin else None
     for field in fields:
@@ -159,10 +194,18 @@ def gather(
             values[field.name] = env
         elif field.secret and stdin is not None:
             values[field.name] = _secret_line(stdin, field)
+        elif field.name in supplied:
+            value, source = supplied[field.name]
+            values[field.name] = value
+            if interactive:
+                _say_supplied(field, value, source)
         elif interactive:
             values[field.name] = _prompt(field)
         elif field.required and field.default is None:
             missing.append(field)
+        if field.fills is not None and field.name in values:
+            for name, value in provider.supplied(field.name, values[field.name]).items():
+                supplied.setdefault(name, (value, field))
     if missing:
         wanted = "; ".join(f"{field.label} ({_where(field)})" for field in missing)
         raise click.UsageError(f"missing values, and standard input is not a terminal: {wanted}")
@@ -226,6 +269,7 @@ def link(provider_id: str, sets: tuple[str, ...], secret_stdin: bool, as_json: b
     Secrets are prompted without echo, or read from HUB_FIELD_<NAME> or --secret-stdin;
     they are never accepted as arguments.
     """
+    no_core_dumps()
     current = state()
     provider = current.hub.provider(provider_id)
     interactive = current.interactive
@@ -236,8 +280,15 @@ def link(provider_id: str, sets: tuple[str, ...], secret_stdin: bool, as_json: b
             err=True,
         )
     values = gather(provider, provider.fields, sets, secret_stdin, interactive)
+
+    def checking() -> None:
+        say(shown("Checking the key with {name}...", name=provider.name), err=True)
+
     account = _check_and_store(
-        provider, values, interactive, lambda v: current.accounts.link(provider.id, v)
+        provider,
+        values,
+        interactive,
+        lambda v: current.accounts.link(provider.id, v, on_request=checking),
     )
     if as_json:
         echo_json(account.to_json())
@@ -250,23 +301,39 @@ def _check_and_store(
     values: dict[str, str],
     interactive: bool,
     store: Callable[[dict[str, str]], Account],
+    announce: bool = False,
 ) -> Account:
-    """Check with the provider; in a terminal, re-ask the fields the provider found wrong."""
+    """Check with the provider; in a terminal, re-ask the fields the provider found wrong.
+
+    *store* says "Checking the key with ..." itself when its first request leaves (link);
+    with *announce* it is said here, before the check (relink).
+    """
     for attempt in range(1, ATTEMPTS + 1):
-        say(shown("Checking the key with {name}...", name=provider.name), err=True)
+        if announce:
+            say(shown("Checking the key with {name}...", name=provider.name), err=True)
         try:
             return store(values)
-        except FieldError as exc:
-            if not interactive or attempt == ATTEMPTS:
+        except (FieldError, ProviderUnavailable) as exc:
+            # An unreachable provider blamed on a field (a tenant name that does not resolve:
+            # mistyped, or no network) is worth asking again too.
+            if not interactive or attempt == ATTEMPTS or exc.field is None:
                 raise
-            for name, message in exc.errors.items():
+            errors = exc.errors if isinstance(exc, FieldError) else {exc.field: exc.message}
+            for name, message in errors.items():
                 say(
                     shown("{message}", message=message, limit=LONG_LIMIT).styled(fg="red"), err=True
                 )
                 try:
-                    values[name] = _prompt(provider.field(name))
+                    field = provider.field(name)
                 except KeyError:
                     raise exc from None
+                values[name] = _prompt(field)
+                # What the new value supplies replaces what the old one did (the region of a
+                # tenant address typed again), so the two cannot disagree.
+                for target, value in provider.supplied(name, values[name]).items():
+                    if target in values and values[target] != value:
+                        values[target] = value
+                        _say_supplied(provider.field(target), value, field)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -286,6 +353,7 @@ def accounts(
     """List the linked accounts and their status."""
     if ctx.invoked_subcommand is not None:
         return
+    no_core_dumps()  # the store's key is in memory once it is open
     found = state().store.accounts(provider=provider_id, status=status)
     if as_json:
         echo_json([account.to_json() for account in found])
@@ -315,6 +383,7 @@ def accounts(
 @reports_errors
 def show(account_id: str, as_json: bool) -> None:
     """Show one account as its provider describes it (never its key)."""
+    no_core_dumps()
     current = state()
     account = current.store.get(account_id)
     if as_json:
@@ -352,6 +421,7 @@ def show(account_id: str, as_json: bool) -> None:
 @reports_errors
 def relink(account_id: str, sets: tuple[str, ...], secret_stdin: bool, as_json: bool) -> None:
     """Give an account a new key; it must reach the same organisation, user or tenant."""
+    no_core_dumps()
     current = state()
     account = current.store.get(account_id)
     provider = current.hub.provider(account.provider_id)
@@ -365,7 +435,7 @@ def relink(account_id: str, sets: tuple[str, ...], secret_stdin: bool, as_json: 
         **gather(provider, secret_fields, (), secret_stdin, interactive),
     }
     updated = _check_and_store(
-        provider, values, interactive, lambda v: current.accounts.relink(account.id, v)
+        provider, values, interactive, lambda v: current.accounts.relink(account.id, v), True
     )
     if as_json:
         echo_json(updated.to_json())
@@ -379,6 +449,7 @@ def relink(account_id: str, sets: tuple[str, ...], secret_stdin: bool, as_json: 
 @reports_errors
 def unlink(account_id: str, yes: bool) -> None:
     """Forget an account and its key."""
+    no_core_dumps()
     current = state()
     account = current.store.get(account_id)
     if not yes:
@@ -438,6 +509,7 @@ def check(account_ids: tuple[str, ...], check_all: bool, concurrency: int, as_js
     """Re-check linked keys live and flag expired or revoked ones."""
     if account_ids and check_all:
         raise click.UsageError("give account ids or --all, not both")
+    no_core_dumps()
     current = state()
     targets = [current.store.get(i) for i in account_ids] or current.store.accounts()
     if not targets:

@@ -88,8 +88,15 @@ def _verify(credentials: Mapping[str, str], secrets: tuple[str, ...]) -> Flow:
     try:
         response = yield httpx.Request("GET", f"https://{host}/api/v1/users/me", headers=headers)
     except ProviderUnavailable as exc:
-        if exc.reason == "unresolved":
-            raise FieldError("tenant", _no_tenant(tenant)) from exc
+        # No name lookup, or a proxy that could not connect, proves nothing about the tenant
+        # (there may be no network): it stays unreachable, so `hub check` never calls the
+        # key invalid. Only Qlik's own 404 says a tenant does not exist.
+        # A proxy that is itself out of reach is named by the message instead of the tenant
+        # host, and has nothing to do with what was typed.
+        if exc.reason in ("unresolved", "proxy") and host in exc.message:
+            raise ProviderUnavailable(
+                _unreachable_tenant(tenant, exc), reason=exc.reason, field="tenant"
+            ) from exc
         raise
     user, user_id, tenant_id = _read_user(response, tenant, secrets)
     if key.tenant_id is not None and key.tenant_id != tenant_id:
@@ -100,6 +107,8 @@ def _verify(credentials: Mapping[str, str], secrets: tuple[str, ...]) -> Flow:
             "the Tenant Name and Region, or create a key in this tenant.",
         )
     about_tenant = yield from _lookup(f"https://{host}/api/v1/tenants/me", headers)
+    if about_tenant is not None:
+        _check_tenant_id(about_tenant, tenant_id, key, tenant, secrets)
     record = None
     if key.key_id is not None and _KEY_ID.fullmatch(key.key_id) and not _in_key(key, secrets):
         url = f"https://{host}/api/v1/api-keys/{quote(key.key_id, safe='')}"
@@ -226,6 +235,44 @@ def _refuse(response: httpx.Response, tenant: Tenant, secrets: tuple[str, ...]) 
     raise UnexpectedResponse(
         f"Qlik Cloud at {host} answered the check with HTTP {status}, which hub does not "
         f"expect.{said}"
+    )
+
+
+def _check_tenant_id(
+    about: Mapping[str, Any],
+    tenant_id: str,
+    key: ApiKey,
+    tenant: Tenant,
+    secrets: tuple[str, ...],
+) -> None:
+    """Refuse a tenant whose ``tenants/me`` names another tenant than ``users/me`` (or the key).
+
+    The identity is built from ``users/me``'s tenantId: a tenant answering with another
+    tenant's ids would otherwise reach that tenant's account. An absent or unreadable id
+    says nothing (the lookup is optional); a different one is a contradiction.
+    """
+    said = clean_text(about.get("id"), secrets=secrets)
+    if said is None or said == tenant_id:
+        return
+    if key.tenant_id is not None:
+        raise FieldError(
+            "tenant",
+            f"The API Key was created in Qlik Cloud tenant {_shown(key.tenant_id, secrets)}, "
+            f"but the tenant at {tenant.host} says it is tenant {said}. Check the Tenant Name "
+            "and Region, or create a key in this tenant.",
+        )
+    raise UnexpectedResponse(
+        f"Qlik Cloud at {tenant.host} contradicts itself: the key's user is in tenant "
+        f"{tenant_id}, but the tenant says it is {said}; hub cannot tell whose key this is, "
+        "and stored nothing."
+    )
+
+
+def _unreachable_tenant(tenant: Tenant, exc: ProviderUnavailable) -> str:
+    return (
+        f"{exc.message}. Check the Tenant Name and Region: {tenant.host} is the address of "
+        f"tenant {tenant.name} in region {tenant.region.value}. If they are right, check your "
+        "connection (and HTTPS_PROXY, if you use a proxy)."
     )
 
 

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from hub_core import Choice, Field, Guide, Provider, Section, Step
+from hub_core import Choice, Field, FieldError, Guide, Provider, Section, Step
 
-from .tenant import REGIONS
+from .tenant import REGIONS, parse_tenant
 
 __all__ = ["GUIDE", "PROVIDER_ID", "make_provider"]
 
 PROVIDER_ID = "qlik"
 
 _EXAMPLE = "https://acme-analytics.eu.qlikcloud.com/hub"
+
+
+def _region_of_address(value: str) -> dict[str, str]:
+    """The Region a pasted tenant address names, so it is not asked again; else nothing."""
+    try:
+        _name, region = parse_tenant(value)
+    except FieldError:
+        return {}  # the flow says what is wrong with it
+    return {"region": region.value} if region is not None else {}
+
 
 FIELDS = (
     Field(
@@ -23,6 +33,7 @@ FIELDS = (
         placeholder="my-company",
         # No pattern: people paste whole addresses here, which the flow reads and checks.
         max_length=2048,
+        fills=_region_of_address,
     ),
     Field(
         "region",

@@ -103,14 +103,22 @@ def _status(
 
 
 def _unreachable(name: str, description: str, error: Callable[[httpx.Request], Answer]) -> Scenario:
-    # An unresolvable host may well mean a mistyped tenant: a FieldError says so best.
-    unresolved = name == "unresolved"
+    # A name that does not resolve may be a mistyped tenant, or no network at all: only an
+    # answer proves a tenant does not exist, so it stays ProviderUnavailable (a FieldError
+    # would make `hub check` record the key as invalid). The flow may raise its own, with
+    # field= naming the likely cause.
+    hint = _PROPAGATE.format("ProviderUnavailable")
+    if name == "unresolved":
+        hint += (
+            " (or raise your own ProviderUnavailable with field=; not a FieldError: no "
+            "network is not a verdict on the key)"
+        )
     return Scenario(
         name=name,
         description=description,
-        expect=(ProviderUnavailable, FieldError) if unresolved else (ProviderUnavailable,),
+        expect=(ProviderUnavailable,),
         wire=lambda request, secrets: error(request),
-        hint=None if unresolved else _PROPAGATE.format("ProviderUnavailable"),
+        hint=hint,
     )
 
 
