@@ -7,6 +7,7 @@ its request, so the key is in the process's memory at that moment.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -162,5 +163,26 @@ def test_checking_is_said_when_the_request_leaves(hub, qlik, keys) -> None:
     done = hub.run(
         "link", "qlik", "--set", f"tenant={keys.qlik_host}", env={"HUB_FIELD_API_KEY": keys.qlik}
     )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("Checking the key with Qlik Cloud...") == 1
+
+
+def test_relink_says_checking_only_when_the_request_leaves(hub, qlik, keys) -> None:
+    linked = hub.run(
+        "link",
+        "qlik",
+        "--set",
+        f"tenant={keys.qlik_host}",
+        "--json",
+        env={"HUB_FIELD_API_KEY": keys.qlik},
+    )
+    assert linked.returncode == 0, linked.stderr
+    account = json.loads(linked.stdout)["id"]
+    requests = len(qlik.requests)
+    refused = hub.run("relink", account, env={"HUB_FIELD_API_KEY": "not a key"})
+    assert refused.returncode == 2, refused.stderr
+    assert "Checking the key" not in refused.stderr
+    assert len(qlik.requests) == requests
+    done = hub.run("relink", account, env={"HUB_FIELD_API_KEY": keys.qlik})
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("Checking the key with Qlik Cloud...") == 1

@@ -81,14 +81,21 @@ class Accounts:
             )
         return self.store.save(provider_id, verified, credentials, account_id=account_id)
 
-    def relink(self, account_id: str, values: Mapping[str, str]) -> Account:
+    def relink(
+        self,
+        account_id: str,
+        values: Mapping[str, str],
+        *,
+        on_request: Callable[[], object] | None = None,
+    ) -> Account:
         """Replace an account's key; the new key must reach the same identity.
 
         *values* overrides the stored values (usually just the secret fields); an account
         whose stored key cannot be decrypted takes its non-secret fields from its ``config``.
         Raise `IdentityMismatch` when the key reaches someone else, and `AccountNotFound` when
         the account is unlinked while the new key is checked (it is not brought back); nothing
-        is stored then.
+        is stored then. *on_request* is called just before the check's first request leaves,
+        as for `link`.
         """
         account = self.store.get(account_id)
         try:
@@ -98,7 +105,7 @@ class Accounts:
         except StoreError:
             stored = dict(account.config)  # the old key is unreadable: the new one replaces it
         merged = {**stored, **values}
-        verified = self.hub.verify(account.provider_id, merged)
+        verified = self.hub.verify(account.provider_id, merged, on_request=on_request)
         if verified.identity != account.identity:
             raise IdentityMismatch(
                 f"the new key reaches {verified.label} ({verified.identity}), but account "

@@ -280,15 +280,11 @@ def link(provider_id: str, sets: tuple[str, ...], secret_stdin: bool, as_json: b
             err=True,
         )
     values = gather(provider, provider.fields, sets, secret_stdin, interactive)
-
-    def checking() -> None:
-        say(shown("Checking the key with {name}...", name=provider.name), err=True)
-
     account = _check_and_store(
         provider,
         values,
         interactive,
-        lambda v: current.accounts.link(provider.id, v, on_request=checking),
+        lambda v: current.accounts.link(provider.id, v, on_request=_checking(provider)),
     )
     if as_json:
         echo_json(account.to_json())
@@ -296,21 +292,24 @@ def link(provider_id: str, sets: tuple[str, ...], secret_stdin: bool, as_json: b
         _confirm_linked(provider, account)
 
 
+def _checking(provider: Provider) -> Callable[[], None]:
+    """What to say when a check's first request leaves: not before, so input refused
+    without a request is not announced as a check."""
+
+    def checking() -> None:
+        say(shown("Checking the key with {name}...", name=provider.name), err=True)
+
+    return checking
+
+
 def _check_and_store(
     provider: Provider,
     values: dict[str, str],
     interactive: bool,
     store: Callable[[dict[str, str]], Account],
-    announce: bool = False,
 ) -> Account:
-    """Check with the provider; in a terminal, re-ask the fields the provider found wrong.
-
-    *store* says "Checking the key with ..." itself when its first request leaves (link);
-    with *announce* it is said here, before the check (relink).
-    """
+    """Check with the provider; in a terminal, re-ask the fields the provider found wrong."""
     for attempt in range(1, ATTEMPTS + 1):
-        if announce:
-            say(shown("Checking the key with {name}...", name=provider.name), err=True)
         try:
             return store(values)
         except (FieldError, ProviderUnavailable) as exc:
@@ -435,7 +434,10 @@ def relink(account_id: str, sets: tuple[str, ...], secret_stdin: bool, as_json: 
         **gather(provider, secret_fields, (), secret_stdin, interactive),
     }
     updated = _check_and_store(
-        provider, values, interactive, lambda v: current.accounts.relink(account.id, v), True
+        provider,
+        values,
+        interactive,
+        lambda v: current.accounts.relink(account.id, v, on_request=_checking(provider)),
     )
     if as_json:
         echo_json(updated.to_json())
