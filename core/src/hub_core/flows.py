@@ -401,7 +401,7 @@ def _clean_details(
             elif key is None or isinstance(key, bool | int | float):
                 name = json.dumps(key)  # the name JSON gives it
             else:
-                raise _not_json(plugin, f"a {type(key).__name__} as a key", where)
+                raise _not_json(plugin, f"{_a(key)} as a key", where)
             out[name] = _clean_details(plugin, item, mask, f"{where}[{name!r}]", depth + 1)
         return out
     if isinstance(value, list | tuple):
@@ -409,7 +409,12 @@ def _clean_details(
             _clean_details(plugin, item, mask, f"{where}[{index}]", depth + 1)
             for index, item in enumerate(value)
         ]
-    raise _not_json(plugin, f"a {type(value).__name__}", where)
+    raise _not_json(plugin, _a(value), where)
+
+
+def _a(value: object) -> str:
+    kind = type(value).__name__
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
 
 
 def _not_json(plugin: str, what: str, where: str) -> PluginError:
