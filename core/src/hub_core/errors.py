@@ -9,6 +9,7 @@ secret value of the submission from any error that passes through it (`HubError.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 
 __all__ = [
@@ -36,35 +37,211 @@ MASK = "[redacted]"
 #: from ordinary words ("us", "key"), and no provider issues keys that short.
 KEY_PIECE = 8
 
+# Characters a provider may put between the parts of a split key ("abcd-efgh", a key over two
+# lines, hex as "de:ad:be:ef" or "%DE%AD"). Text and keys are compared with them left out and
+# ASCII letters in lower case, so a key cut into short parts is still one key, and hex in
+# either case (or a key in capitals) is still the key. A character that occurs in a secret is
+# not a separator for it: every run of KEY_PIECE of the key's own characters stays one.
+_SEPARATORS = " \t\n\r\v\f\0.-_:,;|/\\%+='\"`"
+_UPPER, _LOWER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"
+# The quick test reads text in 4-byte words: every run of 7 bytes or more holds one whole word
+# at a multiple of 4, so a text holding a piece of a key holds a word of the key's forms.
+_WORD = 4
 
-def redact(text: str, secrets: Iterable[str]) -> str:
+
+def _forms(secret: str) -> list[str]:
+    """*secret* as a provider may echo it: as is, reversed, in hex and in base64.
+
+    Base64 encodes three bytes in four characters, so a key encoded inside a longer string
+    looks different at each of the three byte offsets it can start at: for each, the part of
+    the encoding that depends on the key's bytes alone (and, at the end of a string, its
+    padding) is a form, in the standard and the URL-safe alphabet.
+    """
+    import binascii  # a built-in module; imported here so `import hub_core` stays as it was
+
+    raw = secret.encode("utf-8", "surrogatepass")
+    forms = [secret, secret[::-1], raw.hex()]
+    for offset in range(3):
+        encoded = binascii.b2a_base64(bytes(offset) + raw, newline=False).decode("ascii")
+        # The first characters also carry bits of the bytes before the key: drop them.
+        tail = encoded[(8 * offset + 5) // 6 :]
+        forms += [tail, tail.replace("+", "-").replace("/", "_")]
+    return forms
+
+
+@functools.lru_cache(maxsize=32)
+def _folding(own: frozenset[str]) -> tuple[str, dict[int, int | None]]:
+    """The separators for secrets holding the separators *own*, and the table that folds text."""
+    separators = "".join(sorted(set(_SEPARATORS) - own))
+    return separators, str.maketrans(_UPPER, _LOWER, separators)
+
+
+class Redactor:
+    """Masks a set of secrets in text, in every form `redact` documents; build it once, reuse it.
+
+    The forms are computed once, when it is built. Masking a text then starts with a quick
+    test at C speed: the text, folded into bytes, is read in machine words, each looked up in
+    the set of every word-long window of the forms. Only a text that passes (it holds key
+    material or, rarely, a word that happens to match) is scanned character by character.
+    ``repr()`` never shows a secret.
+    """
+
+    __slots__ = (
+        "_delete",
+        "_hay",
+        "_keys",
+        "_piece",
+        "_separators",
+        "_table",
+        "_windows",
+    )
+
+    def __init__(self, secrets: Iterable[str], piece: int = KEY_PIECE) -> None:
+        self._piece = piece
+        self._keys = frozenset(s for s in secrets if isinstance(s, str) and len(s) >= piece)
+        own = frozenset(_SEPARATORS).intersection("".join(self._keys))
+        separators, self._table = _folding(own)
+        self._separators = frozenset(separators)
+        self._delete = separators.encode("ascii")
+        # The forms, folded as bytes (C speed), a separator between them: folded text holds
+        # none, so none of its windows spans two forms.
+        forms = {
+            form.encode("utf-8", "surrogatepass").lower().translate(None, self._delete)
+            for key in self._keys
+            for form in _forms(key)
+        }
+        hay = separators[:1].encode("ascii").join(forms)
+        self._hay = hay.decode("utf-8", "surrogatepass")
+        # Every word-long window of the forms, at every offset (none for pieces too short).
+        self._windows: set[int] = set()
+        for offset in range(_WORD if piece >= 2 * _WORD - 1 else 0):
+            part = hay[offset:]
+            self._windows.update(memoryview(part[: len(part) // _WORD * _WORD]).cast("I"))
+
+    def __repr__(self) -> str:
+        return f"<Redactor of {len(self._keys)} secret(s)>"
+
+    def __bool__(self) -> bool:
+        return bool(self._keys)
+
+    def __call__(self, text: str) -> str:
+        """Return *text* with every form of each secret, and every piece of one, masked."""
+        spans = self._spans(text)
+        if not spans:
+            return text
+        out, position = [], 0
+        for start, end in spans:
+            out += [text[position:start], MASK]
+            position = end
+        out.append(text[position:])
+        return "".join(out)
+
+    def find(self, text: str) -> str | None:
+        """The first piece of a secret, in any of its forms, that *text* holds; None if none.
+
+        A secret that appears whole is returned whole; otherwise the text of the first
+        `KEY_PIECE`-long piece found (with any separators the provider put inside it).
+        """
+        for key in self._keys:
+            if key in text:
+                return key
+        spans = self._spans(text)
+        if not spans:
+            return None
+        start, end = spans[0]
+        counted, stop = 0, start
+        while stop < end and counted < self._piece:
+            counted += text[stop] not in self._separators
+            stop += 1
+        return text[start:stop]
+
+    def _spans(self, text: str) -> list[tuple[int, int]]:
+        """Where *text* holds key material: sorted, disjoint (start, end) spans."""
+        if not self._keys or len(text) < self._piece or not self._may_hold_a_piece(text):
+            return []
+        piece, hay = self._piece, self._hay
+        folded = text.translate(self._table)
+        found: list[tuple[int, int]] = []
+        for start in range(len(folded) - piece + 1):
+            if folded[start : start + piece] in hay:
+                end = start + piece
+                if found and start <= found[-1][1]:
+                    found[-1] = (found[-1][0], end)
+                else:
+                    found.append((start, end))
+        if not found or len(folded) == len(text):
+            return found
+        kept = [i for i, char in enumerate(text) if char not in self._separators]
+        return [(kept[start], kept[end - 1] + 1) for start, end in found]
+
+    def _may_hold_a_piece(self, text: str) -> bool:
+        data = text.encode("utf-8", "surrogatepass").lower().translate(None, self._delete)
+        if not self._windows:  # pieces shorter than two words: no quick test
+            return True
+        words = memoryview(data[: len(data) // _WORD * _WORD]).cast("I")
+        return not self._windows.isdisjoint(words)
+
+
+_NONE = Redactor(())
+
+
+@functools.lru_cache(maxsize=64)
+def _cached(keys: frozenset[str], piece: int) -> Redactor:
+    return Redactor(keys, piece)
+
+
+def redactor(secrets: Iterable[str] | Redactor, piece: int = KEY_PIECE) -> Redactor:
+    """The `Redactor` of *secrets*; built once per set of secrets and kept for the next call.
+
+    A check redacts its errors and its result, a string at a time, and `check_many` does so
+    for thousands of accounts: a small cache builds each key's forms once.
+    """
+    if isinstance(secrets, Redactor):
+        return secrets
+    keys = frozenset(s for s in secrets if isinstance(s, str) and len(s) >= piece)
+    return _cached(keys, piece) if keys else _NONE
+
+
+def redact(text: str, secrets: Iterable[str] | Redactor) -> str:
     """Return *text* with each secret, and every `KEY_PIECE`-long piece of one, masked.
 
     A run of text made of such pieces becomes one mask, so a quoted key, a key cut short and a
-    key split across lines all leave no key material behind.
+    key split across lines all leave no key material behind. Each secret is looked for in the
+    forms a provider may echo it in:
+
+    - as typed, and reversed;
+    - its UTF-8 bytes in hex;
+    - its UTF-8 bytes in base64, standard (``+/``) or URL-safe (``-_``), with or without
+      padding, alone or inside a longer encoded string: the key may start at any of the three
+      byte offsets of a base64 group, and each gives other characters; the characters that
+      depend on the key's bytes alone are looked for at all three;
+    - any of these in upper or lower case (ASCII letters are compared folded), or cut into
+      parts by separators, such as a key over several lines or hex as ``DE:AD:BE:EF``. The
+      separators are white space, NUL, quotes and ``. - _ : , ; | / \\ % + =``, less those
+      the secret itself holds (a key with dashes split at other dashes is not recognised).
+
+    What is not feasible is left out: a provider may transform a key in endless ways (another
+    text encoding, encodings stacked, a hash, a cipher), and trying each would slow every
+    message and mask ordinary text by chance. A key transformed so is not recognised.
     """
-    keys = {secret for secret in secrets if len(secret) >= KEY_PIECE}
-    if not keys or len(text) < KEY_PIECE:
+    if len(text) < KEY_PIECE:
         return text
-    pieces = {key[i : i + KEY_PIECE] for key in keys for i in range(len(key) - KEY_PIECE + 1)}
-    covered_until = -1
-    spans: list[tuple[int, int]] = []
-    for start in range(len(text) - KEY_PIECE + 1):
-        if text[start : start + KEY_PIECE] in pieces:
-            end = start + KEY_PIECE
-            if spans and start <= covered_until:
-                spans[-1] = (spans[-1][0], end)
-            else:
-                spans.append((start, end))
-            covered_until = end
-    if not spans:
-        return text
-    out, position = [], 0
-    for start, end in spans:
-        out += [text[position:start], MASK]
-        position = end
-    out.append(text[position:])
-    return "".join(out)
+    return redactor(secrets)(text)
+
+
+def storable(text: str) -> str:
+    """*text* made storable: each lone surrogate becomes U+FFFD (the replacement character).
+
+    A lone surrogate (``"\ud800"``, which JSON's ``\ud800`` escape gives) is the one code
+    point UTF-8 cannot encode, so sqlite, a log file or a terminal would fail on it; a pair of
+    surrogates is joined into its character. Everything else is left as it was (NUL too:
+    sqlite stores it, and the display shows it as ``\x00``).
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
 
 
 class HubError(Exception):
@@ -88,11 +265,15 @@ class HubError(Exception):
         field = f", field={self.field!r}" if self.field else ""
         return f"{type(self).__name__}({self.message!r}{field})"
 
-    def redacted(self, secrets: Iterable[str]) -> HubError:
-        """Mask every secret value in this error's text, in place, and return it."""
-        secrets = tuple(secrets)
-        self.message = redact(self.message, secrets)
-        self.args = tuple(redact(a, secrets) if isinstance(a, str) else a for a in self.args)
+    def redacted(self, secrets: Iterable[str] | Redactor) -> HubError:
+        """Mask every secret value in this error's text, in place, and return it.
+
+        The text is also made `storable`: a message quoting a provider's lone surrogate can
+        still become an account's ``last_error``.
+        """
+        mask = redactor(secrets)
+        self.message = storable(mask(self.message))
+        self.args = tuple(storable(mask(a)) if isinstance(a, str) else a for a in self.args)
         return self
 
 
@@ -125,11 +306,11 @@ class FieldError(HubError):
     def __repr__(self) -> str:
         return f"FieldError({self.errors!r})"
 
-    def redacted(self, secrets: Iterable[str]) -> FieldError:
+    def redacted(self, secrets: Iterable[str] | Redactor) -> FieldError:
         """Mask every secret value in the message and in each field's message."""
-        secrets = tuple(secrets)
-        super().redacted(secrets)
-        self.errors = {name: redact(msg, secrets) for name, msg in self.errors.items()}
+        mask = redactor(secrets)
+        super().redacted(mask)
+        self.errors = {name: storable(mask(msg)) for name, msg in self.errors.items()}
         return self
 
 

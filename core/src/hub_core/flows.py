@@ -35,6 +35,8 @@ from .errors import (
     RateLimited,
     UnexpectedResponse,
     redact,
+    redactor,
+    storable,
 )
 from .hookspecs import Flow
 from .model import Provider, Verified
@@ -329,7 +331,105 @@ def drive(
             f"the plugin {plugin} finished the check with {type(result).__name__}, not Verified",
             plugin=plugin,
         )
-    return result
+    return _clean_result(provider, plugin, result, secrets)
+
+
+#: How deep `Verified.details` may nest: facts for a display, not a provider's whole answer.
+DETAILS_DEPTH = 32
+# Python refuses to write an int of more than 4,300 digits (about 14,284 bits) as text.
+_INT_BITS = 14_000
+
+
+def _clean_result(
+    provider: Provider, plugin: str, result: Verified, secrets: Iterable[str]
+) -> Verified:
+    """The flow's `Verified`, fit to show and to store, whatever the plugin copied into it.
+
+    A plugin may copy what the provider answered, the key echoed back included, into its
+    result. So every string of it (label, identity, each key and value of ``details``,
+    ``config``) is made `storable`, and every secret of the check masked, in all the forms
+    `redact` knows. A masked identity or field value would no longer name what the key
+    reaches, so a secret there refuses the result (`UnexpectedResponse`) and nothing is
+    stored. ``details`` must be JSON: anything else is the plugin's bug (`PluginError`).
+    """
+    mask = redactor(secrets)
+    identity = storable(result.identity)
+    if mask.find(identity) is not None:
+        raise UnexpectedResponse(
+            f"{provider.name}'s answer repeats the key inside the identity of what the key "
+            "reaches; nothing was stored"
+        )
+    config: dict[str, str] = {}
+    for name, value in result.config.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise PluginError(
+                f"the plugin {plugin} finished the check with a config value that is not a "
+                f"string ({type(value).__name__}); this is a bug in the plugin, please report "
+                "it to its authors",
+                plugin=plugin,
+            )
+        name, value = storable(name), storable(value)
+        if mask.find(name) is not None or mask.find(value) is not None:
+            raise UnexpectedResponse(
+                f"{provider.name}'s answer repeats the key inside the account's settings; "
+                "nothing was stored"
+            )
+        config[name] = value
+    details = _clean_details(plugin, result.details, mask, "details")
+    return attrs.evolve(
+        result,
+        identity=identity,
+        label=storable(mask(result.label)),
+        details=details,
+        config=config,
+    )
+
+
+def _clean_details(
+    plugin: str, value: object, mask: Callable[[str], str], where: str, depth: int = 0
+) -> Any:
+    """*value*, the part of ``Verified.details`` at *where*, as storable JSON data, masked."""
+    if isinstance(value, str):
+        return storable(mask(value))
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value.bit_length() <= _INT_BITS:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None  # JSON has no NaN nor infinity
+    if isinstance(value, dict | list | tuple) and depth >= DETAILS_DEPTH:
+        raise _not_json(plugin, f"nested more than {DETAILS_DEPTH} deep", where)
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if isinstance(key, str):
+                name = storable(mask(key))
+            elif key is None or isinstance(key, bool | int | float):
+                name = json.dumps(key)  # the name JSON gives it
+            else:
+                raise _not_json(plugin, f"{_a(key)} as a key", where)
+            out[name] = _clean_details(plugin, item, mask, f"{where}[{name!r}]", depth + 1)
+        return out
+    if isinstance(value, list | tuple):
+        return [
+            _clean_details(plugin, item, mask, f"{where}[{index}]", depth + 1)
+            for index, item in enumerate(value)
+        ]
+    raise _not_json(plugin, _a(value), where)
+
+
+def _a(value: object) -> str:
+    kind = type(value).__name__
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
+
+
+def _not_json(plugin: str, what: str, where: str) -> PluginError:
+    return PluginError(
+        f"the plugin {plugin} finished the check with details that are not "
+        f"JSON-serialisable ({what} at {where}), so hub cannot store them; this is a bug in "
+        "the plugin, please report it to its authors",
+        plugin=plugin,
+    )
 
 
 # --- the runners ---------------------------------------------------------------------------

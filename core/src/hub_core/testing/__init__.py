@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import attrs
 
-from hub_core.errors import KEY_PIECE, HubError
+from hub_core.errors import KEY_PIECE, HubError, redactor
 from hub_core.fields import validate_field, validate_values
 from hub_core.hookspecs import Flow
 from hub_core.model import Account, Credentials, Field, Provider, Status, Verified
@@ -493,19 +493,13 @@ def find_secret(text: str, secrets: Iterable[str], window: int = LEAK_WINDOW) ->
     """Return the piece of a secret that *text* contains, or None.
 
     A secret leaks when it appears whole, or when any *window* consecutive characters of it
-    do (a key cut short is still a key). Secrets shorter than the core's redaction minimum are
-    ignored: they cannot be told apart from ordinary words.
+    do (a key cut short is still a key), in any form the core's redaction masks: reversed,
+    in hex, in base64 (standard or URL-safe, at any offset of a longer encoded string), in
+    another case, or cut into parts by separators (see `hub_core.responses.redact`). What is
+    returned is the text that holds it. Secrets shorter than the core's redaction minimum
+    are ignored: they cannot be told apart from ordinary words.
     """
-    for secret in secrets:
-        if len(secret) < KEY_PIECE:
-            continue
-        if secret in text:
-            return secret
-        for start in range(len(secret) - window + 1):
-            piece = secret[start : start + window]
-            if piece in text:
-                return piece
-    return None
+    return redactor(secrets, max(window, KEY_PIECE)).find(text)
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:

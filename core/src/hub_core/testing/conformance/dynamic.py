@@ -50,6 +50,8 @@ class Run:
     responder_error: BaseException | None = None
     #: All the text of the error the flow raised, before the driver masked secrets in it.
     raised: str | None = None
+    #: What the flow itself returned, before the driver masked secrets in it.
+    returned: object = None
 
     @property
     def outcome(self) -> str:
@@ -84,6 +86,7 @@ class _Counted(Generator[httpx.Request, httpx.Response, Verified]):
         self.flow = flow
         self.asked = 0
         self.raised: str | None = None
+        self.returned: object = None
 
     def send(self, value: httpx.Response | None) -> httpx.Request:
         return self._step(self.flow.send, value)
@@ -99,7 +102,8 @@ class _Counted(Generator[httpx.Request, httpx.Response, Verified]):
     ) -> httpx.Request:
         try:
             request = resume(*args, **kwargs)
-        except StopIteration:
+        except StopIteration as stop:
+            self.returned = stop.value  # as with errors: the driver masks what leaves it
             raise
         except Exception as exc:
             # The driver masks every piece of the key in what leaves it, so a leak of the
@@ -199,7 +203,7 @@ class ProviderCheck:
             pass
         except Exception as exc:
             run.error = exc
-        run.asked, run.raised = counted.asked, counted.raised
+        run.asked, run.raised, run.returned = counted.asked, counted.raised, counted.returned
         return run
 
     # --- the checks ---------------------------------------------------------------------------
@@ -381,7 +385,8 @@ class ProviderCheck:
             )
         if any(not isinstance(value, str) for value in result.config.values()):
             problems.append("Verified.config values must be strings, as typed values are")
-        return problems + self.leaks(result, "the Verified result")
+        own = run.returned if isinstance(run.returned, Verified) else result
+        return problems + self.leaks(own, "the Verified result")
 
     def judge(
         self,
