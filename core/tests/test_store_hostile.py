@@ -263,7 +263,7 @@ def test_one_unstorable_outcome_never_costs_the_batch_its_verdicts(env: Env, whe
         assert "could not be stored" in by_id[account_id]["last_error"]
 
 
-def test_check_records_the_others_when_a_plugin_returns_unstorable_text(env: Env) -> None:
+def test_check_records_every_verdict_when_a_plugin_returns_unstorable_text(env: Env) -> None:
     revoked, careless = env.link("key-1"), env.link("key-2")
     # The first key has been revoked at the provider; the second one now reaches organisation
     # 9, whose name the plugin passes on with a lone surrogate.
@@ -274,10 +274,12 @@ def test_check_records_the_others_when_a_plugin_returns_unstorable_text(env: Env
     checked = env.run("check", "--json")
     by_id = {account["id"]: account for account in json.loads(checked.stdout)}
     assert by_id[revoked]["status"] == "invalid"
-    assert by_id[careless]["status"] == "error"
-    assert "could not be stored" in by_id[careless]["last_error"]
+    # The driver makes a flow's text storable before the store sees it (U+FFFD for the lone
+    # surrogate); the store's own per-account guard is pinned by the test above.
+    assert by_id[careless]["status"] == "active"
+    assert "\ufffd" in by_id[careless]["label"]
     assert checked.exit_code == 1
-    assert {a["id"]: a["status"] for a in env.listing()} == {revoked: "invalid", careless: "error"}
+    assert {a["id"]: a["status"] for a in env.listing()} == {revoked: "invalid", careless: "active"}
 
 
 # --- writers racing a check, in one process -------------------------------------------------------
