@@ -128,7 +128,9 @@ class Accounts:
                 flush()
 
         items = ((a.provider_id, self.store.credentials(a.id)) for a in accounts)
-        await self.hub.check_many(items, concurrency=concurrency, on_result=record)
-        if pending:
-            flush()
+        try:
+            await self.hub.check_many(items, concurrency=concurrency, on_result=record)
+        finally:  # interrupted too (Ctrl-C): the verdicts already reached are kept
+            if pending:
+                flush()
         return [account for account in recorded if account is not None]
