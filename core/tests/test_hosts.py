@@ -6,6 +6,8 @@ declaring such a host is reported broken, and the conformance check says the sam
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import types
 
 import pytest
@@ -115,15 +117,19 @@ def test_the_conformance_check_applies_the_same_rule() -> None:
         assert host_problem(host) is not None, host
 
 
-def test_the_public_suffix_list_is_read_only_for_wildcards() -> None:
-    # Every plugin's Provider is built at every start of hub: exact hosts never load it.
-    import subprocess
-    import sys
-
-    code = (
-        "import sys; from hub_core.model import host_problem; host_problem('api.acme.co.uk');"
-        "print('publicsuffixlist' in sys.modules); host_problem('*.acme.co.uk');"
-        "print('publicsuffixlist' in sys.modules)"
-    )
+def test_the_public_suffix_list_is_read_only_for_wildcards_and_parsed_only_when_needed() -> None:
+    # Every plugin's Provider is built at every start of hub: an exact host never reads the
+    # list, and a wildcard only the lines for its domain; the library's matcher is imported
+    # only when one of those could make the domain public.
+    code = """if True:
+        import sys
+        from hub_core.model import _icann_section, host_problem
+        host_problem("api.acme.co.uk")
+        print(_icann_section.cache_info().currsize, "publicsuffixlist" in sys.modules)
+        host_problem("*.acme.co.uk")
+        print(_icann_section.cache_info().currsize, "publicsuffixlist" in sys.modules)
+        host_problem("*.co.uk")
+        print(_icann_section.cache_info().currsize, "publicsuffixlist" in sys.modules)
+    """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["False", "True"]
+    assert done.stdout.split() == ["0", "False", "1", "False", "1", "True"]

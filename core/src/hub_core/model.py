@@ -7,6 +7,7 @@ cannot exist. None of them imports anything heavier than attrs.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -243,8 +244,6 @@ def _is_public_suffix(domain: str) -> bool:
     can bear on *domain* are handed to the library's matcher: those for *domain* and each of
     its parent domains, found by a scan of the file's ICANN section (well under a millisecond).
     """
-    from publicsuffixlist import PublicSuffixList
-
     icann = _icann_section()
     labels = domain.split(".")
     rules = []
@@ -255,6 +254,13 @@ def _is_public_suffix(domain: str) -> bool:
                 rule = kind + form
                 if b"\n" + rule.encode() + b"\n" in icann:
                     rules.append(rule)
+    spellings = {domain, _unicode(domain)}
+    if not any(rule in spellings or rule[0] in "*!" for rule in rules):
+        # Only plain rules for its parents (``com`` for ``acme.com``): those make only the
+        # parents public, so the library's matcher (and its import) can be spared.
+        return False
+    from publicsuffixlist import PublicSuffixList
+
     # Encoding IDN rules imports the idna codec: only when a rule is not ASCII.
     idn = not all(rule.isascii() for rule in rules)
     return bool(PublicSuffixList(rules, accept_encoded_idn=idn).is_public(domain))
@@ -262,9 +268,14 @@ def _is_public_suffix(domain: str) -> bool:
 
 @functools.cache
 def _icann_section() -> bytes:
-    from publicsuffixlist import PSLFILE
+    # Found without importing the package: its data file is all this needs.
+    from importlib.util import find_spec
 
-    with open(PSLFILE, "rb") as file:
+    spec = find_spec("publicsuffixlist")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("hub-core needs the publicsuffixlist package (pip install hub-core)")
+    path = os.path.join(spec.submodule_search_locations[0], "public_suffix_list.dat")
+    with open(path, "rb") as file:
         data = file.read()
     start = data.index(b"// ===BEGIN ICANN DOMAINS===")
     return data[start : data.index(b"// ===END ICANN DOMAINS===", start)]

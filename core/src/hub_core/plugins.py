@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from importlib.metadata import Distribution, EntryPoint, entry_points
 from types import FrameType, FunctionType, GeneratorType, MethodType, ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
@@ -101,7 +101,12 @@ def watching_interrupts() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    import signal  # here: `hub --help` never runs plugin code
+    # The C module: signal.py turns its constants into enums at import, about 1 ms of every
+    # start of `hub`; the handlers and their identities are the same.
+    if TYPE_CHECKING:
+        import signal
+    else:
+        import _signal as signal
 
     if _watchers == 0:
         _sigint = False
