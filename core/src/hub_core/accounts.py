@@ -202,7 +202,9 @@ class Accounts:
                 flush()
 
         items = ((account.provider_id, values) for account, values in checkable)
-        await self.hub.check_many(items, concurrency=concurrency, on_result=record)
-        if pending:
-            flush()
+        try:
+            await self.hub.check_many(items, concurrency=concurrency, on_result=record)
+        finally:  # interrupted too (Ctrl-C): the verdicts already reached are kept
+            if pending:
+                flush()
         return reported + [account for account in recorded if account is not None]

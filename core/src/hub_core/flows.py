@@ -40,6 +40,7 @@ from .errors import (
 )
 from .hookspecs import Flow
 from .model import Provider, Verified
+from .plugins import is_interrupt
 from .policy import Policy
 from .transports import (
     USER_AGENT,
@@ -265,7 +266,30 @@ def exchange(
         return response
 
 
-def _plugin_failure(plugin: str, exc: Exception, secrets: Iterable[str]) -> PluginError:
+def _at_own_yield(exc: BaseException) -> bool:
+    """Whether *exc* was raised in `drive`'s own frame (at its yield), not in the flow's.
+
+    How the driver's own close is told from a flow raising GeneratorExit: the one raised by
+    ``close()`` at ``yield from exchange(...)`` has no frame past the driver's; one out of
+    the flow has the flow's. (Whether the flow is still suspended cannot tell: when a stopped
+    check is garbage-collected, the flow may be finalized before the driver is closed.)
+    """
+    return exc.__traceback__ is not None and exc.__traceback__.tb_next is None
+
+
+def _close(flow: Flow, plugin: str, secrets: Iterable[str]) -> None:
+    """Close *flow*: whatever its clean-up raises, but a `HubError`, is the plugin's failure."""
+    try:
+        flow.close()
+    except HubError:
+        raise
+    except BaseException as exc:
+        if is_interrupt(exc):
+            raise
+        raise _plugin_failure(plugin, exc, secrets) from exc
+
+
+def _plugin_failure(plugin: str, exc: BaseException, secrets: Iterable[str]) -> PluginError:
     # The original stays chained for debugging; scrub it too, so a traceback cannot leak a key.
     exc.args = tuple(redact(a, secrets) if isinstance(a, str) else a for a in exc.args)
     text = redact(str(exc).strip(), secrets)
@@ -321,8 +345,15 @@ def drive(
             ) from exc
         except Exception as exc:
             raise _plugin_failure(plugin, exc, secrets) from exc
+        except BaseException as exc:
+            # SystemExit, KeyboardInterrupt, GeneratorExit or the plugin's own BaseException,
+            # out of the flow: a broken plugin, like any other exception. Let through a real
+            # Ctrl-C, and this driver's own close (a GeneratorExit raised at its yield).
+            if is_interrupt(exc) or (isinstance(exc, GeneratorExit) and _at_own_yield(exc)):
+                raise
+            raise _plugin_failure(plugin, exc, secrets) from exc
         finally:
-            flow.close()
+            _close(flow, plugin, secrets)
     except HubError as exc:
         exc.redacted(secrets)
         raise

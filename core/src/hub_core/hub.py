@@ -15,7 +15,7 @@ from .errors import HubError, PluginError
 from .fields import json_schema, validate_values
 from .flows import Driver, Send, drive, run_async, run_sync
 from .model import Account, AccountDisplay, Credentials, Provider, Verified
-from .plugins import PluginReport, Registry
+from .plugins import PluginReport, Registry, is_interrupt, watching_interrupts
 from .policy import Policy
 from .transports import EnvironmentProxy, ProxyRouter, environment_proxy, environment_ssl_context
 
@@ -134,11 +134,12 @@ class Hub:
         with ..." is true only then. It is not called when the check ends before any request,
         such as a value the plugin refuses.
         """
-        provider, driver = self._prepare(provider_id, values, on_request)
-        if self._client is not None:
-            return run_sync(driver, self._client, provider, self.policy)
-        with self._new_client() as client:
-            return run_sync(driver, client, provider, self.policy)
+        with watching_interrupts():
+            provider, driver = self._prepare(provider_id, values, on_request)
+            if self._client is not None:
+                return run_sync(driver, self._client, provider, self.policy)
+            with self._new_client() as client:
+                return run_sync(driver, client, provider, self.policy)
 
     async def averify(
         self,
@@ -152,8 +153,9 @@ class Hub:
         *on_request* is as for `verify`.
         """
         async with self._async_client() as client:
-            provider, driver = self._prepare(provider_id, values, on_request)
-            return await run_async(driver, client, provider, self.policy)
+            with watching_interrupts():
+                provider, driver = self._prepare(provider_id, values, on_request)
+                return await run_async(driver, client, provider, self.policy)
 
     async def check_many(
         self,
@@ -183,14 +185,19 @@ class Hub:
                     result = await run_async(driver, client, provider, self.policy)
                 except HubError as exc:
                     result = exc
-                except Exception as exc:  # a bug must not cost the other accounts their check
+                except asyncio.CancelledError:
+                    raise  # the whole batch is being stopped (by Ctrl-C, say)
+                except BaseException as exc:  # a bug must not cost the other accounts their check
+                    if is_interrupt(exc):
+                        raise
                     result = PluginError(f"the check failed unexpectedly ({type(exc).__name__})")
                 results[index] = result
                 if on_result is not None:
                     on_result(index, result)
 
         async with self._async_client(max_connections=concurrency) as client:
-            await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+            with watching_interrupts():
+                await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         return [results[index] for index in range(len(results))]
 
     # --- HTTP clients -----------------------------------------------------------------------

@@ -6,6 +6,8 @@ cannot exist. None of them imports anything heavier than attrs.
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -27,6 +29,7 @@ __all__ = [
     "Status",
     "Step",
     "Verified",
+    "host_problem",
 ]
 
 FieldKind = Literal["text", "secret", "choice", "url"]
@@ -193,18 +196,120 @@ class Field:
 # --- providers ---------------------------------------------------------------------------
 
 
-def _check_host_pattern(pattern: str) -> None:
-    host = pattern[2:] if pattern.startswith("*.") else pattern
+# The last label of a host that URL parsers read as an IPv4 address: decimal, or hex with 0x
+# (WHATWG URL "ends in a number"; inet_aton's rules: 127.1, 2130706433, 0x7f.1, 0177.0.0.1).
+_NUMBER_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
+
+
+def host_problem(pattern: str) -> str | None:
+    """Why *pattern* cannot be on a provider's allowlist (`Provider.hosts`), or None if it can.
+
+    The one rule for declared hosts: `Provider` refuses a pattern this returns a reason for, and
+    the conformance check reports the same words. Allowed: a lowercase DNS name of two labels
+    or more (``api.example.com``), or ``*.`` and such a name (``*.example.com``). Refused: an
+    IP address in any spelling (dotted, shortened ``127.1``, decimal ``2130706433``, hex
+    ``0x7f.1``, octal ``0177.0.0.1``, IPv6 with or without brackets, IPv4-mapped IPv6), this
+    machine (``localhost``), and a wildcard over a bare public suffix of the ICANN section of
+    the Public Suffix List (``*.co.uk``, ``*.com.au``), which covers domains anyone can
+    register. A registrable domain (``*.myshopify.com``) is allowed.
+    """
+    host = pattern.removeprefix("*.")
+    if _is_ip_address(host.lower()):
+        return f"host {pattern!r} is an IP address; declare the provider's DNS name"
     labels = host.split(".")
-    if (
-        pattern != pattern.lower()
-        or len(labels) < 2
-        or not all(_HOST_LABEL.fullmatch(label) for label in labels)
-    ):
-        raise ValueError(
-            f"host {pattern!r} must be a lowercase DNS name such as 'api.example.com' "
-            "or a pattern such as '*.example.com'"
+    if pattern != pattern.lower() or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        return _NOT_A_NAME.format(pattern=pattern)
+    if host == "localhost" or host.endswith(".localhost"):
+        return f"host {pattern!r} is this machine, not a provider"
+    if pattern.startswith("*.") and (len(labels) < 2 or _is_public_suffix(host)):
+        return (
+            f"host {pattern!r} covers every domain registered under the public suffix "
+            f"{host!r}; declare the provider's own domain, such as '*.example.{host}'"
         )
+    if len(labels) < 2:
+        return _NOT_A_NAME.format(pattern=pattern)
+    return None
+
+
+_NOT_A_NAME = (
+    "host {pattern!r} must be a lowercase DNS name such as 'api.example.com' "
+    "or a pattern such as '*.example.com'"
+)
+
+
+def _is_ip_address(host: str) -> bool:
+    if ":" in host:  # IPv6, bracketed or not, IPv4-mapped included; imported only then
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+        except ValueError:
+            return False
+        return True
+    return _NUMBER_LABEL.fullmatch(host.removesuffix(".").rpartition(".")[2]) is not None
+
+
+@functools.cache
+def _is_public_suffix(domain: str) -> bool:
+    """Whether *domain* is a public suffix of the ICANN section of the Public Suffix List.
+
+    The list is the one the ``publicsuffixlist`` package ships (a release follows each update
+    of the list). Parsing all of it takes some 100 ms, and every plugin's `Provider` is built
+    at every start of ``hub`` (hub-qlik declares ``*.qlikcloud.com``), so only the rules that
+    can bear on *domain* are handed to the library's matcher: those for *domain* and each of
+    its parent domains, found by a scan of the file's ICANN section (well under a millisecond).
+    """
+    icann = _icann_section()
+    labels = domain.split(".")
+    rules = []
+    for depth in range(1, len(labels) + 1):
+        suffix = ".".join(labels[-depth:])
+        for form in {suffix, _unicode(suffix)}:
+            for kind in ("", "*.", "!"):
+                rule = kind + form
+                if b"\n" + rule.encode() + b"\n" in icann:
+                    rules.append(rule)
+    spellings = {domain, _unicode(domain)}
+    if not any(rule in spellings or rule[0] in "*!" for rule in rules):
+        # Only plain rules for its parents (``com`` for ``acme.com``): those make only the
+        # parents public, so the library's matcher (and its import) can be spared.
+        return False
+    from publicsuffixlist import PublicSuffixList
+
+    # Encoding IDN rules imports the idna codec: only when a rule is not ASCII.
+    idn = not all(rule.isascii() for rule in rules)
+    return bool(PublicSuffixList(rules, accept_encoded_idn=idn).is_public(domain))
+
+
+@functools.cache
+def _icann_section() -> bytes:
+    # Found without importing the package: its data file is all this needs.
+    from importlib.util import find_spec
+
+    spec = find_spec("publicsuffixlist")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("hub-core needs the publicsuffixlist package (pip install hub-core)")
+    path = os.path.join(spec.submodule_search_locations[0], "public_suffix_list.dat")
+    with open(path, "rb") as file:
+        data = file.read()
+    start = data.index(b"// ===BEGIN ICANN DOMAINS===")
+    return data[start : data.index(b"// ===END ICANN DOMAINS===", start)]
+
+
+def _unicode(domain: str) -> str:
+    """*domain* with its punycode labels decoded: the list spells IDN rules in Unicode."""
+    if "xn--" not in domain:
+        return domain
+    try:
+        return domain.encode("ascii").decode("idna")
+    except UnicodeError:
+        return domain
+
+
+def _check_host_pattern(pattern: str) -> None:
+    problem = host_problem(pattern)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def _fields(value: Iterable[Field]) -> tuple[Field, ...]:

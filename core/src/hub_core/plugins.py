@@ -2,16 +2,22 @@
 
 Plugins come from the ``hub`` entry-point group and from modules a host app passes in code.
 Each is loaded, registered and asked for its providers on its own, so one broken plugin is
-reported (`PluginReport.error`) while every other keeps working.
+reported (`PluginReport.error`) while every other keeps working. Whatever plugin code raises,
+`SystemExit` and `KeyboardInterrupt` included, is that plugin's failure; only a real Ctrl-C
+(`watching_interrupts`, `is_interrupt`) stops hub.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable, Collection, Generator, Iterable, Sequence
+import threading
+import time
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from importlib.metadata import Distribution, EntryPoint, entry_points
-from types import FunctionType, GeneratorType, MethodType, ModuleType
+from types import FrameType, FunctionType, GeneratorType, MethodType, ModuleType
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
@@ -21,7 +27,7 @@ from .display_text import LONG_LIMIT, inert
 from .errors import HubError, PluginError, UnknownProvider
 from .model import Account, AccountDisplay, Credentials, Provider
 
-__all__ = ["PluginReport", "Registry"]
+__all__ = ["SLOW_IMPORT_SECONDS", "PluginReport", "Registry", "is_interrupt", "watching_interrupts"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,148 @@ def _names_from_env(variable: str) -> frozenset[str] | None:
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# --- a real Ctrl-C, told from a plugin's KeyboardInterrupt ----------------------------------
+#
+# A plugin may raise KeyboardInterrupt (or SystemExit, GeneratorExit, any BaseException) at
+# import, in a hook or in a flow: that is a broken plugin, reported like any other failure.
+# But Ctrl-C also arrives as KeyboardInterrupt, wherever the main thread happens to be, plugin
+# code included, and must still stop hub. Python cannot say where a KeyboardInterrupt came
+# from, so while plugin code may run (`watching_interrupts`) the SIGINT handler is wrapped by
+# one that notes the signal, then calls the handler it wraps: Python's default still raises
+# KeyboardInterrupt, asyncio.run's still cancels its main task. Nothing else changes. Signals
+# reach only the main thread; in any other thread no KeyboardInterrupt is a Ctrl-C.
+
+_watchers = 0  # open `watching_interrupts` blocks (main thread only)
+_wrapped: Any = None  # the SIGINT handler ours wraps, while one is open
+_sigint = False  # a SIGINT arrived while watched
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> Any:
+    global _sigint
+    _sigint = True
+    return _wrapped(signum, frame)
+
+
+@contextlib.contextmanager
+def watching_interrupts() -> Iterator[None]:
+    """Note any real SIGINT (Ctrl-C) that arrives in the block, for `is_interrupt`.
+
+    Blocks nest and may interleave (concurrent checks in one event loop): the handler is
+    wrapped when the first opens and restored when the last closes, unless someone else has
+    replaced it meanwhile.
+    """
+    global _watchers, _wrapped, _sigint
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    # The C module: signal.py turns its constants into enums at import, about 1 ms of every
+    # start of `hub`; the handlers and their identities are the same.
+    if TYPE_CHECKING:
+        import signal
+    else:
+        import _signal as signal
+
+    if _watchers == 0:
+        _sigint = False
+        _wrapped = signal.getsignal(signal.SIGINT)
+        if callable(_wrapped):
+            signal.signal(signal.SIGINT, _on_sigint)
+    _watchers += 1
+    try:
+        yield
+    finally:
+        _watchers -= 1
+        if _watchers == 0:
+            if callable(_wrapped) and signal.getsignal(signal.SIGINT) is _on_sigint:
+                signal.signal(signal.SIGINT, _wrapped)
+            _wrapped = None
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    """Whether *exc*, raised where plugin code ran, is a real Ctrl-C hub must stop for.
+
+    True for a KeyboardInterrupt in the main thread after a SIGINT arrived, and whenever hub
+    cannot tell (outside `watching_interrupts`, or under a SIGINT handler set from C code).
+    Anything else a plugin raises is that plugin's failure.
+    """
+    if not isinstance(exc, KeyboardInterrupt):
+        return False
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if _watchers == 0 or _sigint:
+        return True
+    # Ignored (SIG_IGN) or deadly (SIG_DFL), a SIGINT never raises; set from C (None), unknown.
+    return _wrapped is None
+
+
+# --- a plugin whose import hangs ---------------------------------------------------------
+
+#: Seconds one plugin's import may take before hub says which plugin it is waiting for.
+SLOW_IMPORT_SECONDS = 3.0
+
+
+class _SlowImportWatch:
+    """A watchdog thread that names the plugin an import is stuck in.
+
+    An import cannot be interrupted from another thread, nor bounded without leaving a
+    half-imported module and its import lock behind (an import in a thread that timed out
+    goes on running): so hub waits, as Python does, but after `SLOW_IMPORT_SECONDS` it says
+    on the log (stderr, for the CLI) which plugin it is waiting for and how to skip it. One
+    thread for the whole loading phase, started only when there is an entry point to load.
+    """
+
+    def __init__(self) -> None:
+        self._loading: tuple[EntryPoint, float] | None = None
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def loading(self, entry_point: EntryPoint) -> None:
+        self._loading = (entry_point, time.monotonic())
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._watch, name="hub-plugin-import-watch", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._loading = None
+        self._done.set()
+
+    def _watch(self) -> None:
+        told: tuple[EntryPoint, float] | None = None
+        wait = SLOW_IMPORT_SECONDS
+        while not self._done.wait(wait):
+            loading = self._loading
+            wait = SLOW_IMPORT_SECONDS
+            if loading is None or loading is told:
+                continue
+            late = time.monotonic() - loading[1]
+            if late < SLOW_IMPORT_SECONDS:
+                wait = SLOW_IMPORT_SECONDS - late
+                continue
+            told = loading
+            _warn_slow(loading[0], late)
+
+
+def _warn_slow(entry_point: EntryPoint, seconds: float) -> None:
+    name = entry_point.name
+    try:  # read here, not shared with the loading thread's record of the plugin
+        metadata = entry_point.dist.metadata if entry_point.dist is not None else None
+        where = f"{metadata['Name']} {metadata['Version']}" if metadata is not None else None
+    except Exception:
+        where = None
+    label = f"{name} ({where})" if where else name
+    log.warning(
+        "hub is still importing the plugin %s after %.0f seconds (module %s). If it hangs, "
+        "press Ctrl-C and skip it with HUB_DISABLE_PLUGINS=%s, or name the plugins to load "
+        "with HUB_PLUGINS",
+        inert(label),
+        seconds,
+        inert(entry_point.value),
+        inert(name),
+    )
 
 
 # What pluggy accepts as a hook implementation on a module.
@@ -165,23 +313,30 @@ class Registry:
         # (hook, owner) -> the implementations to ask, in order, each with its plugin.
         self._order: dict[tuple[str, str], list[tuple[pluggy.HookImpl, _Plugin]]] = {}
 
-        for plugin in plugins:
-            name = getattr(plugin, "__name__", None) or type(plugin).__name__
-            self._add(plugin, _Plugin(name))
-        if load_entrypoints:
-            only = frozenset(enable) if enable is not None else _names_from_env("HUB_PLUGINS")
-            skip = (
-                frozenset(disable)
-                if disable is not None
-                else _names_from_env("HUB_DISABLE_PLUGINS")
-            )
+        with watching_interrupts():
+            for plugin in plugins:
+                name = getattr(plugin, "__name__", None) or type(plugin).__name__
+                self._add(plugin, _Plugin(name))
+            if load_entrypoints:
+                self._load_entrypoints(enable, disable)
+            self._collect_providers()
+
+    def _load_entrypoints(
+        self, enable: Collection[str] | None, disable: Collection[str] | None
+    ) -> None:
+        only = frozenset(enable) if enable is not None else _names_from_env("HUB_PLUGINS")
+        skip = frozenset(disable) if disable is not None else _names_from_env("HUB_DISABLE_PLUGINS")
+        watch = _SlowImportWatch()
+        try:
             for entry_point in entry_points(group=hookspecs.PROJECT):
                 if (only is not None and entry_point.name not in only) or (
                     skip and entry_point.name in skip
                 ):
                     continue
+                watch.loading(entry_point)
                 self._load(entry_point)
-        self._collect_providers()
+        finally:
+            watch.stop()
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -195,7 +350,9 @@ class Registry:
             return
         try:
             plugin = entry_point.load()
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit(0) at import too: a broken plugin
+            if is_interrupt(exc):
+                raise
             self._fail(record, f"could not be imported: {_describe(exc)}")
             return
         if self.manager.is_registered(plugin):
@@ -279,7 +436,9 @@ class Registry:
                 continue  # broken by another of its hub_providers implementations (specname)
             try:
                 record.providers += tuple(self._check_providers(impl.function()))
-            except Exception as exc:
+            except BaseException as exc:
+                if is_interrupt(exc):
+                    raise
                 self._break(record, f"hub_providers() failed: {_describe(exc)}")
         claims: dict[str, list[tuple[Provider, _Plugin]]] = {}
         for record in self._registered.values():
@@ -342,7 +501,9 @@ class Registry:
                 result = impl.function(*[arguments[arg] for arg in impl.argnames])
             except HubError:
                 raise
-            except Exception as exc:
+            except BaseException as exc:
+                if is_interrupt(exc):
+                    raise
                 raise PluginError(
                     f"the plugin {record.label} failed in {caller.name}: {_describe(exc)}",
                     plugin=record.label,
@@ -390,7 +551,8 @@ class Registry:
         """The plugin's display of *account*, or *default()* when none answers or one breaks."""
         caller = self.manager.hook.hub_account_display
         try:
-            answer = self._first(caller, provider, account=account)
+            with watching_interrupts():
+                answer = self._first(caller, provider, account=account)
         except HubError as exc:
             log.warning("account display failed: %s", inert(exc, limit=LONG_LIMIT))
             return default()

@@ -1,7 +1,7 @@
 """The ``hub`` command: a thin layer over `hub_core.Hub`.
 
 Commands parse, call the library, print. Errors become exit codes: 0 ok, 1 a key was rejected
-or an account is not active, 2 usage or input error, 3 provider unreachable.
+or an account is not active, 2 usage or input error, 3 provider unreachable, 130 Ctrl-C.
 
 What a command prints to a person is built by `shown` from a template of hub's own words and
 values that are made inert (`hub_core.display_text`): a provider's name or error message cannot
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXIT_INPUT",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_REJECTED",
     "EXIT_UNREACHABLE",
@@ -52,6 +53,8 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_REJECTED, EXIT_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 3
+#: Ctrl-C: 128 + SIGINT, as shells report a command a signal ended.
+EXIT_INTERRUPTED = 130
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -245,7 +248,23 @@ def echo_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=True))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _HubGroup(click.Group):
+    """The ``hub`` group: Ctrl-C ends any command with a short line and exit code 130.
+
+    A plugin's own KeyboardInterrupt never gets here: it is that plugin's failure
+    (`hub_core.plugins.is_interrupt`). click would print "Aborted!" and exit 1, which a
+    script cannot tell from a rejected key.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            say(shown("\nInterrupted."), err=True)  # a new line first: the terminal's ^C
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+
+
+@click.group(cls=_HubGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hub-core", prog_name="hub")
 def main() -> None:
     """Link SaaS accounts by API key and check every key live with its provider."""

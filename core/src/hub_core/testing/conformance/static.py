@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub_core.errors import FieldError
 from hub_core.fields import json_schema, validate_field, validate_values
-from hub_core.model import Credentials, Field, Guide, Provider, Section
+from hub_core.model import Credentials, Field, Guide, Provider, Section, host_problem
 from hub_core.plugins import Registry
 from hub_core.testing import CANARY, sample_account, sample_values
 
@@ -121,15 +121,8 @@ def guide_problems(guide: Guide) -> list[str]:
 
 
 def host_problems(provider: Provider) -> list[str]:
-    """Declared hosts that are not a provider's DNS names."""
-    problems = []
-    for pattern in provider.hosts:
-        host = pattern.removeprefix("*.")
-        if host.rsplit(".", 1)[-1].isdigit():
-            problems.append(f"host {pattern!r} is an IP address; declare the provider's DNS name")
-        elif host == "localhost" or host.endswith(".localhost"):
-            problems.append(f"host {pattern!r} is this machine, not a provider")
-    return problems
+    """Declared hosts that are not a provider's DNS names: `Provider`'s own rule, reported."""
+    return [problem for pattern in provider.hosts if (problem := host_problem(pattern))]
 
 
 _OTHER = Provider(
