@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 
 from hub_core import (
     Field,
@@ -128,6 +129,12 @@ def make_hub(recorder: Recorder) -> Iterator[Callable[..., Hub]]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """A test certificate authority, trusted by the loopback providers' tests."""
+    return trustme.CA()
 
 
 @pytest.fixture

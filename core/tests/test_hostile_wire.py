@@ -286,16 +286,6 @@ async def check(hub: Hub, mode: str) -> list[Verified | HubError]:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
 def acme(ca: trustme.CA) -> Iterator[FakeProvider]:
     with FakeProvider(["api.acme.test"], ca=ca) as server:
         yield server

@@ -48,6 +48,12 @@ def test_using_hub_loads_httpx_but_not_aiohttp_until_async_io_runs() -> None:
     assert "aiohttp" not in loaded
 
 
+def test_a_hub_that_checks_nothing_loads_neither_the_driver_nor_the_transports() -> None:
+    # `hub providers` and `hub accounts` build a Hub and never check a key (bench: cold start).
+    loaded = modules_after("from hub_core import Hub; Hub(load_entrypoints=False).providers()")
+    assert not loaded & {"hub_core.flows", "hub_core.transports", "httpcore"}
+
+
 @pytest.mark.parametrize("name", ["Accounts", "Hub", "PluginReport", "Store"])
 def test_lazy_names_resolve(name: str) -> None:
     import hub_core

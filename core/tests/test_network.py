@@ -106,16 +106,6 @@ def make_hub(**limits: Any) -> Hub:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
 def acme(ca: trustme.CA) -> Iterator[FakeProvider]:
     with FakeProvider(["api.acme.test", "*.acme.test"], ca=ca) as server:
         yield server

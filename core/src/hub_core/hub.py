@@ -9,18 +9,19 @@ from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 
-# The driver (.flows) is not imported lazily: it adds about 3 ms to `hub providers` (some
-# 200 ms), below the start-up benchmark's noise.
 from .errors import HubError, PluginError
 from .fields import json_schema, validate_values
-from .flows import Driver, Send, drive, run_async, run_sync
 from .model import Account, AccountDisplay, Credentials, Provider, Verified
 from .plugins import PluginReport, Registry, is_interrupt, watching_interrupts
 from .policy import Policy
-from .transports import EnvironmentProxy, ProxyRouter, environment_proxy, environment_ssl_context
 
+# The driver (.flows) and the transports load on the first check: together some 25 ms of
+# imports (decoders, the deadline transport, the proxy checks) that `hub providers`, `hub
+# accounts` and every Hub that never checks a key need not pay (bench: `hub providers`
+# went from 1.19x to 1.34x of its baseline with them at the top).
 if TYPE_CHECKING:
-    from .transports import AsyncSender
+    from .flows import Driver
+    from .transports import AsyncSender, EnvironmentProxy
 
 __all__ = ["CheckItem", "CheckResult", "Hub"]
 
@@ -108,6 +109,8 @@ class Hub:
         values: Mapping[str, str],
         on_request: Callable[[], object] | None = None,
     ) -> tuple[Provider, Driver]:
+        from .flows import drive
+
         provider = self.provider(provider_id)
         credentials = validate_values(provider, values)
         try:
@@ -134,6 +137,8 @@ class Hub:
         with ..." is true only then. It is not called when the check ends before any request,
         such as a value the plugin refuses.
         """
+        from .flows import run_sync
+
         with watching_interrupts():
             provider, driver = self._prepare(provider_id, values, on_request)
             if self._client is not None:
@@ -152,6 +157,8 @@ class Hub:
 
         *on_request* is as for `verify`.
         """
+        from .flows import run_async
+
         async with self._async_client() as client:
             with watching_interrupts():
                 provider, driver = self._prepare(provider_id, values, on_request)
@@ -171,6 +178,8 @@ class Hub:
         each check finishes (for progress bars). At most *concurrency* checks run at once.
         """
         import asyncio
+
+        from .flows import run_async
 
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -211,11 +220,15 @@ class Hub:
         """
         # Built once per Hub: loading a CA bundle costs milliseconds.
         if self._environ is None:
+            from .transports import environment_proxy, environment_ssl_context
+
             self._environ = (environment_ssl_context(), environment_proxy())
         return self._environ
 
     def _new_client(self) -> httpx.Client:
         if self._transport is None:
+            from .transports import ProxyRouter
+
             # trust_env=False: the proxy comes from the checked environment, via ProxyRouter.
             return httpx.Client(transport=ProxyRouter(*self._environment()), trust_env=False)
         if not isinstance(self._transport, httpx.BaseTransport):
@@ -280,6 +293,8 @@ def _before_first_send(driver: Driver, callback: Callable[[], object]) -> Driver
     Every outcome, error and close is passed through, so the runner drives the inner driver
     exactly as it would without the callback.
     """
+    from .flows import Send
+
     called = False
     try:
         action = next(driver)
