@@ -58,3 +58,51 @@ def test_a_broken_displays_warning_is_inert(caplog: pytest.LogCaptureFixture) ->
     (record,) = caplog.records
     assert "from hub_account_display" in record.getMessage()
     assert _printable(record.getMessage())
+
+
+class Unprintable(Exception):
+    """A plugin's exception whose message itself fails to render."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no message for you")
+
+
+def test_a_plugin_exception_that_cannot_be_printed_is_still_reported() -> None:
+    @hookimpl
+    def hub_providers() -> list[Provider]:
+        raise Unprintable
+
+    hub = Hub(plugins=[SimpleNamespace(hub_providers=hub_providers)], load_entrypoints=False)
+    (report,) = hub.plugins()
+    assert report.error == "hub_providers() failed: Unprintable: (its message cannot be read)"
+
+
+def test_a_flow_exception_that_cannot_be_printed_is_a_plugin_error() -> None:
+    import httpx
+
+    from hub_core import PluginError
+    from hub_core.policy import Policy
+
+    @hookimpl
+    def hub_providers() -> list[Provider]:
+        return [ACME]
+
+    @hookimpl
+    def hub_validate_credentials(provider: Provider, credentials: object) -> object:
+        def flow() -> object:
+            yield httpx.Request("GET", "https://api.acme.test/me")
+            raise Unprintable
+
+        return flow()
+
+    plugin = SimpleNamespace(
+        hub_providers=hub_providers, hub_validate_credentials=hub_validate_credentials
+    )
+    hub = Hub(
+        plugins=[plugin],
+        load_entrypoints=False,
+        transport=httpx.MockTransport(lambda request: httpx.Response(200)),
+        policy=Policy(retries=0),
+    )
+    with pytest.raises(PluginError, match=r"Unprintable: \(its message cannot be read\)"):
+        hub.verify("acme", {"api_key": "acme-key-0123456789"})

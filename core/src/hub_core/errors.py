@@ -244,6 +244,18 @@ def storable(text: str) -> str:
     return text
 
 
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception raised by plugin code; never raises itself.
+
+    A plugin's exception is untrusted like the rest of it: its ``__str__`` may fail too.
+    """
+    try:
+        text = str(exc).strip()
+    except Exception:
+        text = "(its message cannot be read)"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class HubError(Exception):
     """Base class of every error hub raises on purpose.
 

@@ -34,6 +34,7 @@ from .errors import (
     ProviderUnavailable,
     RateLimited,
     UnexpectedResponse,
+    describe,
     redact,
     redactor,
     storable,
@@ -292,8 +293,7 @@ def _close(flow: Flow, plugin: str, secrets: Iterable[str]) -> None:
 def _plugin_failure(plugin: str, exc: BaseException, secrets: Iterable[str]) -> PluginError:
     # The original stays chained for debugging; scrub it too, so a traceback cannot leak a key.
     exc.args = tuple(redact(a, secrets) if isinstance(a, str) else a for a in exc.args)
-    text = redact(str(exc).strip(), secrets)
-    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    detail = redact(describe(exc), secrets)
     return PluginError(
         f"the plugin {plugin} failed while checking the key ({detail}); this is a bug in the "
         "plugin, please report it to its authors",

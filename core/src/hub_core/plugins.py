@@ -24,7 +24,7 @@ import pluggy
 
 from . import hookspecs
 from .display_text import LONG_LIMIT, inert
-from .errors import HubError, PluginError, UnknownProvider
+from .errors import HubError, PluginError, UnknownProvider, describe
 from .model import Account, AccountDisplay, Credentials, Provider
 
 __all__ = ["SLOW_IMPORT_SECONDS", "PluginReport", "Registry", "is_interrupt", "watching_interrupts"]
@@ -60,11 +60,6 @@ def _names_from_env(variable: str) -> frozenset[str] | None:
     if raw is None:
         return None
     return frozenset(name.strip() for name in raw.split(",") if name.strip())
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # --- a real Ctrl-C, told from a plugin's KeyboardInterrupt ----------------------------------
@@ -353,7 +348,7 @@ class Registry:
         except BaseException as exc:  # SystemExit(0) at import too: a broken plugin
             if is_interrupt(exc):
                 raise
-            self._fail(record, f"could not be imported: {_describe(exc)}")
+            self._fail(record, f"could not be imported: {describe(exc)}")
             return
         if self.manager.is_registered(plugin):
             return  # also passed in code by the host app: one registration is enough
@@ -363,7 +358,7 @@ class Registry:
         try:
             self.manager.register(plugin, name=record.name)
         except (ValueError, pluggy.PluginValidationError) as exc:
-            self._fail(record, f"does not follow the hook contract: {_describe(exc)}")
+            self._fail(record, f"does not follow the hook contract: {describe(exc)}")
             return
         callers = self.manager.get_hookcallers(plugin) or []
         unknown = [caller.name for caller in callers if not caller.has_spec()]
@@ -439,7 +434,7 @@ class Registry:
             except BaseException as exc:
                 if is_interrupt(exc):
                     raise
-                self._break(record, f"hub_providers() failed: {_describe(exc)}")
+                self._break(record, f"hub_providers() failed: {describe(exc)}")
         claims: dict[str, list[tuple[Provider, _Plugin]]] = {}
         for record in self._registered.values():
             for provider in record.providers:
@@ -505,7 +500,7 @@ class Registry:
                 if is_interrupt(exc):
                     raise
                 raise PluginError(
-                    f"the plugin {record.label} failed in {caller.name}: {_describe(exc)}",
+                    f"the plugin {record.label} failed in {caller.name}: {describe(exc)}",
                     plugin=record.label,
                 ) from exc
             if result is not None:
