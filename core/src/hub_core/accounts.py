@@ -7,8 +7,8 @@ stores nothing; a re-check records its verdict on the account.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import AccountNotFound, HubError, IdentityMismatch, InvalidCredentials, StoreError
 from .fields import validate_values
@@ -19,7 +19,12 @@ if TYPE_CHECKING:
     from .hub import CheckResult, Hub
     from .store import Store
 
-__all__ = ["Accounts"]
+__all__ = ["Accounts", "StoreRunner"]
+
+T = TypeVar("T")
+#: Runs one store call somewhere the event loop does not wait on it (a thread that owns the
+#: store's connection) and gives back its result; see `Accounts`.
+StoreRunner = Callable[[Callable[[], T]], Awaitable[T]]
 
 #: Re-check verdicts are written this many at a time, or at least this often.
 BATCH_SIZE = 100
@@ -27,11 +32,24 @@ BATCH_SECONDS = 0.25
 
 
 class Accounts:
-    """The linked accounts of one store, checked by one hub."""
+    """The linked accounts of one store, checked by one hub.
 
-    def __init__(self, hub: Hub, store: Store) -> None:
+    The async methods (`alink`, `arelink`, `aunlink`) never block the event loop on a check.
+    Store calls are quick but synchronous; give *run_store* (see `StoreRunner`) to run them
+    off the loop too, as the web Hub does with a thread that owns *store*'s connection.
+    """
+
+    def __init__(
+        self, hub: Hub, store: Store, *, run_store: StoreRunner[object] | None = None
+    ) -> None:
         self.hub = hub
         self.store = store
+        self._run_store = run_store
+
+    async def _stored(self, call: Callable[[], T]) -> T:
+        if self._run_store is None:
+            return call()
+        return await self._run_store(call)  # type: ignore[return-value]
 
     def link(
         self,
@@ -60,7 +78,7 @@ class Accounts:
     ) -> Account:
         """`link`, without blocking the event loop during the check."""
         verified = await self.hub.averify(provider_id, values, on_request=on_request)
-        return self._save(provider_id, values, verified)
+        return await self._stored(lambda: self._save(provider_id, values, verified))
 
     def _save(
         self,
@@ -97,6 +115,25 @@ class Accounts:
         is stored then. *on_request* is called just before the check's first request leaves,
         as for `link`.
         """
+        account, merged = self._relink_values(account_id, values)
+        verified = self.hub.verify(account.provider_id, merged, on_request=on_request)
+        return self._relinked(account, merged, verified)
+
+    async def arelink(
+        self,
+        account_id: str,
+        values: Mapping[str, str],
+        *,
+        on_request: Callable[[], object] | None = None,
+    ) -> Account:
+        """`relink`, without blocking the event loop during the check."""
+        account, merged = await self._stored(lambda: self._relink_values(account_id, values))
+        verified = await self.hub.averify(account.provider_id, merged, on_request=on_request)
+        return await self._stored(lambda: self._relinked(account, merged, verified))
+
+    def _relink_values(
+        self, account_id: str, values: Mapping[str, str]
+    ) -> tuple[Account, dict[str, str]]:
         account = self.store.get(account_id)
         try:
             stored = self.store.credentials(account.id)
@@ -104,13 +141,16 @@ class Accounts:
             raise
         except StoreError:
             stored = dict(account.config)  # the old key is unreadable: the new one replaces it
-        merged = {**stored, **values}
-        verified = self.hub.verify(account.provider_id, merged, on_request=on_request)
+        return account, {**stored, **values}
+
+    def _relinked(self, account: Account, merged: dict[str, str], verified: Verified) -> Account:
         if verified.identity != account.identity:
             raise IdentityMismatch(
                 f"the new key reaches {verified.label} ({verified.identity}), but account "
                 f"{account.id} is {account.label} ({account.identity}); nothing was changed. "
-                f"To add it as another account, run `hub link {account.provider_id}`"
+                f"To add it as another account, run `hub link {account.provider_id}`",
+                stored_label=account.label,
+                new_label=verified.label,
             )
         # By id, not by identity: an account unlinked meanwhile stays unlinked.
         return self._save(account.provider_id, merged, verified, account_id=account.id)
@@ -120,6 +160,10 @@ class Accounts:
         account = self.store.get(account_id)
         self.store.delete(account.id)
         return account
+
+    async def aunlink(self, account_id: str) -> Account:
+        """`unlink`, with the store call on *run_store* when one was given."""
+        return await self._stored(lambda: self.unlink(account_id))
 
     async def check(
         self,

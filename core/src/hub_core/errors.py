@@ -414,9 +414,25 @@ class UnknownProvider(HubError):
 
 
 class IdentityMismatch(HubError):
-    """A relink's new key reaches another organisation, user or tenant than the account's."""
+    """A relink's new key reaches another organisation, user or tenant than the account's.
+
+    ``stored_label`` and ``new_label``, when known, name the account and what the new key
+    reaches, so a page can show both.
+    """
 
     code = "identity_mismatch"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stored_label: str | None = None,
+        new_label: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message, field=field)
+        self.stored_label = stored_label
+        self.new_label = new_label
 
 
 class StoreError(HubError):

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
+import attrs
 import platformdirs
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -44,7 +45,7 @@ from .errors import (
 )
 from .model import Account, Credentials, Status, Verified
 
-__all__ = ["KeyReplaced", "Store", "default_path"]
+__all__ = ["AccountPage", "KeyReplaced", "Store", "default_path"]
 
 _DATABASE_NAME = "hub.db"
 _KEY_FILE_NAME = "hub.key"
@@ -87,6 +88,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE accounts ADD COLUMN details TEXT NOT NULL DEFAULT '{}'",
         "CREATE INDEX accounts_provider ON accounts (provider_id)",
     ),
+    # The listing order, so a page of the Accounts page does not sort the whole table.
+    ("CREATE INDEX accounts_listing ON accounts (provider_id, label, id)",),
 )
 _SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -101,6 +104,22 @@ def default_path() -> Path:
     if home:
         return Path(home).expanduser() / _DATABASE_NAME
     return platformdirs.user_data_path("hub") / _DATABASE_NAME
+
+
+@attrs.frozen
+class AccountPage:
+    """One page of a listing: its accounts, and how many match in all."""
+
+    accounts: list[Account]
+    #: Accounts matching the filters, on every page together.
+    total: int
+    offset: int
+    limit: int
+
+    @property
+    def has_next(self) -> bool:
+        """Whether accounts follow this page."""
+        return self.offset + len(self.accounts) < self.total
 
 
 class KeyReplaced(StoreError):
@@ -384,6 +403,29 @@ class Store:
     def path(self) -> Path:
         """The database file."""
         return self._path
+
+    def connect_again(self) -> Store:
+        """Another connection to this database, unlocked with this store's key.
+
+        A `Store` holds one SQLite connection for the thread that opened it; call this from
+        the thread that will use the new store (the web Hub gives its store calls their own
+        thread this way). Close it when done.
+        """
+        other = object.__new__(Store)
+        other._path, other._key_path, other.readonly = self._path, self._key_path, self.readonly
+        other._conn = None
+        try:
+            conn = other._connect()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the account database {self._path}: {exc}") from exc
+        try:
+            with other._sqlite_errors():
+                other._fernet = other._open(conn, self._fernet, "the open store's key")
+        except BaseException:
+            conn.close()
+            raise
+        other._conn = conn
+        return other
 
     def close(self) -> None:
         """Close the database connection; closing twice is harmless."""
@@ -772,13 +814,7 @@ class Store:
         A row hub cannot read (edited by hand, say) is listed with status ``damaged`` and the
         reason in ``last_error``; it never hides the others.
         """
-        wanted: Status | None = None
-        if status is not None:
-            try:
-                wanted = Status(status)
-            except ValueError:
-                known = ", ".join(member.value for member in Status)
-                raise ValueError(f"unknown status {status!r}; one of: {known}") from None
+        wanted = _wanted_status(status)
         now = _now(now)
         sql = "SELECT rowid AS row_number, * FROM accounts"
         params: tuple[str, ...] = ()
@@ -792,6 +828,48 @@ class Store:
         if wanted is not None:
             found = [account for account in found if account.status == wanted]
         return found
+
+    def page(
+        self,
+        *,
+        provider: str | None = None,
+        status: Status | str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+        now: datetime | None = None,
+    ) -> AccountPage:
+        """Return one page of `accounts` (same order and filters) and the number matching.
+
+        The status is decided in SQL from the stored verdict and expiry as of *now*, so a
+        page reads only its own rows. A row edited by hand outside hub is filtered by its
+        stored verdict and shown ``damaged``.
+        """
+        wanted = _wanted_status(status)
+        now = _now(now)
+        offset, limit = max(0, offset), max(1, limit)
+        where: list[str] = []
+        params: dict[str, object] = {
+            "now": _iso(now),
+            "soon": _iso(now + _EXPIRING_WINDOW),
+            "limit": limit,
+            "offset": offset,
+        }
+        if provider is not None:
+            where.append("provider_id = :provider")
+            params["provider"] = provider
+        if wanted is not None:
+            where.append(f"{_STATUS_SQL} = :status")
+            params["status"] = wanted.value
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        with self._sqlite_errors():
+            count = f"SELECT count(*) FROM accounts{clause}"  # noqa: S608 (no value in it)
+            total = self._db.execute(count, params).fetchone()[0]
+            rows = self._db.execute(
+                f"SELECT rowid AS row_number, * FROM accounts{clause}"  # noqa: S608
+                " ORDER BY provider_id, label, id LIMIT :limit OFFSET :offset",
+                params,
+            ).fetchall()
+        return AccountPage([_account(row, now) for row in rows], total, offset, limit)
 
     def credentials(self, account_id: str) -> dict[str, str]:
         """Return an account's field values, secrets decrypted: what re-running its check needs.
@@ -1043,6 +1121,24 @@ def _verdict(error: HubError, expires_at: datetime | None, now: datetime) -> str
     if isinstance(error, PermissionDenied):
         return "denied"
     return "error"
+
+
+# `_status` in SQL, with :now and :soon (now + the expiring window); stored times sort as text.
+_STATUS_SQL = (
+    "(CASE WHEN verdict = 'active' AND expires_at IS NOT NULL AND expires_at <= :now"
+    " THEN 'expired' WHEN verdict = 'active' AND expires_at IS NOT NULL AND expires_at <= :soon"
+    " THEN 'expiring' ELSE verdict END)"
+)
+
+
+def _wanted_status(status: Status | str | None) -> Status | None:
+    if status is None:
+        return None
+    try:
+        return Status(status)
+    except ValueError:
+        known = ", ".join(member.value for member in Status)
+        raise ValueError(f"unknown status {status!r}; one of: {known}") from None
 
 
 def _status(verdict: str, expires_at: datetime | None, now: datetime) -> Status:

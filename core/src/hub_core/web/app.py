@@ -1,0 +1,628 @@
+"""`create_app`: the web Hub as one ASGI app (WEB.md).
+
+Pattern: POST, then a 303 to a page (a bad POST draws its form again with the error's status).
+Every URL comes from ``url_for``, so the app works mounted under any prefix. The app holds no
+module-level state: two apps with two stores in one process are independent.
+
+Threading: pages run on the server's event loop; store calls run on the app's `StoreThread`,
+re-checks on its `Checker` thread, and a Connect check on the loop through the async API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import inspect
+import logging
+import math
+import secrets
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import Receive, Scope, Send
+
+from hub_core.errors import (
+    AccountNotFound,
+    AmbiguousAccount,
+    FieldError,
+    HubError,
+    RateLimited,
+    UnknownProvider,
+)
+from hub_core.status import Status
+
+from . import present
+from .config import WebConfig
+from .forms import Outcome, OutcomeBook, form_view, submitted_values
+from .security import (
+    AttemptLimiter,
+    SecurityHeaders,
+    Session,
+    SessionCookies,
+    csrf_refusal,
+)
+from .workers import Checker, StoreThread
+
+if TYPE_CHECKING:
+    from hub_core.hub import Hub
+    from hub_core.model import Account, Provider
+    from hub_core.store import Store
+
+__all__ = ["HubApp", "create_app"]
+
+_HERE = Path(__file__).parent
+_log = logging.getLogger("hub_core.web")
+#: Form bodies hub reads: a few fields, the longest a key of some KiB.
+_FORM_LIMITS = {"max_files": 0, "max_fields": 64, "max_part_size": 64 * 1024}
+
+
+class PageError(Exception):
+    """Ends a request with one of the error pages."""
+
+    def __init__(self, status: int, title: str, message: str, **headers: str) -> None:
+        super().__init__(title)
+        self.status, self.title, self.message, self.headers = status, title, message, headers
+
+
+def create_app(hub: Hub, store: Store, *, config: WebConfig | None = None) -> HubApp:
+    """The web Hub over *hub*'s providers and *store*'s accounts, as an ASGI app.
+
+    *store* is not used from the server's threads: the app opens its own connections to the
+    same database (`Store.connect_again`). Call `HubApp.close` (or let the server's lifespan
+    do it) when done.
+    """
+    return HubApp(hub, store, config or WebConfig())
+
+
+class HubApp:
+    """The ASGI app `create_app` returns; ``app.starlette`` is the Starlette app inside."""
+
+    def __init__(self, hub: Hub, store: Store, config: WebConfig) -> None:
+        self.hub = hub
+        self.config = config
+        self.db = StoreThread(hub, store)
+        self.checker = Checker(hub, store, concurrency=config.check_concurrency)
+        self.cookies = SessionCookies(config.secret_key, secure=config.secure_cookies)
+        self.outcomes = OutcomeBook()
+        self.session_attempts = AttemptLimiter(config.session_attempts, config.attempt_window)
+        self.provider_attempts = AttemptLimiter(config.provider_attempts, config.attempt_window)
+        self.notices: dict[str, str] = {}
+        environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(_HERE / "templates"),
+            autoescape=True,
+            finalize=present.shown,
+            undefined=jinja2.StrictUndefined,
+        )
+        environment.globals["url_for"] = _url_for
+        self.templates = Jinja2Templates(env=environment)
+        routes = [
+            Route("/", self.providers_page, name="providers"),
+            Route("/connect/{provider}", self.connect_page, name="connect"),
+            Route("/connect/{provider}", self.connect_submit, methods=["POST"]),
+            Route("/accounts", self.accounts_page, name="accounts"),
+            Route("/accounts/check", self.check_all, methods=["POST"], name="check_all"),
+            Route("/accounts/{account}/linked", self.linked_page, name="linked"),
+            Route("/accounts/{account}/check", self.check_one, methods=["POST"], name="check"),
+            Route("/accounts/{account}/relink", self.relink_page, name="relink"),
+            Route("/accounts/{account}/relink", self.relink_submit, methods=["POST"]),
+            Route("/accounts/{account}/unlink", self.unlink_page, name="unlink"),
+            Route("/accounts/{account}/unlink", self.unlink_submit, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
+        ]
+        self.starlette = Starlette(
+            routes=routes,
+            exception_handlers={
+                HTTPException: self._http_error,
+                PageError: self._page_error,
+                Exception: self._server_error,
+            },
+            lifespan=self._lifespan,
+        )
+        self._asgi = SecurityHeaders(self.starlette, frame_ancestors=config.frame_ancestors)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._asgi(scope, receive, send)
+
+    def close(self) -> None:
+        """Stop the app's threads and close its store connections."""
+        self.checker.close()
+        self.db.close()
+
+    def _lifespan(self, _app: Starlette) -> Any:
+        @contextlib.asynccontextmanager
+        async def lifespan() -> Any:
+            yield
+            self.close()
+
+        return lifespan()
+
+    # --- sessions and sign-in ---------------------------------------------------------------
+
+    async def _dashboard(self, request: Request) -> Session:
+        """The session of a dashboard user, or the sign-in page (401)."""
+        session = self.cookies.read(request)
+        if self.config.authorize is not None:
+            verdict = self.config.authorize(request)
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+            if not verdict:
+                raise PageError(
+                    403, "Not allowed", "Your account in this application may not use the Hub."
+                )
+        elif not self.config.no_auth and (session is None or not session.dashboard):
+            raise PageError(
+                401,
+                "Sign in to the Hub",
+                "Open the address `hub serve` printed when it started (it ends in ?token=…) "
+                "in this browser.",
+            )
+        if session is None:
+            session = Session.new()
+            request.state.new_session = session
+        return session
+
+    def _sign_in(self, request: Request) -> Response | None:
+        """A GET with the dashboard token: trade it for a session cookie, drop it from the URL."""
+        token = request.query_params.get("token")
+        if token is None or self.config.authorize is not None or self.config.no_auth:
+            return None
+        if not hmac.compare_digest(token.encode(), self.config.auth_token.encode()):
+            raise PageError(
+                401,
+                "That sign-in address is not valid",
+                "Open the address the running `hub serve` printed; an address from an earlier "
+                "run no longer works.",
+            )
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+        target = request.url.path + (f"?{urlencode(query)}" if query else "")
+        response = RedirectResponse(target, status_code=303)
+        self.cookies.write(request, response, Session.new(dashboard=True))
+        return response
+
+    def render(
+        self, request: Request, name: str, context: dict[str, Any], status: int = 200
+    ) -> Response:
+        """Draw template *name*; a new session gets its cookie on the way out."""
+        session = getattr(request.state, "session", None)
+        response = self.templates.TemplateResponse(
+            request,
+            name,
+            {
+                "session": session,
+                "template": name,
+                "linkify": present.linked_text,
+                **context,
+            },
+            status_code=status,
+        )
+        self._keep_session(request, response)
+        return response
+
+    def _keep_session(self, request: Request, response: Response) -> None:
+        new = getattr(request.state, "new_session", None)
+        if new is not None:
+            self.cookies.write(request, response, new)
+
+    def redirect(self, request: Request, url: str) -> Response:
+        """The 303 that ends a good POST."""
+        response = RedirectResponse(url, status_code=303)
+        self._keep_session(request, response)
+        return response
+
+    async def _page(self, request: Request) -> Session:
+        session = await self._dashboard(request)
+        request.state.session = session
+        return session
+
+    async def _post(self, request: Request) -> tuple[Session, Any]:
+        """A dashboard POST's session and form, after the same-origin and CSRF checks."""
+        session = await self._page(request)
+        form = await request.form(**_FORM_LIMITS)
+        refusal = csrf_refusal(request, self.cookies.read(request), form)
+        if refusal is not None:
+            raise PageError(
+                403,
+                "The form expired",
+                f"hub did not use it ({refusal}). Reload the page and submit it again.",
+            )
+        return session, form
+
+    # --- pages ------------------------------------------------------------------------------
+
+    async def providers_page(self, request: Request) -> Response:
+        """Every installed provider, with its accounts and Connect; broken plugins and why."""
+        signed_in = self._sign_in(request)
+        if signed_in is not None:
+            return signed_in
+        await self._page(request)
+        providers = self.hub.providers()
+        counts = await self.db.call(
+            lambda store: {p.id: store.page(provider=p.id, limit=1).total for p in providers}
+        )
+        broken = [report for report in self.hub.plugins() if report.error]
+        return self.render(
+            request,
+            "providers.html",
+            {"providers": providers, "counts": counts, "broken": broken},
+        )
+
+    def _provider(self, provider_id: str) -> Provider:
+        try:
+            return self.hub.provider(provider_id)
+        except UnknownProvider:
+            raise PageError(
+                404, "No such provider", "No installed provider has that name."
+            ) from None
+
+    async def _account(self, account_id: str) -> Account:
+        try:
+            return await self.db.call(lambda store: store.get(account_id))
+        except (AccountNotFound, AmbiguousAccount):
+            raise PageError(
+                404,
+                "No such account",
+                "It may have been unlinked. The Accounts page lists the linked ones.",
+            ) from None
+
+    async def connect_page(self, request: Request) -> Response:
+        """The provider's guide beside its form."""
+        await self._page(request)
+        provider = self._provider(request.path_params["provider"])
+        return self._connect(request, provider, form_view(provider))
+
+    def _connect(
+        self,
+        request: Request,
+        provider: Provider,
+        form: Any,
+        *,
+        error: HubError | None = None,
+        account: Account | None = None,
+        status: int = 200,
+    ) -> Response:
+        banner = present.banner(error, provider.name) if error is not None else None
+        if banner is not None and status == 200:
+            status = banner.status
+        if account is None:
+            action = _path(request, "connect", provider=provider.id)
+        else:
+            action = _path(request, "relink", account=account.id)
+        response = self.render(
+            request,
+            "connect.html",
+            {
+                "provider": provider,
+                "form": form,
+                "banner": banner,
+                "error": error,
+                "account": account,
+                "action": action,
+            },
+            status=status,
+        )
+        if banner is not None and banner.retry_after is not None:
+            response.headers["Retry-After"] = str(banner.retry_after)
+        return response
+
+    async def connect_submit(self, request: Request) -> Response:
+        """Check the key live; link the account (303 to the confirmation) or say what is wrong."""
+        session, form = await self._post(request)
+        provider = self._provider(request.path_params["provider"])
+        values = submitted_values(provider, form)
+        accounts = await self.db.accounts()
+        return await self._attempt(
+            request,
+            session,
+            form,
+            provider,
+            values,
+            lambda: accounts.alink(provider.id, values),
+        )
+
+    async def _attempt(
+        self,
+        request: Request,
+        session: Session,
+        form: Any,
+        provider: Provider,
+        values: dict[str, str],
+        check: Callable[[], Awaitable[Account]],
+        account: Account | None = None,
+    ) -> Response:
+        form_id = form.get("form_id")
+        key = None
+        if isinstance(form_id, str) and form_id:
+            key = self.outcomes.key(session.id, form_id, values)
+            if not self.outcomes.begin(key):
+                # The first attempt ends within the flow's deadline, or it was lost.
+                earlier = await self.outcomes.wait(key, timeout=self.hub.policy.flow_timeout + 5)
+                if earlier is not None:
+                    return self._outcome(request, provider, earlier, account)
+                key = None  # lost (expired): this attempt runs on its own
+        wait = self.session_attempts.retry_after(session.id) or self.provider_attempts.retry_after(
+            provider.id
+        )
+        if wait is not None:
+            if key is not None:
+                self.outcomes.forget(key)
+            return self._too_many(request, provider, values, max(1, math.ceil(wait)), account)
+        try:
+            linked = await check()
+        except HubError as exc:
+            outcome = Outcome(error=exc, values=_public(provider, values))
+        else:
+            updated = account is not None or linked.linked_at != linked.checked_at
+            outcome = Outcome(account_id=linked.id, updated=updated)
+        if key is not None:
+            self.outcomes.finish(key, outcome)
+        return self._outcome(request, provider, outcome, account)
+
+    def _too_many(
+        self,
+        request: Request,
+        provider: Provider,
+        values: dict[str, str],
+        seconds: int,
+        account: Account | None,
+    ) -> Response:
+        error = RateLimited(
+            f"Too many attempts to link an account from here; nothing was sent to {provider.name}.",
+            retry_after=seconds,
+        )
+        return self._connect(
+            request,
+            provider,
+            form_view(provider, _public(provider, values), error),
+            error=error,
+            account=account,
+        )
+
+    def _outcome(
+        self, request: Request, provider: Provider, outcome: Outcome, account: Account | None
+    ) -> Response:
+        if outcome.error is None:
+            assert outcome.account_id is not None
+            url = _path(request, "linked", account=outcome.account_id)
+            query = {"relinked": "1"} if account is not None else {}
+            if account is None and outcome.updated:
+                query = {"updated": "1"}
+            return self.redirect(request, f"{url}?{urlencode(query)}" if query else url)
+        error = outcome.error
+        form = form_view(provider, outcome.values, error)
+        return self._connect(request, provider, form, error=error, account=account)
+
+    async def linked_page(self, request: Request) -> Response:
+        """The confirmation: who the key reaches and when it expires."""
+        await self._page(request)
+        account = await self._account(request.path_params["account"])
+        provider = self._provider_or_none(account.provider_id)
+        return self.render(
+            request,
+            "linked.html",
+            {
+                "account": account,
+                "provider_name": provider.name if provider else account.provider_id,
+                "expiry": present.expiry(account.expires_at, linked_at=account.checked_at),
+                "updated": request.query_params.get("updated") == "1",
+                "relinked": request.query_params.get("relinked") == "1",
+            },
+        )
+
+    def _provider_or_none(self, provider_id: str) -> Provider | None:
+        try:
+            return self.hub.provider(provider_id)
+        except HubError:
+            return None
+
+    async def accounts_page(self, request: Request) -> Response:
+        """The linked accounts, filtered and paged, with their status and actions."""
+        await self._page(request)
+        provider = request.query_params.get("provider") or None
+        status = request.query_params.get("status") or None
+        if status is not None and status not in {s.value for s in Status}:
+            status = None
+        try:
+            number = max(1, int(request.query_params.get("page", "1")))
+        except ValueError:
+            number = 1
+        size = self.config.page_size
+        page = await self.db.call(
+            lambda store: store.page(
+                provider=provider, status=status, offset=(number - 1) * size, limit=size
+            )
+        )
+        names = {p.id: p.name for p in self.hub.providers()}
+        rows = [
+            {
+                "account": account,
+                "provider_name": names.get(account.provider_id, account.provider_id),
+                "badge": present.status_badge(account.status),
+                "expires": present.expiry(account.expires_at),
+                "linked": present.when(account.linked_at),
+                "checked": present.when(account.checked_at),
+            }
+            for account in page.accounts
+        ]
+
+        def page_url(n: int) -> str:
+            query = {k: v for k, v in (("provider", provider), ("status", status)) if v}
+            if n > 1:
+                query["page"] = str(n)
+            base = _path(request, "accounts")
+            return f"{base}?{urlencode(query)}" if query else base
+
+        pages = max(1, math.ceil(page.total / size))
+        notice = self.notices.pop(request.query_params.get("notice", ""), None)
+        return self.render(
+            request,
+            "accounts.html",
+            {
+                "rows": rows,
+                "page": page,
+                "number": number,
+                "pages": pages,
+                "previous_url": page_url(number - 1) if number > 1 else None,
+                "next_url": page_url(number + 1) if page.has_next else None,
+                "providers": sorted(names.items(), key=lambda item: item[1].lower()),
+                "statuses": [(s.value, present.status_badge(s)[0]) for s in Status],
+                "provider_filter": provider,
+                "status_filter": status,
+                "progress": self.checker.check_all,
+                "notice": notice,
+            },
+        )
+
+    def _notice(self, request: Request, text: str) -> Response:
+        nid = secrets.token_urlsafe(8)
+        self.notices[nid] = text
+        while len(self.notices) > 1000:
+            self.notices.pop(next(iter(self.notices)))
+        return self.redirect(request, f"{_path(request, 'accounts')}?notice={nid}")
+
+    async def check_one(self, request: Request) -> Response:
+        """Re-check one account now, then back to the Accounts page with its verdict."""
+        await self._post(request)
+        account = await self._account(request.path_params["account"])
+        checked = await self.checker.check(account.id)
+        if checked is None:
+            return self._notice(request, f"{account.label} was unlinked meanwhile.")
+        text, _ = present.status_badge(checked.status)
+        return self._notice(request, f"Checked {checked.label}: {text}.")
+
+    async def check_all(self, request: Request) -> Response:
+        """Start re-checking every account in the background; progress shows on Accounts."""
+        await self._post(request)
+        total = await self.db.call(lambda store: store.page(limit=1).total)
+        self.checker.start_check_all(total)
+        return self.redirect(request, _path(request, "accounts"))
+
+    async def relink_page(self, request: Request) -> Response:
+        """The Connect form for a new key of an existing account."""
+        await self._page(request)
+        account = await self._account(request.path_params["account"])
+        provider = self._provider(account.provider_id)
+        form = form_view(
+            provider,
+            account.config,
+            secret_note="A key is stored; paste the new one.",  # noqa: S106
+        )
+        return self._connect(request, provider, form, account=account)
+
+    async def relink_submit(self, request: Request) -> Response:
+        """Check the new key; it must reach the same identity (409 naming both otherwise)."""
+        session, form = await self._post(request)
+        account = await self._account(request.path_params["account"])
+        provider = self._provider(account.provider_id)
+        values = submitted_values(provider, form)
+        missing = {
+            f.name: f"Paste the new {f.label}: the stored one is never shown."
+            for f in provider.fields
+            if f.secret and f.required and f.name not in values
+        }
+        if missing:
+            error = FieldError.many(missing)
+            view = form_view(provider, _public(provider, values), error)
+            return self._connect(request, provider, view, error=error, account=account)
+        accounts = await self.db.accounts()
+        return await self._attempt(
+            request,
+            session,
+            form,
+            provider,
+            values,
+            lambda: accounts.arelink(account.id, values),
+            account=account,
+        )
+
+    async def unlink_page(self, request: Request) -> Response:
+        """Ask before unlinking."""
+        await self._page(request)
+        account = await self._account(request.path_params["account"])
+        provider = self._provider_or_none(account.provider_id)
+        return self.render(
+            request,
+            "unlink.html",
+            {
+                "account": account,
+                "provider_name": provider.name if provider else account.provider_id,
+            },
+        )
+
+    async def unlink_submit(self, request: Request) -> Response:
+        """Forget the account and its key."""
+        await self._post(request)
+        account = await self._account(request.path_params["account"])
+        accounts = await self.db.accounts()
+        with contextlib.suppress(AccountNotFound):  # unlinked meanwhile: as the person asked
+            await accounts.aunlink(account.id)
+        return self._notice(
+            request,
+            f"Unlinked {account.label}. The key still works at the "
+            "provider until you revoke it there.",
+        )
+
+    # --- errors -----------------------------------------------------------------------------
+
+    def _error_page(
+        self, request: Request, status: int, title: str, message: str, headers: dict[str, str]
+    ) -> Response:
+        response = self.render(
+            request, "error.html", {"title": title, "message": message}, status=status
+        )
+        response.headers.update(headers)
+        return response
+
+    async def _page_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, PageError)
+        return self._error_page(request, exc.status, exc.title, exc.message, exc.headers)
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        titles = {
+            404: ("Page not found", "There is no page at this address."),
+            405: ("Not allowed", "This address does not take that kind of request."),
+        }
+        title, message = titles.get(exc.status_code, ("Request refused", "hub cannot answer it."))
+        return self._error_page(request, exc.status_code, title, message, dict(exc.headers or {}))
+
+    async def _server_error(self, request: Request, exc: Exception) -> Response:
+        # The type and where it was raised, not the message: an unexpected exception's text
+        # could quote a submitted value.
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        where = f" at {frame.filename}:{frame.lineno}" if frame else ""
+        _log.error(
+            "%s %s failed: %s%s", request.method, request.url.path, type(exc).__name__, where
+        )
+        return self._error_page(
+            request,
+            500,
+            "Something went wrong",
+            "hub could not finish this page. Nothing was changed by it; try again.",
+            {},
+        )
+
+
+@jinja2.pass_context
+def _url_for(context: Any, name: str, /, **params: Any) -> str:
+    """A page's links are paths (the mount's prefix included), never built from ``Host``."""
+    return _path(context["request"], name, **params)
+
+
+def _path(request: Request, name: str, /, **params: Any) -> str:
+    return request.url_for(name, **params).path
+
+
+def _public(provider: Provider, values: dict[str, str]) -> dict[str, str]:
+    secret = set(provider.secret_fields)
+    return {k: v for k, v in values.items() if k not in secret}

@@ -1,0 +1,49 @@
+"""`WebConfig`: how one web Hub app signs people in, limits attempts and pages its lists."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import attrs
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+__all__ = ["Authorize", "WebConfig"]
+
+#: A host application's own check of who may use the dashboard: given the request, true when
+#: its user may (sync or async). When set, hub's sign-in token is not accepted.
+Authorize = Callable[["Request"], bool | Awaitable[bool]]
+
+
+@attrs.frozen(kw_only=True)
+class WebConfig:
+    """Settings of one web Hub app (`hub_core.web.create_app`).
+
+    Who may use the dashboard, in this order: *authorize* when a host application sets it;
+    nobody-asks when *no_auth* is true (`hub serve --no-auth`, loopback only); otherwise whoever
+    opened the address with *auth_token* (``/?token=…``, as `hub serve` prints it), which is
+    exchanged for a session cookie. The default token is random, so an app built without
+    thinking about sign-in lets nobody in rather than everybody.
+    """
+
+    auth_token: str = attrs.field(factory=lambda: secrets.token_urlsafe(32), repr=False)
+    no_auth: bool = False
+    authorize: Authorize | None = None
+    #: Cookies carry ``Secure`` unless this is false; None: unless served over http on loopback.
+    secure_cookies: bool | None = None
+    #: The CSP's ``frame-ancestors``: who may frame the Hub (``'none'``: nobody).
+    frame_ancestors: str = "'none'"
+    #: Connect attempts one session may make per *attempt_window* seconds ...
+    session_attempts: int = attrs.field(default=10, validator=attrs.validators.gt(0))
+    #: ... and all sessions together, per provider.
+    provider_attempts: int = attrs.field(default=60, validator=attrs.validators.gt(0))
+    attempt_window: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
+    #: Accounts per page of the Accounts page.
+    page_size: int = attrs.field(default=50, validator=attrs.validators.gt(0))
+    #: Checks at a time for "Check all".
+    check_concurrency: int = attrs.field(default=20, validator=attrs.validators.gt(0))
+    #: Signs the session cookie; random per app by default (a restart signs everyone out).
+    secret_key: bytes = attrs.field(factory=lambda: secrets.token_bytes(32), repr=False)

@@ -1,0 +1,172 @@
+"""How the web Hub says things: times, statuses, error banners, guide text.
+
+Everything a provider or a plugin wrote reaches a page through the templates' finalize step
+(`shown`: `hub_core.display_text.inert`, then Jinja's escaping). `linked_text` is the one
+place that builds markup from such text, and it escapes every piece it does not make itself.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta
+
+import attrs
+from markupsafe import Markup, escape
+
+from hub_core.display_text import LONG_LIMIT, inert, inert_lines
+from hub_core.errors import (
+    FieldError,
+    HubError,
+    IdentityMismatch,
+    InvalidCredentials,
+    PermissionDenied,
+    PluginError,
+    ProviderUnavailable,
+    RateLimited,
+    StoreError,
+    UnexpectedResponse,
+    UnknownProvider,
+)
+from hub_core.status import Status
+
+__all__ = ["Banner", "banner", "expiry", "linked_text", "relative", "shown", "status_badge"]
+
+
+def shown(value: object) -> object:
+    """Jinja's finalize: a plain string printed on a page is made inert first (markup is ours)."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return inert(value, limit=LONG_LIMIT)
+    return value
+
+
+_URL = re.compile(r"https://[^\s<>\"'()]+[^\s<>\"'().,;:!?]")
+
+
+def linked_text(text: str) -> Markup:
+    """Plugin prose as paragraphs, with its ``https:`` addresses as links (nothing else is)."""
+    paragraphs = []
+    for line in inert_lines(text):
+        if not line:
+            continue
+        pieces, last = [], 0
+        for match in _URL.finditer(line):
+            pieces.append(escape(line[last : match.start()]))
+            url = escape(match.group())
+            pieces.append(Markup('<a href="{0}" rel="noreferrer noopener">{0}</a>').format(url))
+            last = match.end()
+        pieces.append(escape(line[last:]))
+        paragraphs.append(Markup("<p>{}</p>").format(Markup("").join(pieces)))
+    return Markup("").join(paragraphs)
+
+
+#: Each status in words (never colour alone) and the class of its badge.
+STATUS_TEXT = {
+    Status.ACTIVE: ("Active", "The key works."),
+    Status.EXPIRING: ("Expiring soon", "The key works but expires soon; link a new one."),
+    Status.EXPIRED: ("Expired", "The key has expired; link a new one."),
+    Status.INVALID: ("Key refused", "The provider no longer accepts this key."),
+    Status.DENIED: ("Permission missing", "The key works but lacks a permission hub needs."),
+    Status.ERROR: ("Check failed", "The last check could not reach a verdict."),
+    Status.DAMAGED: ("Damaged", "hub cannot read this account as stored."),
+}
+
+
+def status_badge(status: Status) -> tuple[str, str]:
+    """The badge text of *status* and what it means."""
+    return STATUS_TEXT[status]
+
+
+def relative(when: datetime, *, now: datetime | None = None) -> str:
+    """*when* as a person says it: "in 23 hours", "3 days ago", "just now"."""
+    now = datetime.now(UTC) if now is None else now
+    seconds = (when - now).total_seconds()
+    future = seconds > 0
+    seconds = abs(seconds)
+    if seconds < 60:
+        return "in less than a minute" if future else "just now"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = math.floor(seconds / size)
+            words = f"{count} {unit}{'s' if count != 1 else ''}"
+            return f"in {words}" if future else f"{words} ago"
+    raise AssertionError("unreachable")
+
+
+@attrs.frozen
+class Expiry:
+    """When a key expires, for a page: the machine time and the words."""
+
+    iso: str | None
+    words: str
+    exact: str | None
+    #: Shorter-lived than a week from when it was linked (Qlik's 6-hour and 1-day keys).
+    short_lived: bool = False
+
+
+def expiry(
+    expires_at: datetime | None, *, linked_at: datetime | None = None, known: bool = True
+) -> Expiry:
+    """*expires_at* for a page; *known* false when the provider does not say."""
+    if expires_at is None:
+        return Expiry(None, "never" if known else "unknown", None)
+    short = linked_at is not None and expires_at - linked_at < timedelta(days=7)
+    return Expiry(
+        expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        relative(expires_at),
+        expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        short,
+    )
+
+
+def when(value: datetime | None) -> Expiry:
+    """A past time (linked, last checked) for a page."""
+    return expiry(value, known=False) if value is None else expiry(value)
+
+
+@attrs.frozen
+class Banner:
+    """One error, in plain words, for the top of a page."""
+
+    status: int
+    title: str
+    detail: str
+    retry_after: int | None = None
+
+
+def banner(error: HubError, provider_name: str) -> Banner:
+    """What a page says for *error*, and its status code; the provider's body never shows."""
+    detail = error.message
+    if isinstance(error, FieldError):
+        return Banner(422, "Some values are not right", "Fix the fields marked below.")
+    if isinstance(error, InvalidCredentials):
+        return Banner(422, f"{provider_name} refused the key", detail)
+    if isinstance(error, PermissionDenied):
+        return Banner(422, f"The key lacks a permission {provider_name} requires", detail)
+    if isinstance(error, RateLimited):
+        wait = max(1, math.ceil(error.retry_after)) if error.retry_after is not None else 60
+        return Banner(
+            429,
+            f"{provider_name} asked hub to slow down",
+            f"Nothing was linked. Try again in {wait} s.",
+            retry_after=wait,
+        )
+    if isinstance(error, ProviderUnavailable):
+        status = 502 if error.reason == "server" else 503
+        return Banner(status, f"{provider_name} could not be reached", detail)
+    if isinstance(error, UnexpectedResponse):
+        return Banner(502, f"{provider_name} gave an answer hub does not understand", detail)
+    if isinstance(error, PluginError):
+        return Banner(
+            500,
+            f"The {provider_name} plugin failed",
+            "Its check stopped with an error; nothing was linked. The operator can see why "
+            "with `hub providers`.",
+        )
+    if isinstance(error, UnknownProvider):
+        return Banner(404, "No such provider", detail)
+    if isinstance(error, IdentityMismatch):
+        return Banner(409, "This key belongs to another account", detail)
+    if isinstance(error, StoreError):
+        return Banner(500, "The account store failed", detail)
+    return Banner(500, "The check failed", detail)

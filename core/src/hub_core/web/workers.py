@@ -1,0 +1,202 @@
+"""Where the web Hub's blocking work runs, so the server's event loop never waits on it.
+
+- `StoreThread`: one thread with its own connection to the store (`Store.connect_again`);
+  every store call of a page runs there, one at a time, in the order asked.
+- `Checker`: one thread with its own event loop and its own store connection, for
+  re-checks ("Check now", "Check all"). A long "Check all" shares neither the server's loop
+  nor the page's store connection, so pages stay quick while it runs.
+
+A Connect or Relink check itself runs on the server's loop through the async API
+(`Accounts.alink`), which waits on the network without blocking; only its store write goes to
+the `StoreThread`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import attrs
+
+from hub_core.accounts import Accounts
+from hub_core.errors import describe
+from hub_core.status import Status
+
+if TYPE_CHECKING:
+    from hub_core.hub import Hub
+    from hub_core.model import Account
+    from hub_core.store import Store
+
+__all__ = ["CheckAll", "Checker", "StoreThread"]
+
+T = TypeVar("T")
+
+
+class StoreThread:
+    """One thread that owns a connection to the store; `run` hands it a call."""
+
+    def __init__(self, hub: Hub, store: Store) -> None:
+        self._origin = store
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hub-store")
+        self._store: Store | None = None
+        self._accounts: Accounts | None = None
+        self._hub = hub
+
+    def _open(self) -> Store:
+        if self._store is None:
+            self._store = self._origin.connect_again()
+        return self._store
+
+    async def run(self, call: Callable[[], T]) -> T:
+        """Run *call* on the store thread and return (or raise) what it does."""
+        loop = asyncio.get_running_loop()
+
+        def opened_then_call() -> T:
+            self._open()
+            return call()
+
+        return await loop.run_in_executor(self._executor, opened_then_call)
+
+    async def accounts(self) -> Accounts:
+        """`Accounts` over the thread's own store, its store calls run on the thread."""
+        if self._accounts is None:
+            store = await self.run(self._open)
+            self._accounts = Accounts(self._hub, store, run_store=self.run)
+        return self._accounts
+
+    async def call(self, method: Callable[[Store], T]) -> T:
+        """Run ``method(store)`` on the thread, with the thread's store."""
+        return await self.run(lambda: method(self._open()))
+
+    def close(self) -> None:
+        """Close the thread's connection and stop the thread."""
+
+        def close_store() -> None:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+        # Already shut down, or stuck: then the connection goes with the process.
+        with contextlib.suppress(RuntimeError, concurrent.futures.TimeoutError):
+            self._executor.submit(close_store).result(timeout=10)
+        self._executor.shutdown(wait=False)
+
+
+@attrs.define
+class CheckAll:
+    """The progress of one "Check all": read by pages while the checker thread updates it."""
+
+    total: int = 0
+    done: int = 0
+    #: How many accounts ended in each status so far.
+    statuses: dict[str, int] = attrs.field(factory=dict)
+    started: float = attrs.field(factory=time.time)
+    finished: float | None = None
+    #: Why the run stopped early, in hub's words; None when it ran to the end.
+    failure: str | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the run is still going."""
+        return self.finished is None
+
+    def count(self, account: Account) -> None:
+        """Record one account's verdict."""
+        self.done += 1
+        self.statuses[account.status.value] = self.statuses.get(account.status.value, 0) + 1
+
+    @property
+    def needs_attention(self) -> int:
+        """Accounts that ended in a status other than active or expiring."""
+        fine = {Status.ACTIVE.value, Status.EXPIRING.value}
+        return sum(n for status, n in self.statuses.items() if status not in fine)
+
+
+class Checker:
+    """A thread with its own event loop and store connection, for re-checks."""
+
+    def __init__(self, hub: Hub, store: Store, *, concurrency: int) -> None:
+        self._hub = hub
+        self._origin = store
+        self._concurrency = concurrency
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._accounts: Accounts | None = None
+        self.check_all: CheckAll | None = None
+
+    def _start(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                ready = threading.Event()
+                loop = asyncio.new_event_loop()
+
+                def serve() -> None:
+                    asyncio.set_event_loop(loop)
+                    ready.set()
+                    loop.run_forever()
+                    loop.close()
+
+                self._thread = threading.Thread(target=serve, name="hub-checker", daemon=True)
+                self._thread.start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    def _submit(self, work: Callable[[Accounts], Awaitable[T]]) -> concurrent.futures.Future[T]:
+        async def on_the_thread() -> T:
+            if self._accounts is None:
+                self._accounts = Accounts(self._hub, self._origin.connect_again())
+            return await work(self._accounts)
+
+        return asyncio.run_coroutine_threadsafe(on_the_thread(), self._start())
+
+    async def check(self, account_id: str) -> Account | None:
+        """Re-check one account now; None when it was unlinked meanwhile."""
+        checked = await asyncio.wrap_future(self._submit(lambda a: a.check([account_id])))
+        return checked[0] if checked else None
+
+    def start_check_all(self, total: int) -> CheckAll:
+        """Start re-checking every account in the background, unless a run is going."""
+        with self._lock:
+            if self.check_all is not None and self.check_all.running:
+                return self.check_all
+            progress = self.check_all = CheckAll(total=total)
+
+        async def run(accounts: Accounts) -> None:
+            try:
+                await accounts.check(concurrency=self._concurrency, on_result=progress.count)
+            except Exception as exc:  # shown on the Accounts page; the verdicts reached are kept
+                progress.failure = describe(exc)
+            finally:
+                progress.finished = time.time()
+
+        self._submit(run)
+        return progress
+
+    def close(self) -> None:
+        """Stop the thread (a running check ends with it) and close its connection."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is None:
+            return
+
+        async def shutdown() -> None:
+            running = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            if self._accounts is not None:
+                self._accounts.store.close()
+
+        with_timeout = asyncio.run_coroutine_threadsafe(shutdown(), loop)
+        with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
+            with_timeout.result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
