@@ -438,3 +438,68 @@ def other_user() -> Iterator[OtherUser]:
         yield OtherUser(prefix, base)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+class HubServer:
+    """A real ``hub serve`` process on a free loopback port (see the `hub_server` fixture).
+
+    ``sign_in`` is the address it printed (with its token), ``base`` the same without the
+    token; ``log`` holds what it wrote to stderr once it has stopped.
+    """
+
+    def __init__(self, hub: HubCommand, *args: str) -> None:
+        import selectors
+
+        self.process = hub.popen("serve", "--port", "0", *args)
+        self.hub = hub
+        assert self.process.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout=TIMEOUT):
+            self.process.kill()
+            pytest.fail(f"hub serve printed no address within {TIMEOUT} s")
+        first = self.process.stdout.readline()
+        if "://" not in first:
+            self.process.kill()
+            _, err = self.process.communicate()
+            pytest.fail(f"hub serve did not start: {first}{err}")
+        self.sign_in = first.split(" at ", 1)[1].strip()
+        self.base = self.sign_in.split("?", 1)[0]
+        self.stdout = first
+        self.log = ""
+        self.done: subprocess.CompletedProcess[str] | None = None
+
+    def stop(self, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+        """Ctrl-C (SIGINT), as a person stops it; wait for it to exit (once)."""
+        import signal
+
+        if self.done is not None:
+            return self.done
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        done = self.hub.finish(self.process, timeout=timeout)
+        self.stdout += done.stdout
+        self.log = done.stderr
+        self.done = done
+        return done
+
+
+@pytest.fixture
+def start_hub_server(hub: HubCommand) -> Iterator[Any]:
+    """Starts `HubServer`s with extra ``hub serve`` arguments; stops them after the test."""
+    servers: list[HubServer] = []
+
+    def start(*args: str) -> HubServer:
+        servers.append(HubServer(hub, *args))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def hub_server(start_hub_server: Any) -> HubServer:
+    """`hub serve` against the end-to-end fake providers (through the loopback proxy)."""
+    server: HubServer = start_hub_server()
+    return server

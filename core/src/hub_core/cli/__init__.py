@@ -271,9 +271,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hub_core.cli import accounts, catalog
+    from hub_core.cli import accounts, catalog, serve
 
-    for command in (*catalog.COMMANDS, *accounts.COMMANDS):
+    for command in (*catalog.COMMANDS, *accounts.COMMANDS, *serve.COMMANDS):
         main.add_command(command)
 
 
