@@ -117,3 +117,28 @@ async def test_check_records_in_batches_and_reports_each_account(
     assert batches == [2, 2, 1]
     assert sorted(seen) == sorted(a.id for a in checked)
     assert len(checked) == 5
+
+
+async def test_the_async_twins_run_every_store_call_through_run_store(
+    accounts: Accounts,
+) -> None:
+    ran: list[str] = []
+
+    async def run_store(call: Any) -> Any:
+        ran.append(getattr(call, "__qualname__", "call"))
+        return call()
+
+    twin = Accounts(accounts.hub, accounts.store, run_store=run_store)
+    first = await twin.alink("acme", {"api_key": "key-1"})
+    assert len(ran) == 1
+    relinked = await twin.arelink(first.id, {"api_key": "new-1"})
+    assert relinked.id == first.id
+    assert accounts.store.credentials(first.id)["api_key"] == "new-1"
+    assert len(ran) == 3  # read the stored values, then save
+    with pytest.raises(IdentityMismatch) as refused:
+        await twin.arelink(first.id, {"api_key": "key-2"})
+    assert (refused.value.stored_label, refused.value.new_label) == ("Org", "Org")
+    assert accounts.store.credentials(first.id)["api_key"] == "new-1"
+    assert (await twin.aunlink(first.id)).id == first.id
+    assert accounts.store.accounts() == []
+    assert len(ran) == 6

@@ -860,3 +860,80 @@ def test_record_many_stores_every_outcome_in_one_transaction_and_reports_failure
     assert "reaches 'org:3'" in str(outcomes[2])
     assert store.get(first.id).status is Status.INVALID
     assert store.get(second.id).status is Status.ACTIVE  # unchanged
+
+
+# --- one page of accounts ------------------------------------------------------------------------
+
+
+def _accounts_in_every_status(store: Store, now: datetime) -> None:
+    """Two accounts per status (by verdict and expiry), at two providers."""
+    from hub_core.errors import InvalidCredentials, PermissionDenied, ProviderUnavailable
+
+    soon, later, past = now + timedelta(days=2), now + timedelta(days=30), now - timedelta(days=1)
+    n = 0
+    for provider in ("acme", "zeta"):
+        for expires_at, error in [
+            (None, None),
+            (later, None),
+            (soon, None),  # expiring
+            (past, None),  # expired by date, verdict still active
+            (None, InvalidCredentials("refused")),
+            (None, PermissionDenied("no role")),
+            (None, ProviderUnavailable("down")),
+        ]:
+            n += 1
+            account = store.save(
+                provider, verified(f"org:{n}", f"Label {n:02}", expires_at), creds(f"k{n}")
+            )
+            if error is not None:
+                store.record(account.id, error, now=now)
+
+
+@pytest.mark.parametrize("status", [None, *Status])
+@pytest.mark.parametrize("provider", [None, "acme", "zeta", "none"])
+def test_a_page_decides_status_in_sql_as_listing_does(
+    store: Store, status: Status | None, provider: str | None
+) -> None:
+    now = datetime.now(UTC)
+    _accounts_in_every_status(store, now)
+    everything = store.accounts(provider=provider, status=status, now=now)
+    pages, offset = [], 0
+    while True:
+        page = store.page(provider=provider, status=status, offset=offset, limit=3, now=now)
+        assert page.total == len(everything)
+        pages += page.accounts
+        offset += 3
+        if not page.has_next:
+            break
+    assert [a.id for a in pages] == [a.id for a in everything]
+    assert all(a.status == status for a in pages if status is not None)
+
+
+def test_a_page_past_the_end_is_empty_and_counts_all(store: Store) -> None:
+    _accounts_in_every_status(store, datetime.now(UTC))
+    page = store.page(offset=1000, limit=10)
+    assert (page.accounts, page.total, page.has_next) == ([], 14, False)
+    with pytest.raises(ValueError, match="unknown status 'bogus'"):
+        store.page(status="bogus")
+
+
+def test_another_connection_reads_and_writes_the_same_accounts_from_another_thread(
+    store: Store,
+) -> None:
+    import threading
+
+    first = store.save("acme", verified("org:1", "One"), creds("k1"))
+    seen: list[object] = []
+
+    def elsewhere() -> None:
+        with store.connect_again() as other:
+            seen.append(other.credentials(first.id)["api_key"])
+            seen.append(other.save("acme", verified("org:2", "Two"), creds("k2")).id)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join(10)
+    assert seen[0] == "k1"
+    assert store.get(str(seen[1])).label == "Two"
+    with store.connect_again() as again:
+        assert "k1" not in repr(again)
