@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -30,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from measure import BENCH, Figure, child_environ, spawn, which
+from measure import BENCH, Figure, child_environ, cpu_seconds, spawn, which
 from storage import populate
 
 SECTION = "bulk checks"
@@ -78,12 +77,6 @@ def _free_address() -> str:
     )
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass
 class Server:
     """The fake provider's process and where it listens."""
@@ -93,7 +86,7 @@ class Server:
     ca_file: Path
 
     def cpu_seconds(self) -> float:
-        return _cpu_seconds(self.process.pid)
+        return cpu_seconds(self.process.pid)
 
 
 @contextlib.contextmanager

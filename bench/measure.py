@@ -151,6 +151,13 @@ def spawn(argv: Sequence[str], env: Mapping[str, str]) -> Run:
         )
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU seconds (user + system) a running process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def check(run: Run, what: str) -> Run:
     """Fail loudly when a timed command failed: a ratio of a broken run means nothing."""
     if run.returncode != 0:
