@@ -7,11 +7,14 @@ compared with a fixed number: the machines this runs on are shared and noisy.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
 import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -149,6 +152,31 @@ def spawn(argv: Sequence[str], env: Mapping[str, str]) -> Run:
             stdout=out.read().decode("utf-8", "replace"),
             stderr=err.read().decode("utf-8", "replace"),
         )
+
+
+def await_listening(
+    process: subprocess.Popen[bytes], address: tuple[str, int], timeout: float
+) -> str | None:
+    """Wait until a server child accepts connections at *address*; else say why it did not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            return "exited"
+        with contextlib.suppress(OSError), socket.create_connection(address, 0.2):
+            return None
+        if time.monotonic() > deadline:
+            return f"did not start listening within {timeout:g} s"
+        time.sleep(0.05)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """End a server child: SIGTERM, then SIGKILL after 10 s."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def cpu_seconds(pid: int) -> float:

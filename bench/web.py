@@ -28,13 +28,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from measure import BENCH, Figure, child_environ, cpu_seconds, spawn
+from measure import BENCH, Figure, await_listening, child_environ, cpu_seconds, spawn, stop
 from storage import populate
 
 SECTION = "web"
@@ -92,28 +91,14 @@ def _server(name: str, argv: Sequence[str], env: dict[str, str], work: Path) -> 
     with log_path.open("wb") as log:
         process = subprocess.Popen([*argv, str(port)], stdout=log, stderr=log, env=env)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    raise SystemExit(
-                        f"bench: the {name} web server exited:\n{log_path.read_text()}"
-                    )
-                with (
-                    contextlib.suppress(OSError),
-                    socket.create_connection(("127.0.0.1", port), 0.2),
-                ):
-                    break
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"bench: the {name} web server did not listen within 30 s")
-                time.sleep(0.05)
+            problem = await_listening(process, ("127.0.0.1", port), 30)
+            if problem == "exited":
+                problem = f"exited:\n{log_path.read_text()}"
+            if problem is not None:
+                raise SystemExit(f"bench: the {name} web server {problem}")
             yield Server(name, process, port, log_path)
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 def provider_pages(path: Path) -> None:

@@ -57,7 +57,11 @@ STATUS_SQL = (
 
 
 def relative(when: datetime, now: datetime) -> str:
-    """*when* in words, the way the Accounts page says it."""
+    """*when* in words, the way the Accounts page says it.
+
+    A copy of `hub_core.web.present.relative`: the baseline imports nothing of hub, and it
+    must print the same words for the pages to be the same job.
+    """
     seconds = (when - now).total_seconds()
     future, seconds = seconds > 0, abs(seconds)
     if seconds < 60:
