@@ -74,7 +74,8 @@ def bench(session: nox.Session) -> None:
     Installs the distributions as users get them (wheels, not editable), rebuilt every time.
     ``nox -s bench -- --quick`` runs fewer rounds; ``-- --update-readme`` records the results.
     """
-    ours = [CORE, *PLUGINS, "./bench/hello"]
+    # hub-core with its web extra: the web section serves the real web Hub.
+    ours = [f"{CORE}[web]", *PLUGINS, "./bench/hello"]
     # pip writes bytecode as it installs, uv only when asked: without it the first timed run
     # of each command would also compile every module it imports.
     compiled = {"UV_COMPILE_BYTECODE": "1"}

@@ -17,20 +17,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import os
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from measure import BENCH, Figure, child_environ, spawn, which
+from measure import BENCH, Figure, await_listening, child_environ, cpu_seconds, spawn, stop, which
 from storage import populate
 
 SECTION = "bulk checks"
@@ -78,12 +76,6 @@ def _free_address() -> str:
     )
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass
 class Server:
     """The fake provider's process and where it listens."""
@@ -93,7 +85,7 @@ class Server:
     ca_file: Path
 
     def cpu_seconds(self) -> float:
-        return _cpu_seconds(self.process.pid)
+        return cpu_seconds(self.process.pid)
 
 
 @contextlib.contextmanager
@@ -113,25 +105,14 @@ def fake_elastic(workdir: Path) -> Iterator[Server]:
     argv = [sys.executable, str(BENCH / "fake_elastic.py"), address, "443", str(cert_file)]
     process = subprocess.Popen([*argv, str(key_file)], stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                raise Unavailable(
-                    f"the fake provider exited: {(workdir / 'server.log').read_text()}"
-                )
-            with contextlib.suppress(OSError), socket.create_connection((address, 443), 0.2):
-                break
-            if time.monotonic() > deadline:
-                raise Unavailable("the fake provider did not start listening within 20 s")
-            time.sleep(0.05)
+        problem = await_listening(process, (address, 443), 20)
+        if problem == "exited":
+            raise Unavailable(f"the fake provider exited: {(workdir / 'server.log').read_text()}")
+        if problem is not None:
+            raise Unavailable(f"the fake provider {problem}")
         yield Server(process, address, ca_file)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
 
 

@@ -7,11 +7,14 @@ compared with a fixed number: the machines this runs on are shared and noisy.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
 import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -149,6 +152,38 @@ def spawn(argv: Sequence[str], env: Mapping[str, str]) -> Run:
             stdout=out.read().decode("utf-8", "replace"),
             stderr=err.read().decode("utf-8", "replace"),
         )
+
+
+def await_listening(
+    process: subprocess.Popen[bytes], address: tuple[str, int], timeout: float
+) -> str | None:
+    """Wait until a server child accepts connections at *address*; else say why it did not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            return "exited"
+        with contextlib.suppress(OSError), socket.create_connection(address, 0.2):
+            return None
+        if time.monotonic() > deadline:
+            return f"did not start listening within {timeout:g} s"
+        time.sleep(0.05)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """End a server child: SIGTERM, then SIGKILL after 10 s."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU seconds (user + system) a running process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def check(run: Run, what: str) -> Run:

@@ -3,7 +3,7 @@
 Prints a table and writes bench/results.json. Every figure is a ratio to a baseline measured
 in the same run on the same machine; only memory also has an absolute ceiling.
 
-    python bench/run.py [--quick] [--only cold,discovery,store,bulk] [--update-readme]
+    python bench/run.py [--quick] [--only cold,discovery,store,bulk,web] [--update-readme]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 from measure import BENCH, Figure, machine, table
 
-SECTIONS = ("cold", "discovery", "store", "bulk")
+SECTIONS = ("cold", "discovery", "store", "bulk", "web")
 README = BENCH / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -61,6 +61,11 @@ def main(argv: Sequence[str]) -> int:
         "cli_reps": 1 if quick else 2,
         # httpx's own pool manages ~170 requests/s here: at 10,000 it runs once, not 3 times.
         "httpx_max": sizes[-1],
+        # The web section: load runs per page and server, requests per run (16 connections);
+        # then one request at a time for the page time at 10,000 accounts.
+        "web_reps": 2 if quick else 5,
+        "web_requests": 500 if quick else 3000,
+        "web_latency_requests": 100 if quick else 300,
     }
     figures: list[Figure] = []
     skipped: dict[str, str] = {}
@@ -102,6 +107,18 @@ def main(argv: Sequence[str]) -> int:
         except Unavailable as exc:
             skipped["bulk"] = str(exc)
             print(f"  skipped: {exc}")
+
+    if "web" in options.only:
+        _section("web")
+        from web import web
+
+        figures += _shown(
+            web(
+                reps=settings["web_reps"],
+                count=settings["web_requests"],
+                latency_count=settings["web_latency_requests"],
+            )
+        )
 
     elapsed = time.monotonic() - started
     about["load_average_end"] = list(machine()["load_average"])

@@ -40,15 +40,15 @@ def key(number: int) -> str:
     return f"essu_bench_{number:06d}"
 
 
-def populate(home: Path, count: int) -> float:
-    """Store *count* linked Elastic Cloud accounts in ``home/hub.db``; return the seconds."""
+def populate(home: Path, count: int, *, start: int = 0) -> float:
+    """Store accounts *start* to *count* − 1 (Elastic Cloud) in ``home/hub.db``; the seconds."""
     from hub_core import Hub, Verified
     from hub_core.store import Store
 
     hub = Hub(enable=["elastic"])
     started = time.perf_counter()
     with Store(home / "hub.db") as store:
-        for number in range(count):
+        for number in range(start, count):
             credentials = hub.validate("elastic", {"api_key": key(number)})
             verified = Verified(
                 identity=f"org:{number}",
