@@ -95,6 +95,10 @@ def _inert(text: str, limit: int, more: bool) -> str:
 
 def _clip(pieces: str | list[str], limit: int, more: bool) -> str:
     """*pieces* joined, cut whole to *limit* characters with "…" when longer or *more*."""
+    if isinstance(pieces, str):  # the common case: printable text, one character per piece
+        if len(pieces) <= limit and not more:
+            return pieces
+        return pieces[: limit - 1].rstrip() + "…"
     if sum(map(len, pieces)) <= limit and not more:
         return "".join(pieces)
     kept: list[str] = []
