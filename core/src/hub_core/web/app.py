@@ -290,8 +290,10 @@ class HubApp:
         error: HubError | None = None,
         account: Account | None = None,
         status: int = 200,
+        banner: present.Banner | None = None,
     ) -> Response:
-        banner = present.banner(error, provider.name) if error is not None else None
+        if banner is None and error is not None:
+            banner = present.banner(error, provider.name)
         if banner is not None and status == 200:
             status = banner.status
         if account is None:
@@ -386,6 +388,8 @@ class HubApp:
             form_view(provider, _public(provider, values), error),
             error=error,
             account=account,
+            # hub's own limit, not the provider's: the page must not blame the provider.
+            banner=present.attempts_banner(provider.name, seconds),
         )
 
     def _outcome(

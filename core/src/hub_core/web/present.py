@@ -30,7 +30,16 @@ from hub_core.errors import (
 )
 from hub_core.status import Status
 
-__all__ = ["Banner", "banner", "expiry", "linked_text", "relative", "shown", "status_badge"]
+__all__ = [
+    "Banner",
+    "attempts_banner",
+    "banner",
+    "expiry",
+    "linked_text",
+    "relative",
+    "shown",
+    "status_badge",
+]
 
 
 def shown(value: object) -> object:
@@ -132,6 +141,16 @@ class Banner:
     title: str
     detail: str
     retry_after: int | None = None
+
+
+def attempts_banner(provider_name: str, seconds: int) -> Banner:
+    """What a page says when hub itself refuses a Connect attempt (too many from here)."""
+    return Banner(
+        429,
+        "Too many attempts from here",
+        f"hub sent nothing to {provider_name}. Try again in {seconds} s.",
+        retry_after=seconds,
+    )
 
 
 def banner(error: HubError, provider_name: str) -> Banner:
