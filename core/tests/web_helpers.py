@@ -74,7 +74,8 @@ def scripted_flow(credentials: Any) -> Flow:
     """Acme's check: one GET; a key naming an error raises it, as a provider's answer would.
 
     The key ``good`` (and `CANARY`) reach ``org:7``/``org:9``; ``other`` reaches another
-    organisation; the provider's answer decides the rest (see `provider`).
+    organisation; a key named after an error below (or ending in ``-`` and its name) raises
+    it; the provider's answer decides the rest (see `FakeAcme`).
     """
     key = credentials["api_key"]
     response = yield httpx.Request(
@@ -89,8 +90,9 @@ def scripted_flow(credentials: Any) -> Flow:
         "fields": FieldError.many({"team": "No such team", "region": "Not in this region"}),
         "crash": RuntimeError("Traceback-ish crash quoting the provider's body"),
     }
-    if key in errors:
-        raise errors[key]
+    for name, error in errors.items():
+        if key == name or key.endswith(f"-{name}"):  # a key such as CANARY-denied too
+            raise error
     if response.status_code == 401:
         raise InvalidCredentials("Acme rejected the key", field="api_key")
     if response.status_code >= 500:

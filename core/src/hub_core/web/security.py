@@ -73,8 +73,10 @@ class SecurityHeaders:
                 for name, value in self.headers.items():
                     headers[name] = value
                 # Pages hold account data and one-time form tokens: never kept by a cache.
-                # hub's own CSS and script may be.
-                headers["Cache-Control"] = "public, max-age=3600" if static else "no-store"
+                # hub's own CSS and script may be; an error page under /static/ is a page
+                # (it may set the session cookie), so it is not.
+                cached = static and message["status"] in (200, 304)
+                headers["Cache-Control"] = "public, max-age=3600" if cached else "no-store"
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
