@@ -46,11 +46,13 @@ from . import present
 from .config import WebConfig
 from .forms import Outcome, OutcomeBook, form_view, submitted_values
 from .security import (
+    ROOT_PATH,
     AttemptLimiter,
     SecurityHeaders,
     Session,
     SessionCookies,
     csrf_refusal,
+    root_path,
 )
 from .workers import Checker, StoreThread
 
@@ -132,6 +134,8 @@ class HubApp:
         self._asgi = SecurityHeaders(self.starlette, frame_ancestors=config.frame_ancestors)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, ROOT_PATH: scope.get("root_path", "")}
         await self._asgi(scope, receive, send)
 
     def close(self) -> None:
@@ -624,7 +628,11 @@ def _url_for(context: Any, name: str, /, **params: Any) -> str:
 
 
 def _path(request: Request, name: str, /, **params: Any) -> str:
-    return request.url_for(name, **params).path
+    # Not ``request.url_for``: mounted in a host app, that looks the name up in the host's
+    # routes from the host's root. hub's own routes (``request.app``: the Starlette app inside
+    # HubApp), under the path hub is mounted at, are the ones meant.
+    starlette: Starlette = request.app
+    return root_path(request) + starlette.url_path_for(name, **params)
 
 
 def _public(provider: Provider, values: dict[str, str]) -> dict[str, str]:

@@ -28,12 +28,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "COOKIE",
+    "ROOT_PATH",
     "AttemptLimiter",
     "SecurityHeaders",
     "Session",
     "SessionCookies",
     "csrf_refusal",
     "is_loopback",
+    "root_path",
 ]
 
 COOKIE = "hub_session"
@@ -136,9 +138,19 @@ class SessionCookies:
         )
 
 
+#: The scope key `HubApp` keeps the path it is mounted at in (``root_path`` changes below it:
+#: inside hub's ``/static`` mount it ends in ``/static``).
+ROOT_PATH = "hub_core.root_path"
+
+
+def root_path(request: Request) -> str:
+    """The path the Hub is mounted at, without a trailing slash (``""`` at the root)."""
+    root = request.scope.get(ROOT_PATH, request.scope.get("root_path", ""))
+    return str(root or "").rstrip("/")
+
+
 def _cookie_path(request: Request) -> str:
-    root = request.scope.get("root_path", "") or ""
-    return root.rstrip("/") + "/" if root else "/"
+    return root_path(request) + "/"
 
 
 def is_loopback(host: str | None) -> bool:
