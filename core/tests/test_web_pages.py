@@ -265,6 +265,24 @@ def test_a_post_to_an_unknown_provider_is_404(web: WebFactory) -> None:
     assert w.provider.sent() == 0
 
 
+@pytest.mark.parametrize("kind", ["a huge value", "too many fields", "a file"])
+def test_a_form_hub_cannot_read_is_400_and_nothing_is_used(web: WebFactory, kind: str) -> None:
+    w = web()
+    form = w.get("/connect/acme").form()
+    values = {**form.values, "api_key": "good"}
+    if kind == "a huge value":
+        answer = w.post(form.action, {**values, "team": "x" * 100_000})
+    elif kind == "too many fields":
+        answer = w.post(form.action, {**values, **{f"extra{n}": "1" for n in range(100)}})
+    else:
+        answer = Page(w.client.post(form.action, data=values, files={"f": ("a.txt", b"x")}))
+    assert answer.status == 400
+    assert answer.find("h1").text == "The form could not be read"
+    assert "hub used none of it" in answer.text
+    assert w.provider.sent() == 0
+    assert w.account_ids() == []
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [("POST", "/"), ("GET", "/accounts/check"), ("PUT", "/connect/acme"), ("DELETE", "/accounts")],
@@ -448,12 +466,30 @@ def test_accounts_empty_states(web: WebFactory) -> None:
     assert not none.find_all("table")
 
 
-def test_accounts_ignores_a_bad_page_or_status(web: WebFactory) -> None:
-    w = web()
-    store_account(w, 1, "One")
-    for query in ("page=x", "page=-3", "status=bogus", "page=999"):
-        page = w.get(f"/accounts?{query}")
-        assert page.status == 200, query
+@pytest.mark.parametrize(
+    "query",
+    ["page=x", "page=-3", "page=0", "status=bogus", "provider=%00", "page=1e3", "page=%ff"],
+)
+def test_accounts_ignores_a_bad_page_or_status(web: WebFactory, query: str) -> None:
+    w = web(page_size=2)
+    for n in range(3):
+        store_account(w, n, f"Org {n}")
+    page = w.get(f"/accounts?{query}")
+    assert page.status == 200
+    if "provider" not in query:
+        assert "Page 1 of 2" in page.find("nav", class_="pager").text
+
+
+@pytest.mark.parametrize("number", ["3", "999", "9223372036854775807", "9" * 30])
+def test_a_page_past_the_end_shows_the_last_one(web: WebFactory, number: str) -> None:
+    w = web(page_size=2)
+    for n in range(3):
+        store_account(w, n, f"Org {n}")
+    page = w.get(f"/accounts?page={number}")
+    assert page.status == 200
+    assert [r.find("strong").text for r in page.find("tbody").find_all("tr")] == ["Org 2"]
+    assert "Page 2 of 2" in page.find("nav", class_="pager").text
+    assert page.find("a", rel="prev").attrs["href"] == "/accounts"
 
 
 # --- check now, check all ---------------------------------------------------------------------

@@ -59,13 +59,15 @@ from .workers import Checker, StoreThread
 if TYPE_CHECKING:
     from hub_core.hub import Hub
     from hub_core.model import Account, Provider
-    from hub_core.store import Store
+    from hub_core.store import AccountPage, Store
 
 __all__ = ["HubApp", "create_app"]
 
 _HERE = Path(__file__).parent
 _log = logging.getLogger("hub_core.web")
 #: Form bodies hub reads: a few fields, the longest a key of some KiB.
+#: The highest page number the Accounts page reads (10,000 accounts are 200 pages of 50).
+_MAX_PAGE = 1_000_000
 _FORM_LIMITS = {"max_files": 0, "max_fields": 64, "max_part_size": 64 * 1024}
 
 
@@ -441,15 +443,25 @@ class HubApp:
         if status is not None and status not in {s.value for s in Status}:
             status = None
         try:
-            number = max(1, int(request.query_params.get("page", "1")))
+            # Capped: an offset past SQLite's integers would fail the page.
+            number = min(max(1, int(request.query_params.get("page", "1"))), _MAX_PAGE)
         except ValueError:
             number = 1
         size = self.config.page_size
-        page = await self.db.call(
-            lambda store: store.page(
+
+        def read(store: Store) -> AccountPage:
+            found = store.page(
                 provider=provider, status=status, offset=(number - 1) * size, limit=size
             )
-        )
+            if not found.accounts and found.total:  # past the end (a stale link): the last page
+                last = math.ceil(found.total / size)
+                found = store.page(
+                    provider=provider, status=status, offset=(last - 1) * size, limit=size
+                )
+            return found
+
+        page = await self.db.call(read)
+        number = page.offset // size + 1
         names = {p.id: p.name for p in self.hub.providers()}
         rows = [
             {
@@ -600,6 +612,11 @@ class HubApp:
         titles = {
             404: ("Page not found", "There is no page at this address."),
             405: ("Not allowed", "This address does not take that kind of request."),
+            400: (
+                "The form could not be read",
+                "It was too large, had too many fields or held a file; hub used none of it. "
+                "Go back and submit it again.",
+            ),
         }
         title, message = titles.get(exc.status_code, ("Request refused", "hub cannot answer it."))
         return self._error_page(request, exc.status_code, title, message, dict(exc.headers or {}))
