@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -609,6 +610,33 @@ def test_relink_without_the_key_is_422(web: WebFactory) -> None:
     assert answer.find("input", id="field-api_key").attrs["aria-invalid"] == "true"
     assert "Paste the new API Key" in answer.by_id("error-api_key").text
     assert w.provider.sent() == 1  # the link only
+
+
+def test_relink_of_an_account_unlinked_during_the_check_is_404(web: WebFactory) -> None:
+    w = web()
+    account_id = linked(w)
+    page = w.get(f"/accounts/{account_id}/relink")
+
+    def unlinked_meanwhile(request: httpx.Request) -> httpx.Response:
+        with sqlite3.connect(w.store.path) as conn:  # another tab, or `hub unlink`
+            conn.execute("DELETE FROM accounts")
+        return httpx.Response(200, json={"id": 7, "name": "Seven"})
+
+    w.provider.answer = unlinked_meanwhile
+    answer = w.submit(page, api_key="good")
+    assert answer.status == 404
+    assert "The account was unlinked meanwhile" in answer.find("div", role="alert").text
+    assert w.account_ids() == []
+
+
+def test_check_now_of_an_account_unlinked_meanwhile_is_404(web: WebFactory) -> None:
+    w = web()
+    account_id = linked(w)
+    page = w.get("/accounts")
+    w.store.delete(account_id)
+    answer = w.submit(page, f"/accounts/{account_id}/check")
+    assert answer.status == 404
+    assert w.provider.sent() == 1
 
 
 # --- unlink -----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from markupsafe import Markup, escape
 
 from hub_core.display_text import LONG_LIMIT, inert, inert_lines
 from hub_core.errors import (
+    AccountNotFound,
     FieldError,
     HubError,
     IdentityMismatch,
@@ -186,6 +187,13 @@ def banner(error: HubError, provider_name: str) -> Banner:
         return Banner(404, "No such provider", detail)
     if isinstance(error, IdentityMismatch):
         return Banner(409, "This key belongs to another account", detail)
+    if isinstance(error, AccountNotFound):  # unlinked while a relink's key was checked
+        return Banner(
+            404,
+            "The account was unlinked meanwhile",
+            "Nothing was stored. To keep the key, link it as a new account from the providers "
+            "page.",
+        )
     if isinstance(error, StoreError):
         return Banner(500, "The account store failed", detail)
     return Banner(500, "The check failed", detail)
