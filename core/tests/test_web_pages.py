@@ -467,27 +467,28 @@ def test_accounts_empty_states(web: WebFactory) -> None:
     assert not none.find_all("table")
 
 
-@pytest.mark.parametrize(
-    "query",
-    ["page=x", "page=-3", "page=0", "status=bogus", "provider=%00", "page=1e3", "page=%ff"],
-)
-def test_accounts_ignores_a_bad_page_or_status(web: WebFactory, query: str) -> None:
+def three_accounts_two_a_page(web: WebFactory, query: str) -> Page:
     w = web(page_size=2)
     for n in range(3):
         store_account(w, n, f"Org {n}")
     page = w.get(f"/accounts?{query}")
     assert page.status == 200
+    return page
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["page=x", "page=-3", "page=0", "status=bogus", "provider=%00", "page=1e3", "page=%ff"],
+)
+def test_accounts_ignores_a_bad_page_or_status(web: WebFactory, query: str) -> None:
+    page = three_accounts_two_a_page(web, query)
     if "provider" not in query:
         assert "Page 1 of 2" in page.find("nav", class_="pager").text
 
 
 @pytest.mark.parametrize("number", ["3", "999", "9223372036854775807", "9" * 30])
 def test_a_page_past_the_end_shows_the_last_one(web: WebFactory, number: str) -> None:
-    w = web(page_size=2)
-    for n in range(3):
-        store_account(w, n, f"Org {n}")
-    page = w.get(f"/accounts?page={number}")
-    assert page.status == 200
+    page = three_accounts_two_a_page(web, f"page={number}")
     assert [r.find("strong").text for r in page.find("tbody").find_all("tr")] == ["Org 2"]
     assert "Page 2 of 2" in page.find("nav", class_="pager").text
     assert page.find("a", rel="prev").attrs["href"] == "/accounts"

@@ -35,13 +35,12 @@ from hub_core import (
     Store,
     UnexpectedResponse,
     Verified,
-    hookimpl,
 )
 from hub_core.errors import FieldError
 from hub_core.hookspecs import Flow
 from hub_core.web import HubApp, WebConfig, create_app
 
-from .conftest import ACME, CANARY
+from .conftest import ACME, CANARY, AcmePlugin
 
 __all__ = ["ACME", "BETA", "CANARY", "Page", "Web", "crawl"]
 
@@ -142,21 +141,6 @@ class FakeAcme:
     def sent(self) -> int:
         """How many requests reached the provider."""
         return len(self.requests)
-
-
-class Plugin:
-    """An in-code plugin of one provider and its flow."""
-
-    def __init__(self, provider: Provider, flow: Callable[[Any], Flow] = scripted_flow) -> None:
-        self.provider, self.flow = provider, flow
-
-    @hookimpl
-    def hub_providers(self) -> list[Provider]:
-        return [self.provider]
-
-    @hookimpl
-    def hub_validate_credentials(self, provider: Provider, credentials: Any) -> Flow | None:
-        return self.flow(credentials) if provider.id == self.provider.id else None
 
 
 # --- pages ------------------------------------------------------------------------------------
@@ -351,7 +335,7 @@ class Web:
     ) -> None:
         self.provider = FakeAcme()
         self.hub = Hub(
-            plugins=[*(Plugin(p, flow) for p in providers), *plugins],
+            plugins=[*(AcmePlugin(flow, provider=p) for p in providers), *plugins],
             load_entrypoints=False,
             transport=httpx.MockTransport(self.provider),
             policy=Policy(backoff=0),
