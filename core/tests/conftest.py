@@ -141,3 +141,25 @@ def ca() -> trustme.CA:
 def acme_plugin() -> type[AcmePlugin]:
     """The in-code plugin class, for tests that build their own Hub."""
     return AcmePlugin
+
+
+@pytest.fixture
+def web(tmp_path: Any) -> Iterator[Callable[..., Any]]:
+    """Build web Hub apps (`core/tests/web_helpers.py`'s `Web`), each over its own store.
+
+    ``web()`` is the Acme provider's dashboard, signed in; keyword arguments are `Web`'s (other
+    providers, a flow) and `hub_core.web.WebConfig` fields. Every app is closed after the test.
+    """
+    from core.tests.web_helpers import Web
+
+    built: list[Any] = []
+
+    def build(**options: Any) -> Any:
+        options.setdefault("providers", [ACME])
+        app = Web(tmp_path / f"web{len(built)}", **options)
+        built.append(app)
+        return app
+
+    yield build
+    for app in built:
+        app.close()

@@ -46,24 +46,28 @@ from . import present
 from .config import WebConfig
 from .forms import Outcome, OutcomeBook, form_view, submitted_values
 from .security import (
+    ROOT_PATH,
     AttemptLimiter,
     SecurityHeaders,
     Session,
     SessionCookies,
     csrf_refusal,
+    root_path,
 )
 from .workers import Checker, StoreThread
 
 if TYPE_CHECKING:
     from hub_core.hub import Hub
     from hub_core.model import Account, Provider
-    from hub_core.store import Store
+    from hub_core.store import AccountPage, Store
 
 __all__ = ["HubApp", "create_app"]
 
 _HERE = Path(__file__).parent
 _log = logging.getLogger("hub_core.web")
 #: Form bodies hub reads: a few fields, the longest a key of some KiB.
+#: The highest page number the Accounts page reads (10,000 accounts are 200 pages of 50).
+_MAX_PAGE = 1_000_000
 _FORM_LIMITS = {"max_files": 0, "max_fields": 64, "max_part_size": 64 * 1024}
 
 
@@ -132,6 +136,8 @@ class HubApp:
         self._asgi = SecurityHeaders(self.starlette, frame_ancestors=config.frame_ancestors)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, ROOT_PATH: scope.get("root_path", "")}
         await self._asgi(scope, receive, send)
 
     def close(self) -> None:
@@ -290,8 +296,10 @@ class HubApp:
         error: HubError | None = None,
         account: Account | None = None,
         status: int = 200,
+        banner: present.Banner | None = None,
     ) -> Response:
-        banner = present.banner(error, provider.name) if error is not None else None
+        if banner is None and error is not None:
+            banner = present.banner(error, provider.name)
         if banner is not None and status == 200:
             status = banner.status
         if account is None:
@@ -386,6 +394,8 @@ class HubApp:
             form_view(provider, _public(provider, values), error),
             error=error,
             account=account,
+            # hub's own limit, not the provider's: the page must not blame the provider.
+            banner=present.attempts_banner(provider.name, seconds),
         )
 
     def _outcome(
@@ -433,15 +443,25 @@ class HubApp:
         if status is not None and status not in {s.value for s in Status}:
             status = None
         try:
-            number = max(1, int(request.query_params.get("page", "1")))
+            # Capped: an offset past SQLite's integers would fail the page.
+            number = min(max(1, int(request.query_params.get("page", "1"))), _MAX_PAGE)
         except ValueError:
             number = 1
         size = self.config.page_size
-        page = await self.db.call(
-            lambda store: store.page(
+
+        def read(store: Store) -> AccountPage:
+            found = store.page(
                 provider=provider, status=status, offset=(number - 1) * size, limit=size
             )
-        )
+            if not found.accounts and found.total:  # past the end (a stale link): the last page
+                last = math.ceil(found.total / size)
+                found = store.page(
+                    provider=provider, status=status, offset=(last - 1) * size, limit=size
+                )
+            return found
+
+        page = await self.db.call(read)
+        number = page.offset // size + 1
         names = {p.id: p.name for p in self.hub.providers()}
         rows = [
             {
@@ -592,6 +612,11 @@ class HubApp:
         titles = {
             404: ("Page not found", "There is no page at this address."),
             405: ("Not allowed", "This address does not take that kind of request."),
+            400: (
+                "The form could not be read",
+                "It was too large, had too many fields or held a file; hub used none of it. "
+                "Go back and submit it again.",
+            ),
         }
         title, message = titles.get(exc.status_code, ("Request refused", "hub cannot answer it."))
         return self._error_page(request, exc.status_code, title, message, dict(exc.headers or {}))
@@ -620,7 +645,11 @@ def _url_for(context: Any, name: str, /, **params: Any) -> str:
 
 
 def _path(request: Request, name: str, /, **params: Any) -> str:
-    return request.url_for(name, **params).path
+    # Not ``request.url_for``: mounted in a host app, that looks the name up in the host's
+    # routes from the host's root. hub's own routes (``request.app``: the Starlette app inside
+    # HubApp), under the path hub is mounted at, are the ones meant.
+    starlette: Starlette = request.app
+    return root_path(request) + starlette.url_path_for(name, **params)
 
 
 def _public(provider: Provider, values: dict[str, str]) -> dict[str, str]:

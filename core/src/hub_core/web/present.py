@@ -16,6 +16,7 @@ from markupsafe import Markup, escape
 
 from hub_core.display_text import LONG_LIMIT, inert, inert_lines
 from hub_core.errors import (
+    AccountNotFound,
     FieldError,
     HubError,
     IdentityMismatch,
@@ -30,7 +31,16 @@ from hub_core.errors import (
 )
 from hub_core.status import Status
 
-__all__ = ["Banner", "banner", "expiry", "linked_text", "relative", "shown", "status_badge"]
+__all__ = [
+    "Banner",
+    "attempts_banner",
+    "banner",
+    "expiry",
+    "linked_text",
+    "relative",
+    "shown",
+    "status_badge",
+]
 
 
 def shown(value: object) -> object:
@@ -134,6 +144,16 @@ class Banner:
     retry_after: int | None = None
 
 
+def attempts_banner(provider_name: str, seconds: int) -> Banner:
+    """What a page says when hub itself refuses a Connect attempt (too many from here)."""
+    return Banner(
+        429,
+        "Too many attempts from here",
+        f"hub sent nothing to {provider_name}. Try again in {seconds} s.",
+        retry_after=seconds,
+    )
+
+
 def banner(error: HubError, provider_name: str) -> Banner:
     """What a page says for *error*, and its status code; the provider's body never shows."""
     detail = error.message
@@ -167,6 +187,13 @@ def banner(error: HubError, provider_name: str) -> Banner:
         return Banner(404, "No such provider", detail)
     if isinstance(error, IdentityMismatch):
         return Banner(409, "This key belongs to another account", detail)
+    if isinstance(error, AccountNotFound):  # unlinked while a relink's key was checked
+        return Banner(
+            404,
+            "The account was unlinked meanwhile",
+            "Nothing was stored. To keep the key, link it as a new account from the providers "
+            "page.",
+        )
     if isinstance(error, StoreError):
         return Banner(500, "The account store failed", detail)
     return Banner(500, "The check failed", detail)

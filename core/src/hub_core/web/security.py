@@ -28,12 +28,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "COOKIE",
+    "ROOT_PATH",
     "AttemptLimiter",
     "SecurityHeaders",
     "Session",
     "SessionCookies",
     "csrf_refusal",
     "is_loopback",
+    "root_path",
 ]
 
 COOKIE = "hub_session"
@@ -73,8 +75,10 @@ class SecurityHeaders:
                 for name, value in self.headers.items():
                     headers[name] = value
                 # Pages hold account data and one-time form tokens: never kept by a cache.
-                # hub's own CSS and script may be.
-                headers["Cache-Control"] = "public, max-age=3600" if static else "no-store"
+                # hub's own CSS and script may be; an error page under /static/ is a page
+                # (it may set the session cookie), so it is not.
+                cached = static and message["status"] in (200, 304)
+                headers["Cache-Control"] = "public, max-age=3600" if cached else "no-store"
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -134,9 +138,19 @@ class SessionCookies:
         )
 
 
+#: The scope key `HubApp` keeps the path it is mounted at in (``root_path`` changes below it:
+#: inside hub's ``/static`` mount it ends in ``/static``).
+ROOT_PATH = "hub_core.root_path"
+
+
+def root_path(request: Request) -> str:
+    """The path the Hub is mounted at, without a trailing slash (``""`` at the root)."""
+    root = request.scope.get(ROOT_PATH, request.scope.get("root_path", ""))
+    return str(root or "").rstrip("/")
+
+
 def _cookie_path(request: Request) -> str:
-    root = request.scope.get("root_path", "") or ""
-    return root.rstrip("/") + "/" if root else "/"
+    return root_path(request) + "/"
 
 
 def is_loopback(host: str | None) -> bool:
