@@ -53,6 +53,14 @@ def inert(value: object, *, limit: int = LIMIT) -> str:
     characters are read, so a megabyte costs no more than a kilobyte.
     """
     text = value if isinstance(value, str) else str(value)
+    if (  # already inert, as most values are: printable, one space at a time, none at the ends
+        0 < len(text) <= limit
+        and text.isprintable()
+        and text[0] != " "
+        and text[-1] != " "
+        and "  " not in text
+    ):
+        return text
     window = _window(limit)
     return _inert(text[:window], limit, more=len(text) > window)
 

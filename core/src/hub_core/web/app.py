@@ -20,9 +20,10 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
+from markupsafe import Markup, escape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -133,6 +134,10 @@ class HubApp:
             },
             lifespan=self._lifespan,
         )
+        # A page draws some 150 links: each route's path pattern, found once, is filled in.
+        self.starlette.state.path_formats = {
+            route.name: route.path_format for route in routes if isinstance(route, Route)
+        }
         self._asgi = SecurityHeaders(self.starlette, frame_ancestors=config.frame_ancestors)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -639,9 +644,12 @@ class HubApp:
 
 
 @jinja2.pass_context
-def _url_for(context: Any, name: str, /, **params: Any) -> str:
-    """A page's links are paths (the mount's prefix included), never built from ``Host``."""
-    return _path(context["request"], name, **params)
+def _url_for(context: Any, name: str, /, **params: Any) -> Markup:
+    """A page's links are paths (the mount's prefix included), never built from ``Host``.
+
+    Escaped here, once: the values in it are percent-quoted and the rest is hub's own.
+    """
+    return escape(_path(context["request"], name, **params))
 
 
 def _path(request: Request, name: str, /, **params: Any) -> str:
@@ -649,7 +657,12 @@ def _path(request: Request, name: str, /, **params: Any) -> str:
     # routes from the host's root. hub's own routes (``request.app``: the Starlette app inside
     # HubApp), under the path hub is mounted at, are the ones meant.
     starlette: Starlette = request.app
-    return root_path(request) + starlette.url_path_for(name, **params)
+    path_format: str | None = starlette.state.path_formats.get(name)
+    if path_format is None:  # the static files' mount
+        return root_path(request) + starlette.url_path_for(name, **params)
+    return root_path(request) + path_format.format_map(
+        {key: quote(str(value), safe="") for key, value in params.items()}
+    )
 
 
 def _public(provider: Provider, values: dict[str, str]) -> dict[str, str]:

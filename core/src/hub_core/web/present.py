@@ -7,6 +7,7 @@ place that builds markup from such text, and it escapes every piece it does not 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from datetime import UTC, datetime, timedelta
@@ -53,6 +54,7 @@ def shown(value: object) -> object:
 _URL = re.compile(r"https://[^\s<>\"'()]+[^\s<>\"'().,;:!?]")
 
 
+@functools.lru_cache(maxsize=512)  # a guide's text is the same on every request
 def linked_text(text: str) -> Markup:
     """Plugin prose as paragraphs, with its ``https:`` addresses as links (nothing else is)."""
     paragraphs = []
