@@ -116,3 +116,15 @@ def test_clean_text_and_inert_agree_on_what_is_unsafe(text: str) -> None:
         if unsafe(char):
             assert char not in cleaned
             assert escape(char) in spaced
+
+
+@given(
+    st.text(alphabet=st.sampled_from(["a", " ", "\t", "\u00a0", "\x1b", "é", "\u202e"])),
+    st.integers(min_value=1, max_value=12),
+)
+def test_the_shortcut_for_inert_text_gives_what_the_full_rule_gives(text: str, limit: int) -> None:
+    from hub_core import display_text
+
+    window = display_text._window(limit)
+    full = display_text._inert(text[:window], limit, more=len(text) > window)
+    assert inert(text, limit=limit) == full
