@@ -29,6 +29,9 @@ pytestmark = pytest.mark.slow
 WIDE = {"width": 1280, "height": 900}
 NARROW = {"width": 375, "height": 812}
 WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+with_and_without_javascript = pytest.mark.parametrize(
+    "javascript", [True, False], ids=["js", "no-js"]
+)
 SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
 #: Milliseconds any one browser action may wait.
 WAIT = 15_000
@@ -273,7 +276,7 @@ def test_link_qlik_with_its_guide_beside_the_form_then_elastic_to_the_accounts_p
     assert len(web.posts) == 2  # one POST per Connect
 
 
-@pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
+@with_and_without_javascript
 def test_a_wrong_key_shows_its_message_under_the_key_keeping_the_other_values(
     browse: Callable[..., Browsing], qlik: Any, keys: Any, javascript: bool
 ) -> None:
@@ -314,7 +317,7 @@ def test_a_wrong_key_shows_its_message_under_the_key_keeping_the_other_values(
     assert page.url.endswith("#field-api_key")
 
 
-@pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
+@with_and_without_javascript
 def test_double_clicking_connect_then_reloading_makes_one_check(
     browse: Callable[..., Browsing], elastic: Any, keys: Any, javascript: bool
 ) -> None:
