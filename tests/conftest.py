@@ -503,3 +503,66 @@ def hub_server(start_hub_server: Any) -> HubServer:
     """`hub serve` against the end-to-end fake providers (through the loopback proxy)."""
     server: HubServer = start_hub_server()
     return server
+
+
+# --- a real browser (Playwright driving Debian's Chromium) ---------------------------------
+
+#: Debian's Chromium: the only browser the browser tests use (`playwright install` would
+#: download one, which this network cannot reach).
+CHROMIUM = Path("/usr/bin/chromium")
+#: Keep Chromium off the network except for the pages it is sent to.
+CHROMIUM_ARGS = [
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-gpu",
+    "--disable-quic",
+]
+
+
+def _chromium_version() -> str:
+    """What ``chromium --version`` says, or why there is no browser to test with."""
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    try:
+        done = subprocess.run(
+            [str(CHROMIUM), "--version"], capture_output=True, text=True, timeout=TIMEOUT
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{CHROMIUM} does not run: {exc}"
+    return done.stdout.strip() or done.stderr.strip()[-200:]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """The browser the browser tests drive, in the test header."""
+    try:
+        from importlib.metadata import version
+
+        playwright = f"playwright {version('playwright')}"
+    except Exception:
+        playwright = "playwright is not installed"
+    return f"browser: {_chromium_version()}; {playwright}"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium under Playwright, one per session; skipped where it is missing, but a
+    failure under ``CI=true`` (`.ci/run` installs it)."""
+    reason = None
+    if not CHROMIUM.exists():
+        reason = f"the browser tests need Debian's Chromium: {CHROMIUM} is missing"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "the browser tests need playwright (the test dependency group)"
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the browser tests: {reason}")
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

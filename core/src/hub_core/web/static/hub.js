@@ -22,27 +22,20 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 
-  // Accounts: while "Check all" runs, refresh its progress in place.
+  // Accounts: while "Check all" runs, reload the page every few seconds to show its
+  // progress, then its verdicts. A reload, not fetch(): the CSP allows no connect-src. Not
+  // while someone is using a form on the page: their choice would be lost.
   const progress = document.getElementById("check-progress");
   if (progress && progress.dataset.refresh) {
     const every = Number(progress.dataset.refresh) * 1000;
-    const refresh = async () => {
-      try {
-        const answer = await fetch(window.location.href, { credentials: "same-origin" });
-        if (!answer.ok) return;
-        const page = new DOMParser().parseFromString(await answer.text(), "text/html");
-        const fresh = page.getElementById("check-progress");
-        if (!fresh) return;
-        progress.replaceChildren(...fresh.childNodes);
-        if (fresh.dataset.refresh) {
-          setTimeout(refresh, every);
-        } else {
-          window.location.reload();  // the run ended: show the new verdicts
-        }
-      } catch (error) {
-        setTimeout(refresh, every * 2);
+    const reload = () => {
+      const active = document.activeElement;
+      if (active && active.closest("form")) {
+        setTimeout(reload, every);
+      } else {
+        window.location.reload();
       }
     };
-    setTimeout(refresh, every);
+    setTimeout(reload, every);
   }
 });
