@@ -208,7 +208,7 @@ def test_each_error_class_has_its_banner_and_status(
     answer = w.submit(w.get("/connect/acme"), api_key=key, team="kept")
     assert answer.status == status
     banner = answer.find("div", role="alert")
-    assert title in banner.find("h3").text
+    assert title in banner.find("h2").text
     assert detail in banner.text
     assert answer.find("input", id="field-team").attrs["value"] == "kept"
     assert w.account_ids() == []

@@ -230,7 +230,7 @@ REFUSALS = {
     "cross-site": ({}, {"Sec-Fetch-Site": "cross-site"}),
     "same-site": ({}, {"Sec-Fetch-Site": "same-site"}),
     "foreign origin": ({}, {"Origin": "https://evil.example.test"}),
-    "null origin": ({}, {"Origin": "null"}),
+    "null origin, wrong token": ({"csrf_token": "forged"}, {"Origin": "null"}),
     "other port": ({}, {"Origin": "http://127.0.0.1:8080"}),
 }
 
@@ -293,6 +293,18 @@ def test_a_post_without_fetch_metadata_but_with_the_token_is_accepted(web: WebFa
     w = web()
     form = w.get("/connect/acme").form()
     answer = Page(w.client.post(form.action, data={**form.values, "api_key": "good"}))
+    assert answer.status == 303
+
+
+def test_a_same_origin_post_with_origin_null_is_decided_by_its_token(web: WebFactory) -> None:
+    """Under ``Referrer-Policy: no-referrer`` Chromium sends ``Origin: null`` on every form."""
+    w = web()
+    form = w.get("/connect/acme").form()
+    browser = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+    forged = w.post(form.action, {**form.values, "csrf_token": "forged"}, headers=browser)
+    assert forged.status == 403
+    assert w.provider.sent() == 0
+    answer = w.post(form.action, {**form.values, "api_key": "good"}, headers=browser)
     assert answer.status == 303
 
 
