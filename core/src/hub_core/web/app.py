@@ -468,15 +468,9 @@ class HubApp:
         page = await self.db.call(read)
         number = page.offset // size + 1
         names = {p.id: p.name for p in self.hub.providers()}
+        urls = {name: _pattern(request, name) for name in ("check", "relink", "unlink")}
         rows = [
-            {
-                "account": account,
-                "provider_name": names.get(account.provider_id, account.provider_id),
-                "badge": present.status_badge(account.status),
-                "expires": present.expiry(account.expires_at),
-                "linked": present.when(account.linked_at),
-                "checked": present.when(account.checked_at),
-            }
+            present.account_row(account, names.get(account.provider_id, account.provider_id), urls)
             for account in page.accounts
         ]
 
@@ -505,6 +499,8 @@ class HubApp:
                 "status_filter": status,
                 "progress": self.checker.check_all,
                 "notice": notice,
+                # Printed once per row: escaped here, once (it is hub's own url-safe token).
+                "csrf": escape(request.state.session.csrf),
             },
         )
 
@@ -663,6 +659,12 @@ def _path(request: Request, name: str, /, **params: Any) -> str:
     return root_path(request) + path_format.format_map(
         {key: quote(str(value), safe="") for key, value in params.items()}
     )
+
+
+def _pattern(request: Request, name: str) -> str:
+    """Route *name*'s path with its ``{parameters}`` left to fill (``str.format``)."""
+    path_format: str = request.app.state.path_formats[name]
+    return root_path(request) + path_format
 
 
 def _public(provider: Provider, values: dict[str, str]) -> dict[str, str]:

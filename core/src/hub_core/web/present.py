@@ -10,7 +10,10 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import attrs
 from markupsafe import Markup, escape
@@ -32,8 +35,13 @@ from hub_core.errors import (
 )
 from hub_core.status import Status
 
+if TYPE_CHECKING:
+    from hub_core.model import Account
+
 __all__ = [
+    "AccountRow",
     "Banner",
+    "account_row",
     "attempts_banner",
     "banner",
     "expiry",
@@ -134,6 +142,50 @@ def expiry(
 def when(value: datetime | None) -> Expiry:
     """A past time (linked, last checked) for a page."""
     return expiry(value, known=False) if value is None else expiry(value)
+
+
+@attrs.frozen(slots=True)
+class AccountRow:
+    """One row of the Accounts page, every value ready to print (a page draws fifty)."""
+
+    id: str
+    label: str
+    provider_name: str
+    identity: str
+    status: str
+    badge: str
+    badge_title: str
+    last_error: str | None
+    expires: Expiry
+    linked: Expiry
+    checked: Expiry
+    check_url: str
+    relink_url: str
+    unlink_url: str
+
+
+def account_row(account: Account, provider_name: str, urls: Mapping[str, str]) -> AccountRow:
+    """The row of *account*; *urls* maps ``check``, ``relink`` and ``unlink`` to their paths,
+    each with ``{account}`` to fill in."""
+    badge, title = STATUS_TEXT[account.status]
+    quoted = quote(account.id, safe="")
+    error = account.last_error
+    return AccountRow(
+        id=account.id,
+        label=account.label,
+        provider_name=provider_name,
+        identity=account.identity,
+        status=account.status.value,
+        badge=badge,
+        badge_title=title,
+        last_error=error if error is None or len(error) <= 160 else error[:159] + "…",
+        expires=expiry(account.expires_at),
+        linked=when(account.linked_at),
+        checked=when(account.checked_at),
+        check_url=urls["check"].format(account=quoted),
+        relink_url=urls["relink"].format(account=quoted),
+        unlink_url=urls["unlink"].format(account=quoted),
+    )
 
 
 @attrs.frozen
