@@ -658,3 +658,24 @@ def test_unlink_asks_then_forgets_the_account(web: WebFactory) -> None:
     assert "Unlinked Seven" in after.find("p", class_="notice").text
     assert w.account_ids() == []
     assert w.get(f"/accounts/{account_id}/unlink").status == 404
+
+
+@pytest.mark.parametrize(
+    ("delta", "words"),
+    [
+        (timedelta(seconds=20), "in less than a minute"),
+        (timedelta(seconds=-20), "just now"),
+        (timedelta(minutes=5, seconds=3), "in 5 minutes"),
+        (timedelta(hours=-1), "1 hour ago"),
+        (timedelta(hours=23, minutes=59), "in 23 hours"),
+        (timedelta(days=59), "in 59 days"),
+        (timedelta(days=61), "in 2 months"),
+        (timedelta(days=-400), "13 months ago"),
+        (timedelta(days=1614), "in 4 years"),
+    ],
+)
+def test_times_are_said_as_a_person_says_them(delta: timedelta, words: str) -> None:
+    from hub_core.web.present import relative
+
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    assert relative(now + delta, now=now) == words

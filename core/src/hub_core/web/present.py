@@ -98,15 +98,25 @@ def status_badge(status: Status) -> tuple[str, str]:
 
 
 def relative(when: datetime, *, now: datetime | None = None) -> str:
-    """*when* as a person says it: "in 23 hours", "3 days ago", "just now"."""
+    """*when* as a person says it: "in 23 hours", "3 days ago", "in 4 years", "just now".
+
+    Days up to 60, then months (of 30 days) up to two years, then years (of 365 days).
+    """
     now = datetime.now(UTC) if now is None else now
     seconds = (when - now).total_seconds()
     future = seconds > 0
     seconds = abs(seconds)
     if seconds < 60:
         return "in less than a minute" if future else "just now"
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
+    day = 86400
+    for unit, size, start in (
+        ("year", 365 * day, 730 * day),
+        ("month", 30 * day, 60 * day),
+        ("day", day, day),
+        ("hour", 3600, 3600),
+        ("minute", 60, 60),
+    ):
+        if seconds >= start:
             count = math.floor(seconds / size)
             words = f"{count} {unit}{'s' if count != 1 else ''}"
             return f"in {words}" if future else f"{words} ago"
