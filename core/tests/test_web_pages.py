@@ -342,7 +342,7 @@ def test_a_key_valid_for_weeks_is_not_called_short_lived(web: WebFactory) -> Non
     w = web()
     w.provider.keys["good"] = (7, "Seven", (datetime.now(UTC) + timedelta(days=90)).isoformat())
     page = w.link("good")
-    assert page.find("dl", class_="facts").find("time").text == "in 89 days"
+    assert page.find("dl", class_="facts").find("time").text == "in 2 months"
     assert not page.find_all("p", class_="note")
 
 
