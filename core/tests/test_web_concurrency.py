@@ -45,19 +45,23 @@ def _hidden(page: str, name: str) -> str:
     return found.group(1)
 
 
+async def _filled_connect_form(client: httpx.AsyncClient) -> dict[str, str]:
+    form = (await client.get("/connect/acme")).text
+    return {
+        "csrf_token": _hidden(form, "csrf_token"),
+        "form_id": _hidden(form, "form_id"),
+        "api_key": "good",
+        "region": "us",
+    }
+
+
 async def test_pages_answer_while_a_connect_waits_on_its_provider(
     app: HubApp, gate: dict[str, asyncio.Event]
 ) -> None:
     gate["started"], gate["release"] = asyncio.Event(), asyncio.Event()
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-        form = (await client.get("/connect/acme")).text
-        values = {
-            "csrf_token": _hidden(form, "csrf_token"),
-            "form_id": _hidden(form, "form_id"),
-            "api_key": "good",
-            "region": "us",
-        }
+        values = await _filled_connect_form(client)
         connect = asyncio.create_task(client.post("/connect/acme", data=values))
         await asyncio.wait_for(gate["started"].wait(), 10)  # the check is at the provider
         # Both pages read the store (on its thread) while the check holds its request open.
@@ -86,13 +90,7 @@ async def test_a_double_submit_waits_for_the_first_check_and_shares_its_outcome(
     gate["started"].set = count  # type: ignore[method-assign]
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-        form = (await client.get("/connect/acme")).text
-        values = {
-            "csrf_token": _hidden(form, "csrf_token"),
-            "form_id": _hidden(form, "form_id"),
-            "api_key": "good",
-            "region": "us",
-        }
+        values = await _filled_connect_form(client)
         first = asyncio.create_task(client.post("/connect/acme", data=values))
         await asyncio.wait_for(gate["started"].wait(), 10)
         second = asyncio.create_task(client.post("/connect/acme", data=values))

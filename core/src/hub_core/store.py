@@ -191,19 +191,23 @@ class Store:
                     os.close(os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             except OSError as exc:
                 raise StoreError(f"cannot create the account database {self._path}: {exc}") from exc
+        self._conn, self._fernet = self._connect_and_open(fernet, source)
+
+    # --- opening --------------------------------------------------------------------------------
+
+    def _connect_and_open(
+        self, fernet: Fernet | None, source: str
+    ) -> tuple[sqlite3.Connection, Fernet]:
         try:
             conn = self._connect()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the account database {self._path}: {exc}") from exc
         try:
             with self._sqlite_errors():
-                self._fernet = self._open(conn, fernet, source)
+                return conn, self._open(conn, fernet, source)
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
-
-    # --- opening --------------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         if not self.readonly:
@@ -414,17 +418,7 @@ class Store:
         other = object.__new__(Store)
         other._path, other._key_path, other.readonly = self._path, self._key_path, self.readonly
         other._conn = None
-        try:
-            conn = other._connect()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the account database {self._path}: {exc}") from exc
-        try:
-            with other._sqlite_errors():
-                other._fernet = other._open(conn, self._fernet, "the open store's key")
-        except BaseException:
-            conn.close()
-            raise
-        other._conn = conn
+        other._conn, other._fernet = other._connect_and_open(self._fernet, "the open store's key")
         return other
 
     def close(self) -> None:

@@ -419,26 +419,27 @@ class HubApp:
 
     async def linked_page(self, request: Request) -> Response:
         """The confirmation: who the key reaches and when it expires."""
-        await self._page(request)
-        account = await self._account(request.path_params["account"])
-        provider = self._provider_or_none(account.provider_id)
+        account, provider_name = await self._account_page(request)
         return self.render(
             request,
             "linked.html",
             {
                 "account": account,
-                "provider_name": provider.name if provider else account.provider_id,
+                "provider_name": provider_name,
                 "expiry": present.expiry(account.expires_at, linked_at=account.checked_at),
                 "updated": request.query_params.get("updated") == "1",
                 "relinked": request.query_params.get("relinked") == "1",
             },
         )
 
-    def _provider_or_none(self, provider_id: str) -> Provider | None:
+    async def _account_page(self, request: Request) -> tuple[Account, str]:
+        """The account a page is about, and its provider's name (its id when uninstalled)."""
+        await self._page(request)
+        account = await self._account(request.path_params["account"])
         try:
-            return self.hub.provider(provider_id)
+            return account, self.hub.provider(account.provider_id).name
         except HubError:
-            return None
+            return account, account.provider_id
 
     async def accounts_page(self, request: Request) -> Response:
         """The linked accounts, filtered and paged, with their status and actions."""
@@ -568,16 +569,9 @@ class HubApp:
 
     async def unlink_page(self, request: Request) -> Response:
         """Ask before unlinking."""
-        await self._page(request)
-        account = await self._account(request.path_params["account"])
-        provider = self._provider_or_none(account.provider_id)
+        account, provider_name = await self._account_page(request)
         return self.render(
-            request,
-            "unlink.html",
-            {
-                "account": account,
-                "provider_name": provider.name if provider else account.provider_id,
-            },
+            request, "unlink.html", {"account": account, "provider_name": provider_name}
         )
 
     async def unlink_submit(self, request: Request) -> Response:
