@@ -249,7 +249,7 @@ def test_unknown_pages_are_404_in_the_hubs_layout(web: WebFactory, path: str) ->
     assert page.find("a", class_="brand").attrs["href"] == "/"
 
 
-@pytest.mark.parametrize("action", ["check", "relink", "unlink"])
+@pytest.mark.parametrize("action", ["check", "relink"])
 def test_posts_about_an_unknown_account_are_404(web: WebFactory, action: str) -> None:
     w = web()
     form = w.get("/connect/acme").form()
@@ -658,6 +658,18 @@ def test_unlink_asks_then_forgets_the_account(web: WebFactory) -> None:
     assert "Unlinked Seven" in after.find("p", class_="notice").text
     assert w.account_ids() == []
     assert w.get(f"/accounts/{account_id}/unlink").status == 404
+
+
+def test_unlinking_twice_says_it_is_gone_already(web: WebFactory) -> None:
+    """A double click on Unlink: the second POST finds nothing to unlink, calmly."""
+    w = web()
+    account_id = linked(w)
+    page = w.get(f"/accounts/{account_id}/unlink")
+    assert w.submit(page, f"/accounts/{account_id}/unlink").status == 303
+    again = w.submit(page, f"/accounts/{account_id}/unlink")
+    assert again.status == 303
+    assert "not linked any more" in w.follow(again).find("p", class_="notice").text
+    assert w.account_ids() == []
 
 
 @pytest.mark.parametrize(

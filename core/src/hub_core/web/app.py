@@ -577,7 +577,13 @@ class HubApp:
     async def unlink_submit(self, request: Request) -> Response:
         """Forget the account and its key."""
         await self._post(request)
-        account = await self._account(request.path_params["account"])
+        try:
+            account = await self.db.call(lambda store: store.get(request.path_params["account"]))
+        except AccountNotFound:
+            # Unlinked already (a double click, a second tab): what the person asked for.
+            return self._notice(request, "That account is not linked any more.")
+        except AmbiguousAccount:
+            raise PageError(404, "No such account", "The Accounts page lists them.") from None
         accounts = await self.db.accounts()
         with contextlib.suppress(AccountNotFound):  # unlinked meanwhile: as the person asked
             await accounts.aunlink(account.id)
