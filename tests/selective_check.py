@@ -38,6 +38,18 @@ def main(installed: list[str]) -> None:
     broken = [p for p in json.loads(hub("plugins", "--json")) if p["error"]]
     if broken:
         sys.exit(f"broken plugins: {broken}")
+    # The web Hub's pages and assets ship in the wheel, extra or not; without the extra
+    # `hub serve` says what to install instead of failing on an import.
+    from importlib.resources import files
+
+    web = files("hub_core") / "web"  # not hub_core.web itself: it imports the extra
+    for name in ("templates/connect.html", "templates/accounts.html", "static/hub.css"):
+        if not (web / name).is_file():
+            sys.exit(f"the installed hub_core.web has no {name}")
+    if importlib.util.find_spec("starlette") is None:
+        done = subprocess.run(["hub", "serve"], capture_output=True, text=True, check=False)
+        if done.returncode != 2 or "pip install 'hub-core[web]'" not in done.stderr:
+            sys.exit(f"`hub serve` without the web extra: {done.returncode}\n{done.stderr}")
     heavy = "{'sqlite3', 'cryptography', 'httpx'}"
     code = f"import sys, hub_core; sys.exit(bool({heavy} & set(sys.modules)))"
     if subprocess.run([sys.executable, "-c", code], check=False).returncode:
