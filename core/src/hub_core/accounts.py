@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from .display_text import inert
@@ -23,8 +23,6 @@ from .errors import (
     IdentityMismatch,
     InvalidCredentials,
     StoreError,
-    describe,
-    redact,
 )
 from .events import (
     AccountChecked,
@@ -68,8 +66,9 @@ class Accounts:
     methods (`check` included) before they return, and run to completion by the sync ones (on
     a fresh event loop, or on a thread of its own when the calling thread runs a loop). It runs
     on the thread that made the change (a sync one on the event loop's thread in the async
-    methods: keep it quick). What it raises is logged (logger ``hub_core.events``, without
-    a secret) and changes nothing: the change stands and the method returns as it would have.
+    methods: keep it quick). What it raises is logged (logger ``hub_core.events``: its type
+    and where it was raised, not its message) and changes nothing: the change stands and the
+    method returns as it would have.
     *via* is what the events say the changes came from (``"api"``, ``"cli"``,
     ``"dashboard"``).
     """
@@ -96,14 +95,14 @@ class Accounts:
 
     # --- events -------------------------------------------------------------------------------
 
-    def _deliver(self, event: Event, secrets: Iterable[str]) -> Awaitable[None] | None:
+    def _deliver(self, event: Event) -> Awaitable[None] | None:
         """Call *on_event*; what an async one gives back, guarded, is for the caller to await."""
         if self._on_event is None:
             return None
         try:
             result = self._on_event(event)
         except Exception as exc:
-            _callback_failed(event, exc, secrets)
+            _callback_failed(event, exc)
             return None
         if not inspect.isawaitable(result):
             return None
@@ -112,17 +111,17 @@ class Accounts:
             try:
                 await result
             except Exception as exc:
-                _callback_failed(event, exc, secrets)
+                _callback_failed(event, exc)
 
         return awaited()
 
-    def _emit(self, event: Event, secrets: Iterable[str] = ()) -> None:
-        pending = self._deliver(event, tuple(secrets))
+    def _emit(self, event: Event) -> None:
+        pending = self._deliver(event)
         if pending is not None:
             _run_to_completion(pending)
 
-    async def _aemit(self, event: Event, secrets: Iterable[str] = ()) -> None:
-        pending = self._deliver(event, tuple(secrets))
+    async def _aemit(self, event: Event) -> None:
+        pending = self._deliver(event)
         if pending is not None:
             await pending
 
@@ -177,9 +176,9 @@ class Accounts:
             verified = self.hub.verify(provider_id, values, on_request=on_request)
             account = self._save(provider_id, values, verified)
         except HubError as exc:
-            self._emit(self._link_failed(provider_id, exc), values.values())
+            self._emit(self._link_failed(provider_id, exc))
             raise
-        self._emit(self._linked(account), values.values())
+        self._emit(self._linked(account))
         return account
 
     async def alink(
@@ -194,9 +193,9 @@ class Accounts:
             verified = await self.hub.averify(provider_id, values, on_request=on_request)
             account = await self._stored(lambda: self._save(provider_id, values, verified))
         except HubError as exc:
-            await self._aemit(self._link_failed(provider_id, exc), values.values())
+            await self._aemit(self._link_failed(provider_id, exc))
             raise
-        await self._aemit(self._linked(account), values.values())
+        await self._aemit(self._linked(account))
         return account
 
     def _save(
@@ -241,9 +240,9 @@ class Accounts:
             verified = self.hub.verify(account.provider_id, merged, on_request=on_request)
             relinked = self._replace(account, merged, verified)
         except HubError as exc:
-            self._emit(self._link_failed(provider_id, exc, account_id), values.values())
+            self._emit(self._link_failed(provider_id, exc, account_id))
             raise
-        self._emit(self._relinked(relinked), values.values())
+        self._emit(self._relinked(relinked))
         return relinked
 
     async def arelink(
@@ -261,9 +260,9 @@ class Accounts:
             verified = await self.hub.averify(account.provider_id, merged, on_request=on_request)
             relinked = await self._stored(lambda: self._replace(account, merged, verified))
         except HubError as exc:
-            await self._aemit(self._link_failed(provider_id, exc, account_id), values.values())
+            await self._aemit(self._link_failed(provider_id, exc, account_id))
             raise
-        await self._aemit(self._relinked(relinked), values.values())
+        await self._aemit(self._relinked(relinked))
         return relinked
 
     def _relink_values(
@@ -335,14 +334,14 @@ class Accounts:
         """
         _check_reader(reader)
         account, credentials = self._read(account_id)
-        self._emit(self._read_event(account, reader), credentials.secret_values())
+        self._emit(self._read_event(account, reader))
         return credentials
 
     async def acredentials(self, account_id: str, *, reader: str) -> Credentials:
         """`credentials`, with the store call on *run_store* when one was given."""
         _check_reader(reader)
         account, credentials = await self._stored(lambda: self._read(account_id))
-        await self._aemit(self._read_event(account, reader), credentials.secret_values())
+        await self._aemit(self._read_event(account, reader))
         return credentials
 
     async def check(
@@ -395,7 +394,7 @@ class Accounts:
         deliveries: list[asyncio.Task[None]] = []
         before = {account.id: account.status for account in accounts}
 
-        def checked(account: Account, error: HubError | None, secrets: Iterable[str]) -> None:
+        def checked(account: Account, error: HubError | None) -> None:
             event = AccountChecked(
                 account.id,
                 account.provider_id,
@@ -404,7 +403,7 @@ class Accounts:
                 error.code if error is not None else None,
                 self.via,
             )
-            pending = self._deliver(event, tuple(secrets))
+            pending = self._deliver(event)
             if pending is not None:
                 deliveries.append(asyncio.ensure_future(pending))
 
@@ -412,7 +411,7 @@ class Accounts:
         for (_, error), outcome in zip(unreadable, outcomes, strict=True):
             if isinstance(outcome, Account):
                 reported.append(outcome)
-                checked(outcome, error, ())
+                checked(outcome, error)
         for account in reported:
             if on_result is not None:
                 on_result(account)
@@ -435,9 +434,7 @@ class Accounts:
                 recorded[index] = outcome
                 if on_result is not None:
                     on_result(outcome)
-                account, values = checkable[index]
-                error = result if isinstance(result, HubError) else None
-                checked(outcome, error, _secret_values(account, values))
+                checked(outcome, result if isinstance(result, HubError) else None)
             pending[:] = retry
             flushed = time.monotonic()
             if retry:
@@ -464,17 +461,17 @@ class Accounts:
 _log = logging.getLogger("hub_core.events")
 
 
-def _callback_failed(event: Event, exc: Exception, secrets: Iterable[str]) -> None:
-    # The callback is the host's code: its message could quote anything it holds, so it is
-    # masked with the key at hand and made inert (no control characters forging log lines).
+def _callback_failed(event: Event, exc: Exception) -> None:
+    # The type and where it was raised, not the message (nor a traceback, which ends with it):
+    # the callback is the host's code, and may hold any account's key (`credentials`).
     frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-    where = f" at {frame.filename}:{frame.lineno}" if frame else ""
+    where = f"{frame.filename}:{frame.lineno}" if frame else "an unknown place"
     _log.error(
-        "the on_event callback failed on %s %s: %s%s; the change it reported stands",
+        "the on_event callback failed on %s %s: %s at %s; the change it reported stands",
         event.type,
         event.id,
-        inert(redact(describe(exc), tuple(secrets))),
-        where,
+        inert(type(exc).__name__),
+        inert(where),
     )
 
 
@@ -493,10 +490,6 @@ def _run_to_completion(awaitable: Awaitable[None]) -> None:
     thread = threading.Thread(target=asyncio.run, args=(run(),), name="hub-on-event")
     thread.start()
     thread.join()
-
-
-def _secret_values(account: Account, values: Mapping[str, str]) -> list[str]:
-    return [value for name, value in values.items() if name not in account.config]
 
 
 def _check_reader(reader: object) -> None:
