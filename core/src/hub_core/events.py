@@ -87,10 +87,8 @@ class Event:
 
 
 @attrs.frozen
-class AccountLinked(Event):
-    """An account was linked: a new one, or (``updated``) a known identity's, updated."""
-
-    type: ClassVar[str] = "account.linked"
+class _AccountEvent(Event):
+    """What the events about one account's link say: which account, whose, and how it came."""
 
     account_id: str
     provider_id: str
@@ -98,6 +96,14 @@ class AccountLinked(Event):
     identity: str
     #: Where it came from: ``"api"``, ``"cli"`` or ``"dashboard"`` (see the module).
     via: str
+
+
+@attrs.frozen
+class AccountLinked(_AccountEvent):
+    """An account was linked: a new one, or (``updated``) a known identity's, updated."""
+
+    type: ClassVar[str] = "account.linked"
+
     #: True when an account of this identity existed and now holds the new key.
     updated: bool
     #: The host's id of whoever the account is for, once accounts carry one.
@@ -109,32 +115,24 @@ class AccountLinked(Event):
 
 
 @attrs.frozen
-class AccountRelinked(Event):
-    """An account's key was replaced by a new one reaching the same identity."""
+class AccountRelinked(_AccountEvent):
+    """An account's key was replaced by a new one reaching the same identity.
+
+    ``owner``, ``source_id`` and ``state`` are as in `AccountLinked`.
+    """
 
     type: ClassVar[str] = "account.relinked"
 
-    account_id: str
-    provider_id: str
-    label: str
-    identity: str
-    via: str
     owner: str | None = None
     source_id: str | None = None
     state: str | None = None
 
 
 @attrs.frozen
-class AccountUnlinked(Event):
+class AccountUnlinked(_AccountEvent):
     """An account and its key were removed from the store."""
 
     type: ClassVar[str] = "account.unlinked"
-
-    account_id: str
-    provider_id: str
-    label: str
-    identity: str
-    via: str
 
 
 @attrs.frozen
