@@ -1,9 +1,9 @@
 """hub: link SaaS accounts by API key, check every key live against its provider.
 
 The public API of the core. Plugins use the markers, value types and errors; host applications
-use `Hub` (its limits in `Policy`), `Accounts` and `Store`. Importing this package costs next
-to nothing: each name loads its module on first use (pluggy and attrs with the contract, httpx
-with `Hub`, sqlite3 and cryptography with `Store`).
+use `Hub` (its limits in `Policy`), `Accounts` (what it tells them: `Event` and its kinds) and
+`Store`. Importing this package costs next to nothing: each name loads its module on first use
+(pluggy and attrs with the contract, httpx with `Hub`, sqlite3 and cryptography with `Store`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,15 @@ if TYPE_CHECKING:
         StoreError,
         UnexpectedResponse,
         UnknownProvider,
+    )
+    from .events import (
+        AccountChecked,
+        AccountLinked,
+        AccountRelinked,
+        AccountUnlinked,
+        CredentialsRead,
+        Event,
+        LinkFailed,
     )
     from .hookspecs import (
         Flow,
@@ -58,13 +67,19 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Account",
+    "AccountChecked",
     "AccountDisplay",
+    "AccountLinked",
     "AccountNotFound",
+    "AccountRelinked",
+    "AccountUnlinked",
     "Accounts",
     "AmbiguousAccount",
     "Choice",
     "ConfigurationError",
     "Credentials",
+    "CredentialsRead",
+    "Event",
     "Field",
     "FieldError",
     "Flow",
@@ -73,6 +88,7 @@ __all__ = [
     "HubError",
     "IdentityMismatch",
     "InvalidCredentials",
+    "LinkFailed",
     "PermissionDenied",
     "PluginError",
     "PluginReport",
@@ -113,6 +129,13 @@ _LAZY = {
     "StoreError": "errors",
     "UnexpectedResponse": "errors",
     "UnknownProvider": "errors",
+    "AccountChecked": "events",
+    "AccountLinked": "events",
+    "AccountRelinked": "events",
+    "AccountUnlinked": "events",
+    "CredentialsRead": "events",
+    "Event": "events",
+    "LinkFailed": "events",
     "Flow": "hookspecs",
     "hookimpl": "hookspecs",
     "hookspec": "hookspecs",

@@ -1,16 +1,39 @@
 """Linked accounts: keys checked by a `Hub`, kept in a `Store`.
 
 `Accounts` is what the CLI and the web Hub call: link, relink, check, unlink. A failed check
-stores nothing; a re-check records its verdict on the account.
+stores nothing; a re-check records its verdict on the account. Each change is told to an
+``on_event`` callback, after the store write (`hub_core.events`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import logging
+import threading
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from .errors import AccountNotFound, HubError, IdentityMismatch, InvalidCredentials, StoreError
+from .display_text import inert
+from .errors import (
+    AccountNotFound,
+    HubError,
+    IdentityMismatch,
+    InvalidCredentials,
+    StoreError,
+)
+from .events import (
+    AccountChecked,
+    AccountLinked,
+    AccountRelinked,
+    AccountUnlinked,
+    CredentialsRead,
+    Event,
+    EventHandler,
+    LinkFailed,
+)
 from .fields import validate_values
 from .model import Account, Credentials, Verified
 from .status import Status
@@ -37,19 +60,101 @@ class Accounts:
     The async methods (`alink`, `arelink`, `aunlink`) never block the event loop on a check.
     Store calls are quick but synchronous; give *run_store* (see `StoreRunner`) to run them
     off the loop too, as the web Hub does with a thread that owns *store*'s connection.
+
+    *on_event* receives an event (`hub_core.events`) after each change is stored, and after a
+    link or relink that failed. It may be sync or async: an async one is awaited by the async
+    methods (`check` included) before they return, and run to completion by the sync ones (on
+    a fresh event loop, or on a thread of its own when the calling thread runs a loop). It runs
+    on the thread that made the change (a sync one on the event loop's thread in the async
+    methods: keep it quick). What it raises is logged (logger ``hub_core.events``: its type
+    and where it was raised, not its message) and changes nothing: the change stands and the
+    method returns as it would have.
+    *via* is what the events say the changes came from (``"api"``, ``"cli"``,
+    ``"dashboard"``).
     """
 
     def __init__(
-        self, hub: Hub, store: Store, *, run_store: StoreRunner[object] | None = None
+        self,
+        hub: Hub,
+        store: Store,
+        *,
+        run_store: StoreRunner[object] | None = None,
+        on_event: EventHandler | None = None,
+        via: str = "api",
     ) -> None:
         self.hub = hub
         self.store = store
+        self.via = via
         self._run_store = run_store
+        self._on_event = on_event
 
     async def _stored(self, call: Callable[[], T]) -> T:
         if self._run_store is None:
             return call()
         return await self._run_store(call)  # type: ignore[return-value]
+
+    # --- events -------------------------------------------------------------------------------
+
+    def _deliver(self, event: Event) -> Awaitable[None] | None:
+        """Call *on_event*; what an async one gives back, guarded, is for the caller to await."""
+        if self._on_event is None:
+            return None
+        try:
+            result = self._on_event(event)
+        except Exception as exc:
+            _callback_failed(event, exc)
+            return None
+        if not inspect.isawaitable(result):
+            return None
+
+        async def awaited() -> None:
+            try:
+                await result
+            except Exception as exc:
+                _callback_failed(event, exc)
+
+        return awaited()
+
+    def _emit(self, event: Event) -> None:
+        pending = self._deliver(event)
+        if pending is not None:
+            _run_to_completion(pending)
+
+    async def _aemit(self, event: Event) -> None:
+        pending = self._deliver(event)
+        if pending is not None:
+            await pending
+
+    def _linked(self, account: Account) -> AccountLinked:
+        return AccountLinked(
+            account.id,
+            account.provider_id,
+            account.label,
+            account.identity,
+            self.via,
+            # Store.save keeps ``linked_at`` when it updates a known identity's account.
+            updated=account.linked_at != account.checked_at,
+        )
+
+    def _relinked(self, account: Account) -> AccountRelinked:
+        return AccountRelinked(
+            account.id, account.provider_id, account.label, account.identity, self.via
+        )
+
+    def _link_failed(
+        self, provider_id: str | None, error: HubError, account_id: str | None = None
+    ) -> LinkFailed:
+        # Only a field of the provider's form: the error's ``field`` comes from plugin code.
+        field = None
+        if error.field is not None and provider_id is not None:
+            try:
+                names = {f.name for f in self.hub.provider(provider_id).fields}
+            except HubError:
+                names = set()
+            field = error.field if error.field in names else None
+        return LinkFailed(provider_id, self.via, error.code, field, account_id=account_id)
+
+    # --- link, relink, unlink -----------------------------------------------------------------
 
     def link(
         self,
@@ -64,10 +169,17 @@ class Accounts:
         known identity is updated only when its non-secret fields (tenant, region,
         environment: where the key was checked) are the ones it was linked with; otherwise
         `IdentityMismatch` names both and nothing changes. *on_request* is called just before
-        the check's first request leaves (see `Hub.verify`).
+        the check's first request leaves (see `Hub.verify`). Emits `AccountLinked`, or
+        `LinkFailed` before the error is raised.
         """
-        verified = self.hub.verify(provider_id, values, on_request=on_request)
-        return self._save(provider_id, values, verified)
+        try:
+            verified = self.hub.verify(provider_id, values, on_request=on_request)
+            account = self._save(provider_id, values, verified)
+        except HubError as exc:
+            self._emit(self._link_failed(provider_id, exc))
+            raise
+        self._emit(self._linked(account))
+        return account
 
     async def alink(
         self,
@@ -77,8 +189,14 @@ class Accounts:
         on_request: Callable[[], object] | None = None,
     ) -> Account:
         """`link`, without blocking the event loop during the check."""
-        verified = await self.hub.averify(provider_id, values, on_request=on_request)
-        return await self._stored(lambda: self._save(provider_id, values, verified))
+        try:
+            verified = await self.hub.averify(provider_id, values, on_request=on_request)
+            account = await self._stored(lambda: self._save(provider_id, values, verified))
+        except HubError as exc:
+            await self._aemit(self._link_failed(provider_id, exc))
+            raise
+        await self._aemit(self._linked(account))
+        return account
 
     def _save(
         self,
@@ -113,11 +231,19 @@ class Accounts:
         Raise `IdentityMismatch` when the key reaches someone else, and `AccountNotFound` when
         the account is unlinked while the new key is checked (it is not brought back); nothing
         is stored then. *on_request* is called just before the check's first request leaves,
-        as for `link`.
+        as for `link`. Emits `AccountRelinked`, or `LinkFailed` before the error is raised.
         """
-        account, merged = self._relink_values(account_id, values)
-        verified = self.hub.verify(account.provider_id, merged, on_request=on_request)
-        return self._relinked(account, merged, verified)
+        provider_id: str | None = None
+        try:
+            account, merged = self._relink_values(account_id, values)
+            provider_id = account.provider_id
+            verified = self.hub.verify(account.provider_id, merged, on_request=on_request)
+            relinked = self._replace(account, merged, verified)
+        except HubError as exc:
+            self._emit(self._link_failed(provider_id, exc, account_id))
+            raise
+        self._emit(self._relinked(relinked))
+        return relinked
 
     async def arelink(
         self,
@@ -127,9 +253,17 @@ class Accounts:
         on_request: Callable[[], object] | None = None,
     ) -> Account:
         """`relink`, without blocking the event loop during the check."""
-        account, merged = await self._stored(lambda: self._relink_values(account_id, values))
-        verified = await self.hub.averify(account.provider_id, merged, on_request=on_request)
-        return await self._stored(lambda: self._relinked(account, merged, verified))
+        provider_id: str | None = None
+        try:
+            account, merged = await self._stored(lambda: self._relink_values(account_id, values))
+            provider_id = account.provider_id
+            verified = await self.hub.averify(account.provider_id, merged, on_request=on_request)
+            relinked = await self._stored(lambda: self._replace(account, merged, verified))
+        except HubError as exc:
+            await self._aemit(self._link_failed(provider_id, exc, account_id))
+            raise
+        await self._aemit(self._relinked(relinked))
+        return relinked
 
     def _relink_values(
         self, account_id: str, values: Mapping[str, str]
@@ -143,7 +277,7 @@ class Accounts:
             stored = dict(account.config)  # the old key is unreadable: the new one replaces it
         return account, {**stored, **values}
 
-    def _relinked(self, account: Account, merged: dict[str, str], verified: Verified) -> Account:
+    def _replace(self, account: Account, merged: dict[str, str], verified: Verified) -> Account:
         if verified.identity != account.identity:
             raise IdentityMismatch(
                 f"the new key reaches {verified.label} ({verified.identity}), but account "
@@ -155,15 +289,60 @@ class Accounts:
         # By id, not by identity: an account unlinked meanwhile stays unlinked.
         return self._save(account.provider_id, merged, verified, account_id=account.id)
 
-    def unlink(self, account_id: str) -> Account:
-        """Forget an account and its key; return what was removed."""
+    def _unlink(self, account_id: str) -> Account:
         account = self.store.get(account_id)
         self.store.delete(account.id)
         return account
 
+    def _unlinked(self, account: Account) -> AccountUnlinked:
+        return AccountUnlinked(
+            account.id, account.provider_id, account.label, account.identity, self.via
+        )
+
+    def unlink(self, account_id: str) -> Account:
+        """Forget an account and its key; return what was removed. Emits `AccountUnlinked`."""
+        account = self._unlink(account_id)
+        self._emit(self._unlinked(account))
+        return account
+
     async def aunlink(self, account_id: str) -> Account:
         """`unlink`, with the store call on *run_store* when one was given."""
-        return await self._stored(lambda: self.unlink(account_id))
+        account = await self._stored(lambda: self._unlink(account_id))
+        await self._aemit(self._unlinked(account))
+        return account
+
+    # --- a host's use of a key ----------------------------------------------------------------
+
+    def _read(self, account_id: str) -> tuple[Account, Credentials]:
+        account = self.store.get(account_id)
+        values = self.store.credentials(account.id)
+        # ``config`` holds exactly the non-secret fields: the others are the secret ones, also
+        # when the provider's plugin is not installed here.
+        hidden = [name for name in values if name not in account.config]
+        return account, Credentials(values, secret=hidden)
+
+    def _read_event(self, account: Account, reader: str) -> CredentialsRead:
+        return CredentialsRead(account.id, account.provider_id, reader)
+
+    def credentials(self, account_id: str, *, reader: str) -> Credentials:
+        """An account's field values, its key decrypted, for a host application that uses it.
+
+        *reader* names who asks (``"billing-sync"``); each read emits `CredentialsRead` with
+        it, so an embedding app can audit every use of a key. The `Credentials` mapping's repr
+        masks the secret fields. Raise `AccountNotFound`, or `StoreError` when the stored key
+        cannot be read (no event then: nothing was read). No page of the web Hub calls this.
+        """
+        _check_reader(reader)
+        account, credentials = self._read(account_id)
+        self._emit(self._read_event(account, reader))
+        return credentials
+
+    async def acredentials(self, account_id: str, *, reader: str) -> Credentials:
+        """`credentials`, with the store call on *run_store* when one was given."""
+        _check_reader(reader)
+        account, credentials = await self._stored(lambda: self._read(account_id))
+        await self._aemit(self._read_event(account, reader))
+        return credentials
 
     async def check(
         self,
@@ -210,9 +389,29 @@ class Accounts:
                 unreadable.append((account.id, exc))
                 continue
             checkable.append((account, values))
-        for outcome in self.store.record_many(unreadable) if unreadable else ():
+        # An async on_event's deliveries run as tasks alongside the check, all awaited before
+        # it returns: the verdicts are recorded from a sync callback of `Hub.check_many`.
+        deliveries: list[asyncio.Task[None]] = []
+        before = {account.id: account.status for account in accounts}
+
+        def checked(account: Account, error: HubError | None) -> None:
+            event = AccountChecked(
+                account.id,
+                account.provider_id,
+                account.status,
+                before.get(account.id, account.status),
+                error.code if error is not None else None,
+                self.via,
+            )
+            pending = self._deliver(event)
+            if pending is not None:
+                deliveries.append(asyncio.ensure_future(pending))
+
+        outcomes = self.store.record_many(unreadable) if unreadable else []
+        for (_, error), outcome in zip(unreadable, outcomes, strict=True):
             if isinstance(outcome, Account):
                 reported.append(outcome)
+                checked(outcome, error)
         for account in reported:
             if on_result is not None:
                 on_result(account)
@@ -226,7 +425,7 @@ class Accounts:
             batch = [(checkable[index][0].id, result) for index, result in pending]
             outcomes = self.store.record_many(batch, versions=versions)
             retry = []
-            for (index, _), outcome in zip(pending, outcomes, strict=True):
+            for (index, result), outcome in zip(pending, outcomes, strict=True):
                 if isinstance(outcome, AccountNotFound | KeyReplaced):
                     continue  # unlinked or relinked while the check ran
                 if isinstance(outcome, HubError):  # the key now reaches another identity
@@ -235,6 +434,7 @@ class Accounts:
                 recorded[index] = outcome
                 if on_result is not None:
                     on_result(outcome)
+                checked(outcome, result if isinstance(result, HubError) else None)
             pending[:] = retry
             flushed = time.monotonic()
             if retry:
@@ -249,6 +449,49 @@ class Accounts:
         try:
             await self.hub.check_many(items, concurrency=concurrency, on_result=record)
         finally:  # interrupted too (Ctrl-C): the verdicts already reached are kept
-            if pending:
-                flush()
+            try:
+                if pending:
+                    flush()
+            finally:
+                if deliveries:
+                    await asyncio.gather(*deliveries)
         return reported + [account for account in recorded if account is not None]
+
+
+_log = logging.getLogger("hub_core.events")
+
+
+def _callback_failed(event: Event, exc: Exception) -> None:
+    # The type and where it was raised, not the message (nor a traceback, which ends with it):
+    # the callback is the host's code, and may hold any account's key (`credentials`).
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f"{frame.filename}:{frame.lineno}" if frame else "an unknown place"
+    _log.error(
+        "the on_event callback failed on %s %s: %s at %s; the change it reported stands",
+        event.type,
+        event.id,
+        inert(type(exc).__name__),
+        inert(where),
+    )
+
+
+def _run_to_completion(awaitable: Awaitable[None]) -> None:
+    """Run an async callback's delivery from a sync method: here, or on a thread of its own."""
+
+    async def run() -> None:
+        await awaitable
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(run())
+        return
+    # A sync method called from inside a running loop cannot wait on that loop.
+    thread = threading.Thread(target=asyncio.run, args=(run(),), name="hub-on-event")
+    thread.start()
+    thread.join()
+
+
+def _check_reader(reader: object) -> None:
+    if not isinstance(reader, str) or not reader.strip():
+        raise ValueError("credentials() needs reader=: who is reading the key, for the audit")

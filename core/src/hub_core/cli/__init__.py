@@ -222,7 +222,7 @@ class State:
         """Linked accounts over this state's hub and store."""
         from hub_core.accounts import Accounts
 
-        return Accounts(self.hub, self.store)
+        return Accounts(self.hub, self.store, via="cli")
 
 
 def state() -> State:

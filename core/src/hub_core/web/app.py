@@ -96,8 +96,10 @@ class HubApp:
     def __init__(self, hub: Hub, store: Store, config: WebConfig) -> None:
         self.hub = hub
         self.config = config
-        self.db = StoreThread(hub, store)
-        self.checker = Checker(hub, store, concurrency=config.check_concurrency)
+        self.db = StoreThread(hub, store, on_event=config.on_event)
+        self.checker = Checker(
+            hub, store, concurrency=config.check_concurrency, on_event=config.on_event
+        )
         self.cookies = SessionCookies(config.secret_key, secure=config.secure_cookies)
         self.outcomes = OutcomeBook()
         self.session_attempts = AttemptLimiter(config.session_attempts, config.attempt_window)

@@ -11,6 +11,8 @@ import attrs
 if TYPE_CHECKING:
     from starlette.requests import Request
 
+    from hub_core.events import EventHandler
+
 __all__ = ["Authorize", "WebConfig"]
 
 #: A host application's own check of who may use the dashboard: given the request, true when
@@ -47,3 +49,8 @@ class WebConfig:
     check_concurrency: int = attrs.field(default=20, validator=attrs.validators.gt(0))
     #: Signs the session cookie; random per app by default (a restart signs everyone out).
     secret_key: bytes = attrs.field(factory=lambda: secrets.token_bytes(32), repr=False)
+    #: Told each change the pages make (`hub_core.events`, ``via="dashboard"``), after the
+    #: store write; sync or async. Connect, Relink and Unlink call it on the server's event
+    #: loop (a sync one blocks it while it runs), "Check now" and "Check all" on the app's
+    #: checker thread. What it raises is logged and changes nothing the person sees.
+    on_event: EventHandler | None = None

@@ -4,7 +4,8 @@
   every store call of a page runs there, one at a time, in the order asked.
 - `Checker`: one thread with its own event loop and its own store connection, for
   re-checks ("Check now", "Check all"). A long "Check all" shares neither the server's loop
-  nor the page's store connection, so pages stay quick while it runs.
+  nor the page's store connection, so pages stay quick while it runs. Its `AccountChecked`
+  events are delivered from this thread (an async ``on_event`` on its loop).
 
 A Connect or Relink check itself runs on the server's loop through the async API
 (`Accounts.alink`), which waits on the network without blocking; only its store write goes to
@@ -28,6 +29,7 @@ from hub_core.errors import describe
 from hub_core.status import Status
 
 if TYPE_CHECKING:
+    from hub_core.events import EventHandler
     from hub_core.hub import Hub
     from hub_core.model import Account
     from hub_core.store import Store
@@ -40,8 +42,9 @@ T = TypeVar("T")
 class StoreThread:
     """One thread that owns a connection to the store; `run` hands it a call."""
 
-    def __init__(self, hub: Hub, store: Store) -> None:
+    def __init__(self, hub: Hub, store: Store, *, on_event: EventHandler | None = None) -> None:
         self._origin = store
+        self._on_event = on_event
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hub-store")
         self._store: Store | None = None
         self._accounts: Accounts | None = None
@@ -66,7 +69,9 @@ class StoreThread:
         """`Accounts` over the thread's own store, its store calls run on the thread."""
         if self._accounts is None:
             store = await self.run(self._open)
-            self._accounts = Accounts(self._hub, store, run_store=self.run)
+            self._accounts = Accounts(
+                self._hub, store, run_store=self.run, on_event=self._on_event, via="dashboard"
+            )
         return self._accounts
 
     async def call(self, method: Callable[[Store], T]) -> T:
@@ -120,8 +125,16 @@ class CheckAll:
 class Checker:
     """A thread with its own event loop and store connection, for re-checks."""
 
-    def __init__(self, hub: Hub, store: Store, *, concurrency: int) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        store: Store,
+        *,
+        concurrency: int,
+        on_event: EventHandler | None = None,
+    ) -> None:
         self._hub = hub
+        self._on_event = on_event
         self._origin = store
         self._concurrency = concurrency
         self._lock = threading.Lock()
@@ -151,7 +164,12 @@ class Checker:
     def _submit(self, work: Callable[[Accounts], Awaitable[T]]) -> concurrent.futures.Future[T]:
         async def on_the_thread() -> T:
             if self._accounts is None:
-                self._accounts = Accounts(self._hub, self._origin.connect_again())
+                self._accounts = Accounts(
+                    self._hub,
+                    self._origin.connect_again(),
+                    on_event=self._on_event,
+                    via="dashboard",
+                )
             return await work(self._accounts)
 
         return asyncio.run_coroutine_threadsafe(on_the_thread(), self._start())
