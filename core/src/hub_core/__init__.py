@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         HubError,
         IdentityMismatch,
         InvalidCredentials,
+        LinkUsed,
         PermissionDenied,
         PluginError,
         ProviderUnavailable,
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from .plugins import PluginReport
     from .policy import Policy
     from .status import Status
-    from .store import Store
+    from .store import Link, Store
 
 __version__ = "0.1.0"
 
@@ -73,6 +74,8 @@ __all__ = [
     "HubError",
     "IdentityMismatch",
     "InvalidCredentials",
+    "Link",
+    "LinkUsed",
     "PermissionDenied",
     "PluginError",
     "PluginReport",
@@ -106,6 +109,7 @@ _LAZY = {
     "HubError": "errors",
     "IdentityMismatch": "errors",
     "InvalidCredentials": "errors",
+    "LinkUsed": "errors",
     "PermissionDenied": "errors",
     "PluginError": "errors",
     "ProviderUnavailable": "errors",
@@ -134,6 +138,7 @@ _LAZY = {
     "Hub": "hub",
     "PluginReport": "plugins",
     "Policy": "policy",
+    "Link": "store",
     "Store": "store",
 }
 

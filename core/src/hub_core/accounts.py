@@ -75,10 +75,16 @@ class Accounts:
         values: Mapping[str, str],
         *,
         on_request: Callable[[], object] | None = None,
+        link_id: str | None = None,
     ) -> Account:
-        """`link`, without blocking the event loop during the check."""
+        """`link`, without blocking the event loop during the check.
+
+        With *link_id*, the save uses up that auth link (see `Store.save`).
+        """
         verified = await self.hub.averify(provider_id, values, on_request=on_request)
-        return await self._stored(lambda: self._save(provider_id, values, verified))
+        return await self._stored(
+            lambda: self._save(provider_id, values, verified, link_id=link_id)
+        )
 
     def _save(
         self,
@@ -86,6 +92,7 @@ class Accounts:
         values: Mapping[str, str],
         verified: Verified,
         account_id: str | None = None,
+        link_id: str | None = None,
     ) -> Account:
         provider = self.hub.provider(provider_id)
         credentials = validate_values(provider, values)
@@ -97,7 +104,9 @@ class Accounts:
             credentials = Credentials(
                 {**credentials, **normalised}, secret=credentials.secret_names
             )
-        return self.store.save(provider_id, verified, credentials, account_id=account_id)
+        return self.store.save(
+            provider_id, verified, credentials, account_id=account_id, link_id=link_id
+        )
 
     def relink(
         self,
@@ -125,11 +134,15 @@ class Accounts:
         values: Mapping[str, str],
         *,
         on_request: Callable[[], object] | None = None,
+        link_id: str | None = None,
     ) -> Account:
-        """`relink`, without blocking the event loop during the check."""
+        """`relink`, without blocking the event loop during the check.
+
+        With *link_id*, the save uses up that auth link (see `Store.save`).
+        """
         account, merged = await self._stored(lambda: self._relink_values(account_id, values))
         verified = await self.hub.averify(account.provider_id, merged, on_request=on_request)
-        return await self._stored(lambda: self._relinked(account, merged, verified))
+        return await self._stored(lambda: self._relinked(account, merged, verified, link_id))
 
     def _relink_values(
         self, account_id: str, values: Mapping[str, str]
@@ -143,7 +156,13 @@ class Accounts:
             stored = dict(account.config)  # the old key is unreadable: the new one replaces it
         return account, {**stored, **values}
 
-    def _relinked(self, account: Account, merged: dict[str, str], verified: Verified) -> Account:
+    def _relinked(
+        self,
+        account: Account,
+        merged: dict[str, str],
+        verified: Verified,
+        link_id: str | None = None,
+    ) -> Account:
         if verified.identity != account.identity:
             raise IdentityMismatch(
                 f"the new key reaches {verified.label} ({verified.identity}), but account "
@@ -153,7 +172,9 @@ class Accounts:
                 new_label=verified.label,
             )
         # By id, not by identity: an account unlinked meanwhile stays unlinked.
-        return self._save(account.provider_id, merged, verified, account_id=account.id)
+        return self._save(
+            account.provider_id, merged, verified, account_id=account.id, link_id=link_id
+        )
 
     def unlink(self, account_id: str) -> Account:
         """Forget an account and its key; return what was removed."""
