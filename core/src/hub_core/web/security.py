@@ -129,9 +129,7 @@ class SessionCookies:
 
     def write(self, request: Request, response: Response, session: Session) -> None:
         """Set *session* on *response*: HttpOnly, SameSite=Lax, the mount's path, no Domain."""
-        secure = self._secure
-        if secure is None:
-            secure = request.url.scheme == "https" or not is_loopback(request.url.hostname)
+        secure = _secure(request, self._secure)
         value = self._serializer.dumps(attrs.asdict(session))
         response.set_cookie(
             COOKIE,
@@ -207,9 +205,7 @@ class LinkCookies:
 
     def write(self, request: Request, response: Response, data: dict[str, Any]) -> None:
         """Set the link cookie to *data* on *response*."""
-        secure = self._secure
-        if secure is None:
-            secure = request.url.scheme == "https" or not is_loopback(request.url.hostname)
+        secure = _secure(request, self._secure)
         response.set_cookie(
             LINK_COOKIE,
             self._serializer.dumps(data),
@@ -229,6 +225,13 @@ def root_path(request: Request) -> str:
     """The path the Hub is mounted at, without a trailing slash (``""`` at the root)."""
     root = request.scope.get(ROOT_PATH, request.scope.get("root_path", ""))
     return str(root or "").rstrip("/")
+
+
+def _secure(request: Request, secure: bool | None) -> bool:
+    # Secure unless served over plain http on loopback (WEB.md §4), when not configured.
+    if secure is not None:
+        return secure
+    return request.url.scheme == "https" or not is_loopback(request.url.hostname)
 
 
 def _cookie_path(request: Request) -> str:
