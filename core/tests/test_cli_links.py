@@ -74,7 +74,7 @@ def test_list_and_revoke(hub: Web) -> None:
     assert "Withdrew" in revoked.stdout
     assert json.loads(run(hub, "link-url", "--list", "--json").stdout) == []
     assert "No open links" in run(hub, "link-url", "--list").stdout
-    assert run(hub, "link-url", "--revoke", "nope").exit_code != 0
+    assert run(hub, "link-url", "--revoke", "nope").exit_code == 2
 
 
 def test_an_unknown_provider_makes_no_link(hub: Web) -> None:
