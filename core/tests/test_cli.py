@@ -34,6 +34,7 @@ EXIT_CODES: dict[type[HubError], tuple[HubError, int]] = {
     StoreError: (StoreError("the key does not match this database"), EXIT_INPUT),
     AccountNotFound: (AccountNotFound("deadbeef"), EXIT_INPUT),
     AmbiguousAccount: (AmbiguousAccount("ab", ["ab1", "ab2"]), EXIT_INPUT),
+    errors.LinkUsed: (errors.LinkUsed("0123abcd", "unknown"), EXIT_INPUT),
     ConfigurationError: (ConfigurationError("HTTPS_PROXY", "not a proxy"), EXIT_INPUT),
     InvalidCredentials: (InvalidCredentials("the key was rejected"), EXIT_REJECTED),
     PermissionDenied: (PermissionDenied("the key lacks a role"), EXIT_REJECTED),

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         HubError,
         IdentityMismatch,
         InvalidCredentials,
+        LinkUsed,
         PermissionDenied,
         PluginError,
         ProviderUnavailable,
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     from .plugins import PluginReport
     from .policy import Policy
     from .status import Status
-    from .store import Store
+    from .store import Link, Store
 
 __version__ = "0.1.0"
 
@@ -88,7 +89,9 @@ __all__ = [
     "HubError",
     "IdentityMismatch",
     "InvalidCredentials",
+    "Link",
     "LinkFailed",
+    "LinkUsed",
     "PermissionDenied",
     "PluginError",
     "PluginReport",
@@ -122,6 +125,7 @@ _LAZY = {
     "HubError": "errors",
     "IdentityMismatch": "errors",
     "InvalidCredentials": "errors",
+    "LinkUsed": "errors",
     "PermissionDenied": "errors",
     "PluginError": "errors",
     "ProviderUnavailable": "errors",
@@ -157,6 +161,7 @@ _LAZY = {
     "Hub": "hub",
     "PluginReport": "plugins",
     "Policy": "policy",
+    "Link": "store",
     "Store": "store",
 }
 

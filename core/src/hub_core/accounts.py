@@ -187,11 +187,17 @@ class Accounts:
         values: Mapping[str, str],
         *,
         on_request: Callable[[], object] | None = None,
+        link_id: str | None = None,
     ) -> Account:
-        """`link`, without blocking the event loop during the check."""
+        """`link`, without blocking the event loop during the check.
+
+        With *link_id*, the save uses up that auth link (see `Store.save`).
+        """
         try:
             verified = await self.hub.averify(provider_id, values, on_request=on_request)
-            account = await self._stored(lambda: self._save(provider_id, values, verified))
+            account = await self._stored(
+                lambda: self._save(provider_id, values, verified, link_id=link_id)
+            )
         except HubError as exc:
             await self._aemit(self._link_failed(provider_id, exc))
             raise
@@ -204,6 +210,7 @@ class Accounts:
         values: Mapping[str, str],
         verified: Verified,
         account_id: str | None = None,
+        link_id: str | None = None,
     ) -> Account:
         provider = self.hub.provider(provider_id)
         credentials = validate_values(provider, values)
@@ -215,7 +222,9 @@ class Accounts:
             credentials = Credentials(
                 {**credentials, **normalised}, secret=credentials.secret_names
             )
-        return self.store.save(provider_id, verified, credentials, account_id=account_id)
+        return self.store.save(
+            provider_id, verified, credentials, account_id=account_id, link_id=link_id
+        )
 
     def relink(
         self,
@@ -251,14 +260,18 @@ class Accounts:
         values: Mapping[str, str],
         *,
         on_request: Callable[[], object] | None = None,
+        link_id: str | None = None,
     ) -> Account:
-        """`relink`, without blocking the event loop during the check."""
+        """`relink`, without blocking the event loop during the check.
+
+        With *link_id*, the save uses up that auth link (see `Store.save`).
+        """
         provider_id: str | None = None
         try:
             account, merged = await self._stored(lambda: self._relink_values(account_id, values))
             provider_id = account.provider_id
             verified = await self.hub.averify(account.provider_id, merged, on_request=on_request)
-            relinked = await self._stored(lambda: self._replace(account, merged, verified))
+            relinked = await self._stored(lambda: self._replace(account, merged, verified, link_id))
         except HubError as exc:
             await self._aemit(self._link_failed(provider_id, exc, account_id))
             raise
@@ -277,7 +290,13 @@ class Accounts:
             stored = dict(account.config)  # the old key is unreadable: the new one replaces it
         return account, {**stored, **values}
 
-    def _replace(self, account: Account, merged: dict[str, str], verified: Verified) -> Account:
+    def _replace(
+        self,
+        account: Account,
+        merged: dict[str, str],
+        verified: Verified,
+        link_id: str | None = None,
+    ) -> Account:
         if verified.identity != account.identity:
             raise IdentityMismatch(
                 f"the new key reaches {verified.label} ({verified.identity}), but account "
@@ -287,7 +306,9 @@ class Accounts:
                 new_label=verified.label,
             )
         # By id, not by identity: an account unlinked meanwhile stays unlinked.
-        return self._save(account.provider_id, merged, verified, account_id=account.id)
+        return self._save(
+            account.provider_id, merged, verified, account_id=account.id, link_id=link_id
+        )
 
     def _unlink(self, account_id: str) -> Account:
         account = self.store.get(account_id)

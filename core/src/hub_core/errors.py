@@ -20,6 +20,7 @@ __all__ = [
     "HubError",
     "IdentityMismatch",
     "InvalidCredentials",
+    "LinkUsed",
     "PermissionDenied",
     "PluginError",
     "ProviderUnavailable",
@@ -463,3 +464,30 @@ class AmbiguousAccount(StoreError):
         )
         self.prefix = prefix
         self.matches = matches
+
+
+class LinkUsed(StoreError):
+    """An auth link cannot be used: ``reason`` says why.
+
+    ``used`` (it linked an account already), ``revoked`` (withdrawn), ``expired``, ``locked``
+    (too many failed attempts), ``unknown`` (no such link), or ``scope`` (it was made for
+    another provider or account).
+    """
+
+    code = "link_used"
+
+    def __init__(self, link_id: str, reason: str) -> None:
+        why = _LINK_WHY.get(reason, "cannot be used")
+        super().__init__(f"link {link_id} {why}; nothing was stored. Ask for a new link")
+        self.link_id = link_id
+        self.reason = reason
+
+
+_LINK_WHY = {
+    "used": "was used already",
+    "revoked": "was withdrawn",
+    "expired": "has expired",
+    "locked": "is locked after too many failed attempts",
+    "unknown": "does not exist",
+    "scope": "was made for another provider or account",
+}

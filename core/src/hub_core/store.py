@@ -30,6 +30,8 @@ from typing import Any, Self
 import attrs
 import platformdirs
 from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import (
     AccountNotFound,
@@ -38,6 +40,7 @@ from .errors import (
     HubError,
     IdentityMismatch,
     InvalidCredentials,
+    LinkUsed,
     PermissionDenied,
     PluginError,
     StoreError,
@@ -45,7 +48,16 @@ from .errors import (
 )
 from .model import Account, Credentials, Status, Verified
 
-__all__ = ["AccountPage", "KeyReplaced", "Store", "default_path"]
+__all__ = [
+    "LINK_ATTEMPTS",
+    "LINK_DEFAULT_EXPIRY",
+    "LINK_MAX_EXPIRY",
+    "AccountPage",
+    "KeyReplaced",
+    "Link",
+    "Store",
+    "default_path",
+]
 
 _DATABASE_NAME = "hub.db"
 _KEY_FILE_NAME = "hub.key"
@@ -54,6 +66,12 @@ _HOME_ENV = "HUB_HOME"
 
 #: An account whose key expires within this window is shown as ``expiring``.
 _EXPIRING_WINDOW = timedelta(days=7)
+
+#: A link's lifetime when none is given, and the longest one may have.
+LINK_DEFAULT_EXPIRY = timedelta(days=7)
+LINK_MAX_EXPIRY = timedelta(days=30)
+#: Failed attempts after which a link locks: a leaked link is not a key-testing oracle.
+LINK_ATTEMPTS = 10
 
 _BUSY_TIMEOUT = 10.0
 _KEY_CHECK = "key_check"
@@ -90,6 +108,25 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # The listing order, so a page of the Accounts page does not sort the whole table.
     ("CREATE INDEX accounts_listing ON accounts (provider_id, label, id)",),
+    # One-time auth links (`Store.create_link`): a row makes a signed link revocable and
+    # single-use. *account_id* is set for a relink link; *used_account_id* once it is used.
+    (
+        """
+        CREATE TABLE links (
+            id              TEXT PRIMARY KEY,
+            provider_id     TEXT NOT NULL,
+            account_id      TEXT,
+            note            TEXT,
+            created_at      TEXT NOT NULL,
+            expires_at      TEXT NOT NULL,
+            used_at         TEXT,
+            used_account_id TEXT,
+            revoked_at      TEXT,
+            failed_attempts INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+        "CREATE INDEX links_created ON links (created_at)",
+    ),
 )
 _SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -120,6 +157,41 @@ class AccountPage:
     def has_next(self) -> bool:
         """Whether accounts follow this page."""
         return self.offset + len(self.accounts) < self.total
+
+
+@attrs.frozen
+class Link:
+    """A one-time auth link (`Store.create_link`): the row behind a signed ``/l/<token>`` URL.
+
+    Its `state` says whether it can still be used: ``open``, ``used``, ``revoked``,
+    ``expired`` or ``locked`` (`LINK_ATTEMPTS` failed attempts).
+    """
+
+    id: str
+    provider_id: str
+    #: The account a relink link replaces the key of; None for a link that adds one.
+    account_id: str | None
+    #: Who the link was made for ("Link requested for …"); shown to its visitor.
+    note: str | None
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+    #: The account the link linked, once used.
+    used_account_id: str | None = None
+    revoked_at: datetime | None = None
+    failed_attempts: int = 0
+
+    def state(self, now: datetime | None = None) -> str:
+        """``used``, ``revoked``, ``expired``, ``locked`` or ``open``, as of *now*."""
+        if self.used_at is not None:
+            return "used"
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at <= _now(now):
+            return "expired"
+        if self.failed_attempts >= LINK_ATTEMPTS:
+            return "locked"
+        return "open"
 
 
 class KeyReplaced(StoreError):
@@ -472,6 +544,7 @@ class Store:
         *,
         now: datetime | None = None,
         account_id: str | None = None,
+        link_id: str | None = None,
     ) -> Account:
         """Store a freshly checked key and return its account, marked active.
 
@@ -490,6 +563,10 @@ class Store:
         non-secret values, raise `IdentityMismatch` naming both and change nothing. Otherwise
         one provider's answer (a hostile tenant claiming another tenant's ids) could replace
         another account's key.
+
+        With *link_id*, the save uses up that auth link in the same transaction: `LinkUsed`
+        (and nothing stored) when it is used, revoked, expired or locked, or made for another
+        provider or account; so two racing submits of one link store one account.
         """
         now = _now(now)
         config = json.dumps(credentials.public())
@@ -498,10 +575,15 @@ class Store:
         token = self._fernet.encrypt(json.dumps(secret).encode("utf-8"))
         details = _details_json(verified.details)
         with self._write() as conn:
+            if link_id is not None:
+                self._check_link(conn, link_id, provider_id, account_id, now)
             if account_id is not None:
-                return self._replace_key(
+                replaced = self._replace_key(
                     conn, account_id, provider_id, verified, config, token, now
                 )
+                if link_id is not None:
+                    _mark_used(conn, link_id, replaced.id, now)
+                return replaced
             # In the write transaction: the account compared is the one the upsert replaces.
             stored = conn.execute(
                 "SELECT id, label, config FROM accounts WHERE provider_id = ? AND identity = ?",
@@ -547,7 +629,122 @@ class Store:
                 " WHERE provider_id = ? AND identity = ?",
                 (provider_id, verified.identity),
             ).fetchone()
-        return _account(row, now)
+            saved = _account(row, now)
+            if link_id is not None:
+                _mark_used(conn, link_id, saved.id, now)
+        return saved
+
+    # --- auth links -----------------------------------------------------------------------------
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A 32-byte key for *purpose*, derived from the store's secret key (HKDF-SHA256).
+
+        Every process that opens this store gets the same key (so `hub link-url` signs what
+        `hub serve` verifies), a different purpose gets an unrelated key, and a new secret key
+        gives new keys.
+        """
+        # A Fernet key is its signing key followed by its encryption key (the Fernet spec).
+        material = self._fernet._signing_key + self._fernet._encryption_key
+        hkdf = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"hub " + purpose.encode()
+        )
+        return hkdf.derive(material)
+
+    def create_link(
+        self,
+        provider_id: str,
+        *,
+        expires_in: timedelta = LINK_DEFAULT_EXPIRY,
+        note: str | None = None,
+        account_id: str | None = None,
+        now: datetime | None = None,
+    ) -> Link:
+        """Store a new one-time link for *provider_id* (or to relink *account_id*).
+
+        *expires_in* must be positive and at most `LINK_MAX_EXPIRY` (30 days), else
+        `ValueError`. A relink link's account must exist and be *provider_id*'s
+        (`AccountNotFound`, `StoreError`). The link's random id is all a token carries.
+        """
+        if expires_in <= timedelta(0):
+            raise ValueError("a link must expire in the future")
+        if expires_in > LINK_MAX_EXPIRY:
+            raise ValueError(f"a link may live at most {LINK_MAX_EXPIRY.days} days")
+        now = _now(now)
+        if account_id is not None:
+            account = self.get(account_id)
+            if account.provider_id != provider_id:
+                raise StoreError(
+                    f"account {account.id} is a {account.provider_id} account, not "
+                    f"{provider_id}; no link was made"
+                )
+            account_id = account.id
+        link_id = secrets.token_hex(8)
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO links (id, provider_id, account_id, note, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (link_id, provider_id, account_id, note, _iso(now), _iso(now + expires_in)),
+            )
+        return Link(link_id, provider_id, account_id, note, now, now + expires_in)
+
+    def link(self, link_id: str) -> Link:
+        """The link with this id (`LinkUsed` with reason ``unknown`` when there is none)."""
+        with self._sqlite_errors():
+            row = self._db.execute("SELECT * FROM links WHERE id = ?", (link_id,)).fetchone()
+        if row is None:
+            raise LinkUsed(link_id, "unknown")
+        return _link(row)
+
+    def links(self, *, include_closed: bool = False, now: datetime | None = None) -> list[Link]:
+        """The links, oldest first: those still open or locked, or every one (*include_closed*)."""
+        with self._sqlite_errors():
+            rows = self._db.execute("SELECT * FROM links ORDER BY created_at, id").fetchall()
+        found = [_link(row) for row in rows]
+        if include_closed:
+            return found
+        return [link for link in found if link.state(now) in ("open", "locked")]
+
+    def revoke_link(self, link_id: str, *, now: datetime | None = None) -> Link:
+        """Withdraw a link so it can no longer be used; a used or revoked one is left as it is.
+
+        `LinkUsed` with reason ``unknown`` when there is no such link.
+        """
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE links SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"
+                " AND used_at IS NULL",
+                (_iso(_now(now)), link_id),
+            )
+        return self.link(link_id)
+
+    def link_failed(self, link_id: str) -> Link:
+        """Count a failed attempt on a link and return it (locked at `LINK_ATTEMPTS`)."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE links SET failed_attempts = failed_attempts + 1"
+                " WHERE id = ? AND used_at IS NULL",
+                (link_id,),
+            )
+        return self.link(link_id)
+
+    def _check_link(
+        self,
+        conn: sqlite3.Connection,
+        link_id: str,
+        provider_id: str,
+        account_id: str | None,
+        now: datetime,
+    ) -> None:
+        # In the save's write transaction: the state read here is the one the save commits on.
+        row = conn.execute("SELECT * FROM links WHERE id = ?", (link_id,)).fetchone()
+        if row is None:
+            raise LinkUsed(link_id, "unknown")
+        link = _link(row)
+        state = link.state(now)
+        if state != "open":
+            raise LinkUsed(link_id, state)
+        if link.provider_id != provider_id or link.account_id != account_id:
+            raise LinkUsed(link_id, "scope")
 
     def _replace_key(
         self,
@@ -1142,6 +1339,32 @@ def _status(verdict: str, expires_at: datetime | None, now: datetime) -> Status:
         if expires_at - now <= _EXPIRING_WINDOW:
             return Status.EXPIRING
     return Status(verdict)
+
+
+def _mark_used(conn: sqlite3.Connection, link_id: str, account_id: str, now: datetime) -> None:
+    conn.execute(
+        "UPDATE links SET used_at = ?, used_account_id = ? WHERE id = ?",
+        (_iso(now), account_id, link_id),
+    )
+
+
+def _link(row: sqlite3.Row) -> Link:
+    expires_at = _parse(row["expires_at"])
+    created_at = _parse(row["created_at"])
+    assert expires_at is not None  # NOT NULL columns
+    assert created_at is not None
+    return Link(
+        id=row["id"],
+        provider_id=row["provider_id"],
+        account_id=row["account_id"],
+        note=row["note"],
+        created_at=created_at,
+        expires_at=expires_at,
+        used_at=_parse(row["used_at"]),
+        used_account_id=row["used_account_id"],
+        revoked_at=_parse(row["revoked_at"]),
+        failed_attempts=int(row["failed_attempts"]),
+    )
 
 
 def _account(row: sqlite3.Row, now: datetime) -> Account:

@@ -271,9 +271,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hub_core.cli import accounts, catalog, serve
+    from hub_core.cli import accounts, catalog, links, serve
 
-    for command in (*catalog.COMMANDS, *accounts.COMMANDS, *serve.COMMANDS):
+    for command in (*catalog.COMMANDS, *accounts.COMMANDS, *serve.COMMANDS, *links.COMMANDS):
         main.add_command(command)
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import jinja2
+from itsdangerous import SignatureExpired
 from markupsafe import Markup, escape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -38,6 +39,7 @@ from hub_core.errors import (
     AmbiguousAccount,
     FieldError,
     HubError,
+    LinkUsed,
     RateLimited,
     UnknownProvider,
 )
@@ -49,6 +51,8 @@ from .forms import Outcome, OutcomeBook, form_view, submitted_values
 from .security import (
     ROOT_PATH,
     AttemptLimiter,
+    LinkCookies,
+    LinkTokens,
     SecurityHeaders,
     Session,
     SessionCookies,
@@ -60,7 +64,7 @@ from .workers import Checker, StoreThread
 if TYPE_CHECKING:
     from hub_core.hub import Hub
     from hub_core.model import Account, Provider
-    from hub_core.store import AccountPage, Store
+    from hub_core.store import AccountPage, Link, Store
 
 __all__ = ["HubApp", "create_app"]
 
@@ -78,6 +82,33 @@ class PageError(Exception):
     def __init__(self, status: int, title: str, message: str, **headers: str) -> None:
         super().__init__(title)
         self.status, self.title, self.message, self.headers = status, title, message, headers
+
+
+class LinkRefused(PageError):
+    """An error page for a link visitor: no way into the dashboard on it, no account details."""
+
+
+#: What a link visitor sees when the link cannot be used (WEB.md §2 "Link not usable").
+_ASK_AGAIN = "Ask the person who sent it for a new link."
+_UNUSABLE = {
+    "used": (
+        410,
+        "This link was used already",
+        "An account was linked with it, and a link works once. " + _ASK_AGAIN,
+    ),
+    "revoked": (410, "This link was withdrawn", "It no longer works. " + _ASK_AGAIN),
+    "locked": (
+        403,
+        "This link is locked",
+        "Too many keys were tried with it, so it takes no more. " + _ASK_AGAIN,
+    ),
+    "unknown": (
+        404,
+        "This link is not valid",
+        "It may have been copied incompletely, or it was never made. " + _ASK_AGAIN,
+    ),
+    "scope": (403, "This link is not for this page", _ASK_AGAIN),
+}
 
 
 def create_app(hub: Hub, store: Store, *, config: WebConfig | None = None) -> HubApp:
@@ -105,6 +136,11 @@ class HubApp:
         self.session_attempts = AttemptLimiter(config.session_attempts, config.attempt_window)
         self.provider_attempts = AttemptLimiter(config.provider_attempts, config.attempt_window)
         self.notices: dict[str, str] = {}
+        # Derived from the store's key: `hub link-url` signs what this app verifies.
+        self.link_tokens = LinkTokens(store.derive_key(LinkTokens.PURPOSE))
+        self.link_cookies = LinkCookies(
+            store.derive_key(LinkCookies.PURPOSE), secure=config.secure_cookies
+        )
         environment = jinja2.Environment(
             loader=jinja2.FileSystemLoader(_HERE / "templates"),
             autoescape=True,
@@ -125,6 +161,10 @@ class HubApp:
             Route("/accounts/{account}/relink", self.relink_submit, methods=["POST"]),
             Route("/accounts/{account}/unlink", self.unlink_page, name="unlink"),
             Route("/accounts/{account}/unlink", self.unlink_submit, methods=["POST"]),
+            Route("/l/{token}", self.link_open, name="link_open"),
+            Route("/link", self.link_page, name="link"),
+            Route("/link", self.link_submit, methods=["POST"]),
+            Route("/link/done", self.link_done, name="link_done"),
             Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
         ]
         self.starlette = Starlette(
@@ -173,6 +213,13 @@ class HubApp:
                 raise PageError(
                     403, "Not allowed", "Your account in this application may not use the Hub."
                 )
+        elif (session is None or not session.dashboard) and self.link_cookies.read(request):
+            # A link visitor sees the link's page only: never Accounts or other providers.
+            raise LinkRefused(
+                403,
+                "This page is not part of your link",
+                "Your link lets you link one account. Open the link you were sent again.",
+            )
         elif not self.config.no_auth and (session is None or not session.dashboard):
             raise PageError(
                 401,
@@ -313,6 +360,8 @@ class HubApp:
             action = _path(request, "connect", provider=provider.id)
         else:
             action = _path(request, "relink", account=account.id)
+        # A link visitor's form posts to the link, on a page with no way into the dashboard.
+        link_view: dict[str, Any] = getattr(request.state, "link_view", {})
         response = self.render(
             request,
             "connect.html",
@@ -323,6 +372,7 @@ class HubApp:
                 "error": error,
                 "account": account,
                 "action": action,
+                **link_view,
             },
             status=status,
         )
@@ -595,6 +645,173 @@ class HubApp:
             "provider until you revoke it there.",
         )
 
+    # --- auth links (WEB.md §3) --------------------------------------------------------------
+
+    def _unusable(self, reason: str, link: Link | None = None) -> LinkRefused:
+        if reason == "expired":
+            when = f" on {link.expires_at:%d %B %Y at %H:%M} UTC" if link is not None else ""
+            return LinkRefused(410, "This link has expired", f"It expired{when}. {_ASK_AGAIN}")
+        return LinkRefused(*_UNUSABLE.get(reason, _UNUSABLE["unknown"]))
+
+    async def _usable_link(self, token: str) -> Link:
+        """The open link of *token*: signature and age first (no database), then its row."""
+        try:
+            link_id = self.link_tokens.loads(token)
+        except SignatureExpired:
+            raise self._unusable("expired") from None
+        if link_id is None:
+            raise self._unusable("unknown")
+        return await self._open_row(link_id)
+
+    async def _open_row(self, link_id: str) -> Link:
+        try:
+            link = await self.db.call(lambda store: store.link(link_id))
+        except LinkUsed:
+            raise self._unusable("unknown") from None
+        state = link.state()
+        if state != "open":
+            raise self._unusable(state, link)
+        return link
+
+    async def _visit(self, request: Request) -> Link:
+        """The open link of the link cookie; the page's session (made if new)."""
+        data = self.link_cookies.read(request)
+        if data is None:
+            raise self._unusable("unknown")
+        link = await self._open_row(data["link"])
+        session = self.cookies.read(request)
+        if session is None:
+            session = Session.new()
+            request.state.new_session = session
+        request.state.session = session
+        request.state.link_view = {
+            "action": _path(request, "link"),
+            "bare": True,
+            "note": link.note,
+        }
+        return link
+
+    async def link_open(self, request: Request) -> Response:
+        """``/l/<token>``: the token moves into the link cookie, then a token-free address.
+
+        A GET never uses a link up (mail scanners open links): opening it again before it is
+        used works the same.
+        """
+        link = await self._usable_link(request.path_params["token"])
+        response = RedirectResponse(_path(request, "link"), status_code=303)
+        # The id, not the token: after this redirect the token is in no header or page.
+        self.link_cookies.write(request, response, {"link": link.id})
+        if self.cookies.read(request) is None:
+            self.cookies.write(request, response, Session.new())
+        return response
+
+    async def _link_account(self, link: Link) -> Account | None:
+        if link.account_id is None:
+            return None
+        try:
+            return await self.db.call(lambda store: store.get(link.account_id or ""))
+        except (AccountNotFound, AmbiguousAccount):
+            raise self._unusable("unknown") from None  # unlinked since: nothing to relink
+
+    async def link_page(self, request: Request) -> Response:
+        """The link's one page: its provider's Connect (or its account's Relink) page."""
+        if (self.link_cookies.read(request) or {}).get("done"):
+            return self.redirect(request, _path(request, "link_done"))
+        link = await self._visit(request)
+        provider = self._provider(link.provider_id)
+        account = await self._link_account(link)
+        if account is None:
+            return self._connect(request, provider, form_view(provider))
+        form = form_view(
+            provider,
+            account.config,
+            secret_note="A key is stored; paste the new one.",  # noqa: S106
+        )
+        return self._connect(request, provider, form, account=account)
+
+    async def link_submit(self, request: Request) -> Response:
+        """Check the key live and link exactly one account, using the link up in the save."""
+        form = await request.form(**_FORM_LIMITS)
+        refusal = csrf_refusal(request, self.cookies.read(request), form)
+        if refusal is not None:
+            raise LinkRefused(
+                403,
+                "The form expired",
+                f"hub did not use it ({refusal}). Reload the page and submit it again.",
+            )
+        link = await self._visit(request)
+        session: Session = request.state.session
+        provider = self._provider(link.provider_id)
+        account = await self._link_account(link)
+        values = submitted_values(provider, form)
+        if account is not None:
+            missing = {
+                f.name: f"Paste the new {f.label}: the stored one is never shown."
+                for f in provider.fields
+                if f.secret and f.required and f.name not in values
+            }
+            if missing:
+                error = FieldError.many(missing)
+                view = form_view(provider, _public(provider, values), error)
+                return self._connect(request, provider, view, error=error, account=account)
+        # Per session, per link (a new session does not reset it) and per provider.
+        wait = (
+            self.session_attempts.retry_after(session.id)
+            or self.session_attempts.retry_after(f"link:{link.id}")
+            or self.provider_attempts.retry_after(provider.id)
+        )
+        if wait is not None:
+            return self._too_many(request, provider, values, max(1, math.ceil(wait)), account)
+        accounts = await self.db.accounts()
+        try:
+            if account is None:
+                linked = await accounts.alink(provider.id, values, link_id=link.id)
+            else:
+                linked = await accounts.arelink(account.id, values, link_id=link.id)
+        except LinkUsed as exc:  # used (a racing submit won), revoked or expired meanwhile
+            raise self._unusable(exc.reason, link) from None
+        except HubError as exc:
+            failed = await self.db.call(lambda store: store.link_failed(link.id))
+            if failed.state() == "locked":
+                raise self._unusable("locked") from None
+            view = form_view(provider, _public(provider, values), exc)
+            return self._connect(request, provider, view, error=exc, account=account)
+        updated = account is not None or linked.linked_at != linked.checked_at
+        response = self.redirect(request, _path(request, "link_done"))
+        done = {"link": link.id, "done": linked.id, "updated": updated}
+        self.link_cookies.write(request, response, done)
+        return response
+
+    async def link_done(self, request: Request) -> Response:
+        """The link's confirmation: what was linked, and that the tab may be closed."""
+        data = self.link_cookies.read(request) or {}
+        account_id, link_id = data.get("done"), data.get("link")
+        if not isinstance(account_id, str) or not isinstance(link_id, str):
+            raise self._unusable("unknown")
+        try:
+            link = await self.db.call(lambda store: store.link(link_id))
+            account = await self.db.call(lambda store: store.get(account_id))
+        except (LinkUsed, AccountNotFound, AmbiguousAccount):
+            raise self._unusable("unknown") from None
+        if link.used_account_id != account.id:
+            raise self._unusable("unknown")
+        try:
+            provider_name = self.hub.provider(account.provider_id).name
+        except HubError:
+            provider_name = account.provider_id
+        return self.render(
+            request,
+            "link_done.html",
+            {
+                "account": account,
+                "provider_name": provider_name,
+                "expiry": present.expiry(account.expires_at, linked_at=account.checked_at),
+                "updated": data.get("updated") is True,
+                "relinked": link.account_id is not None,
+                "bare": True,
+            },
+        )
+
     # --- errors -----------------------------------------------------------------------------
 
     def _error_page(
@@ -608,6 +825,15 @@ class HubApp:
 
     async def _page_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, PageError)
+        if isinstance(exc, LinkRefused):
+            response = self.render(
+                request,
+                "link_error.html",
+                {"title": exc.title, "message": exc.message, "bare": True},
+                status=exc.status,
+            )
+            response.headers.update(exc.headers)
+            return response
         return self._error_page(request, exc.status, exc.title, exc.message, exc.headers)
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:

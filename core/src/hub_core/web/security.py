@@ -20,7 +20,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import attrs
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
@@ -28,8 +28,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "COOKIE",
+    "LINK_COOKIE",
     "ROOT_PATH",
     "AttemptLimiter",
+    "LinkCookies",
+    "LinkTokens",
     "SecurityHeaders",
     "Session",
     "SessionCookies",
@@ -39,6 +42,8 @@ __all__ = [
 ]
 
 COOKIE = "hub_session"
+#: The auth link a visitor opened (WEB.md §3): set by ``/l/<token>``, so the token leaves the URL.
+LINK_COOKIE = "hub_link"
 #: How a form names its CSRF token.
 CSRF_FIELD = "csrf_token"
 
@@ -124,13 +129,86 @@ class SessionCookies:
 
     def write(self, request: Request, response: Response, session: Session) -> None:
         """Set *session* on *response*: HttpOnly, SameSite=Lax, the mount's path, no Domain."""
-        secure = self._secure
-        if secure is None:
-            secure = request.url.scheme == "https" or not is_loopback(request.url.hostname)
+        secure = _secure(request, self._secure)
         value = self._serializer.dumps(attrs.asdict(session))
         response.set_cookie(
             COOKIE,
             value,
+            path=_cookie_path(request),
+            httponly=True,
+            samesite="lax",
+            secure=secure,
+        )
+
+
+#: The longest a link token is accepted by its signature's age alone (`LINK_MAX_EXPIRY`).
+_TOKEN_MAX_AGE = 30 * 24 * 3600
+
+
+class LinkTokens:
+    """Signs and reads auth-link tokens: the link's random id, nothing else (no provider,
+    owner or note: signing is not encryption).
+
+    The key is the store's ``derive_key("link tokens")``, so `hub link-url` signs what every
+    server over the same store verifies.
+    """
+
+    PURPOSE = "link tokens"
+
+    def __init__(self, key: bytes) -> None:
+        self._serializer = URLSafeTimedSerializer(key, salt="hub.link")
+
+    def dumps(self, link_id: str) -> str:
+        """The token of link *link_id*."""
+        return self._serializer.dumps(link_id)
+
+    def loads(self, token: str) -> str | None:
+        """The link id in *token*; None when its signature is wrong.
+
+        Raise `SignatureExpired` when the signature is right but older than any link can live:
+        that link has expired, whatever its row says (checked with no database).
+        """
+        try:
+            link_id = self._serializer.loads(token, max_age=_TOKEN_MAX_AGE)
+        except SignatureExpired:
+            raise
+        except BadSignature:
+            return None
+        return link_id if isinstance(link_id, str) and link_id else None
+
+
+class LinkCookies:
+    """The signed link cookie: the id of the link a visitor opened, and the account it linked.
+
+    HttpOnly, SameSite=Lax (a link opened from a mail client is a cross-site navigation, on
+    which a Strict cookie set by its redirect would not come back), the mount's path.
+    """
+
+    PURPOSE = "link cookies"
+
+    def __init__(self, key: bytes, *, secure: bool | None) -> None:
+        self._serializer = URLSafeSerializer(key, salt="hub.web.link")
+        self._secure = secure
+
+    def read(self, request: Request) -> dict[str, Any] | None:
+        """The cookie's ``link`` id (and ``done``: the linked account id), or None."""
+        raw = request.cookies.get(LINK_COOKIE)
+        if not raw:
+            return None
+        try:
+            data = self._serializer.loads(raw)
+        except BadSignature:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("link"), str):
+            return None
+        return data
+
+    def write(self, request: Request, response: Response, data: dict[str, Any]) -> None:
+        """Set the link cookie to *data* on *response*."""
+        secure = _secure(request, self._secure)
+        response.set_cookie(
+            LINK_COOKIE,
+            self._serializer.dumps(data),
             path=_cookie_path(request),
             httponly=True,
             samesite="lax",
@@ -147,6 +225,13 @@ def root_path(request: Request) -> str:
     """The path the Hub is mounted at, without a trailing slash (``""`` at the root)."""
     root = request.scope.get(ROOT_PATH, request.scope.get("root_path", ""))
     return str(root or "").rstrip("/")
+
+
+def _secure(request: Request, secure: bool | None) -> bool:
+    # Secure unless served over plain http on loopback (WEB.md §4), when not configured.
+    if secure is not None:
+        return secure
+    return request.url.scheme == "https" or not is_loopback(request.url.hostname)
 
 
 def _cookie_path(request: Request) -> str:

@@ -1,0 +1,204 @@
+"""One-time auth links in the web Hub (WEB.md §2 "Link not usable", §3 auth links)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from hub_core import Hub, Policy
+from hub_core.store import LINK_ATTEMPTS
+from hub_core.web import create_app
+from hub_core.web.security import LinkTokens
+
+from .conftest import ACME, AcmePlugin
+from .web_helpers import BETA, LOOPBACK, Page, Web, everything, scripted_flow
+
+
+def make_link(web: Web, provider: str = "acme", **options: Any) -> tuple[str, str]:
+    """A link as `hub link-url` makes it: its path and its id."""
+    link = web.store.create_link(provider, **options)
+    token = LinkTokens(web.store.derive_key(LinkTokens.PURPOSE)).dumps(link.id)
+    return f"/l/{token}", link.id
+
+
+def visitor(web: Web) -> Any:
+    """A fresh browser with no dashboard cookie."""
+    return web.new_client()
+
+
+def test_the_link_lifecycle(web: Any) -> None:
+    hub = web()
+    path, link_id = make_link(hub, note="Dana at Example")
+    token = path.rsplit("/", 1)[1]
+    client = visitor(hub)
+    first = hub.get(path, client=client)
+    assert first.status == 303
+    assert first.response.headers["location"] == "/link"
+    cookie = next(c for c in first.response.headers.get_list("set-cookie") if "hub_link=" in c)
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie
+    assert "Path=/" in cookie
+    page = hub.follow(first, client=client)
+    assert page.status == 200
+    assert "Link requested for Dana at Example" in page.text
+    assert page.find("section", class_="guide")  # the guide beside the form
+    assert not page.find_all("nav")  # no way into the dashboard
+    assert hub.get(path, client=client).status == 303  # a second GET still works
+    for seen in (first, page):
+        assert token not in everything(seen.response).replace(f"/l/{token}", "")
+    done = hub.submit(page, client=client, api_key="good", region="us")
+    assert done.status == 303
+    confirmation = hub.follow(done, client=client)
+    assert confirmation.status == 200
+    assert "you may close this tab" in confirmation.text.lower()
+    assert "Seven" in confirmation.text
+    assert token not in everything(confirmation.response)
+    assert hub.store.link(link_id).state() == "used"
+    assert len(hub.account_ids()) == 1
+    again = hub.get(path, client=visitor(hub))
+    assert again.status == 410
+    assert "used already" in again.text
+    assert "Seven" not in again.text  # no account details
+
+
+def test_an_expired_link_says_when(web: Any) -> None:
+    hub = web()
+    past = datetime.now(UTC) - timedelta(days=8)
+    path, _ = make_link(hub, now=past)
+    page = hub.get(path, client=visitor(hub))
+    assert page.status == 410
+    assert "expired" in page.text
+    assert f"{past + timedelta(days=7):%d %B %Y}" in page.text
+    assert "new link" in page.text
+
+
+def test_a_withdrawn_link_and_a_changed_signature(web: Any) -> None:
+    hub = web()
+    path, link_id = make_link(hub)
+    client = visitor(hub)
+    assert hub.get(path, client=client).status == 303
+    hub.store.revoke_link(link_id)
+    for url in (path, "/link"):
+        page = hub.get(url, client=client)
+        assert page.status == 410
+        assert "withdrawn" in page.text
+    other, _ = make_link(hub)
+    last = other[-1]
+    forged = other[:-1] + ("A" if last != "A" else "B")
+    page = hub.get(forged, client=visitor(hub))
+    assert page.status == 404
+    assert "not valid" in page.text
+    assert hub.get("/l/not-a-token", client=visitor(hub)).status == 404
+    assert hub.get("/link", client=visitor(hub)).status == 404  # no link cookie at all
+
+
+def test_a_link_visitor_never_reaches_the_dashboard(web: Any) -> None:
+    hub = web(providers=[ACME, BETA])
+    path, _ = make_link(hub, provider="acme")
+    client = visitor(hub)
+    hub.get(path, client=client)
+    for url in ("/", "/accounts", "/connect/beta", "/connect/acme"):
+        page = hub.get(url, client=client)
+        assert page.status == 403, url
+        assert "/accounts" not in page.links()
+    # The dashboard's own session still works as before.
+    assert hub.get("/accounts").status == 200
+    assert hub.get("/link").status == 404
+
+
+def test_a_failed_attempt_counts_and_the_link_locks(web: Any) -> None:
+    hub = web(session_attempts=100)
+    path, link_id = make_link(hub)
+    client = visitor(hub)
+    page = hub.follow(hub.get(path, client=client), client=client)
+    for attempt in range(LINK_ATTEMPTS - 1):
+        page = hub.submit(page, client=client, api_key="wrong", region="us")
+        assert page.status == 422, attempt
+    assert hub.store.link(link_id).failed_attempts == LINK_ATTEMPTS - 1
+    locked = hub.submit(page, client=client, api_key="wrong", region="us")
+    assert locked.status == 403
+    assert "locked" in locked.text
+    assert hub.get(path, client=visitor(hub)).status == 403
+    assert hub.account_ids() == []
+
+
+def test_a_link_post_needs_its_form_token_and_origin(web: Any) -> None:
+    hub = web()
+    path, link_id = make_link(hub)
+    client = visitor(hub)
+    page = hub.follow(hub.get(path, client=client), client=client)
+    values = {**page.form().values, "api_key": "good", "region": "us"}
+    assert hub.post("/link", {**values, "csrf_token": "x"}, client=client).status == 403
+    cross = hub.post("/link", values, client=client, headers={"Sec-Fetch-Site": "cross-site"})
+    assert cross.status == 403
+    assert hub.provider.sent() == 0
+    assert hub.store.link(link_id).state() == "open"
+
+
+def test_a_relink_link_shows_its_account_only(web: Any) -> None:
+    hub = web()
+    hub.link("good", region="us")
+    (account_id,) = hub.account_ids()
+    path, link_id = make_link(hub, account_id=account_id)
+    client = visitor(hub)
+    page = hub.follow(hub.get(path, client=client), client=client)
+    assert page.status == 200
+    assert "Relink Seven" in page.text
+    done = hub.submit(page, client=client, api_key="good")
+    assert done.status == 303
+    assert "key replaced" in hub.follow(done, client=client).text
+    assert hub.store.link(link_id).used_account_id == account_id
+
+
+@pytest.mark.anyio
+async def test_two_racing_submits_on_one_link_give_one_account(web: Any) -> None:
+    hub = web()
+    arrived = 0
+    both = asyncio.Event()
+
+    async def provider(request: httpx.Request) -> httpx.Response:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 2:
+            both.set()
+        await asyncio.wait_for(both.wait(), 10)  # both checks pass before either saves
+        org = int(request.headers["authorization"][-1])  # key-1, key-2: two organisations
+        return httpx.Response(200, json={"id": org, "name": f"Org {org}"})
+
+    racing = Hub(
+        plugins=[AcmePlugin(scripted_flow, provider=ACME)],
+        load_entrypoints=False,
+        transport=httpx.MockTransport(provider),
+        policy=Policy(backoff=0),
+    )
+    app = create_app(racing, hub.store, config=hub.config)
+    path, link_id = make_link(hub)
+    transport = httpx.ASGITransport(app=app)
+    forms = []
+    clients = [httpx.AsyncClient(transport=transport, base_url=LOOPBACK) for _ in range(2)]
+    try:
+        for n, client in enumerate(clients, start=1):
+            opened = await client.get(path)
+            assert opened.status_code == 303
+            page = Page(await client.get("/link"))
+            forms.append({**page.form().values, "api_key": f"key-{n}", "region": "us"})
+        answers = await asyncio.gather(
+            *(
+                client.post("/link", data=form, headers={"Origin": LOOPBACK})
+                for client, form in zip(clients, forms, strict=True)
+            )
+        )
+    finally:
+        for client in clients:
+            await client.aclose()
+        app.close()
+        racing.close()
+    assert sorted(a.status_code for a in answers) == [303, 410]
+    refused = next(a for a in answers if a.status_code == 410)
+    assert "used already" in refused.text
+    assert len(hub.store.accounts()) == 1
+    assert hub.store.link(link_id).state() == "used"
