@@ -202,3 +202,21 @@ async def test_two_racing_submits_on_one_link_give_one_account(web: Any) -> None
     assert "used already" in refused.text
     assert len(hub.store.accounts()) == 1
     assert hub.store.link(link_id).state() == "used"
+
+
+def test_the_same_form_sent_again_after_it_linked_shows_the_confirmation(web: Any) -> None:
+    """A double click or a reload of the answer: the visitor's own submit used the link."""
+    hub = web()
+    path, _ = make_link(hub)
+    client = visitor(hub)
+    page = hub.follow(hub.get(path, client=client), client=client)
+    first = hub.submit(page, client=client, api_key="good", region="us")
+    assert first.status == 303
+    again = hub.submit(page, client=client, api_key="good", region="us")
+    assert again.status == 303
+    assert again.response.headers["location"] == first.response.headers["location"]
+    assert "you may close this tab" in hub.follow(again, client=client).text.lower()
+    assert len(hub.account_ids()) == 1
+    # Another visitor's resubmit of a used link is still "used already".
+    other = visitor(hub)
+    assert hub.get(path, client=other).status == 410

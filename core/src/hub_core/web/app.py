@@ -136,6 +136,8 @@ class HubApp:
         self.session_attempts = AttemptLimiter(config.session_attempts, config.attempt_window)
         self.provider_attempts = AttemptLimiter(config.provider_attempts, config.attempt_window)
         self.notices: dict[str, str] = {}
+        #: Which session used each link, and its confirmation: a resubmit lands there too.
+        self._link_outcomes: dict[str, tuple[str, dict[str, object]]] = {}
         # Derived from the store's key: `hub link-url` signs what this app verifies.
         self.link_tokens = LinkTokens(store.derive_key(LinkTokens.PURPOSE))
         self.link_cookies = LinkCookies(
@@ -739,6 +741,9 @@ class HubApp:
                 "The form expired",
                 f"hub did not use it ({refusal}). Reload the page and submit it again.",
             )
+        finished = self._finished_link(request)
+        if finished is not None:  # sent again (a double click, a reload) after it linked
+            return finished
         link = await self._visit(request)
         session: Session = request.state.session
         provider = self._provider(link.provider_id)
@@ -769,6 +774,9 @@ class HubApp:
             else:
                 linked = await accounts.arelink(account.id, values, link_id=link.id)
         except LinkUsed as exc:  # used (a racing submit won), revoked or expired meanwhile
+            finished = self._finished_link(request)
+            if finished is not None:  # the racing submit was this person's own
+                return finished
             raise self._unusable(exc.reason, link) from None
         except HubError as exc:
             failed = await self.db.call(lambda store: store.link_failed(link.id))
@@ -780,6 +788,21 @@ class HubApp:
         response = self.redirect(request, _path(request, "link_done"))
         done = {"link": link.id, "done": linked.id, "updated": updated}
         self.link_cookies.write(request, response, done)
+        self._link_outcomes[link.id] = (session.id, done)
+        while len(self._link_outcomes) > 1000:
+            self._link_outcomes.pop(next(iter(self._link_outcomes)))
+        return response
+
+    def _finished_link(self, request: Request) -> Response | None:
+        """The confirmation again, when this session's earlier submit used the link."""
+        data, session = self.link_cookies.read(request), self.cookies.read(request)
+        if data is None or session is None:
+            return None
+        earlier = self._link_outcomes.get(str(data.get("link")))
+        if earlier is None or earlier[0] != session.id:
+            return None
+        response = self.redirect(request, _path(request, "link_done"))
+        self.link_cookies.write(request, response, earlier[1])
         return response
 
     async def link_done(self, request: Request) -> Response:
