@@ -601,15 +601,10 @@ class HubApp:
         account = await self._account(request.path_params["account"])
         provider = self._provider(account.provider_id)
         values = submitted_values(provider, form)
-        missing = {
-            f.name: f"Paste the new {f.label}: the stored one is never shown."
-            for f in provider.fields
-            if f.secret and f.required and f.name not in values
-        }
-        if missing:
-            error = FieldError.many(missing)
-            view = form_view(provider, _public(provider, values), error)
-            return self._connect(request, provider, view, error=error, account=account)
+        missing = _new_key_missing(provider, values)
+        if missing is not None:
+            view = form_view(provider, _public(provider, values), missing)
+            return self._connect(request, provider, view, error=missing, account=account)
         accounts = await self.db.accounts()
         return await self._attempt(
             request,
@@ -749,16 +744,10 @@ class HubApp:
         provider = self._provider(link.provider_id)
         account = await self._link_account(link)
         values = submitted_values(provider, form)
-        if account is not None:
-            missing = {
-                f.name: f"Paste the new {f.label}: the stored one is never shown."
-                for f in provider.fields
-                if f.secret and f.required and f.name not in values
-            }
-            if missing:
-                error = FieldError.many(missing)
-                view = form_view(provider, _public(provider, values), error)
-                return self._connect(request, provider, view, error=error, account=account)
+        missing = _new_key_missing(provider, values) if account is not None else None
+        if missing is not None:
+            view = form_view(provider, _public(provider, values), missing)
+            return self._connect(request, provider, view, error=missing, account=account)
         # Per session, per link (a new session does not reset it) and per provider.
         wait = (
             self.session_attempts.retry_after(session.id)
@@ -916,6 +905,16 @@ def _pattern(request: Request, name: str) -> str:
     """Route *name*'s path with its ``{parameters}`` left to fill (``str.format``)."""
     path_format: str = request.app.state.path_formats[name]
     return root_path(request) + path_format
+
+
+def _new_key_missing(provider: Provider, values: dict[str, str]) -> FieldError | None:
+    """A relink must bring each required secret: the stored one is never shown to reuse."""
+    missing = {
+        f.name: f"Paste the new {f.label}: the stored one is never shown."
+        for f in provider.fields
+        if f.secret and f.required and f.name not in values
+    }
+    return FieldError.many(missing) if missing else None
 
 
 def _public(provider: Provider, values: dict[str, str]) -> dict[str, str]:

@@ -113,14 +113,8 @@ class SessionCookies:
 
     def read(self, request: Request) -> Session | None:
         """The request's session, or None when it has none (or a forged or stale one)."""
-        raw = request.cookies.get(COOKIE)
-        if not raw:
-            return None
-        try:
-            data = self._serializer.loads(raw)
-        except BadSignature:
-            return None
-        if not isinstance(data, dict):
+        data = _signed_dict(self._serializer, request.cookies.get(COOKIE))
+        if data is None:
             return None
         sid, csrf = data.get("id"), data.get("csrf")
         if not isinstance(sid, str) or not isinstance(csrf, str):
@@ -192,14 +186,8 @@ class LinkCookies:
 
     def read(self, request: Request) -> dict[str, Any] | None:
         """The cookie's ``link`` id (and ``done``: the linked account id), or None."""
-        raw = request.cookies.get(LINK_COOKIE)
-        if not raw:
-            return None
-        try:
-            data = self._serializer.loads(raw)
-        except BadSignature:
-            return None
-        if not isinstance(data, dict) or not isinstance(data.get("link"), str):
+        data = _signed_dict(self._serializer, request.cookies.get(LINK_COOKIE))
+        if data is None or not isinstance(data.get("link"), str):
             return None
         return data
 
@@ -232,6 +220,17 @@ def _secure(request: Request, secure: bool | None) -> bool:
     if secure is not None:
         return secure
     return request.url.scheme == "https" or not is_loopback(request.url.hostname)
+
+
+def _signed_dict(serializer: URLSafeSerializer, raw: str | None) -> dict[str, Any] | None:
+    """The mapping a signed cookie holds, or None (missing, forged, or not a mapping)."""
+    if not raw:
+        return None
+    try:
+        data = serializer.loads(raw)
+    except BadSignature:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _cookie_path(request: Request) -> str:
