@@ -87,8 +87,9 @@ def test_a_withdrawn_link_and_a_changed_signature(web: Any) -> None:
         assert page.status == 410
         assert "withdrawn" in page.text
     other, _ = make_link(hub)
-    last = other[-1]
-    forged = other[:-1] + ("A" if last != "A" else "B")
+    # Not the last character: its low bits are base64 padding, which a decoder ignores.
+    byte = other[-3]
+    forged = other[:-3] + ("A" if byte != "A" else "B") + other[-2:]
     page = hub.get(forged, client=visitor(hub))
     assert page.status == 404
     assert "not valid" in page.text
