@@ -221,3 +221,17 @@ def test_the_same_form_sent_again_after_it_linked_shows_the_confirmation(web: An
     # Another visitor's resubmit of a used link is still "used already".
     other = visitor(hub)
     assert hub.get(path, client=other).status == 410
+
+
+def test_events_of_a_link_say_it_came_through_that_link(web: Any) -> None:
+    seen: list[Any] = []
+    hub = web(on_event=seen.append)
+    path, link_id = make_link(hub)
+    client = visitor(hub)
+    page = hub.follow(hub.get(path, client=client), client=client)
+    failed = hub.submit(page, client=client, api_key="bad", region="us")
+    assert failed.status == 422
+    hub.submit(failed, client=client, api_key="good", region="us")
+    kinds = [(type(e).__name__, e.via) for e in seen]
+    assert kinds == [("LinkFailed", "link"), ("AccountLinked", "link")]
+    assert seen[1].source_id == link_id

@@ -125,24 +125,38 @@ class Accounts:
         if pending is not None:
             await pending
 
-    def _linked(self, account: Account) -> AccountLinked:
+    def _via(self, link_id: str | None) -> str:
+        # Through an auth link, whoever made this Accounts: the link says how it came.
+        return self.via if link_id is None else "link"
+
+    def _linked(self, account: Account, link_id: str | None = None) -> AccountLinked:
         return AccountLinked(
             account.id,
             account.provider_id,
             account.label,
             account.identity,
-            self.via,
+            self._via(link_id),
             # Store.save keeps ``linked_at`` when it updates a known identity's account.
             updated=account.linked_at != account.checked_at,
+            source_id=link_id,
         )
 
-    def _relinked(self, account: Account) -> AccountRelinked:
+    def _relinked(self, account: Account, link_id: str | None = None) -> AccountRelinked:
         return AccountRelinked(
-            account.id, account.provider_id, account.label, account.identity, self.via
+            account.id,
+            account.provider_id,
+            account.label,
+            account.identity,
+            self._via(link_id),
+            source_id=link_id,
         )
 
     def _link_failed(
-        self, provider_id: str | None, error: HubError, account_id: str | None = None
+        self,
+        provider_id: str | None,
+        error: HubError,
+        account_id: str | None = None,
+        link_id: str | None = None,
     ) -> LinkFailed:
         # Only a field of the provider's form: the error's ``field`` comes from plugin code.
         field = None
@@ -152,7 +166,7 @@ class Accounts:
             except HubError:
                 names = set()
             field = error.field if error.field in names else None
-        return LinkFailed(provider_id, self.via, error.code, field, account_id=account_id)
+        return LinkFailed(provider_id, self._via(link_id), error.code, field, account_id=account_id)
 
     # --- link, relink, unlink -----------------------------------------------------------------
 
@@ -199,9 +213,9 @@ class Accounts:
                 lambda: self._save(provider_id, values, verified, link_id=link_id)
             )
         except HubError as exc:
-            await self._aemit(self._link_failed(provider_id, exc))
+            await self._aemit(self._link_failed(provider_id, exc, link_id=link_id))
             raise
-        await self._aemit(self._linked(account))
+        await self._aemit(self._linked(account, link_id))
         return account
 
     def _save(
@@ -273,9 +287,9 @@ class Accounts:
             verified = await self.hub.averify(account.provider_id, merged, on_request=on_request)
             relinked = await self._stored(lambda: self._replace(account, merged, verified, link_id))
         except HubError as exc:
-            await self._aemit(self._link_failed(provider_id, exc, account_id))
+            await self._aemit(self._link_failed(provider_id, exc, account_id, link_id))
             raise
-        await self._aemit(self._relinked(relinked))
+        await self._aemit(self._relinked(relinked, link_id))
         return relinked
 
     def _relink_values(
