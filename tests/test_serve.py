@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import ssl
 import sys
@@ -120,3 +121,20 @@ def test_tokens_are_hidden_in_access_log_paths(path: str, shown: str) -> None:
     record = logging.LogRecord("uvicorn.access", 20, "", 0, "%s %s", ("GET", path), None)
     TokenFilter().filter(record)
     assert record.getMessage() == f"GET {shown}"
+
+
+def test_a_link_visit_leaves_no_link_token_in_the_access_log(hub: Any, hub_server: Any) -> None:
+    base = hub_server.base.rstrip("/")
+    made = hub.run("link-url", "elastic", "--base-url", base, "--json")
+    assert made.returncode == 0, made.stderr
+    url = json.loads(made.stdout)["url"]
+    token = url.rsplit("/l/", 1)[1]
+    with httpx.Client(timeout=10) as client:
+        opened = client.get(url, follow_redirects=False)
+        assert opened.status_code == 303
+        assert opened.headers["location"] == "/link"
+        assert client.get(f"{base}/link").status_code == 200  # the visitor's Connect page
+    assert hub_server.stop().returncode == 0
+    after_the_address = hub_server.stdout.split("\n", 1)[1] + hub_server.log
+    assert '"GET /l/… HTTP/1.1" 303' in after_the_address
+    assert token not in after_the_address

@@ -235,3 +235,19 @@ def test_events_of_a_link_say_it_came_through_that_link(web: Any) -> None:
     kinds = [(type(e).__name__, e.via) for e in seen]
     assert kinds == [("LinkFailed", "link"), ("AccountLinked", "link")]
     assert seen[1].source_id == link_id
+
+
+def test_link_attempts_are_rate_limited_and_a_refused_one_sends_nothing(web: Any) -> None:
+    hub = web(session_attempts=2)
+    path, _ = make_link(hub)
+    client = visitor(hub)
+    page = hub.follow(hub.get(path, client=client), client=client)
+    for _ in range(2):
+        page = hub.submit(page, client=client, api_key="bad", region="us")
+        assert page.status == 422
+    sent = hub.provider.sent()
+    refused = hub.submit(page, client=client, api_key="good", region="us")
+    assert refused.status == 429
+    assert refused.response.headers["retry-after"].isdigit()
+    assert hub.provider.sent() == sent
+    assert hub.account_ids() == []
