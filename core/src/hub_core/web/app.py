@@ -47,7 +47,7 @@ from hub_core.status import Status
 
 from . import present
 from .config import WebConfig
-from .forms import Outcome, OutcomeBook, form_view, submitted_values
+from .forms import FormView, Outcome, OutcomeBook, form_view, submitted_values
 from .security import (
     ROOT_PATH,
     AttemptLimiter,
@@ -588,12 +588,7 @@ class HubApp:
         await self._page(request)
         account = await self._account(request.path_params["account"])
         provider = self._provider(account.provider_id)
-        form = form_view(
-            provider,
-            account.config,
-            secret_note="A key is stored; paste the new one.",  # noqa: S106
-        )
-        return self._connect(request, provider, form, account=account)
+        return self._connect(request, provider, _relink_form(provider, account), account=account)
 
     async def relink_submit(self, request: Request) -> Response:
         """Check the new key; it must reach the same identity (409 naming both otherwise)."""
@@ -719,12 +714,7 @@ class HubApp:
         account = await self._link_account(link)
         if account is None:
             return self._connect(request, provider, form_view(provider))
-        form = form_view(
-            provider,
-            account.config,
-            secret_note="A key is stored; paste the new one.",  # noqa: S106
-        )
-        return self._connect(request, provider, form, account=account)
+        return self._connect(request, provider, _relink_form(provider, account), account=account)
 
     async def link_submit(self, request: Request) -> Response:
         """Check the key live and link exactly one account, using the link up in the save."""
@@ -905,6 +895,15 @@ def _pattern(request: Request, name: str) -> str:
     """Route *name*'s path with its ``{parameters}`` left to fill (``str.format``)."""
     path_format: str = request.app.state.path_formats[name]
     return root_path(request) + path_format
+
+
+def _relink_form(provider: Provider, account: Account) -> FormView:
+    """An account's Relink form: its non-secret fields filled in, the key asked again."""
+    return form_view(
+        provider,
+        account.config,
+        secret_note="A key is stored; paste the new one.",  # noqa: S106
+    )
 
 
 def _new_key_missing(provider: Provider, values: dict[str, str]) -> FieldError | None:
