@@ -520,6 +520,7 @@ class HubApp:
                 )
             return found
 
+        progress = self.checker.progress()  # before the rows: never "done" beside older rows
         page = await self.db.call(read)
         number = page.offset // size + 1
         names = {p.id: p.name for p in self.hub.providers()}
@@ -552,7 +553,7 @@ class HubApp:
                 "statuses": [(s.value, present.status_badge(s)[0]) for s in Status],
                 "provider_filter": provider,
                 "status_filter": status,
-                "progress": self.checker.check_all,
+                "progress": progress,
                 "notice": notice,
                 # Printed once per row: escaped here, once (it is hub's own url-safe token).
                 "csrf": escape(request.state.session.csrf),

@@ -143,6 +143,14 @@ class Checker:
         self._accounts: Accounts | None = None
         self.check_all: CheckAll | None = None
 
+    def progress(self) -> CheckAll | None:
+        """A copy of the last "Check all" as it stands: a page reads it before the accounts,
+        so a run that ends in between is shown running beside the rows read before its end."""
+        current = self.check_all
+        if current is None:
+            return None
+        return attrs.evolve(current, statuses=dict(current.statuses))
+
     def _start(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
