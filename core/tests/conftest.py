@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import trustme
+from cryptography.fernet import Fernet
 
 from hub_core import (
     Field,
@@ -163,3 +165,34 @@ def web(tmp_path: Any) -> Iterator[Callable[..., Any]]:
     yield build
     for app in built:
         app.close()
+
+
+# --- a store of its own, for the store's tests ----------------------------------------------
+
+
+@pytest.fixture
+def hermetic_store_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Never read a developer's key, never write to the real user data directory."""
+    monkeypatch.delenv("HUB_SECRET_KEY", raising=False)
+    monkeypatch.setenv("HUB_HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture
+def key() -> str:
+    """A new secret key for a test store."""
+    return Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """Where a test store's database goes (its directory does not exist yet)."""
+    return tmp_path / "data" / "hub.db"
+
+
+@pytest.fixture
+def store(db: Path, key: str) -> Iterator[Any]:
+    """An open store at `db` with `key`."""
+    from hub_core.store import Store
+
+    with Store(db, secret_key=key) as opened:
+        yield opened

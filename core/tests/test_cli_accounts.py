@@ -122,7 +122,10 @@ def test_link_json_is_the_documented_account_object(cli: Hubcli) -> None:
         "checked_at",
         "expires_at",
         "last_error",
+        "owner",
+        "owner_name",
     }
+    assert data["owner"] is None
     assert data["provider"] == "acme"
     assert data["status"] == "active"
     assert data["config"] == {"region": "us", "team": "ops"}

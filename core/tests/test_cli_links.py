@@ -81,3 +81,47 @@ def test_an_unknown_provider_makes_no_link(hub: Web) -> None:
     result = run(hub, "link-url", "nosuch")
     assert result.exit_code != 0
     assert hub.store.links(include_closed=True) == []
+
+
+def test_a_link_for_an_owner_links_their_account(hub: Web) -> None:
+    result = run(hub, "link-url", "acme", "--owner", "cust-9", "--owner-name", "Nine", "--json")
+    assert result.exit_code == 0, result.output
+    made = json.loads(result.stdout)
+    assert (made["owner"], made["owner_name"], made["kind"]) == ("cust-9", "Nine", "link")
+    client = hub.new_client()
+    page = hub.follow(hub.get(made["url"].split("8765", 1)[1], client=client), client=client)
+    assert hub.submit(page, client=client, api_key="good", region="us").status == 303
+    [account] = hub.store.accounts()
+    assert (account.owner, account.owner_name) == ("cust-9", "Nine")
+    listing = run(hub, "link-url", "--list", "--all")
+    assert "for cust-9" in listing.stdout
+    accounts = json.loads(run(hub, "accounts", "--json").stdout)
+    assert [(a["owner"], a["owner_name"]) for a in accounts] == [("cust-9", "Nine")]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--owner", " "), ("--owner", "a\x1bb"), ("--owner-name", "x" * 201)]
+)
+def test_a_bad_owner_is_a_usage_error(hub: Web, option: str, value: str) -> None:
+    arguments = ["link-url", "acme", option, value]
+    if option == "--owner-name":
+        arguments += ["--owner", "cust"]
+    result = run(hub, *arguments)
+    assert result.exit_code == 2
+    assert option in result.stderr
+    assert hub.store.links(include_closed=True) == []
+
+
+def test_accounts_show_says_whom_an_account_is_for(hub: Web) -> None:
+    from hub_core.model import Credentials, Verified
+
+    account = hub.store.save(
+        "acme",
+        Verified(identity="org:7", label="Seven"),
+        Credentials({"api_key": "k", "region": "us"}, secret=["api_key"]),
+        owner="cust-9",
+        owner_name="Nine",
+    )
+    shown = run(hub, "accounts", "show", account.id)
+    assert shown.exit_code == 0, shown.output
+    assert "For      Nine (cust-9)" in shown.stdout

@@ -581,3 +581,41 @@ def test_the_cli_tells_its_changes_as_via_cli(hub: Hub, store: Store) -> None:
     from hub_core.cli import State
 
     assert State(hub=hub, store=store).accounts.via == "cli"
+
+
+# --- owners -----------------------------------------------------------------------------------
+
+
+def test_an_owners_account_is_theirs_in_every_method_and_event(
+    make: Callable[..., Accounts], events: Events
+) -> None:
+    accounts = make(events)
+    mine = accounts.link("acme", {"api_key": "good"}, owner="cust-a", owner_name="Ann")
+    theirs = accounts.link("acme", {"api_key": "good"}, owner="cust-b")
+    assert mine.id != theirs.id
+    linked = events.of(AccountLinked)
+    assert [(e.owner, e.updated) for e in linked] == [("cust-a", False), ("cust-b", False)]
+    # Owner A's calls do not find B's account, and change nothing.
+    with pytest.raises(AccountNotFound):
+        accounts.relink(theirs.id, {"api_key": "other"}, owner="cust-a")
+    with pytest.raises(AccountNotFound):
+        accounts.unlink(theirs.id, owner="cust-a")
+    with pytest.raises(AccountNotFound):
+        accounts.credentials(theirs.id, reader="sync", owner="cust-a")
+    assert accounts.credentials(theirs.id, reader="sync", owner="cust-b")["api_key"] == "good"
+    relinked = accounts.relink(mine.id, {"api_key": "good"}, owner="cust-a")
+    assert events.of(AccountRelinked)[-1].owner == "cust-a"
+    assert relinked.owner_name == "Ann"
+    accounts.unlink(mine.id, owner="cust-a")
+    assert events.of(AccountUnlinked)[-1].owner == "cust-a"
+    assert [a.id for a in accounts.store.accounts()] == [theirs.id]
+
+
+def test_a_bad_owner_is_refused_and_nothing_is_stored(
+    make: Callable[..., Accounts], events: Events
+) -> None:
+    accounts = make(events)
+    with pytest.raises(ValueError, match="owner"):
+        accounts.link("acme", {"api_key": "good"}, owner="")
+    assert events.got == []
+    assert accounts.store.accounts() == []

@@ -57,28 +57,7 @@ MIGRATION_1 = (
 )
 KEY_CHECK_PLAINTEXT = b"hub key check v1"
 
-
-@pytest.fixture(autouse=True)
-def _hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # Never read a developer's key, never write to the real user data directory.
-    monkeypatch.delenv("HUB_SECRET_KEY", raising=False)
-    monkeypatch.setenv("HUB_HOME", str(tmp_path / "home"))
-
-
-@pytest.fixture
-def key() -> str:
-    return Fernet.generate_key().decode()
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "hub.db"
-
-
-@pytest.fixture
-def store(db: Path, key: str) -> Iterator[Store]:
-    with Store(db, secret_key=key) as opened:
-        yield opened
+pytestmark = pytest.mark.usefixtures("hermetic_store_env")
 
 
 def creds(api_key: str = "key-one", region: str = "us") -> Credentials:
@@ -177,7 +156,7 @@ def test_database_is_wal_with_busy_timeout_and_foreign_keys(store: Store) -> Non
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
 
 
 # --- the secret key ----------------------------------------------------------------------------
@@ -365,7 +344,7 @@ def test_a_database_of_the_first_schema_is_migrated(db: Path, key: str) -> None:
         store.record("0a1b2c3d", ProviderUnavailable("down"), now=NOW)
         assert store.get("0a1b2c3d").details == {"previous_status": "denied"}
     with raw(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
         indexes = {row["name"] for row in conn.execute("PRAGMA index_list(accounts)")}
         assert "accounts_provider" in indexes
 

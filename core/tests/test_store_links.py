@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,27 +17,7 @@ from hub_core.store import LINK_ATTEMPTS, Store
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 KEY_CHECK_PLAINTEXT = b"hub key check v1"
 
-
-@pytest.fixture(autouse=True)
-def _hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("HUB_SECRET_KEY", raising=False)
-    monkeypatch.setenv("HUB_HOME", str(tmp_path / "home"))
-
-
-@pytest.fixture
-def key() -> str:
-    return Fernet.generate_key().decode()
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "hub.db"
-
-
-@pytest.fixture
-def store(db: Path, key: str) -> Iterator[Store]:
-    with Store(db, secret_key=key) as opened:
-        yield opened
+pytestmark = pytest.mark.usefixtures("hermetic_store_env")
 
 
 def creds(api_key: str = "key-one") -> Credentials:
@@ -172,39 +150,3 @@ def test_derived_keys_are_shared_by_every_opener_and_differ_by_purpose(db: Path,
         again.close()
     with Store(db.parent.parent / "other" / "hub.db", secret_key=Fernet.generate_key()) as other:
         assert other.derive_key("link tokens") != two.derive_key("link tokens")
-
-
-def test_a_version_3_database_keeps_its_accounts(db: Path, key: str) -> None:
-    fernet = Fernet(key)
-    db.parent.mkdir()
-    conn = sqlite3.connect(db)
-    for steps in store_module._MIGRATIONS[:3]:  # shipped: never edited
-        for sql in steps:
-            conn.execute(sql)
-    conn.execute("PRAGMA user_version = 3")
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES ('key_check', ?)",
-        (fernet.encrypt(KEY_CHECK_PLAINTEXT).decode(),),
-    )
-    for n in range(3):
-        conn.execute(
-            "INSERT INTO accounts (id, provider_id, identity, label, verdict, config, secrets,"
-            " linked_at) VALUES (?, 'acme', ?, ?, 'active', '{}', ?, ?)",
-            (
-                f"0000000{n}",
-                f"org:{n}",
-                f"Org {n}",
-                fernet.encrypt(b'{"api_key": "k"}'),
-                "2024-01-02T03:04:05.000000+00:00",
-            ),
-        )
-    conn.commit()
-    conn.close()
-    with Store(db, secret_key=key) as store:
-        assert [a.label for a in store.accounts()] == ["Org 0", "Org 1", "Org 2"]
-        assert store.credentials("00000001") == {"api_key": "k"}
-        link = store.create_link("acme", account_id="00000002")
-        assert store.link(link.id).account_id == "00000002"
-    conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
-    conn.close()

@@ -413,7 +413,7 @@ def session_cookie(response: httpx.Response) -> dict[str, str]:
 def test_the_session_cookie(
     web: WebFactory, base_url: str, secure_cookies: bool | None, secure: bool
 ) -> None:
-    w = web(base_url=base_url, secure_cookies=secure_cookies, sign_in=False)
+    w = web(client_url=base_url, secure_cookies=secure_cookies, sign_in=False)
     answer = w.sign_in(w.client)
     cookie = session_cookie(answer)
     assert cookie[""].startswith("hub_session=")

@@ -319,6 +319,12 @@ class Page:
 # --- the app and its client -------------------------------------------------------------------
 
 
+def _plugin_of(provider: Provider, flow: Callable[[Any], Flow]) -> AcmePlugin:
+    plugin = AcmePlugin(flow, provider=provider)
+    plugin.__name__ = f"AcmePlugin-{provider.id}"  # one registered name per provider
+    return plugin
+
+
 class Web:
     """One web Hub app over a fresh store, and a client signed in to it (or not)."""
 
@@ -329,13 +335,13 @@ class Web:
         providers: Iterable[Provider] = (),
         plugins: Iterable[object] = (),
         flow: Callable[[Any], Flow] = scripted_flow,
-        base_url: str = LOOPBACK,
+        client_url: str = LOOPBACK,
         sign_in: bool = True,
         **config: Any,
     ) -> None:
         self.provider = FakeAcme()
         self.hub = Hub(
-            plugins=[*(AcmePlugin(flow, provider=p) for p in providers), *plugins],
+            plugins=[*(_plugin_of(p, flow) for p in providers), *plugins],
             load_entrypoints=False,
             transport=httpx.MockTransport(self.provider),
             policy=Policy(backoff=0),
@@ -343,7 +349,7 @@ class Web:
         self.store = Store(directory / "hub.db", secret_key=Fernet.generate_key())
         self.config = WebConfig(**{"auth_token": TOKEN, **config})
         self.app: HubApp = create_app(self.hub, self.store, config=self.config)
-        self.base_url = base_url
+        self.base_url = client_url
         self.client = self.new_client()
         if sign_in and self.config.authorize is None and not self.config.no_auth:
             self.sign_in(self.client)

@@ -36,11 +36,12 @@ from .events import (
 )
 from .fields import validate_values
 from .model import Account, Credentials, Verified
+from .owners import check_owner
 from .status import Status
 
 if TYPE_CHECKING:
     from .hub import CheckResult, Hub
-    from .store import Store
+    from .store import Link, Store
 
 __all__ = ["Accounts", "StoreRunner"]
 
@@ -125,30 +126,34 @@ class Accounts:
         if pending is not None:
             await pending
 
-    def _via(self, link_id: str | None) -> str:
-        # Through an auth link, whoever made this Accounts: the link says how it came.
-        return self.via if link_id is None else "link"
+    def _via(self, link: Link | None) -> str:
+        # Through an auth link or a host session, whoever made this Accounts: it says how.
+        return self.via if link is None else link.kind
 
-    def _linked(self, account: Account, link_id: str | None = None) -> AccountLinked:
+    def _linked(self, account: Account, link: Link | None = None) -> AccountLinked:
         return AccountLinked(
             account.id,
             account.provider_id,
             account.label,
             account.identity,
-            self._via(link_id),
+            self._via(link),
             # Store.save keeps ``linked_at`` when it updates a known identity's account.
             updated=account.linked_at != account.checked_at,
-            source_id=link_id,
+            owner=account.owner,
+            source_id=None if link is None else link.id,
+            state=None if link is None else link.return_state,
         )
 
-    def _relinked(self, account: Account, link_id: str | None = None) -> AccountRelinked:
+    def _relinked(self, account: Account, link: Link | None = None) -> AccountRelinked:
         return AccountRelinked(
             account.id,
             account.provider_id,
             account.label,
             account.identity,
-            self._via(link_id),
-            source_id=link_id,
+            self._via(link),
+            owner=account.owner,
+            source_id=None if link is None else link.id,
+            state=None if link is None else link.return_state,
         )
 
     def _link_failed(
@@ -156,7 +161,7 @@ class Accounts:
         provider_id: str | None,
         error: HubError,
         account_id: str | None = None,
-        link_id: str | None = None,
+        link: Link | None = None,
     ) -> LinkFailed:
         # Only a field of the provider's form: the error's ``field`` comes from plugin code.
         field = None
@@ -166,7 +171,14 @@ class Accounts:
             except HubError:
                 names = set()
             field = error.field if error.field in names else None
-        return LinkFailed(provider_id, self._via(link_id), error.code, field, account_id=account_id)
+        return LinkFailed(
+            provider_id,
+            self._via(link),
+            error.code,
+            field,
+            account_id=account_id,
+            source_id=None if link is None else link.id,
+        )
 
     # --- link, relink, unlink -----------------------------------------------------------------
 
@@ -176,6 +188,8 @@ class Accounts:
         values: Mapping[str, str],
         *,
         on_request: Callable[[], object] | None = None,
+        owner: str | None = None,
+        owner_name: str | None = None,
     ) -> Account:
         """Check a key live and store the account; linking a known identity updates it.
 
@@ -183,12 +197,15 @@ class Accounts:
         known identity is updated only when its non-secret fields (tenant, region,
         environment: where the key was checked) are the ones it was linked with; otherwise
         `IdentityMismatch` names both and nothing changes. *on_request* is called just before
-        the check's first request leaves (see `Hub.verify`). Emits `AccountLinked`, or
-        `LinkFailed` before the error is raised.
+        the check's first request leaves (see `Hub.verify`). *owner* and *owner_name* say whom
+        the account is for (see `Account.owner`): a known identity is one *owner*'s, so
+        linking it for another adds another account. Emits `AccountLinked`, or `LinkFailed`
+        before the error is raised.
         """
+        check_owner(owner)
         try:
             verified = self.hub.verify(provider_id, values, on_request=on_request)
-            account = self._save(provider_id, values, verified)
+            account = self._save(provider_id, values, verified, owner=owner, owner_name=owner_name)
         except HubError as exc:
             self._emit(self._link_failed(provider_id, exc))
             raise
@@ -201,21 +218,27 @@ class Accounts:
         values: Mapping[str, str],
         *,
         on_request: Callable[[], object] | None = None,
-        link_id: str | None = None,
+        owner: str | None = None,
+        owner_name: str | None = None,
+        link: Link | None = None,
     ) -> Account:
         """`link`, without blocking the event loop during the check.
 
-        With *link_id*, the save uses up that auth link (see `Store.save`).
+        With *link* (an auth link or host session, `Store.link`), the save uses it up (see
+        `Store.save`) and links for its owner; the events say it came through it.
         """
+        check_owner(owner)
         try:
             verified = await self.hub.averify(provider_id, values, on_request=on_request)
             account = await self._stored(
-                lambda: self._save(provider_id, values, verified, link_id=link_id)
+                lambda: self._save(
+                    provider_id, values, verified, owner=owner, owner_name=owner_name, link=link
+                )
             )
         except HubError as exc:
-            await self._aemit(self._link_failed(provider_id, exc, link_id=link_id))
+            await self._aemit(self._link_failed(provider_id, exc, link=link))
             raise
-        await self._aemit(self._linked(account, link_id))
+        await self._aemit(self._linked(account, link))
         return account
 
     def _save(
@@ -224,7 +247,10 @@ class Accounts:
         values: Mapping[str, str],
         verified: Verified,
         account_id: str | None = None,
-        link_id: str | None = None,
+        *,
+        owner: str | None = None,
+        owner_name: str | None = None,
+        link: Link | None = None,
     ) -> Account:
         provider = self.hub.provider(provider_id)
         credentials = validate_values(provider, values)
@@ -237,7 +263,13 @@ class Accounts:
                 {**credentials, **normalised}, secret=credentials.secret_names
             )
         return self.store.save(
-            provider_id, verified, credentials, account_id=account_id, link_id=link_id
+            provider_id,
+            verified,
+            credentials,
+            account_id=account_id,
+            link_id=None if link is None else link.id,
+            owner=owner,
+            owner_name=owner_name,
         )
 
     def relink(
@@ -246,6 +278,7 @@ class Accounts:
         values: Mapping[str, str],
         *,
         on_request: Callable[[], object] | None = None,
+        owner: str | None = None,
     ) -> Account:
         """Replace an account's key; the new key must reach the same identity.
 
@@ -254,14 +287,15 @@ class Accounts:
         Raise `IdentityMismatch` when the key reaches someone else, and `AccountNotFound` when
         the account is unlinked while the new key is checked (it is not brought back); nothing
         is stored then. *on_request* is called just before the check's first request leaves,
-        as for `link`. Emits `AccountRelinked`, or `LinkFailed` before the error is raised.
+        as for `link`. With *owner*, only that owner's account is found (`AccountNotFound`
+        for another's). Emits `AccountRelinked`, or `LinkFailed` before the error is raised.
         """
         provider_id: str | None = None
         try:
-            account, merged = self._relink_values(account_id, values)
+            account, merged = self._relink_values(account_id, values, owner)
             provider_id = account.provider_id
             verified = self.hub.verify(account.provider_id, merged, on_request=on_request)
-            relinked = self._replace(account, merged, verified)
+            relinked = self._replace(account, merged, verified, owner)
         except HubError as exc:
             self._emit(self._link_failed(provider_id, exc, account_id))
             raise
@@ -274,28 +308,36 @@ class Accounts:
         values: Mapping[str, str],
         *,
         on_request: Callable[[], object] | None = None,
-        link_id: str | None = None,
+        owner: str | None = None,
+        link: Link | None = None,
     ) -> Account:
         """`relink`, without blocking the event loop during the check.
 
-        With *link_id*, the save uses up that auth link (see `Store.save`).
+        With *link* (a relink link or host session, `Store.link`), the save uses it up (see
+        `Store.save`) and only its owner's account is found.
         """
         provider_id: str | None = None
+        if link is not None:
+            owner = link.owner
         try:
-            account, merged = await self._stored(lambda: self._relink_values(account_id, values))
+            account, merged = await self._stored(
+                lambda: self._relink_values(account_id, values, owner)
+            )
             provider_id = account.provider_id
             verified = await self.hub.averify(account.provider_id, merged, on_request=on_request)
-            relinked = await self._stored(lambda: self._replace(account, merged, verified, link_id))
+            relinked = await self._stored(
+                lambda: self._replace(account, merged, verified, owner, link)
+            )
         except HubError as exc:
-            await self._aemit(self._link_failed(provider_id, exc, account_id, link_id))
+            await self._aemit(self._link_failed(provider_id, exc, account_id, link))
             raise
-        await self._aemit(self._relinked(relinked, link_id))
+        await self._aemit(self._relinked(relinked, link))
         return relinked
 
     def _relink_values(
-        self, account_id: str, values: Mapping[str, str]
+        self, account_id: str, values: Mapping[str, str], owner: str | None
     ) -> tuple[Account, dict[str, str]]:
-        account = self.store.get(account_id)
+        account = self.store.get(account_id, owner=owner)
         try:
             stored = self.store.credentials(account.id)
         except AccountNotFound:
@@ -309,7 +351,8 @@ class Accounts:
         account: Account,
         merged: dict[str, str],
         verified: Verified,
-        link_id: str | None = None,
+        owner: str | None,
+        link: Link | None = None,
     ) -> Account:
         if verified.identity != account.identity:
             raise IdentityMismatch(
@@ -320,36 +363,42 @@ class Accounts:
                 new_label=verified.label,
             )
         # By id, not by identity: an account unlinked meanwhile stays unlinked.
-        return self._save(
-            account.provider_id, merged, verified, account_id=account.id, link_id=link_id
-        )
+        return self._save(account.provider_id, merged, verified, account.id, owner=owner, link=link)
 
-    def _unlink(self, account_id: str) -> Account:
-        account = self.store.get(account_id)
+    def _unlink(self, account_id: str, owner: str | None) -> Account:
+        account = self.store.get(account_id, owner=owner)
         self.store.delete(account.id)
         return account
 
     def _unlinked(self, account: Account) -> AccountUnlinked:
         return AccountUnlinked(
-            account.id, account.provider_id, account.label, account.identity, self.via
+            account.id,
+            account.provider_id,
+            account.label,
+            account.identity,
+            self.via,
+            owner=account.owner,
         )
 
-    def unlink(self, account_id: str) -> Account:
-        """Forget an account and its key; return what was removed. Emits `AccountUnlinked`."""
-        account = self._unlink(account_id)
+    def unlink(self, account_id: str, *, owner: str | None = None) -> Account:
+        """Forget an account and its key; return what was removed. Emits `AccountUnlinked`.
+
+        With *owner*, only that owner's account is found (`AccountNotFound` for another's).
+        """
+        account = self._unlink(account_id, owner)
         self._emit(self._unlinked(account))
         return account
 
-    async def aunlink(self, account_id: str) -> Account:
+    async def aunlink(self, account_id: str, *, owner: str | None = None) -> Account:
         """`unlink`, with the store call on *run_store* when one was given."""
-        account = await self._stored(lambda: self._unlink(account_id))
+        account = await self._stored(lambda: self._unlink(account_id, owner))
         await self._aemit(self._unlinked(account))
         return account
 
     # --- a host's use of a key ----------------------------------------------------------------
 
-    def _read(self, account_id: str) -> tuple[Account, Credentials]:
-        account = self.store.get(account_id)
+    def _read(self, account_id: str, owner: str | None) -> tuple[Account, Credentials]:
+        account = self.store.get(account_id, owner=owner)
         values = self.store.credentials(account.id)
         # ``config`` holds exactly the non-secret fields: the others are the secret ones, also
         # when the provider's plugin is not installed here.
@@ -359,23 +408,26 @@ class Accounts:
     def _read_event(self, account: Account, reader: str) -> CredentialsRead:
         return CredentialsRead(account.id, account.provider_id, reader)
 
-    def credentials(self, account_id: str, *, reader: str) -> Credentials:
+    def credentials(self, account_id: str, *, reader: str, owner: str | None = None) -> Credentials:
         """An account's field values, its key decrypted, for a host application that uses it.
 
         *reader* names who asks (``"billing-sync"``); each read emits `CredentialsRead` with
         it, so an embedding app can audit every use of a key. The `Credentials` mapping's repr
         masks the secret fields. Raise `AccountNotFound`, or `StoreError` when the stored key
-        cannot be read (no event then: nothing was read). No page of the web Hub calls this.
+        cannot be read (no event then: nothing was read). With *owner*, only that owner's
+        account is found. No page of the web Hub calls this.
         """
         _check_reader(reader)
-        account, credentials = self._read(account_id)
+        account, credentials = self._read(account_id, owner)
         self._emit(self._read_event(account, reader))
         return credentials
 
-    async def acredentials(self, account_id: str, *, reader: str) -> Credentials:
+    async def acredentials(
+        self, account_id: str, *, reader: str, owner: str | None = None
+    ) -> Credentials:
         """`credentials`, with the store call on *run_store* when one was given."""
         _check_reader(reader)
-        account, credentials = await self._stored(lambda: self._read(account_id))
+        account, credentials = await self._stored(lambda: self._read(account_id, owner))
         await self._aemit(self._read_event(account, reader))
         return credentials
 

@@ -17,9 +17,10 @@ Each event has a random ``id`` (for deduplication, once events travel further) a
 UTC time it was made; ``to_json()`` gives it as JSON data.
 
 ``via`` says where the change came from: ``"api"`` (a host's own call to `Accounts`, the
-default), ``"cli"`` (a ``hub`` command), ``"dashboard"`` (the web Hub's pages); auth links and
-host sessions will add ``"link"`` and ``"session"``. It is a plain string, so a later source
-does not break a host matching on it.
+default), ``"cli"`` (a ``hub`` command), ``"dashboard"`` (the web Hub's pages), ``"link"`` (an
+auth link's visitor) and ``"session"`` (a host session's visitor; ``state`` is the host's
+state of that session, ``source_id`` its id). It is a plain string, so a later source does not
+break a host matching on it.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ class _AccountEvent(Event):
     provider_id: str
     label: str
     identity: str
-    #: Where it came from: ``"api"``, ``"cli"`` or ``"dashboard"`` (see the module).
+    #: Where it came from: ``"api"``, ``"cli"``, ``"dashboard"``, ``"link"`` or ``"session"``
+    #: (see the module).
     via: str
 
 
@@ -106,9 +108,9 @@ class AccountLinked(_AccountEvent):
 
     #: True when an account of this identity existed and now holds the new key.
     updated: bool
-    #: The host's id of whoever the account is for, once accounts carry one.
+    #: The host's id of whom the account is for (`Account.owner`); None for the operator's.
     owner: str | None = None
-    #: The id of the auth link or host session it came through, once those exist.
+    #: The id of the auth link or host session it came through.
     source_id: str | None = None
     #: The host's ``state`` of that session, handed back as it was given.
     state: str | None = None
@@ -133,6 +135,8 @@ class AccountUnlinked(_AccountEvent):
     """An account and its key were removed from the store."""
 
     type: ClassVar[str] = "account.unlinked"
+
+    owner: str | None = None
 
 
 @attrs.frozen
@@ -170,6 +174,8 @@ class LinkFailed(Event):
     code: str
     field: str | None
     account_id: str | None = None
+    #: The id of the auth link or host session the attempt came through.
+    source_id: str | None = None
 
 
 @attrs.frozen

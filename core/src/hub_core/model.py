@@ -521,6 +521,11 @@ class Account:
     expires_at: datetime | None = attrs.field(default=None, converter=_utc)
     last_error: str | None = None
     details: dict[str, Any] = attrs.field(factory=dict, converter=_dict, hash=False)
+    #: The host application's opaque id of whom the account was linked for (a host session
+    #: or an auth link made with ``--owner``); None for the operator's own accounts.
+    owner: str | None = None
+    #: The host's display name for that owner; ``label`` stays the verified identity's.
+    owner_name: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The account as stable, documented JSON data (times in ISO-8601 UTC); never a secret."""
@@ -539,4 +544,6 @@ class Account:
             "checked_at": when(self.checked_at),
             "expires_at": when(self.expires_at),
             "last_error": self.last_error,
+            "owner": self.owner,
+            "owner_name": self.owner_name,
         }

@@ -47,6 +47,7 @@ from .errors import (
     redact,
 )
 from .model import Account, Credentials, Status, Verified
+from .owners import check_owner, clean_owner_name
 
 __all__ = [
     "LINK_ATTEMPTS",
@@ -127,6 +128,74 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX links_created ON links (created_at)",
     ),
+    # Owners (`Store.save(owner=...)`): a host application's id for whom an account was
+    # linked. One identity linked by two owners is two accounts, so the uniqueness becomes
+    # (owner, provider, identity); '' is "no owner" (NULLs would never conflict). SQLite
+    # cannot change a table's constraint in place: the table is rebuilt, rowids kept (an
+    # account whose id was damaged is found by its rowid). Links and host sessions gain the
+    # owner they link for, and a session's return address and state.
+    (
+        """
+        CREATE TABLE accounts_v5 (
+            id          TEXT PRIMARY KEY,
+            provider_id TEXT NOT NULL,
+            identity    TEXT NOT NULL,
+            label       TEXT NOT NULL,
+            verdict     TEXT NOT NULL,
+            config      TEXT NOT NULL DEFAULT '{}',
+            secrets     BLOB NOT NULL,
+            linked_at   TEXT NOT NULL,
+            checked_at  TEXT,
+            expires_at  TEXT,
+            last_error  TEXT,
+            details     TEXT NOT NULL DEFAULT '{}',
+            owner       TEXT NOT NULL DEFAULT '',
+            owner_name  TEXT,
+            UNIQUE (owner, provider_id, identity)
+        )
+        """,
+        """
+        INSERT INTO accounts_v5 (rowid, id, provider_id, identity, label, verdict, config,
+                                 secrets, linked_at, checked_at, expires_at, last_error, details)
+        SELECT rowid, id, provider_id, identity, label, verdict, config, secrets, linked_at,
+               checked_at, expires_at, last_error, details
+        FROM accounts
+        """,
+        "DROP TABLE accounts",
+        "ALTER TABLE accounts_v5 RENAME TO accounts",
+        "CREATE INDEX accounts_provider ON accounts (provider_id)",
+        "CREATE INDEX accounts_listing ON accounts (provider_id, label, id)",
+        "CREATE INDEX accounts_owner ON accounts (owner, provider_id, label, id)",
+        """
+        CREATE TABLE links_v5 (
+            id              TEXT PRIMARY KEY,
+            kind            TEXT NOT NULL DEFAULT 'link',
+            provider_id     TEXT,
+            account_id      TEXT,
+            note            TEXT,
+            created_at      TEXT NOT NULL,
+            expires_at      TEXT NOT NULL,
+            used_at         TEXT,
+            used_account_id TEXT,
+            revoked_at      TEXT,
+            failed_attempts INTEGER NOT NULL DEFAULT 0,
+            owner           TEXT NOT NULL DEFAULT '',
+            owner_name      TEXT,
+            return_url      TEXT,
+            state           TEXT
+        )
+        """,
+        """
+        INSERT INTO links_v5 (id, provider_id, account_id, note, created_at, expires_at,
+                              used_at, used_account_id, revoked_at, failed_attempts)
+        SELECT id, provider_id, account_id, note, created_at, expires_at, used_at,
+               used_account_id, revoked_at, failed_attempts
+        FROM links
+        """,
+        "DROP TABLE links",
+        "ALTER TABLE links_v5 RENAME TO links",
+        "CREATE INDEX links_created ON links (created_at)",
+    ),
 )
 _SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -168,7 +237,8 @@ class Link:
     """
 
     id: str
-    provider_id: str
+    #: The provider it links; None for a host session that lets its visitor choose.
+    provider_id: str | None
     #: The account a relink link replaces the key of; None for a link that adds one.
     account_id: str | None
     #: Who the link was made for ("Link requested for …"); shown to its visitor.
@@ -180,6 +250,14 @@ class Link:
     used_account_id: str | None = None
     revoked_at: datetime | None = None
     failed_attempts: int = 0
+    #: ``link`` (`hub link-url`) or ``session`` (a host application's `create_session`).
+    kind: str = "link"
+    #: The owner the account is linked for (see `Account.owner`), and the owner's name.
+    owner: str | None = None
+    owner_name: str | None = None
+    #: Where a host session's visitor goes back to, and the host's opaque ``state``.
+    return_url: str | None = None
+    return_state: str | None = None
 
     def state(self, now: datetime | None = None) -> str:
         """``used``, ``revoked``, ``expired``, ``locked`` or ``open``, as of *now*."""
@@ -545,6 +623,8 @@ class Store:
         now: datetime | None = None,
         account_id: str | None = None,
         link_id: str | None = None,
+        owner: str | None = None,
+        owner_name: str | None = None,
     ) -> Account:
         """Store a freshly checked key and return its account, marked active.
 
@@ -567,8 +647,15 @@ class Store:
         With *link_id*, the save uses up that auth link in the same transaction: `LinkUsed`
         (and nothing stored) when it is used, revoked, expired or locked, or made for another
         provider or account; so two racing submits of one link store one account.
+
+        *owner* (a host application's opaque id, see `Account.owner`) scopes the account:
+        one identity linked for two owners is two accounts, and a relink (*account_id*) of
+        another owner's account is `AccountNotFound`. Through a link, the link's owner and
+        owner name are the account's, whatever is given here. *owner_name* is stored beside
+        it (an update keeps the stored one when None is given).
         """
         now = _now(now)
+        owner, owner_name = check_owner(owner), clean_owner_name(owner_name)
         config = json.dumps(credentials.public())
         hidden = credentials.secret_names
         secret = {name: value for name, value in credentials.items() if name in hidden}
@@ -576,18 +663,20 @@ class Store:
         details = _details_json(verified.details)
         with self._write() as conn:
             if link_id is not None:
-                self._check_link(conn, link_id, provider_id, account_id, now)
+                link = self._check_link(conn, link_id, provider_id, account_id, now)
+                owner, owner_name = link.owner, link.owner_name
             if account_id is not None:
                 replaced = self._replace_key(
-                    conn, account_id, provider_id, verified, config, token, now
+                    conn, account_id, provider_id, verified, config, token, now, owner
                 )
                 if link_id is not None:
                     _mark_used(conn, link_id, replaced.id, now)
                 return replaced
             # In the write transaction: the account compared is the one the upsert replaces.
             stored = conn.execute(
-                "SELECT id, label, config FROM accounts WHERE provider_id = ? AND identity = ?",
-                (provider_id, verified.identity),
+                "SELECT id, label, config FROM accounts"
+                " WHERE owner = ? AND provider_id = ? AND identity = ?",
+                (owner or "", provider_id, verified.identity),
             ).fetchone()
             if stored is not None:
                 _check_same_place(stored, verified, credentials.public())
@@ -599,9 +688,10 @@ class Store:
             conn.execute(
                 """
                 INSERT INTO accounts (id, provider_id, identity, label, verdict, config, secrets,
-                                      linked_at, checked_at, expires_at, last_error, details)
-                VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, NULL, ?)
-                ON CONFLICT (provider_id, identity) DO UPDATE SET
+                                      linked_at, checked_at, expires_at, last_error, details,
+                                      owner, owner_name)
+                VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, NULL, ?, ?, ?)
+                ON CONFLICT (owner, provider_id, identity) DO UPDATE SET
                     label = excluded.label,
                     verdict = 'active',
                     config = excluded.config,
@@ -609,7 +699,8 @@ class Store:
                     checked_at = excluded.checked_at,
                     expires_at = excluded.expires_at,
                     last_error = NULL,
-                    details = excluded.details
+                    details = excluded.details,
+                    owner_name = coalesce(excluded.owner_name, owner_name)
                 """,
                 (
                     account_id,
@@ -622,12 +713,14 @@ class Store:
                     _iso(now),
                     _iso(verified.expires_at),
                     details,
+                    owner or "",
+                    owner_name,
                 ),
             )
             row = conn.execute(
                 "SELECT rowid AS row_number, * FROM accounts"
-                " WHERE provider_id = ? AND identity = ?",
-                (provider_id, verified.identity),
+                " WHERE owner = ? AND provider_id = ? AND identity = ?",
+                (owner or "", provider_id, verified.identity),
             ).fetchone()
             saved = _account(row, now)
             if link_id is not None:
@@ -652,40 +745,80 @@ class Store:
 
     def create_link(
         self,
-        provider_id: str,
+        provider_id: str | None,
         *,
         expires_in: timedelta = LINK_DEFAULT_EXPIRY,
         note: str | None = None,
         account_id: str | None = None,
+        owner: str | None = None,
+        owner_name: str | None = None,
+        kind: str = "link",
+        return_url: str | None = None,
+        return_state: str | None = None,
         now: datetime | None = None,
     ) -> Link:
         """Store a new one-time link for *provider_id* (or to relink *account_id*).
 
         *expires_in* must be positive and at most `LINK_MAX_EXPIRY` (30 days), else
-        `ValueError`. A relink link's account must exist and be *provider_id*'s
-        (`AccountNotFound`, `StoreError`). The link's random id is all a token carries.
+        `ValueError`. A relink link's account must exist, be *provider_id*'s (when given)
+        and *owner*'s (when given): `AccountNotFound`, `StoreError`; it links for the
+        account's owner. The account a link adds is *owner*'s (see `check_owner`). *kind*
+        ``session`` is a host session (`hub_core.web`), with *return_url* and *return_state*;
+        only a session may leave *provider_id* None (its visitor chooses). The link's random
+        id is all a token carries.
         """
         if expires_in <= timedelta(0):
             raise ValueError("a link must expire in the future")
         if expires_in > LINK_MAX_EXPIRY:
             raise ValueError(f"a link may live at most {LINK_MAX_EXPIRY.days} days")
+        if kind not in ("link", "session"):
+            raise ValueError(f"a link's kind is 'link' or 'session', not {kind!r}")
+        owner, owner_name = check_owner(owner), clean_owner_name(owner_name)
         now = _now(now)
         if account_id is not None:
-            account = self.get(account_id)
-            if account.provider_id != provider_id:
+            account = self.get(account_id, owner=owner)
+            if provider_id is not None and account.provider_id != provider_id:
                 raise StoreError(
                     f"account {account.id} is a {account.provider_id} account, not "
                     f"{provider_id}; no link was made"
                 )
-            account_id = account.id
-        link_id = secrets.token_hex(8)
+            account_id, provider_id = account.id, account.provider_id
+            owner, owner_name = account.owner, owner_name or account.owner_name
+        if provider_id is None and kind != "session":
+            raise ValueError("a link is for one provider: give its id")
+        link = Link(
+            secrets.token_hex(8),
+            provider_id,
+            account_id,
+            note,
+            now,
+            now + expires_in,
+            kind=kind,
+            owner=owner,
+            owner_name=owner_name,
+            return_url=return_url,
+            return_state=return_state,
+        )
         with self._write() as conn:
             conn.execute(
-                "INSERT INTO links (id, provider_id, account_id, note, created_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (link_id, provider_id, account_id, note, _iso(now), _iso(now + expires_in)),
+                "INSERT INTO links (id, kind, provider_id, account_id, note, created_at,"
+                " expires_at, owner, owner_name, return_url, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    link.id,
+                    kind,
+                    provider_id,
+                    account_id,
+                    note,
+                    _iso(now),
+                    _iso(link.expires_at),
+                    owner or "",
+                    owner_name,
+                    return_url,
+                    return_state,
+                ),
             )
-        return Link(link_id, provider_id, account_id, note, now, now + expires_in)
+        return link
 
     def link(self, link_id: str) -> Link:
         """The link with this id (`LinkUsed` with reason ``unknown`` when there is none)."""
@@ -734,7 +867,7 @@ class Store:
         provider_id: str,
         account_id: str | None,
         now: datetime,
-    ) -> None:
+    ) -> Link:
         # In the save's write transaction: the state read here is the one the save commits on.
         row = conn.execute("SELECT * FROM links WHERE id = ?", (link_id,)).fetchone()
         if row is None:
@@ -743,8 +876,9 @@ class Store:
         state = link.state(now)
         if state != "open":
             raise LinkUsed(link_id, state)
-        if link.provider_id != provider_id or link.account_id != account_id:
+        if link.provider_id not in (None, provider_id) or link.account_id != account_id:
             raise LinkUsed(link_id, "scope")
+        return link
 
     def _replace_key(
         self,
@@ -755,12 +889,15 @@ class Store:
         config: str,
         token: bytes,
         now: datetime,
+        owner: str | None,
     ) -> Account:
         key = _by_id(account_id)
         row = conn.execute(
-            "SELECT provider_id, identity FROM accounts WHERE (id = ? OR rowid = ?)", key
+            "SELECT provider_id, identity, owner FROM accounts WHERE (id = ? OR rowid = ?)", key
         )
         found = row.fetchone()
+        if found is not None and owner is not None and found["owner"] != owner:
+            raise AccountNotFound(account_id)  # another owner's: as if it did not exist
         if found is None:
             gone = AccountNotFound(account_id)
             gone.message = (
@@ -965,24 +1102,29 @@ class Store:
         ).fetchone()
         return _account(updated, now)
 
-    def get(self, id_or_prefix: str) -> Account:
+    def get(self, id_or_prefix: str, *, owner: str | None = None) -> Account:
         """Return the account with this id, or the only one whose id starts with it.
 
         Raise `AccountNotFound` when none matches and `AmbiguousAccount` when several do.
+        With *owner*, only that owner's accounts match: another owner's is not found.
         """
         prefix = id_or_prefix.strip().lower()
         if not prefix:
             raise AccountNotFound(id_or_prefix)
         key = _by_id(prefix)
+        mine = "" if owner is None else " AND owner = :owner"
+        params = {"id": key[0], "rowid": key[1], "owner": owner, "n": len(prefix), "p": prefix}
         with self._sqlite_errors():
             rows = (
                 self._db.execute(
-                    "SELECT rowid AS row_number, * FROM accounts WHERE (id = ? OR rowid = ?)", key
+                    "SELECT rowid AS row_number, * FROM accounts"  # noqa: S608 (no value in it)
+                    f" WHERE (id = :id OR rowid = :rowid){mine}",
+                    params,
                 ).fetchall()
                 or self._db.execute(
-                    "SELECT rowid AS row_number, * FROM accounts"
-                    " WHERE substr(id, 1, ?) = ? ORDER BY id",
-                    (len(prefix), prefix),
+                    "SELECT rowid AS row_number, * FROM accounts"  # noqa: S608
+                    f" WHERE substr(id, 1, :n) = :p{mine} ORDER BY id",
+                    params,
                 ).fetchall()
             )
         if not rows:
@@ -996,22 +1138,20 @@ class Store:
         *,
         provider: str | None = None,
         status: Status | str | None = None,
+        owner: str | None = None,
         now: datetime | None = None,
     ) -> list[Account]:
         """Return the accounts, ordered by provider and label.
 
-        *provider* keeps one provider's accounts; *status* keeps those with that status as of
-        *now* (default: the current time), so ``expiring`` and ``expired`` are found by date.
-        A row hub cannot read (edited by hand, say) is listed with status ``damaged`` and the
-        reason in ``last_error``; it never hides the others.
+        *provider* keeps one provider's accounts; *owner* one owner's; *status* keeps those
+        with that status as of *now* (default: the current time), so ``expiring`` and
+        ``expired`` are found by date. A row hub cannot read (edited by hand, say) is listed
+        with status ``damaged`` and the reason in ``last_error``; it never hides the others.
         """
         wanted = _wanted_status(status)
         now = _now(now)
-        sql = "SELECT rowid AS row_number, * FROM accounts"
-        params: tuple[str, ...] = ()
-        if provider is not None:
-            sql += " WHERE provider_id = ?"
-            params = (provider,)
+        where, params = _filters(provider, owner)
+        sql = f"SELECT rowid AS row_number, * FROM accounts{_where(where)}"  # noqa: S608
         sql += " ORDER BY provider_id, label, id"
         with self._sqlite_errors():
             rows = self._db.execute(sql, params).fetchall()
@@ -1025,6 +1165,7 @@ class Store:
         *,
         provider: str | None = None,
         status: Status | str | None = None,
+        owner: str | None = None,
         offset: int = 0,
         limit: int = 50,
         now: datetime | None = None,
@@ -1038,20 +1179,12 @@ class Store:
         wanted = _wanted_status(status)
         now = _now(now)
         offset, limit = max(0, offset), max(1, limit)
-        where: list[str] = []
-        params: dict[str, object] = {
-            "now": _iso(now),
-            "soon": _iso(now + _EXPIRING_WINDOW),
-            "limit": limit,
-            "offset": offset,
-        }
-        if provider is not None:
-            where.append("provider_id = :provider")
-            params["provider"] = provider
+        where, params = _filters(provider, owner)
+        params.update(now=_iso(now), soon=_iso(now + _EXPIRING_WINDOW), limit=limit, offset=offset)
         if wanted is not None:
             where.append(f"{_STATUS_SQL} = :status")
             params["status"] = wanted.value
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        clause = _where(where)
         with self._sqlite_errors():
             count = f"SELECT count(*) FROM accounts{clause}"  # noqa: S608 (no value in it)
             total = self._db.execute(count, params).fetchone()[0]
@@ -1348,6 +1481,29 @@ def _mark_used(conn: sqlite3.Connection, link_id: str, account_id: str, now: dat
     )
 
 
+def _filters(provider: str | None, owner: str | None) -> tuple[list[str], dict[str, object]]:
+    """The conditions (on named parameters) keeping one provider's and one owner's accounts."""
+    where: list[str] = []
+    params: dict[str, object] = {}
+    if provider is not None:
+        where.append("provider_id = :provider")
+        params["provider"] = provider
+    if owner is not None:
+        where.append("owner = :owner")
+        params["owner"] = owner
+    return where, params
+
+
+def _where(conditions: list[str]) -> str:
+    return f" WHERE {' AND '.join(conditions)}" if conditions else ""
+
+
+def _text_or_none(value: object) -> str | None:
+    # '' is the stored "no owner"; a value edited by hand to another type is no owner either,
+    # so it matches no host's owner filter.
+    return value if isinstance(value, str) and value else None
+
+
 def _link(row: sqlite3.Row) -> Link:
     expires_at = _parse(row["expires_at"])
     created_at = _parse(row["created_at"])
@@ -1364,6 +1520,11 @@ def _link(row: sqlite3.Row) -> Link:
         used_account_id=row["used_account_id"],
         revoked_at=_parse(row["revoked_at"]),
         failed_attempts=int(row["failed_attempts"]),
+        kind=row["kind"],
+        owner=_text_or_none(row["owner"]),
+        owner_name=row["owner_name"],
+        return_url=row["return_url"],
+        return_state=row["state"],
     )
 
 
@@ -1446,4 +1607,6 @@ def _account(row: sqlite3.Row, now: datetime) -> Account:
         expires_at=expires_at,
         last_error=last_error,
         details=details,
+        owner=_text_or_none(row["owner"]),
+        owner_name=_text_or_none(row["owner_name"]),
     )

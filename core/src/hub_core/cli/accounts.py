@@ -402,6 +402,9 @@ def show(account_id: str, as_json: bool) -> None:
         (shown("Linked"), _when(account.linked_at)),
         (shown("Checked"), _when(account.checked_at)),
     ]
+    if account.owner:
+        name = f"{account.owner_name} ({account.owner})" if account.owner_name else account.owner
+        rows.append((shown("For"), shown("{name}", name=name)))
     if account.last_error:
         rows.append((shown("Last error"), shown("{e}", e=account.last_error, limit=LONG_LIMIT)))
     if display and display.url:

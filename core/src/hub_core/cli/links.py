@@ -47,6 +47,12 @@ def parse_duration(text: str) -> timedelta:
 )
 @click.option("--note", help='Who it is for; the visitor sees "Link requested for NOTE".')
 @click.option(
+    "--owner",
+    metavar="ID",
+    help="Your id of whom the account is for: it is theirs (one identity per owner).",
+)
+@click.option("--owner-name", metavar="NAME", help="The owner's name, shown beside the account.")
+@click.option(
     "--relink", "account_id", metavar="ACCOUNT", help="A link to replace this account's key."
 )
 @click.option(
@@ -67,6 +73,8 @@ def link_url(
     provider_id: str | None,
     expires: str,
     note: str | None,
+    owner: str | None,
+    owner_name: str | None,
     account_id: str | None,
     base_url: str | None,
     listing: bool,
@@ -107,7 +115,18 @@ def link_url(
     if not re.match(r"https?://[^/\s]+", base):
         raise click.BadParameter(f"{base!r} is not an http(s) address", param_hint="--base-url")
     store = current.store
-    link = store.create_link(provider.id, expires_in=lifetime, note=note, account_id=account_id)
+    try:
+        link = store.create_link(
+            provider.id,
+            expires_in=lifetime,
+            note=note,
+            account_id=account_id,
+            owner=owner,
+            owner_name=owner_name,
+        )
+    except ValueError as exc:  # a bad --owner or --owner-name: nothing was stored
+        hint = "--owner-name" if "owner_name" in str(exc) else "--owner"
+        raise click.BadParameter(str(exc), param_hint=hint) from None
     token = LinkTokens(store.derive_key(LinkTokens.PURPOSE)).dumps(link.id)
     url = f"{base}/l/{token}"
     if as_json:
@@ -131,9 +150,12 @@ def _json(link: object) -> dict[str, object]:
     assert isinstance(link, Link)
     return {
         "id": link.id,
+        "kind": link.kind,
         "provider": link.provider_id,
         "account": link.account_id,
         "note": link.note,
+        "owner": link.owner,
+        "owner_name": link.owner_name,
         "created_at": link.created_at.isoformat(),
         "expires_at": link.expires_at.isoformat(),
         "state": link.state(),
@@ -157,9 +179,10 @@ def _list(store: object, include_closed: bool, as_json: bool) -> None:
     for link in links:
         say(
             shown(
-                "{id}  {provider}  {state}  expires {expires}  attempts {attempts}  {note}",
+                "{id}  {provider}  {state}  expires {expires}  attempts {attempts}  {owner}{note}",
                 id=link.id,
-                provider=link.provider_id,
+                provider=link.provider_id or "any provider",
+                owner=f"for {link.owner}  " if link.owner else "",
                 state=link.state(),
                 expires=f"{link.expires_at:%Y-%m-%d %H:%M} UTC",
                 attempts=link.failed_attempts,

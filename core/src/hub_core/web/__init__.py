@@ -13,5 +13,6 @@ from __future__ import annotations
 
 from .app import HubApp, create_app
 from .config import Authorize, WebConfig
+from .sessions import HostSession
 
-__all__ = ["Authorize", "HubApp", "WebConfig", "create_app"]
+__all__ = ["Authorize", "HostSession", "HubApp", "WebConfig", "create_app"]

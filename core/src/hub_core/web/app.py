@@ -13,11 +13,13 @@ from __future__ import annotations
 import contextlib
 import hmac
 import inspect
+import json
 import logging
 import math
 import secrets
 import traceback
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -43,6 +45,7 @@ from hub_core.errors import (
     RateLimited,
     UnknownProvider,
 )
+from hub_core.owners import OWNER_LIMIT, check_owner, clean_owner_name
 from hub_core.status import Status
 
 from . import present
@@ -58,6 +61,14 @@ from .security import (
     SessionCookies,
     csrf_refusal,
     root_path,
+)
+from .sessions import (
+    SESSION_EXPIRY,
+    HostSession,
+    check_return_url,
+    check_state,
+    origin_of,
+    return_link,
 )
 from .workers import Checker, StoreThread
 
@@ -681,8 +692,22 @@ class HubApp:
             "action": _path(request, "link"),
             "bare": True,
             "note": link.note,
+            "cancel_url": _back(link, result="cancelled"),
         }
         return link
+
+    def _link_provider(self, request: Request, link: Link) -> Provider | None:
+        """The link's provider; a session's visitor's choice (None until they make it)."""
+        if link.provider_id is not None:
+            return self._provider(link.provider_id)
+        chosen = request.query_params.get("provider")
+        if not chosen:
+            return None
+        provider = self._provider(chosen)
+        request.state.link_view["action"] = (
+            _path(request, "link") + "?" + urlencode({"provider": provider.id})
+        )
+        return provider
 
     async def link_open(self, request: Request) -> Response:
         """``/l/<token>``: the token moves into the link cookie, then a token-free address.
@@ -711,7 +736,15 @@ class HubApp:
         if (self.link_cookies.read(request) or {}).get("done"):
             return self.redirect(request, _path(request, "link_done"))
         link = await self._visit(request)
-        provider = self._provider(link.provider_id)
+        provider = self._link_provider(request, link)
+        if provider is None:  # a host session for any provider: its visitor picks one
+            choices = [
+                (p, _path(request, "link") + "?" + urlencode({"provider": p.id}))
+                for p in self.hub.providers()
+            ]
+            return self.render(
+                request, "link_choose.html", {"choices": choices, **request.state.link_view}
+            )
         account = await self._link_account(link)
         if account is None:
             return self._connect(request, provider, form_view(provider))
@@ -732,7 +765,9 @@ class HubApp:
             return finished
         link = await self._visit(request)
         session: Session = request.state.session
-        provider = self._provider(link.provider_id)
+        provider = self._link_provider(request, link)
+        if provider is None:
+            raise self._unusable("scope")
         account = await self._link_account(link)
         values = submitted_values(provider, form)
         missing = _new_key_missing(provider, values) if account is not None else None
@@ -750,9 +785,9 @@ class HubApp:
         accounts = await self.db.accounts()
         try:
             if account is None:
-                linked = await accounts.alink(provider.id, values, link_id=link.id)
+                linked = await accounts.alink(provider.id, values, link=link)
             else:
-                linked = await accounts.arelink(account.id, values, link_id=link.id)
+                linked = await accounts.arelink(account.id, values, link=link)
         except LinkUsed as exc:  # used (a racing submit won), revoked or expired meanwhile
             finished = self._finished_link(request)
             if finished is not None:  # the racing submit was this person's own
@@ -812,7 +847,141 @@ class HubApp:
                 "updated": data.get("updated") is True,
                 "relinked": link.account_id is not None,
                 "bare": True,
+                "back_url": _back(link, "linked", account),
+                **self._post_message(link, account),
             },
+        )
+
+    def _post_message(self, link: Link, account: Account) -> dict[str, Any]:
+        """What hub.js posts to a framing host: only to ``return_url``'s own origin, and only
+        when the CSP lets that origin frame the Hub (WEB.md §3)."""
+        origin = origin_of(link.return_url) if link.return_url else None
+        if origin is None or origin not in self.config.frame_ancestors.split():
+            return {}
+        message = {
+            "hub_result": "linked",
+            "hub_account": account.id,
+            "hub_provider": account.provider_id,
+            "state": link.return_state,
+        }
+        return {"post_origin": origin, "post_message": json.dumps(message)}
+
+    # --- host sessions (WEB.md §3) -----------------------------------------------------------
+
+    def _session_maker(
+        self,
+        provider: str | None,
+        *,
+        owner: str,
+        owner_name: str | None,
+        note: str | None,
+        account_id: str | None,
+        return_url: str | None,
+        state: str | None,
+        expires_in: float | timedelta,
+    ) -> Callable[[Store], HostSession]:
+        # Everything is checked before the store is touched: a bad argument stores nothing.
+        if self.config.base_url is None:
+            raise ValueError(
+                "create_session needs WebConfig(base_url=...): the Hub's address as people "
+                "reach it, mount prefix included"
+            )
+        if owner is None:
+            raise ValueError("a host session links for an owner: give owner=")
+        check_owner(owner)
+        clean_owner_name(owner_name)
+        return_url = check_return_url(return_url, self.config.allowed_return_origins)
+        state = check_state(state)
+        if note is not None and (not isinstance(note, str) or len(note) > OWNER_LIMIT):
+            raise ValueError(f"note must be text of at most {OWNER_LIMIT} characters")
+        if provider is not None:
+            provider = self.hub.provider(provider).id  # UnknownProvider for a host typo
+        lifetime = (
+            expires_in if isinstance(expires_in, timedelta) else timedelta(seconds=expires_in)
+        )
+        base_url = self.config.base_url
+
+        def make(store: Store) -> HostSession:
+            link = store.create_link(
+                provider,
+                kind="session",
+                expires_in=lifetime,
+                note=note,
+                account_id=account_id,
+                owner=owner,
+                owner_name=owner_name,
+                return_url=return_url,
+                return_state=state,
+            )
+            url = f"{base_url}/l/{self.link_tokens.dumps(link.id)}"
+            return HostSession(url, link.id, link.expires_at)
+
+        return make
+
+    def create_session(
+        self,
+        provider: str | None = None,
+        *,
+        owner: str,
+        owner_name: str | None = None,
+        note: str | None = None,
+        account_id: str | None = None,
+        return_url: str | None = None,
+        state: str | None = None,
+        expires_in: float | timedelta = SESSION_EXPIRY,
+    ) -> HostSession:
+        """A one-time address for the host's user *owner* to link a key (WEB.md §3).
+
+        *provider* limits it to one provider (None: the visitor chooses); *account_id* makes
+        it a relink of that account, which must be *owner*'s (`AccountNotFound` otherwise).
+        *owner* and *owner_name* are the host's id and display name of its user: set here,
+        server-side, never by the visitor; the account is theirs and no other owner's session
+        finds it. *note* is shown to the visitor. *return_url* (its origin one of
+        `WebConfig.allowed_return_origins`, else `ValueError`) is where the confirmation's
+        "Back" link and "Cancel" go, with ``hub_result`` (``linked`` / ``cancelled``),
+        ``hub_account``, ``hub_provider`` and *state* in the query. *expires_in* is seconds
+        (or a timedelta), 30 minutes by default, at most 30 days.
+
+        Blocks while the store writes the session (on the app's store thread); from a
+        coroutine use `acreate_session`. Needs `WebConfig.base_url`.
+        """
+        return self.db.call_sync(
+            self._session_maker(
+                provider,
+                owner=owner,
+                owner_name=owner_name,
+                note=note,
+                account_id=account_id,
+                return_url=return_url,
+                state=state,
+                expires_in=expires_in,
+            )
+        )
+
+    async def acreate_session(
+        self,
+        provider: str | None = None,
+        *,
+        owner: str,
+        owner_name: str | None = None,
+        note: str | None = None,
+        account_id: str | None = None,
+        return_url: str | None = None,
+        state: str | None = None,
+        expires_in: float | timedelta = SESSION_EXPIRY,
+    ) -> HostSession:
+        """`create_session`, for a host's coroutine: the store write does not block its loop."""
+        return await self.db.call(
+            self._session_maker(
+                provider,
+                owner=owner,
+                owner_name=owner_name,
+                note=note,
+                account_id=account_id,
+                return_url=return_url,
+                state=state,
+                expires_in=expires_in,
+            )
         )
 
     # --- errors -----------------------------------------------------------------------------
@@ -896,6 +1065,21 @@ def _pattern(request: Request, name: str) -> str:
     """Route *name*'s path with its ``{parameters}`` left to fill (``str.format``)."""
     path_format: str = request.app.state.path_formats[name]
     return root_path(request) + path_format
+
+
+def _back(link: Link, result: str, account: Account | None = None) -> str | None:
+    """The host session's way back to its ``return_url`` with *result*, if it has one."""
+    if link.return_url is None:
+        return None
+    if account is None:
+        return return_link(link.return_url, link.return_state, result=result)
+    return return_link(
+        link.return_url,
+        link.return_state,
+        result=result,
+        account=account.id,
+        provider=account.provider_id,
+    )
 
 
 def _relink_form(provider: Provider, account: Account) -> FormView:

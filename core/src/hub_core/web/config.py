@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -14,6 +15,38 @@ if TYPE_CHECKING:
     from hub_core.events import EventHandler
 
 __all__ = ["Authorize", "WebConfig"]
+
+
+def _base_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from .sessions import origin_of
+
+    parts = urllib.parse.urlsplit(value)
+    if origin_of(value) is None or parts.query or parts.fragment:
+        raise ValueError(
+            f"base_url must be an absolute http(s) URL with no query, such as "
+            f"https://app.example.com/integrations/hub, not {value!r}"
+        )
+    return value.rstrip("/")
+
+
+def _origins(values: Iterable[str]) -> frozenset[str]:
+    from .sessions import origin_of
+
+    if isinstance(values, str):
+        values = [values]
+    found = set()
+    for value in values:
+        origin = origin_of(value)
+        if origin is None or urllib.parse.urlsplit(value).path not in ("", "/"):
+            raise ValueError(
+                f"allowed_return_origins holds origins such as https://app.example.com, "
+                f"not {value!r}"
+            )
+        found.add(origin)
+    return frozenset(found)
+
 
 #: A host application's own check of who may use the dashboard: given the request, true when
 #: its user may (sync or async). When set, hub's sign-in token is not accepted.
@@ -54,3 +87,10 @@ class WebConfig:
     #: loop (a sync one blocks it while it runs), "Check now" and "Check all" on the app's
     #: checker thread. What it raises is logged and changes nothing the person sees.
     on_event: EventHandler | None = None
+    #: The Hub's address as people reach it, mount prefix included
+    #: (``https://app.example.com/integrations/hub``): host sessions need it to make their URL,
+    #: since no request is at hand when the host's backend creates one.
+    base_url: str | None = attrs.field(default=None, converter=_base_url)
+    #: The origins a host session's ``return_url`` may point to (``https://app.example.com``);
+    #: any other is refused, so the Hub never links a person to an address it was handed.
+    allowed_return_origins: frozenset[str] = attrs.field(factory=frozenset, converter=_origins)

@@ -172,6 +172,8 @@ class AccountRow:
     check_url: str
     relink_url: str
     unlink_url: str
+    #: Whom a host linked it for: the owner's name and id, or None for the operator's own.
+    owner: str | None = None
 
 
 def account_row(account: Account, provider_name: str, urls: Mapping[str, str]) -> AccountRow:
@@ -195,7 +197,16 @@ def account_row(account: Account, provider_name: str, urls: Mapping[str, str]) -
         check_url=urls["check"].format(account=quoted),
         relink_url=urls["relink"].format(account=quoted),
         unlink_url=urls["unlink"].format(account=quoted),
+        owner=_owner_text(account),
     )
+
+
+def _owner_text(account: Account) -> str | None:
+    if account.owner is None:
+        return None
+    if account.owner_name and account.owner_name != account.owner:
+        return f"{account.owner_name} ({account.owner})"
+    return account.owner
 
 
 @attrs.frozen

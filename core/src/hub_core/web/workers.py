@@ -78,6 +78,10 @@ class StoreThread:
         """Run ``method(store)`` on the thread, with the thread's store."""
         return await self.run(lambda: method(self._open()))
 
+    def call_sync(self, method: Callable[[Store], T]) -> T:
+        """`call` for a caller off the event loop: blocks until the thread has run it."""
+        return self._executor.submit(lambda: method(self._open())).result()
+
     def close(self) -> None:
         """Close the thread's connection and stop the thread."""
 

@@ -22,6 +22,14 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 
+  // A host session's confirmation, framed by the host: tell the parent window, at the
+  // return address's own origin only (never "*"). The server adds these attributes only
+  // when that origin may frame the Hub.
+  const back = document.querySelector("[data-post-origin]");
+  if (back && window.parent !== window) {
+    window.parent.postMessage(JSON.parse(back.dataset.postMessage), back.dataset.postOrigin);
+  }
+
   // Accounts: while "Check all" runs, reload the page every few seconds to show its
   // progress, then its verdicts. A reload, not fetch(): the CSP allows no connect-src. Not
   // while someone is using a form on the page: their choice would be lost.
