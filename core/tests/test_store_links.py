@@ -206,5 +206,5 @@ def test_a_version_3_database_keeps_its_accounts(db: Path, key: str) -> None:
         link = store.create_link("acme", account_id="00000002")
         assert store.link(link.id).account_id == "00000002"
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
     conn.close()
