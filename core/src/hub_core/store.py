@@ -149,7 +149,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             failed_at       REAL
         )
         """,
-        "CREATE INDEX webhook_outbox_due ON webhook_outbox (delivered_at, failed_at, next_attempt_at)",
+        "CREATE INDEX webhook_outbox_due"
+        " ON webhook_outbox (delivered_at, failed_at, next_attempt_at)",
     ),
 )
 _SCHEMA_VERSION = len(_MIGRATIONS)
@@ -1226,15 +1227,16 @@ class Store:
 
     def outbox_entries(self, *, state: str = "pending", limit: int = 100) -> list[OutboxEntry]:
         """Rows in *state* (``pending``, ``failed`` or ``delivered``), oldest first."""
-        where = {
-            "pending": "delivered_at IS NULL AND failed_at IS NULL",
-            "failed": "failed_at IS NOT NULL",
-            "delivered": "delivered_at IS NOT NULL",
+        query = {
+            "pending": "SELECT * FROM webhook_outbox WHERE delivered_at IS NULL"
+            " AND failed_at IS NULL ORDER BY seq LIMIT ?",
+            "failed": "SELECT * FROM webhook_outbox WHERE failed_at IS NOT NULL"
+            " ORDER BY seq LIMIT ?",
+            "delivered": "SELECT * FROM webhook_outbox WHERE delivered_at IS NOT NULL"
+            " ORDER BY seq LIMIT ?",
         }[state]
         with self._sqlite_errors():
-            rows = self._db.execute(
-                f"SELECT * FROM webhook_outbox WHERE {where} ORDER BY seq LIMIT ?", (limit,)
-            ).fetchall()
+            rows = self._db.execute(query, (limit,)).fetchall()
         return [_outbox_entry(row) for row in rows]
 
     def outbox_counts(self) -> dict[str, int]:
