@@ -264,14 +264,14 @@ class State:
                 if report.pending:
                     say(
                         shown(
-                            "Webhooks: {n} event{s} not delivered yet{why}; {they} wait in the "
-                            "outbox for the next hub command (or `hub webhooks deliver`).",
+                            "Webhooks: {n} event{s} not delivered yet{why}; {they} in the outbox "
+                            "for the next hub command (or `hub webhooks deliver`).",
                             n=report.pending,
                             s="s" * (report.pending != 1),
                             why=shown(" (last: {error})", error=report.last_error)
                             if report.last_error
                             else shown(""),
-                            they="they" if report.pending != 1 else "it",
+                            they="they wait" if report.pending != 1 else "it waits",
                         ),
                         err=True,
                     )

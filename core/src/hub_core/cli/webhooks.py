@@ -139,46 +139,42 @@ def _report(report: DeliveryReport) -> None:
         sys.exit(1)
 
 
-@webhooks.command()
-@click.option(
+_TIMEOUT = click.option(
     "--timeout",
     type=click.FloatRange(0.1, 3600),
     default=30.0,
     show_default=True,
     help="Seconds to keep sending (and retrying what fails).",
 )
-@reports_errors
-def deliver(timeout: float) -> None:
-    """Send the events that are due now. Exit 1 when an attempt failed."""
+
+
+def _send(retry_failed: bool, timeout: float) -> None:
     outbox = _outbox()
     if outbox is None:
         _not_set()
         return
     with outbox:
+        if retry_failed:
+            count = outbox.retry_failed()
+            say(shown("{n} failed event(s) are due again.", n=count))
         report = outbox.deliver(timeout=timeout)
     _report(report)
 
 
 @webhooks.command()
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0.1, 3600),
-    default=30.0,
-    show_default=True,
-    help="As for deliver.",
-)
+@_TIMEOUT
+@reports_errors
+def deliver(timeout: float) -> None:
+    """Send the events that are due now. Exit 1 when an attempt failed."""
+    _send(False, timeout)
+
+
+@webhooks.command()
+@_TIMEOUT
 @reports_errors
 def retry(timeout: float) -> None:
     """Send the failed events (retries exhausted) again, with a fresh count of attempts."""
-    outbox = _outbox()
-    if outbox is None:
-        _not_set()
-        return
-    with outbox:
-        count = outbox.retry_failed()
-        say(shown("{n} failed event(s) are due again.", n=count))
-        report = outbox.deliver(timeout=timeout)
-    _report(report)
+    _send(True, timeout)
 
 
 COMMANDS = [webhooks]
