@@ -56,6 +56,7 @@ __all__ = [
     "AccountPage",
     "KeyReplaced",
     "Link",
+    "OutboxEntry",
     "Store",
     "default_path",
 ]
@@ -195,6 +196,30 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP TABLE links",
         "ALTER TABLE links_v5 RENAME TO links",
         "CREATE INDEX links_created ON links (created_at)",
+    ),
+    # The webhook outbox (`hub_core.webhooks`): each event bound for HUB_WEBHOOK_URL, written
+    # after the change it tells of, until a sender delivers it. *body* is the exact JSON sent
+    # (retries send the same bytes); times are Unix seconds. *lease_until* keeps two senders
+    # (a `hub check` and a `hub serve`) from sending one row at once; *failed_at* is set when
+    # its retries are exhausted, and the row stays until `hub webhooks retry` or removal.
+    (
+        """
+        CREATE TABLE webhook_outbox (
+            seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_id        TEXT NOT NULL UNIQUE,
+            event_type      TEXT NOT NULL,
+            body            TEXT NOT NULL,
+            created_at      REAL NOT NULL,
+            next_attempt_at REAL NOT NULL,
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            last_error      TEXT,
+            lease_until     REAL,
+            delivered_at    REAL,
+            failed_at       REAL
+        )
+        """,
+        "CREATE INDEX webhook_outbox_due"
+        " ON webhook_outbox (delivered_at, failed_at, next_attempt_at)",
     ),
 )
 _SCHEMA_VERSION = len(_MIGRATIONS)
@@ -1256,6 +1281,156 @@ class Store:
                 f"hub); give it its key again with `hub relink {account_id}`, or unlink it"
             )
         return values
+
+    # --- webhook outbox (`hub_core.webhooks`) ---------------------------------------------------
+
+    def outbox_add(self, rows: Iterable[tuple[str, str, str]], *, now: float) -> int:
+        """Add events (``(event_id, event_type, body)``) to the outbox in one transaction.
+
+        Each is due at once. An event id already there is left as it is (adding twice is
+        harmless). Return how many rows were added.
+        """
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO webhook_outbox"
+                " (event_id, event_type, body, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?)",
+                [(event_id, kind, body, now, now) for event_id, kind, body in rows],
+            )
+            return conn.total_changes - before
+
+    def outbox_claim(self, *, now: float, limit: int, lease: float) -> list[OutboxEntry]:
+        """Take up to *limit* due rows for sending: each is leased for *lease* seconds.
+
+        Due: not delivered, not given up on, its next attempt at or before *now*, and not
+        leased by another sender (a lease that ran out, as a killed sender leaves it, is free).
+        Oldest first.
+        """
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT * FROM webhook_outbox WHERE delivered_at IS NULL AND failed_at IS NULL"
+                " AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)"
+                " ORDER BY next_attempt_at, seq LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE webhook_outbox SET lease_until = ? WHERE seq = ?",
+                [(now + lease, row["seq"]) for row in rows],
+            )
+        return [_outbox_entry(row) for row in rows]
+
+    def outbox_settle(
+        self,
+        *,
+        delivered: Iterable[int] = (),
+        retry: Iterable[tuple[int, float, str]] = (),
+        failed: Iterable[tuple[int, str]] = (),
+        now: float,
+    ) -> None:
+        """Record the attempts of claimed rows (by ``seq``), in one transaction.
+
+        *delivered*: the receiver took them. *retry*: ``(seq, next_attempt_at, error)``.
+        *failed*: ``(seq, error)``, retries exhausted: the row stays, marked failed.
+        """
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE webhook_outbox SET delivered_at = ?, attempts = attempts + 1,"
+                " lease_until = NULL WHERE seq = ?",
+                [(now, seq) for seq in delivered],
+            )
+            conn.executemany(
+                "UPDATE webhook_outbox SET next_attempt_at = ?, last_error = ?,"
+                " attempts = attempts + 1, lease_until = NULL WHERE seq = ?",
+                [(at, error, seq) for seq, at, error in retry],
+            )
+            conn.executemany(
+                "UPDATE webhook_outbox SET failed_at = ?, last_error = ?,"
+                " attempts = attempts + 1, lease_until = NULL WHERE seq = ?",
+                [(now, error, seq) for seq, error in failed],
+            )
+
+    def outbox_next_due(self) -> float | None:
+        """When the next pending row is due (a lease counts as its end), or None: none pending."""
+        with self._sqlite_errors():
+            row = self._db.execute(
+                "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) FROM webhook_outbox"
+                " WHERE delivered_at IS NULL AND failed_at IS NULL"
+            ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def outbox_entries(self, *, state: str = "pending", limit: int = 100) -> list[OutboxEntry]:
+        """Rows in *state* (``pending``, ``failed`` or ``delivered``), oldest first."""
+        query = {
+            "pending": "SELECT * FROM webhook_outbox WHERE delivered_at IS NULL"
+            " AND failed_at IS NULL ORDER BY seq LIMIT ?",
+            "failed": "SELECT * FROM webhook_outbox WHERE failed_at IS NOT NULL"
+            " ORDER BY seq LIMIT ?",
+            "delivered": "SELECT * FROM webhook_outbox WHERE delivered_at IS NOT NULL"
+            " ORDER BY seq LIMIT ?",
+        }[state]
+        with self._sqlite_errors():
+            rows = self._db.execute(query, (limit,)).fetchall()
+        return [_outbox_entry(row) for row in rows]
+
+    def outbox_counts(self) -> dict[str, int]:
+        """How many rows are ``pending``, ``failed`` and ``delivered``."""
+        with self._sqlite_errors():
+            row = self._db.execute(
+                "SELECT COALESCE(SUM(delivered_at IS NULL AND failed_at IS NULL), 0),"
+                " COALESCE(SUM(failed_at IS NOT NULL), 0),"
+                " COALESCE(SUM(delivered_at IS NOT NULL), 0) FROM webhook_outbox"
+            ).fetchone()
+        return {"pending": int(row[0]), "failed": int(row[1]), "delivered": int(row[2])}
+
+    def outbox_prune(self, *, delivered_before: float) -> int:
+        """Remove rows delivered before *delivered_before*; return how many."""
+        with self._write() as conn:
+            return conn.execute(
+                "DELETE FROM webhook_outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?",
+                (delivered_before,),
+            ).rowcount
+
+    def outbox_retry_failed(self, *, now: float) -> int:
+        """Make every failed row due again with a fresh count of attempts; return how many."""
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE webhook_outbox SET failed_at = NULL, attempts = 0, next_attempt_at = ?,"
+                " lease_until = NULL WHERE failed_at IS NOT NULL",
+                (now,),
+            ).rowcount
+
+
+@attrs.frozen
+class OutboxEntry:
+    """One row of the webhook outbox (`Store.outbox_claim`): an event bound for the webhook."""
+
+    seq: int
+    event_id: str
+    event_type: str
+    #: The exact JSON body every attempt sends.
+    body: str
+    created_at: float
+    next_attempt_at: float
+    attempts: int
+    #: What the last failed attempt met (``HTTP 500``, ``timed out``), never a response body.
+    last_error: str | None
+    delivered_at: float | None
+    failed_at: float | None
+
+
+def _outbox_entry(row: sqlite3.Row) -> OutboxEntry:
+    return OutboxEntry(
+        seq=row["seq"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        body=row["body"],
+        created_at=row["created_at"],
+        next_attempt_at=row["next_attempt_at"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        delivered_at=row["delivered_at"],
+        failed_at=row["failed_at"],
+    )
 
 
 # --- helpers ----------------------------------------------------------------------------------

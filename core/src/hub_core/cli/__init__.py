@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from hub_core.accounts import Accounts
     from hub_core.hub import Hub
     from hub_core.store import Store
+    from hub_core.webhooks import Outbox
 
 __all__ = [
     "EXIT_INPUT",
@@ -53,6 +55,8 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_REJECTED, EXIT_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 3
+#: How long a command may spend delivering webhooks as it ends (`State.finish`).
+WEBHOOK_DELIVERY_SECONDS = 5.0
 #: Ctrl-C: 128 + SIGINT, as shells report a command a signal ended.
 EXIT_INTERRUPTED = 130
 
@@ -191,6 +195,7 @@ class State:
         self._hub = hub
         self._store = store
         self._interactive = interactive
+        self._outbox: Outbox | None = None
 
     @property
     def interactive(self) -> bool:
@@ -222,7 +227,64 @@ class State:
         """Linked accounts over this state's hub and store."""
         from hub_core.accounts import Accounts
 
-        return Accounts(self.hub, self.store, via="cli")
+        outbox = self.outbox
+        return Accounts(
+            self.hub, self.store, via="cli", on_event=outbox.on_event if outbox else None
+        )
+
+    @property
+    def outbox(self) -> Outbox | None:
+        """The webhook outbox when ``HUB_WEBHOOK_URL`` is set (`hub_core.webhooks`), else None.
+
+        A URL hub refuses, or a missing ``HUB_WEBHOOK_SECRET``, is a `ConfigurationError`
+        (exit 2) before anything changes. What it holds is delivered as the command ends
+        (`finish`).
+        """
+        if self._outbox is None and os.environ.get("HUB_WEBHOOK_URL", "").strip():
+            from hub_core.webhooks import Outbox, WebhookConfig
+
+            config = WebhookConfig.from_env()  # checked before the store is opened
+            if config is not None:
+                self._outbox = Outbox(self.store, config)
+        return self._outbox
+
+    def finish(self, *, interrupted: bool = False) -> None:
+        """As the command ends: deliver the webhooks that are due, for a short bounded time.
+
+        What is not delivered waits in the outbox for the next process; one calm line on
+        standard error says so, and the command's own outcome and exit code never change.
+        After Ctrl-C nothing is sent: the person asked to stop.
+        """
+        outbox, self._outbox = self._outbox, None
+        if outbox is None:
+            return
+        try:
+            if not interrupted:
+                report = outbox.deliver(timeout=WEBHOOK_DELIVERY_SECONDS)
+                if report.pending:
+                    say(
+                        shown(
+                            "Webhooks: {n} event{s} not delivered yet{why}; {they} in the outbox "
+                            "for the next hub command (or `hub webhooks deliver`).",
+                            n=report.pending,
+                            s="s" * (report.pending != 1),
+                            why=shown(" (last: {error})", error=report.last_error)
+                            if report.last_error
+                            else shown(""),
+                            they="they wait" if report.pending != 1 else "it waits",
+                        ),
+                        err=True,
+                    )
+        except (Exception, KeyboardInterrupt) as exc:
+            say(
+                shown(
+                    "Webhooks: not delivered now ({kind}); the events wait in the outbox.",
+                    kind=type(exc).__name__,
+                ),
+                err=True,
+            )
+        finally:
+            outbox.close()
 
 
 def state() -> State:
@@ -257,11 +319,17 @@ class _HubGroup(click.Group):
     """
 
     def invoke(self, ctx: click.Context) -> Any:
+        interrupted = False
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
+            interrupted = True
             say(shown("\nInterrupted."), err=True)  # a new line first: the terminal's ^C
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        finally:
+            # Whatever the command's outcome (an error, sys.exit(1)): its events were stored.
+            if isinstance(ctx.obj, State):
+                ctx.obj.finish(interrupted=interrupted)
 
 
 @click.group(cls=_HubGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -271,9 +339,15 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hub_core.cli import accounts, catalog, links, serve
+    from hub_core.cli import accounts, catalog, links, serve, webhooks
 
-    for command in (*catalog.COMMANDS, *accounts.COMMANDS, *serve.COMMANDS, *links.COMMANDS):
+    for command in (
+        *catalog.COMMANDS,
+        *accounts.COMMANDS,
+        *serve.COMMANDS,
+        *links.COMMANDS,
+        *webhooks.COMMANDS,
+    ):
         main.add_command(command)
 
 

@@ -4,6 +4,8 @@ The dashboard asks for the sign-in token `hub serve` prints (as Jupyter does), u
 ``--no-auth``, which is refused off loopback. Off loopback the key form is served only over
 TLS: uvicorn's certificate options, or a TLS proxy in front named with ``--proxy-headers``.
 uvicorn's access log never shows a sign-in token (`hub_core.web.serving.TokenFilter`).
+With ``HUB_WEBHOOK_URL`` set, the pages' events go to the webhook outbox and a background
+sender delivers them (`hub_core.webhooks`).
 
 Everything but click loads when the command runs: ``hub --help`` pays for none of it.
 """
@@ -80,7 +82,9 @@ def serve(
             "--forwarded-allow-ips set to the proxy's address)",
         )
     current = state()
-    config = WebConfig(no_auth=no_auth)
+    # Checked before the server starts: a refused HUB_WEBHOOK_URL is exit 2, not a log line.
+    outbox = current.outbox
+    config = WebConfig(no_auth=no_auth, on_event=outbox.on_event if outbox else None)
     app = create_app(current.hub, current.store, config=config)
     sock = serving.listen(host, port)
     address = serving.address(sock, host, tls=tls)
@@ -88,6 +92,9 @@ def serve(
     say(shown("The web Hub is at {url}", url=sign_in))
     if proxy_headers and not tls:
         say(shown("Behind your TLS proxy, open its address with the same path and token."))
+    if outbox is not None:
+        outbox.start()
+        say(shown("Webhooks go to {url}, signed.", url=outbox.config.shown_url))
     say(shown("Open it in your browser; Ctrl-C stops the server."))
     server = uvicorn.Server(
         uvicorn.Config(
@@ -108,6 +115,8 @@ def serve(
     finally:
         sock.close()
         app.close()
+        if outbox is not None:
+            outbox.stop()  # the command's end delivers what is due, then closes it
     say(shown("Stopped."))
 
 
