@@ -13,6 +13,7 @@ without it they are written to a temporary directory, so the code making them al
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -158,23 +159,36 @@ class Browsing:
         self.context.close()
 
 
-@pytest.fixture
-def browse(chromium: Any, hub_server: Any) -> Iterator[Callable[..., Browsing]]:
-    """Opens `Browsing` contexts on the test's `hub serve`; each ends with no page problem."""
+def _contexts(chromium: Any, server: Any) -> Iterator[Callable[..., Browsing]]:
+    """Opens `Browsing` contexts on *server*; after the test, each had no page problem."""
     opened: list[Browsing] = []
 
     def start(*, javascript: bool = True, signed_in: bool = True) -> Browsing:
-        browsing = Browsing(chromium, hub_server, javascript=javascript)
+        browsing = Browsing(chromium, server, javascript=javascript)
         opened.append(browsing)
         if signed_in:
             browsing.sign_in()
         return browsing
 
-    yield start
-    problems = [problem for browsing in opened for problem in browsing.problems]
-    for browsing in opened:
-        browsing.close()
+    try:
+        yield start
+    finally:
+        problems = [problem for browsing in opened for problem in browsing.problems]
+        for browsing in opened:
+            browsing.close()
     assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def browse(chromium: Any, hub_server: Any) -> Iterator[Callable[..., Browsing]]:
+    """Opens `Browsing` contexts on the test's `hub serve`; each ends with no page problem."""
+    yield from _contexts(chromium, hub_server)
+
+
+@pytest.fixture
+def browse_host(chromium: Any, host_app: Any) -> Iterator[Callable[..., Browsing]]:
+    """Opens `Browsing` contexts on the test's host app (`host_app`), as its customer."""
+    yield from _contexts(chromium, host_app)
 
 
 @pytest.fixture
@@ -197,11 +211,17 @@ def _link_qlik(web: Browsing, keys: Any) -> None:
     page = web.page
     page.get_by_role("link", name="Connect Qlik Cloud").click()
     page.wait_for_url("**/connect/qlik")
-    page.locator("#field-tenant").fill(QLIK_URL)
-    assert page.locator("#field-region").input_value() == ""
-    page.locator("#field-api_key").fill(keys.qlik)
+    _fill_qlik(page, keys)
     assert web.submit("Connect") == 200
     assert re.search(r"/accounts/[^/]+/linked$", page.url), page.url
+
+
+def _fill_qlik(form: Any, keys: Any) -> None:
+    """On a Qlik Connect form (a page or a frame): paste the whole tenant address, leave
+    Region empty, paste the key."""
+    form.locator("#field-tenant").fill(QLIK_URL)
+    assert form.locator("#field-region").input_value() == ""
+    form.locator("#field-api_key").fill(keys.qlik)
 
 
 def _link_elastic(web: Browsing, key: str) -> int:
@@ -568,3 +588,69 @@ def test_error_pages_are_calm_and_accessible(browse: Callable[..., Browsing]) ->
     assert web.submit("Check all") == 403
     assert page.get_by_role("heading", name="The form expired").is_visible()
     web.audit("form expired (403)")
+
+
+# --- linking for others: auth links and host sessions -------------------------------------
+
+
+def _own_links(page: Any, base: str) -> list[str]:
+    """The page's links to its own server: a link visitor's pages have none (no way into
+    the dashboard), a host session's only those back to the host's ``return_url``. The
+    skip link (``#main``) stays on the page, so it is not one."""
+    hrefs: list[str] = page.eval_on_selector_all(
+        "a[href]:not([href^='#'])", "links => links.map(a => a.href)"
+    )
+    return [href for href in hrefs if href.startswith(base)]
+
+
+def test_an_auth_link_in_a_fresh_browser_links_one_qlik_account_then_says_it_was_used(
+    browse: Callable[..., Browsing], hub: Any, hub_server: Any, qlik: Any, keys: Any
+) -> None:
+    base = hub_server.base.rstrip("/")
+    made = hub.run("link-url", "qlik", "--note", "Ada at Acme", "--base-url", base, "--json")
+    assert made.returncode == 0, made.stderr
+    url = json.loads(made.stdout)["url"]
+    token = url.rsplit("/l/", 1)[1]
+    visitor = browse(signed_in=False)  # a fresh context: no dashboard cookie, only the link
+    page = visitor.page
+    assert visitor.context.cookies() == []
+    for _ in range(2):  # a second GET before use works the same (mail scanners open links)
+        visitor.open(url)
+        assert page.url == f"{base}/link"  # the token left the address bar (cookie, 303)
+        assert page.get_by_role("heading", name="Connect Qlik Cloud").is_visible()
+        assert page.get_by_text("Link requested for Ada at Acme").is_visible()
+        assert _own_links(page, base) == []
+    assert token not in page.content()
+    visitor.audit("link: connect as a visitor")
+
+    # The link opens its own page only: every dashboard page refuses its visitor.
+    for path in ("/", "/accounts", "/connect/elastic"):
+        visitor.open(path, status=403)
+        assert page.get_by_role("heading", name="This page is not part of your link").is_visible()
+        assert _own_links(page, base) == []
+    visitor.audit("link: a dashboard page (403)")
+
+    visitor.open("/link")
+    _fill_qlik(page, keys)
+    assert visitor.submit("Connect") == 200
+    assert page.url == f"{base}/link/done"
+    assert page.get_by_role("heading", name="Qlik Cloud account linked").is_visible()
+    assert "Ada Lovelace @ acme.eu.qlikcloud.com" in page.locator("dl.facts").inner_text()
+    assert page.get_by_text("That is all: you may close this tab.").is_visible()
+    assert _own_links(page, base) == []
+    assert keys.qlik_canary not in page.content()
+    visitor.audit("link: confirmation")
+    assert len(visitor.posts) == 1
+    visitor.open("/accounts", status=403)  # linking made the visitor no dashboard user
+
+    visitor.open(url, status=410)
+    assert page.get_by_role("heading", name="This link was used already").is_visible()
+    assert page.get_by_text("Ask the person who sent it for a new link.").is_visible()
+    assert _own_links(page, base) == []
+    visitor.audit("link: already used (410)")
+    linked = hub.json("accounts", "--json")
+    assert [(a["provider"], a["label"], a["owner"]) for a in linked] == [
+        ("qlik", "Ada Lovelace @ acme.eu.qlikcloud.com", None)
+    ]
+    assert hub_server.stop().returncode == 0
+    assert token not in hub_server.stdout + hub_server.log  # the access log hides it
