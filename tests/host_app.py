@@ -34,6 +34,7 @@ def _page(title: str, body: str, status: int = 200) -> Any:
     return HTMLResponse(
         f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<link rel="icon" href="data:,">'  # else the browser asks for /favicon.ico (404)
         f"<title>{html.escape(title)}</title></head><body><main>"
         f"<h1>{html.escape(title)}</h1>{body}</main></body></html>",
         status_code=status,

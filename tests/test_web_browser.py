@@ -38,6 +38,8 @@ SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
 WAIT = 15_000
 
 QLIK_URL = "https://acme.eu.qlikcloud.com"
+#: Who the Qlik test key reaches.
+QLIK_LABEL = "Ada Lovelace @ acme.eu.qlikcloud.com"
 #: A second Elastic key (another organization), valid once a test adds it to the fake.
 GLOBEX_KEY = "essu_Z2xvYmV4LXRlc3Qta2V5OnNlY3JldC1wYXJ0LTk4NzY1NDMyMTA="
 GLOBEX_ORG = {"id": "org2", "name": "Globex Corp"}
@@ -654,3 +656,97 @@ def test_an_auth_link_in_a_fresh_browser_links_one_qlik_account_then_says_it_was
     ]
     assert hub_server.stop().returncode == 0
     assert token not in hub_server.stdout + hub_server.log  # the access log hides it
+
+
+def _host_state(web: Browsing) -> str:
+    """The ``state`` the host app gave the session it sent this browser to (its cookie)."""
+    return next(c["value"] for c in web.context.cookies() if c["name"] == "host_state")
+
+
+def _session_tokens(web: Browsing) -> list[str]:
+    """Collects the tokens of the session addresses (``/l/<token>``) the browser requests."""
+    tokens: list[str] = []
+    found = re.compile(r"/app/hub/l/([^/?#]+)")
+    web.context.on(
+        "request", lambda request: tokens.extend(found.findall(request.url.split("?")[0]))
+    )
+    return tokens
+
+
+def test_a_host_session_links_for_the_hosts_customer_and_leads_back_to_the_host_page(
+    browse_host: Callable[..., Browsing], host_app: Any, hub: Any, qlik: Any, keys: Any
+) -> None:
+    base = host_app.base.rstrip("/")
+    web = browse_host(signed_in=False)
+    page = web.page
+    tokens = _session_tokens(web)
+    web.open("/app/connect")  # the host creates a session and redirects to it
+    assert page.url == f"{base}/app/hub/link"
+    assert len(tokens) == 1
+    assert page.get_by_role("heading", name="Connect Qlik Cloud").is_visible()
+    state = _host_state(web)
+    cancel = f"{base}/app/back?hub_result=cancelled&state={state}"
+    assert _own_links(page, base) == [cancel]  # Cancel, to the host: nothing of the dashboard
+    web.audit("session: connect")
+    _fill_qlik(page, keys)
+    assert web.submit("Connect") == 200
+    assert page.url == f"{base}/app/hub/link/done"
+    assert page.get_by_role("heading", name="Qlik Cloud account linked").is_visible()
+    assert page.get_by_text("you may close this tab").count() == 0  # the host takes them back
+    web.audit("session: confirmation")
+    [account] = hub.json("accounts", "--json")
+    assert (account["provider"], account["label"]) == ("qlik", QLIK_LABEL)
+    assert (account["owner"], account["owner_name"]) == ("cust-1", "Customer One")
+    back = f"{base}/app/back?hub_result=linked&hub_account={account['id']}&hub_provider=qlik"
+    assert _own_links(page, base) == [f"{back}&state={state}"]
+
+    page.get_by_role("link", name="Back to the app").click()
+    page.wait_for_url(f"{base}/app/back?**")
+    assert page.get_by_role("heading", name="Account linked").is_visible()
+    # The host checked the state and found the account among its customer's.
+    assert page.locator("#result").inner_text() == f"{QLIK_LABEL} (qlik)"
+
+    web.open(f"/app/hub/l/{tokens[0]}", status=410)  # a session links once
+    assert page.get_by_role("heading", name="This link was used already").is_visible()
+    web.open("/app/hub/accounts", status=403)  # the host's authorize= lets nobody in
+    assert page.get_by_role("heading", name="Not allowed").is_visible()
+    assert host_app.stop().returncode == 0
+    assert tokens[0] not in host_app.stdout + host_app.log  # the access log hides it
+
+
+def test_cancel_on_a_host_sessions_connect_page_leads_back_with_hub_result_cancelled(
+    browse_host: Callable[..., Browsing], hub: Any, qlik: Any
+) -> None:
+    web = browse_host(signed_in=False)
+    page = web.page
+    web.open("/app/connect")
+    page.get_by_role("link", name="Cancel").click()
+    page.wait_for_url("**/app/back?**")
+    assert page.url.endswith(f"/app/back?hub_result=cancelled&state={_host_state(web)}")
+    assert page.get_by_role("heading", name="Nothing was linked").is_visible()
+    assert web.posts == []
+    assert qlik.requests == []
+    assert hub.json("accounts", "--json") == []
+
+
+def test_a_host_framing_the_hub_hears_from_hub_js_that_the_account_is_linked(
+    browse_host: Callable[..., Browsing], hub: Any, qlik: Any, keys: Any
+) -> None:
+    web = browse_host(signed_in=False)
+    page = web.page
+    web.open("/app/framed")  # the host's page, the session's Connect page in its iframe
+    frame = page.frame_locator("iframe")
+    frame.get_by_role("heading", name="Connect Qlik Cloud").wait_for()
+    _fill_qlik(frame, keys)
+    frame.get_by_role("button", name="Connect", exact=True).click()
+    frame.get_by_role("heading", name="Qlik Cloud account linked").wait_for()
+    message = page.locator("#message")
+    message.filter(has_text="hub_result").wait_for()
+    [account] = hub.json("accounts", "--json")
+    assert account["owner"] == "cust-1"
+    assert json.loads(message.inner_text()) == {
+        "hub_result": "linked",
+        "hub_account": account["id"],
+        "hub_provider": "qlik",
+        "state": _host_state(web),
+    }
