@@ -7,6 +7,10 @@ viewport, and nothing scrolls sideways at 375 px. Every test ends with no consol
 page error and no Content Security Policy violation in any page it opened (Chromium reports
 CSP violations on the console).
 
+Linking for others runs the same way: an auth link from the real `hub link-url`, opened in a
+fresh context, and host sessions of ``tests/host_app.py`` (the `host_app` fixture: a Starlette
+host mounting the Hub at ``/app/hub``, in its own uvicorn process beside the same fakes).
+
 ``HUB_SCREENSHOTS=1`` writes the two screenshots the README shows into ``docs/screenshots/``;
 without it they are written to a temporary directory, so the code making them always runs.
 """
