@@ -447,27 +447,34 @@ class HubServer:
     token; ``log`` holds what it wrote to stderr once it has stopped.
     """
 
+    #: What the test calls the server in a failure.
+    name = "hub serve"
+
     def __init__(self, hub: HubCommand, *args: str) -> None:
         import selectors
 
-        self.process = hub.popen("serve", "--port", "0", *args)
+        self.process = self.start(hub, *args)
         self.hub = hub
         assert self.process.stdout is not None
         selector = selectors.DefaultSelector()
         selector.register(self.process.stdout, selectors.EVENT_READ)
         if not selector.select(timeout=TIMEOUT):
             self.process.kill()
-            pytest.fail(f"hub serve printed no address within {TIMEOUT} s")
+            pytest.fail(f"{self.name} printed no address within {TIMEOUT} s")
         first = self.process.stdout.readline()
         if "://" not in first:
             self.process.kill()
             _, err = self.process.communicate()
-            pytest.fail(f"hub serve did not start: {first}{err}")
+            pytest.fail(f"{self.name} did not start: {first}{err}")
         self.sign_in = first.split(" at ", 1)[1].strip()
         self.base = self.sign_in.split("?", 1)[0]
         self.stdout = first
         self.log = ""
         self.done: subprocess.CompletedProcess[str] | None = None
+
+    def start(self, hub: HubCommand, *args: str) -> subprocess.Popen[str]:
+        """The server process; it prints ``... at <address>`` on its first line."""
+        return hub.popen("serve", "--port", "0", *args)
 
     def stop(self, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
         """Ctrl-C (SIGINT), as a person stops it; wait for it to exit (once)."""
@@ -503,6 +510,36 @@ def hub_server(start_hub_server: Any) -> HubServer:
     """`hub serve` against the end-to-end fake providers (through the loopback proxy)."""
     server: HubServer = start_hub_server()
     return server
+
+
+class HostApp(HubServer):
+    """``tests/host_app.py``: a host application mounting the Hub at ``/app/hub``, run like
+    `hub serve` (a real uvicorn process on a free loopback port, the same environment).
+
+    ``base`` is its root (``http://127.0.0.1:PORT/``); see that module for its pages.
+    """
+
+    name = "the host app"
+    SCRIPT = Path(__file__).parent / "host_app.py"
+
+    def start(self, hub: HubCommand, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, str(self.SCRIPT), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            env=hub.environ(),
+        )
+
+
+@pytest.fixture
+def host_app(hub: HubCommand) -> Iterator[HostApp]:
+    """`HostApp` against the end-to-end fake providers; stopped (Ctrl-C) after the test."""
+    server = HostApp(hub)
+    yield server
+    server.stop()
 
 
 # --- a real browser (Playwright driving Debian's Chromium) ---------------------------------

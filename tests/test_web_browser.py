@@ -7,12 +7,17 @@ viewport, and nothing scrolls sideways at 375 px. Every test ends with no consol
 page error and no Content Security Policy violation in any page it opened (Chromium reports
 CSP violations on the console).
 
+Linking for others runs the same way: an auth link from the real `hub link-url`, opened in a
+fresh context, and host sessions of ``tests/host_app.py`` (the `host_app` fixture: a Starlette
+host mounting the Hub at ``/app/hub``, in its own uvicorn process beside the same fakes).
+
 ``HUB_SCREENSHOTS=1`` writes the two screenshots the README shows into ``docs/screenshots/``;
 without it they are written to a temporary directory, so the code making them always runs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -37,6 +42,8 @@ SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
 WAIT = 15_000
 
 QLIK_URL = "https://acme.eu.qlikcloud.com"
+#: Who the Qlik test key reaches.
+QLIK_LABEL = "Ada Lovelace @ acme.eu.qlikcloud.com"
 #: A second Elastic key (another organization), valid once a test adds it to the fake.
 GLOBEX_KEY = "essu_Z2xvYmV4LXRlc3Qta2V5OnNlY3JldC1wYXJ0LTk4NzY1NDMyMTA="
 GLOBEX_ORG = {"id": "org2", "name": "Globex Corp"}
@@ -158,23 +165,36 @@ class Browsing:
         self.context.close()
 
 
-@pytest.fixture
-def browse(chromium: Any, hub_server: Any) -> Iterator[Callable[..., Browsing]]:
-    """Opens `Browsing` contexts on the test's `hub serve`; each ends with no page problem."""
+def _contexts(chromium: Any, server: Any) -> Iterator[Callable[..., Browsing]]:
+    """Opens `Browsing` contexts on *server*; after the test, each had no page problem."""
     opened: list[Browsing] = []
 
     def start(*, javascript: bool = True, signed_in: bool = True) -> Browsing:
-        browsing = Browsing(chromium, hub_server, javascript=javascript)
+        browsing = Browsing(chromium, server, javascript=javascript)
         opened.append(browsing)
         if signed_in:
             browsing.sign_in()
         return browsing
 
-    yield start
-    problems = [problem for browsing in opened for problem in browsing.problems]
-    for browsing in opened:
-        browsing.close()
+    try:
+        yield start
+    finally:
+        problems = [problem for browsing in opened for problem in browsing.problems]
+        for browsing in opened:
+            browsing.close()
     assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def browse(chromium: Any, hub_server: Any) -> Iterator[Callable[..., Browsing]]:
+    """Opens `Browsing` contexts on the test's `hub serve`; each ends with no page problem."""
+    yield from _contexts(chromium, hub_server)
+
+
+@pytest.fixture
+def browse_host(chromium: Any, host_app: Any) -> Iterator[Callable[..., Browsing]]:
+    """Opens `Browsing` contexts on the test's host app (`host_app`), as its customer."""
+    yield from _contexts(chromium, host_app)
 
 
 @pytest.fixture
@@ -197,11 +217,17 @@ def _link_qlik(web: Browsing, keys: Any) -> None:
     page = web.page
     page.get_by_role("link", name="Connect Qlik Cloud").click()
     page.wait_for_url("**/connect/qlik")
-    page.locator("#field-tenant").fill(QLIK_URL)
-    assert page.locator("#field-region").input_value() == ""
-    page.locator("#field-api_key").fill(keys.qlik)
+    _fill_qlik(page, keys)
     assert web.submit("Connect") == 200
     assert re.search(r"/accounts/[^/]+/linked$", page.url), page.url
+
+
+def _fill_qlik(form: Any, keys: Any) -> None:
+    """On a Qlik Connect form (a page or a frame): paste the whole tenant address, leave
+    Region empty, paste the key."""
+    form.locator("#field-tenant").fill(QLIK_URL)
+    assert form.locator("#field-region").input_value() == ""
+    form.locator("#field-api_key").fill(keys.qlik)
 
 
 def _link_elastic(web: Browsing, key: str) -> int:
@@ -568,3 +594,163 @@ def test_error_pages_are_calm_and_accessible(browse: Callable[..., Browsing]) ->
     assert web.submit("Check all") == 403
     assert page.get_by_role("heading", name="The form expired").is_visible()
     web.audit("form expired (403)")
+
+
+# --- linking for others: auth links and host sessions -------------------------------------
+
+
+def _own_links(page: Any, base: str) -> list[str]:
+    """The page's links to its own server: a link visitor's pages have none (no way into
+    the dashboard), a host session's only those back to the host's ``return_url``. The
+    skip link (``#main``) stays on the page, so it is not one."""
+    hrefs: list[str] = page.eval_on_selector_all(
+        "a[href]:not([href^='#'])", "links => links.map(a => a.href)"
+    )
+    return [href for href in hrefs if href.startswith(base)]
+
+
+def test_an_auth_link_in_a_fresh_browser_links_one_qlik_account_then_says_it_was_used(
+    browse: Callable[..., Browsing], hub: Any, hub_server: Any, qlik: Any, keys: Any
+) -> None:
+    base = hub_server.base.rstrip("/")
+    made = hub.run("link-url", "qlik", "--note", "Ada at Acme", "--base-url", base, "--json")
+    assert made.returncode == 0, made.stderr
+    url = json.loads(made.stdout)["url"]
+    token = url.rsplit("/l/", 1)[1]
+    visitor = browse(signed_in=False)  # a fresh context: no dashboard cookie, only the link
+    page = visitor.page
+    assert visitor.context.cookies() == []
+    for _ in range(2):  # a second GET before use works the same (mail scanners open links)
+        visitor.open(url)
+        assert page.url == f"{base}/link"  # the token left the address bar (cookie, 303)
+        assert page.get_by_role("heading", name="Connect Qlik Cloud").is_visible()
+        assert page.get_by_text("Link requested for Ada at Acme").is_visible()
+        assert _own_links(page, base) == []
+    assert token not in page.content()
+    visitor.audit("link: connect as a visitor")
+
+    # The link opens its own page only: every dashboard page refuses its visitor.
+    for path in ("/", "/accounts", "/connect/elastic"):
+        visitor.open(path, status=403)
+        assert page.get_by_role("heading", name="This page is not part of your link").is_visible()
+        assert _own_links(page, base) == []
+    visitor.audit("link: a dashboard page (403)")
+
+    visitor.open("/link")
+    _fill_qlik(page, keys)
+    assert visitor.submit("Connect") == 200
+    assert page.url == f"{base}/link/done"
+    assert page.get_by_role("heading", name="Qlik Cloud account linked").is_visible()
+    assert "Ada Lovelace @ acme.eu.qlikcloud.com" in page.locator("dl.facts").inner_text()
+    assert page.get_by_text("That is all: you may close this tab.").is_visible()
+    assert _own_links(page, base) == []
+    assert keys.qlik_canary not in page.content()
+    visitor.audit("link: confirmation")
+    assert len(visitor.posts) == 1
+    visitor.open("/accounts", status=403)  # linking made the visitor no dashboard user
+
+    visitor.open(url, status=410)
+    assert page.get_by_role("heading", name="This link was used already").is_visible()
+    assert page.get_by_text("Ask the person who sent it for a new link.").is_visible()
+    assert _own_links(page, base) == []
+    visitor.audit("link: already used (410)")
+    linked = hub.json("accounts", "--json")
+    assert [(a["provider"], a["label"], a["owner"]) for a in linked] == [
+        ("qlik", "Ada Lovelace @ acme.eu.qlikcloud.com", None)
+    ]
+    assert hub_server.stop().returncode == 0
+    assert token not in hub_server.stdout + hub_server.log  # the access log hides it
+
+
+def _host_state(web: Browsing) -> str:
+    """The ``state`` the host app gave the session it sent this browser to (its cookie)."""
+    return next(c["value"] for c in web.context.cookies() if c["name"] == "host_state")
+
+
+def _session_tokens(web: Browsing) -> list[str]:
+    """Collects the tokens of the session addresses (``/l/<token>``) the browser requests."""
+    tokens: list[str] = []
+    found = re.compile(r"/app/hub/l/([^/?#]+)")
+    web.context.on(
+        "request", lambda request: tokens.extend(found.findall(request.url.split("?")[0]))
+    )
+    return tokens
+
+
+def test_a_host_session_links_for_the_hosts_customer_and_leads_back_to_the_host_page(
+    browse_host: Callable[..., Browsing], host_app: Any, hub: Any, qlik: Any, keys: Any
+) -> None:
+    base = host_app.base.rstrip("/")
+    web = browse_host(signed_in=False)
+    page = web.page
+    tokens = _session_tokens(web)
+    web.open("/app/connect")  # the host creates a session and redirects to it
+    assert page.url == f"{base}/app/hub/link"
+    assert len(tokens) == 1
+    assert page.get_by_role("heading", name="Connect Qlik Cloud").is_visible()
+    state = _host_state(web)
+    cancel = f"{base}/app/back?hub_result=cancelled&state={state}"
+    assert _own_links(page, base) == [cancel]  # Cancel, to the host: nothing of the dashboard
+    web.audit("session: connect")
+    _fill_qlik(page, keys)
+    assert web.submit("Connect") == 200
+    assert page.url == f"{base}/app/hub/link/done"
+    assert page.get_by_role("heading", name="Qlik Cloud account linked").is_visible()
+    assert page.get_by_text("you may close this tab").count() == 0  # the host takes them back
+    web.audit("session: confirmation")
+    [account] = hub.json("accounts", "--json")
+    assert (account["provider"], account["label"]) == ("qlik", QLIK_LABEL)
+    assert (account["owner"], account["owner_name"]) == ("cust-1", "Customer One")
+    back = f"{base}/app/back?hub_result=linked&hub_account={account['id']}&hub_provider=qlik"
+    assert _own_links(page, base) == [f"{back}&state={state}"]
+
+    page.get_by_role("link", name="Back to the app").click()
+    page.wait_for_url(f"{base}/app/back?**")
+    assert page.get_by_role("heading", name="Account linked").is_visible()
+    # The host checked the state and found the account among its customer's.
+    assert page.locator("#result").inner_text() == f"{QLIK_LABEL} (qlik)"
+
+    web.open(f"/app/hub/l/{tokens[0]}", status=410)  # a session links once
+    assert page.get_by_role("heading", name="This link was used already").is_visible()
+    web.open("/app/hub/accounts", status=403)  # the host's authorize= lets nobody in
+    assert page.get_by_role("heading", name="Not allowed").is_visible()
+    assert host_app.stop().returncode == 0
+    assert tokens[0] not in host_app.stdout + host_app.log  # the access log hides it
+
+
+def test_cancel_on_a_host_sessions_connect_page_leads_back_with_hub_result_cancelled(
+    browse_host: Callable[..., Browsing], hub: Any, qlik: Any
+) -> None:
+    web = browse_host(signed_in=False)
+    page = web.page
+    web.open("/app/connect")
+    page.get_by_role("link", name="Cancel").click()
+    page.wait_for_url("**/app/back?**")
+    assert page.url.endswith(f"/app/back?hub_result=cancelled&state={_host_state(web)}")
+    assert page.get_by_role("heading", name="Nothing was linked").is_visible()
+    assert web.posts == []
+    assert qlik.requests == []
+    assert hub.json("accounts", "--json") == []
+
+
+def test_a_host_framing_the_hub_hears_from_hub_js_that_the_account_is_linked(
+    browse_host: Callable[..., Browsing], hub: Any, qlik: Any, keys: Any
+) -> None:
+    web = browse_host(signed_in=False)
+    page = web.page
+    web.open("/app/framed")  # the host's page, the session's Connect page in its iframe
+    frame = page.frame_locator("iframe")
+    frame.get_by_role("heading", name="Connect Qlik Cloud").wait_for()
+    _fill_qlik(frame, keys)
+    frame.get_by_role("button", name="Connect", exact=True).click()
+    frame.get_by_role("heading", name="Qlik Cloud account linked").wait_for()
+    message = page.locator("#message")
+    message.filter(has_text="hub_result").wait_for()
+    [account] = hub.json("accounts", "--json")
+    assert account["owner"] == "cust-1"
+    assert json.loads(message.inner_text()) == {
+        "hub_result": "linked",
+        "hub_account": account["id"],
+        "hub_provider": "qlik",
+        "state": _host_state(web),
+    }
