@@ -312,3 +312,13 @@ def test_return_link_replaces_look_alike_parameters() -> None:
     parts = urlsplit(url)
     assert parse_qs(parts.query) == {"keep": ["1"], "hub_result": ["cancelled"], "state": ["s"]}
     assert parts.fragment == "frag"
+
+
+def test_a_framed_visit_without_the_link_cookie_says_to_open_a_tab(web: Any) -> None:
+    hub = host(web)
+    client = hub.new_client()
+    framed = hub.get("/link", client=client, headers={"Sec-Fetch-Dest": "iframe"})
+    assert framed.status == 400
+    assert "in its own tab" in framed.text
+    # Top-level, the same visit is a link that is not valid.
+    assert hub.get("/link", client=client).status == 404

@@ -680,6 +680,15 @@ class HubApp:
     async def _visit(self, request: Request) -> Link:
         """The open link of the link cookie; the page's session (made if new)."""
         data = self.link_cookies.read(request)
+        if data is None and request.headers.get("sec-fetch-dest") == "iframe":
+            # Inside a frame of another site the browser withholds the link cookie (SameSite):
+            # the link itself may be fine.
+            raise LinkRefused(
+                400,
+                "Open this link in its own tab",
+                "Your browser does not let this page keep your link inside a frame of "
+                "another site. Open the link in a tab of its own to continue.",
+            )
         if data is None:
             raise self._unusable("unknown")
         link = await self._open_row(data["link"])
