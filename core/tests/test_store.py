@@ -377,7 +377,7 @@ def test_a_database_of_a_newer_hub_is_refused_unchanged(db: Path, key: str) -> N
 def test_save_returns_an_active_account(store: Store) -> None:
     expires = NOW + timedelta(days=30)
     account = store.save("acme", verified(expires_at=expires, plan="pro"), creds(), now=NOW)
-    assert len(account.id) == 8
+    assert len(account.id) == 16
     assert account.id == account.id.lower()
     int(account.id, 16)
     assert account.provider_id == "acme"
@@ -580,6 +580,31 @@ def test_record_refuses_anything_but_a_result(store: Store) -> None:
 
 
 # --- get, accounts, credentials, delete ----------------------------------------------------
+
+
+def test_a_prefix_is_found_on_the_ids_index(store: Store) -> None:
+    plan = store._db.execute(
+        f"EXPLAIN QUERY PLAN {store_module._PREFIX_SQL}",
+        {"p": "ab", "end": "ab" + store_module._LAST_CHARACTER, "n": 2},
+    ).fetchall()
+    detail = " ".join(row[-1] for row in plan)
+    assert "USING INDEX" in detail, detail
+    assert "SCAN" not in detail, detail
+
+
+def test_short_ids_of_older_databases_and_odd_prefixes_are_still_found(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = iter(["0a1b2c3d", "0a1b2c3e5f6a7b8c", "ffffffffffffffff"])
+    monkeypatch.setattr(store_module, "_new_id", lambda: next(ids))
+    short = store.save("acme", verified("org:1"), creds())
+    long = store.save("acme", verified("org:2"), creds())
+    top = store.save("acme", verified("org:3"), creds())
+    assert store.get("0a1b2c3d") == short  # an exact id wins over the longer one it begins
+    assert store.get("0a1b2c3e") == long
+    assert store.get("ffff") == top
+    with pytest.raises(AmbiguousAccount):
+        store.get("0a1b2c3")
 
 
 def test_get_by_id_or_unique_prefix(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
