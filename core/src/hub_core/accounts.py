@@ -8,13 +8,17 @@ stores nothing; a re-check records its verdict on the account. Each change is to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
+
+import attrs
 
 from .display_text import inert
 from .errors import (
@@ -35,6 +39,7 @@ from .events import (
     LinkFailed,
 )
 from .fields import validate_values
+from .leases import CHECK_INTERVAL, LEASE_DEFAULT, LeasedAccount
 from .model import Account, Credentials, Verified
 from .owners import check_owner
 from .status import Status
@@ -43,7 +48,7 @@ if TYPE_CHECKING:
     from .hub import CheckResult, Hub
     from .store import Link, Store
 
-__all__ = ["Accounts", "StoreRunner"]
+__all__ = ["Accounts", "CheckRun", "StoreRunner"]
 
 T = TypeVar("T")
 #: Runs one store call somewhere the event loop does not wait on it (a thread that owns the
@@ -447,10 +452,9 @@ class Accounts:
         check runs (even before its turn) is left out, and so is one relinked meanwhile: its
         new key keeps the verdict relink recorded. Verdicts are recorded in batches (one
         transaction per ~100 accounts or quarter second), and *on_result* receives each account
-        as its verdict is recorded.
+        as its verdict is recorded. For every account of a large store, shared with other
+        checkers, use `check_all`.
         """
-        from .store import KeyReplaced  # the store module is loaded already: it made self.store
-
         if account_ids is None:
             accounts = self.store.accounts()
         else:
@@ -460,26 +464,156 @@ class Accounts:
                     accounts.append(self.store.get(account_id))
                 except AccountNotFound:
                     continue  # unlinked since the caller listed it
+        items = []
+        for account in accounts:
+            if account.status is Status.DAMAGED:
+                items.append(LeasedAccount(account))
+                continue
+            try:
+                values, version = self.store.checkout(account.id)
+            except AccountNotFound:
+                continue  # unlinked since it was listed
+            except StoreError as exc:  # its key does not decrypt: the others are still checked
+                items.append(LeasedAccount(account, error=exc))
+                continue
+            items.append(LeasedAccount(account, values, version))
+        return await self._check_items(items, concurrency=concurrency, on_result=on_result)
+
+    async def check_all(
+        self,
+        *,
+        concurrency: int = 20,
+        batch: int = 500,
+        lease_for: timedelta = LEASE_DEFAULT,
+        on_result: Callable[[Account], None] | None = None,
+    ) -> CheckRun:
+        """Check every account once, sharing the work with any other checker of the store.
+
+        A run started while another is under way joins it (`Store.join_run`). Each account
+        not checked since the run began is leased in batches of *batch* (a
+        lease commits before its requests leave), checked, and its verdict recorded under the
+        lease, so two ``hub check --all`` started together check each account once and a
+        killed one's accounts are taken over when its lease (*lease_for*) expires; this run
+        waits for that before it ends. Memory holds one batch, not the store. A `RateLimited`
+        account is due again after its ``Retry-After`` and keeps its verdict. *on_result*
+        receives each account as its verdict is recorded (and each one that cannot be checked).
+        """
+        token, started = self.store.join_run(alive_for=lease_for)
+        run = CheckRun()
+        held: list[str] = []  # leases kept until the end: accounts reported, never checked
+        try:
+            while True:
+                self.store.keep_run(token, alive_for=lease_for)
+                lease = self.store.lease(batch, checked_before=started, lease_for=lease_for)
+                if not lease.accounts:
+                    wait_until = self.store.held_elsewhere(held, checked_before=started)
+                    if wait_until is None:
+                        break
+                    pause = (wait_until - _utcnow()).total_seconds()
+                    await asyncio.sleep(min(max(pause, 0.05), 1.0))
+                    continue
+                if any(item.values is None and item.error is None for item in lease.accounts):
+                    held.append(lease.token)
+                for account in await self._check_items(
+                    lease.accounts,
+                    lease=lease.token,
+                    concurrency=concurrency,
+                    on_result=on_result,
+                ):
+                    run.count(account)
+        finally:
+            for lease_token in held:
+                self.store.release(lease_token)
+            self.store.end_run(token)
+        return run
+
+    async def work(
+        self,
+        *,
+        every: timedelta = CHECK_INTERVAL,
+        stop: asyncio.Event | None = None,
+        concurrency: int = 20,
+        batch: int = 500,
+        lease_for: timedelta = LEASE_DEFAULT,
+        idle: float = 30.0,
+        on_result: Callable[[Account], None] | None = None,
+    ) -> CheckRun:
+        """Re-check accounts as they fall due, until *stop* is set: what `hub worker` runs.
+
+        Each account is due again *every* after its verdict (a `RateLimited` one after its
+        ``Retry-After``). Due accounts are leased and checked as in `check_all`, so any number
+        of workers share them. With nothing due it sleeps until the next account is (at most
+        *idle* seconds, to see accounts linked meanwhile). When *stop* is set it stops leasing;
+        the batch in flight is cancelled, the verdicts it reached are recorded and the accounts
+        it had not started are released at once for another worker.
+        """
+        stop = stop or asyncio.Event()
+        run = CheckRun()
+        while not stop.is_set():
+            lease = self.store.lease(batch, lease_for=lease_for)
+            if not lease.accounts:
+                due = self.store.next_due()
+                pause = idle if due is None else (due - _utcnow()).total_seconds()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=min(max(pause, 0.05), idle))
+                continue
+            checking = asyncio.ensure_future(
+                self._check_items(
+                    lease.accounts,
+                    lease=lease.token,
+                    next_check_in=every,
+                    concurrency=concurrency,
+                    on_result=on_result,
+                )
+            )
+            stopping = asyncio.ensure_future(stop.wait())
+            finished = False
+            try:
+                await asyncio.wait({checking, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not checking.done():
+                    checking.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await checking
+                else:
+                    for account in checking.result():
+                        run.count(account)
+                    finished = True
+            finally:
+                stopping.cancel()
+                # Cancelled: what the batch did not start is free for another worker now.
+                # Finished: only accounts that cannot be checked are left; due again later.
+                self.store.release(lease.token, next_check_in=every if finished else None)
+        return run
+
+    async def _check_items(
+        self,
+        items: Sequence[LeasedAccount],
+        *,
+        lease: str | None = None,
+        next_check_in: timedelta = CHECK_INTERVAL,
+        concurrency: int = 20,
+        on_result: Callable[[Account], None] | None = None,
+    ) -> list[Account]:
+        """Check *items* and record each verdict (under *lease*, when given)."""
+        from .store import KeyReplaced, LeaseLost  # loaded already: it made self.store
+
         reported: list[Account] = []
         unreadable: list[tuple[str, HubError]] = []
         checkable: list[tuple[Account, dict[str, str]]] = []
         versions: dict[str, str] = {}
-        for account in accounts:
-            if account.status is Status.DAMAGED:
-                reported.append(account)
-                continue
-            try:
-                values, versions[account.id] = self.store.checkout(account.id)
-            except AccountNotFound:
-                continue  # unlinked since it was listed
-            except StoreError as exc:  # its key does not decrypt: the others are still checked
-                unreadable.append((account.id, exc))
-                continue
-            checkable.append((account, values))
+        for item in items:
+            if item.error is not None:
+                unreadable.append((item.account.id, item.error))
+            elif item.values is None:
+                reported.append(item.account)
+            else:
+                checkable.append((item.account, item.values))
+                if item.version is not None:
+                    versions[item.account.id] = item.version
         # An async on_event's deliveries run as tasks alongside the check, all awaited before
         # it returns: the verdicts are recorded from a sync callback of `Hub.check_many`.
         deliveries: list[asyncio.Task[None]] = []
-        before = {account.id: account.status for account in accounts}
+        before = {item.account.id: item.account.status for item in items}
 
         def checked(account: Account, error: HubError | None) -> None:
             event = AccountChecked(
@@ -494,7 +628,12 @@ class Accounts:
             if pending is not None:
                 deliveries.append(asyncio.ensure_future(pending))
 
-        outcomes = self.store.record_many(unreadable) if unreadable else []
+        def store(batch: list[tuple[str, CheckResult]]) -> list[Account | StoreError]:
+            return self.store.record_many(
+                batch, versions=versions, lease=lease, next_check_in=next_check_in
+            )
+
+        outcomes = store(list(unreadable)) if unreadable else []
         for (_, error), outcome in zip(unreadable, outcomes, strict=True):
             if isinstance(outcome, Account):
                 reported.append(outcome)
@@ -510,11 +649,11 @@ class Accounts:
         def flush() -> None:
             nonlocal flushed
             batch = [(checkable[index][0].id, result) for index, result in pending]
-            outcomes = self.store.record_many(batch, versions=versions)
+            outcomes = store(batch)
             retry = []
             for (index, result), outcome in zip(pending, outcomes, strict=True):
-                if isinstance(outcome, AccountNotFound | KeyReplaced):
-                    continue  # unlinked or relinked while the check ran
+                if isinstance(outcome, AccountNotFound | KeyReplaced | LeaseLost):
+                    continue  # unlinked, relinked or taken over while the check ran
                 if isinstance(outcome, HubError):  # the key now reaches another identity
                     retry.append((index, InvalidCredentials(outcome.message)))
                     continue
@@ -532,9 +671,9 @@ class Accounts:
             if len(pending) >= BATCH_SIZE or time.monotonic() - flushed >= BATCH_SECONDS:
                 flush()
 
-        items = ((account.provider_id, values) for account, values in checkable)
+        work = ((account.provider_id, values) for account, values in checkable)
         try:
-            await self.hub.check_many(items, concurrency=concurrency, on_result=record)
+            await self.hub.check_many(work, concurrency=concurrency, on_result=record)
         finally:  # interrupted too (Ctrl-C): the verdicts already reached are kept
             try:
                 if pending:
@@ -543,6 +682,30 @@ class Accounts:
                 if deliveries:
                     await asyncio.gather(*deliveries)
         return reported + [account for account in recorded if account is not None]
+
+
+@attrs.define
+class CheckRun:
+    """What `Accounts.check_all` did: how many accounts it reported, by status."""
+
+    statuses: dict[Status, int] = attrs.field(factory=dict)
+    #: The accounts that are not active (what a person wants listed), in the order reported.
+    flagged: list[Account] = attrs.field(factory=list)
+
+    @property
+    def total(self) -> int:
+        """How many accounts the run reported."""
+        return sum(self.statuses.values())
+
+    def count(self, account: Account) -> None:
+        """Add *account*'s status to the run."""
+        self.statuses[account.status] = self.statuses.get(account.status, 0) + 1
+        if account.status is not Status.ACTIVE:
+            self.flagged.append(account)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 _log = logging.getLogger("hub_core.events")

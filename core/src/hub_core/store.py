@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import secrets
 import sqlite3
 import stat
@@ -43,18 +44,25 @@ from .errors import (
     LinkUsed,
     PermissionDenied,
     PluginError,
+    RateLimited,
     StoreError,
     redact,
 )
+from .leases import CHECK_INTERVAL, LEASE_DEFAULT, Lease, LeasedAccount
 from .model import Account, Credentials, Status, Verified
 from .owners import check_owner, clean_owner_name
 
 __all__ = [
+    "CHECK_INTERVAL",
+    "LEASE_DEFAULT",
     "LINK_ATTEMPTS",
     "LINK_DEFAULT_EXPIRY",
     "LINK_MAX_EXPIRY",
     "AccountPage",
     "KeyReplaced",
+    "Lease",
+    "LeaseLost",
+    "LeasedAccount",
     "Link",
     "OutboxEntry",
     "Store",
@@ -221,6 +229,29 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX webhook_outbox_due"
         " ON webhook_outbox (delivered_at, failed_at, next_attempt_at)",
     ),
+    # Leases (`Store.lease`): many checkers share the accounts, each checked once. A lease is
+    # a random token and an expiry written in one short transaction before any request is
+    # sent; a verdict is recorded only under its token, so a checker whose lease expired
+    # (killed, stalled) writes nothing. *next_check_at* is when `hub worker` checks it again
+    # (NULL: due now); *retry_at* when a provider that answered 429 may be asked again (no
+    # checker leases it before); *attempts* counts consecutive checks that reached no verdict.
+    (
+        "ALTER TABLE accounts ADD COLUMN next_check_at TEXT",
+        "ALTER TABLE accounts ADD COLUMN retry_at TEXT",
+        "ALTER TABLE accounts ADD COLUMN lease_token TEXT",
+        "ALTER TABLE accounts ADD COLUMN lease_until TEXT",
+        "ALTER TABLE accounts ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX accounts_checked ON accounts (checked_at)",
+        "CREATE INDEX accounts_due ON accounts (next_check_at)",
+        # The `hub check --all` runs under way: one started meanwhile joins the earliest.
+        """
+        CREATE TABLE check_runs (
+            token       TEXT PRIMARY KEY,
+            started_at  TEXT NOT NULL,
+            alive_until TEXT NOT NULL
+        )
+        """,
+    ),
 )
 _SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -295,6 +326,12 @@ class Link:
         if self.failed_attempts >= LINK_ATTEMPTS:
             return "locked"
         return "open"
+
+
+class LeaseLost(StoreError):
+    """The lease on the account expired and another checker took it: the verdict was dropped."""
+
+    code = "lease_lost"
 
 
 class KeyReplaced(StoreError):
@@ -993,6 +1030,8 @@ class Store:
         *,
         now: datetime | None = None,
         versions: Mapping[str, str] | None = None,
+        lease: str | None = None,
+        next_check_in: timedelta = CHECK_INTERVAL,
     ) -> list[Account | StoreError]:
         """Store the outcomes of many re-checks in one transaction (as `record` each).
 
@@ -1002,6 +1041,11 @@ class Store:
         key reaches another identity); the others are stored all the same. One transaction
         instead of one per account: `hub check` over thousands of accounts would otherwise
         spend its time committing.
+
+        With *lease* (a `Lease` token), each outcome is stored only if that lease still holds
+        the account (else `LeaseLost`, the account unchanged), its lease is cleared and it is
+        due again in *next_check_in*; a `RateLimited` outcome then changes no verdict: the
+        account is due again after the provider's ``retry_after`` (with jitter).
         """
         now = _now(now)
         versions = versions or {}
@@ -1009,8 +1053,57 @@ class Store:
         with self._write() as conn:
             for account_id, result in results:
                 version = versions.get(account_id)
-                out.append(self._record_one(conn, account_id, result, now, version))
+                if lease is None:
+                    out.append(self._record_one(conn, account_id, result, now, version))
+                else:
+                    out.append(
+                        self._record_leased(
+                            conn, account_id, result, now, version, lease, next_check_in
+                        )
+                    )
         return out
+
+    def _record_leased(
+        self,
+        conn: sqlite3.Connection,
+        account_id: str,
+        result: Verified | HubError,
+        now: datetime,
+        version: str | None,
+        lease: str,
+        next_check_in: timedelta,
+    ) -> Account | StoreError:
+        key = _by_id(account_id)
+        held = conn.execute(
+            "SELECT lease_token FROM accounts WHERE (id = ? OR rowid = ?)", key
+        ).fetchone()
+        if held is None:
+            return AccountNotFound(account_id)
+        if held["lease_token"] != lease:
+            return LeaseLost(
+                f"the lease on account {account_id} expired and another checker took it; "
+                "this verdict was dropped"
+            )
+        if isinstance(result, RateLimited):
+            # One key's 429 says nothing of its verdict: only when to ask again (jittered, so
+            # accounts limited together do not return together).
+            wait = max(float(result.retry_after or 0), 1.0)
+            due = now + timedelta(seconds=wait * random.uniform(1.0, 1.25))
+            retry, outcome = _iso(due), None
+        else:
+            due, retry = now + next_check_in, None
+            outcome = self._record_one(conn, account_id, result, now, version)
+        conn.execute(
+            "UPDATE accounts SET lease_token = NULL, lease_until = NULL, next_check_at = ?,"
+            " retry_at = ? WHERE (id = ? OR rowid = ?)",
+            (_iso(due), retry, *key),
+        )
+        if outcome is not None:
+            return outcome
+        row = conn.execute(
+            "SELECT rowid AS row_number, * FROM accounts WHERE (id = ? OR rowid = ?)", key
+        ).fetchone()
+        return _account(row, now)
 
     def _record_one(
         self,
@@ -1223,6 +1316,172 @@ class Store:
             ).fetchall()
         return AccountPage([_account(row, now) for row in rows], total, offset, limit)
 
+    # --- leases (SCALE.md §2) ----------------------------------------------------------------
+
+    def lease(
+        self,
+        limit: int,
+        *,
+        checked_before: datetime | None = None,
+        lease_for: timedelta = LEASE_DEFAULT,
+        now: datetime | None = None,
+    ) -> Lease:
+        """Lease up to *limit* due accounts nobody holds, their keys decrypted, in one short
+        transaction committed before any check runs.
+
+        Due: its ``next_check_at`` has come (or is unset). With *checked_before* (the start of
+        a ``hub check --all`` run), instead: not checked since, so each is leased once per
+        run, whoever runs it. Either way, not before a provider's ``Retry-After`` has passed.
+        Leased accounts are the oldest checked (or longest due) first. Record their
+        verdicts with `record_many` (``lease=``), or give them back with `release`.
+        """
+        now = _now(now)
+        token = secrets.token_hex(16)
+        until = now + lease_for
+        params: dict[str, object] = {
+            "now": _iso(now),
+            "token": token,
+            "until": _iso(until),
+            "limit": max(1, limit),
+        }
+        if checked_before is None:
+            order, due = "next_check_at", "(next_check_at IS NULL OR next_check_at <= :now)"
+        else:
+            order, due = "checked_at", _NOT_CHECKED_SINCE
+            params["before"] = _iso(checked_before)
+        with self._write() as conn:
+            rows = conn.execute(
+                "UPDATE accounts SET lease_token = :token, lease_until = :until"  # noqa: S608
+                " WHERE rowid IN (SELECT rowid FROM accounts"
+                f" WHERE {due} AND (lease_until IS NULL OR lease_until < :now)"
+                " AND (retry_at IS NULL OR retry_at <= :now)"
+                f" ORDER BY {order} LIMIT :limit)"
+                " RETURNING rowid AS row_number, *",
+                params,
+            ).fetchall()
+        return Lease(token, until, [self._leased(row, now) for row in rows])
+
+    def _leased(self, row: sqlite3.Row, now: datetime) -> LeasedAccount:
+        account = _account(row, now)
+        if account.status is Status.DAMAGED:
+            return LeasedAccount(account)
+        try:
+            values = self._values_of(row, account.id)
+        except StoreError as exc:
+            return LeasedAccount(account, error=exc)
+        return LeasedAccount(account, values, _version(row["secrets"]))
+
+    def release(
+        self,
+        token: str,
+        account_ids: Iterable[str] | None = None,
+        *,
+        next_check_in: timedelta | None = None,
+        now: datetime | None = None,
+    ) -> int:
+        """Give back the accounts of lease *token* (all, or *account_ids*) unchecked: another
+        checker may take them at once, or, with *next_check_in*, once that has passed (an
+        account that cannot be checked, so a worker does not lease it again and again).
+        Return how many were released."""
+        with self._write() as conn:
+            if account_ids is None:
+                due = None if next_check_in is None else _iso(_now(now) + next_check_in)
+                cursor = conn.execute(
+                    "UPDATE accounts SET lease_token = NULL, lease_until = NULL,"
+                    " next_check_at = coalesce(?, next_check_at) WHERE lease_token = ?",
+                    (due, token),
+                )
+                return cursor.rowcount
+            released = 0
+            for account_id in account_ids:
+                key = _by_id(account_id)
+                released += conn.execute(
+                    "UPDATE accounts SET lease_token = NULL, lease_until = NULL"
+                    " WHERE (id = ? OR rowid = ?) AND lease_token = ?",
+                    (*key, token),
+                ).rowcount
+            return released
+
+    def held_elsewhere(
+        self,
+        mine: Iterable[str] = (),
+        *,
+        checked_before: datetime,
+        now: datetime | None = None,
+    ) -> datetime | None:
+        """When the first lease of another checker (not one of the tokens *mine*) on an account
+        not checked since *checked_before* expires; None when no other checker holds one. A
+        ``--all`` run that found nothing more to lease waits for that before it ends."""
+        params: dict[str, object] = {"now": _iso(_now(now)), "before": _iso(checked_before)}
+        params.update({f"t{n}": token for n, token in enumerate(mine)})
+        marks = ", ".join(f":{name}" for name in params if name.startswith("t"))
+        theirs = f" AND lease_token NOT IN ({marks})" if marks else ""
+        with self._sqlite_errors():
+            row = self._db.execute(
+                "SELECT min(lease_until) FROM accounts WHERE lease_until >= :now"  # noqa: S608
+                f" AND {_NOT_CHECKED_SINCE}{theirs}",
+                params,
+            ).fetchone()
+        return _parse(row[0]) if row and row[0] else None
+
+    def next_due(self) -> datetime | None:
+        """When the next account falls due (None: no account; a past time: one is due now)."""
+        with self._sqlite_errors():
+            row = self._db.execute(
+                "SELECT next_check_at FROM accounts ORDER BY next_check_at LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return None
+        return _parse(row[0]) if row[0] else datetime.min.replace(tzinfo=UTC)
+
+    def due_count(self, *, checked_before: datetime | None = None) -> int:
+        """How many accounts a run starting at *checked_before* has to check (all but those
+        checked since), or, without it, how many exist: the length of a progress bar."""
+        sql, params = "SELECT count(*) FROM accounts", {"before": _iso(checked_before)}
+        if checked_before is not None:
+            sql += f" WHERE {_NOT_CHECKED_SINCE}"
+        with self._sqlite_errors():
+            count: int = self._db.execute(sql, params).fetchone()[0]
+        return count
+
+    def join_run(
+        self, *, alive_for: timedelta = LEASE_DEFAULT, now: datetime | None = None
+    ) -> tuple[str, datetime]:
+        """Start a ``check --all`` run, or join the earliest one under way: its token and the
+        time the run began (what `lease` takes as *checked_before*).
+
+        Two runs started a moment apart (or one started while another is under way) share one
+        start, so each account is checked once between them. A run is under way while it
+        renews itself (`keep_run`) within *alive_for*; a killed one is forgotten after that.
+        """
+        now = _now(now)
+        token = secrets.token_hex(16)
+        with self._write() as conn:
+            conn.execute("DELETE FROM check_runs WHERE alive_until < ?", (_iso(now),))
+            earliest = conn.execute("SELECT min(started_at) FROM check_runs").fetchone()[0]
+            started = _parse(earliest) if earliest else now
+            assert started is not None
+            conn.execute(
+                "INSERT INTO check_runs (token, started_at, alive_until) VALUES (?, ?, ?)",
+                (token, _iso(started), _iso(now + alive_for)),
+            )
+        return token, started
+
+    def keep_run(
+        self, token: str, *, alive_for: timedelta = LEASE_DEFAULT, now: datetime | None = None
+    ) -> None:
+        """Tell other checkers the run *token* is still under way."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE check_runs SET alive_until = ? WHERE token = ?",
+                (_iso(_now(now) + alive_for), token),
+            )
+
+    def end_run(self, token: str) -> None:
+        """The run *token* is over (what it leased is recorded or released)."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM check_runs WHERE token = ?", (token,))
+
     def credentials(self, account_id: str) -> dict[str, str]:
         """Return an account's field values, secrets decrypted: what re-running its check needs.
 
@@ -1244,6 +1503,9 @@ class Store:
             ).fetchone()
         if row is None:
             raise AccountNotFound(account_id)
+        return self._values_of(row, account_id), _version(row["secrets"])
+
+    def _values_of(self, row: sqlite3.Row, account_id: str) -> dict[str, str]:
         values = _json_object(row["config"])
         if values is None or not all(isinstance(v, str) for v in values.values()):
             raise StoreError(
@@ -1251,7 +1513,7 @@ class Store:
                 f"changed outside hub); unlink it with `hub unlink {account_id}` and link it again"
             )
         values.update(self._decrypt(row["secrets"], account_id))
-        return values, _version(row["secrets"])
+        return values
 
     def delete(self, account_id: str) -> None:
         """Remove an account and its key (`AccountNotFound` if there is none)."""
@@ -1631,6 +1893,10 @@ def _verdict(error: HubError, expires_at: datetime | None, now: datetime) -> str
 #: Accounts whose id starts with :p. The range lets SQLite search the id's index instead of
 #: reading every id; substr() keeps the match exact. :end is :p followed by the highest
 #: character, above every id that starts with :p.
+#: Accounts not checked since :before. A ``checked_at`` edited by hand into something that is
+#: not a time sorts above every time: such a row counts as not checked, so it is reported.
+_NOT_CHECKED_SINCE = "(checked_at IS NULL OR checked_at < :before OR checked_at >= '9999')"
+
 _PREFIX_SQL = (
     "SELECT rowid AS row_number, * FROM accounts"
     " WHERE id >= :p AND id < :end AND substr(id, 1, :n) = :p"

@@ -15,7 +15,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
@@ -301,13 +301,24 @@ def current_hub() -> Hub:
 
 
 def echo_json(data: object) -> None:
-    """Print *data* as the one JSON document of a ``--json`` command.
+    """Print *data* as the one JSON document of a ``--json`` command (an iterator: as a
+    list, each item written as it comes).
 
     Values are never altered, but the text is ASCII: every other character is a ``\\u``
     escape, so a C1 control or a bidi override in a provider's string is data to a JSON
     reader and nothing to a terminal, and a lone surrogate cannot fail the write.
     """
-    click.echo(json.dumps(data, indent=2, ensure_ascii=True))
+    if not isinstance(data, Iterator):
+        click.echo(json.dumps(data, indent=2, ensure_ascii=True))
+        return
+    # An iterator is the same list, written item by item as it yields: a long listing never
+    # sits whole in memory, and a reader sees the same document.
+    first = True
+    for item in data:
+        text = json.dumps(item, indent=2, ensure_ascii=True).replace("\n", "\n  ")
+        click.echo(("[\n  " if first else ",\n  ") + text, nl=False)
+        first = False
+    click.echo("[]" if first else "\n]")
 
 
 class _HubGroup(click.Group):
@@ -339,7 +350,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hub_core.cli import accounts, catalog, links, serve, webhooks
+    from hub_core.cli import accounts, catalog, links, serve, webhooks, worker
 
     for command in (
         *catalog.COMMANDS,
@@ -347,6 +358,7 @@ def _register() -> None:
         *serve.COMMANDS,
         *links.COMMANDS,
         *webhooks.COMMANDS,
+        *worker.COMMANDS,
     ):
         main.add_command(command)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import queue
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -487,10 +489,13 @@ def _table_row(cells: Sequence[Shown], widths: Sequence[int]) -> Shown:
     return joined([*padded[:-1], cells[-1]], "  ")
 
 
-def check_exit_code(checked: Sequence[Account]) -> int:
+def check_exit_code(checked: Sequence[Account] | CheckReport) -> int:
     """1 when a key was rejected or has expired, or an account is damaged, else 3 when a
     provider was unreachable."""
-    statuses = {account.status for account in checked}
+    if isinstance(checked, CheckReport):
+        statuses = checked.statuses
+    else:
+        statuses = {account.status for account in checked}
     if statuses & {Status.INVALID, Status.DENIED, Status.EXPIRED, Status.DAMAGED}:
         return EXIT_REJECTED
     if Status.ERROR in statuses:
@@ -509,44 +514,114 @@ def check_exit_code(checked: Sequence[Account]) -> int:
     help="How many checks run at once.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the checked accounts as JSON.")
+@click.option(
+    "--lease",
+    default="5m",
+    show_default=True,
+    metavar="DURATION",
+    help="How long a batch is held (30s, 5m): a killed checker's accounts return after it.",
+)
 @reports_errors
-def check(account_ids: tuple[str, ...], check_all: bool, concurrency: int, as_json: bool) -> None:
-    """Re-check linked keys live and flag expired or revoked ones."""
+def check(
+    account_ids: tuple[str, ...], check_all: bool, concurrency: int, as_json: bool, lease: str
+) -> None:
+    """Re-check linked keys live and flag expired or revoked ones.
+
+    Without ids, every account is checked once, in leased batches shared with any other
+    `hub check` or `hub worker` of the same store.
+    """
     if account_ids and check_all:
         raise click.UsageError("give account ids or --all, not both")
+    lease_for = lease_duration(lease)
     no_core_dumps()
     current = state()
-    targets = [current.store.get(i) for i in account_ids] or current.store.accounts()
-    if not targets:
-        say(shown("No linked account to check."))
-        return
-    with click.progressbar(
-        length=len(targets), label="Checking", file=sys.stderr, show_pos=True
-    ) as bar:
-        import asyncio  # only this command runs an event loop; --help need not load it
+    import asyncio  # only the checking commands run an event loop; --help need not load it
 
-        checked = asyncio.run(
-            current.accounts.check(
-                [a.id for a in targets], concurrency=concurrency, on_result=lambda _: bar.update(1)
+    if account_ids:
+        targets = [current.store.get(i) for i in account_ids]
+        with _progress(len(targets)) as bar:
+            checked = asyncio.run(
+                current.accounts.check(
+                    [a.id for a in targets],
+                    concurrency=concurrency,
+                    on_result=lambda _: bar.update(1),
+                )
             )
-        )
-    if as_json:
-        echo_json([account.to_json() for account in checked])
-    else:
-        counts: dict[Status, int] = {}
+        report = CheckReport()
         for account in checked:
-            counts[account.status] = counts.get(account.status, 0) + 1
+            report.add(account)
+        if as_json:
+            echo_json([account.to_json() for account in checked])
+    else:
+        total = current.store.due_count()
+        if not total:
+            say(shown("No linked account to check."))
+            return
+        report = CheckReport()
+        with _progress(total) as bar, _json_stream(as_json) as stream:
+
+            def reported(account: Account) -> None:
+                bar.update(1)
+                report.add(account)
+                if stream is not None:
+                    stream.put(account.to_json())
+
+            asyncio.run(
+                current.accounts.check_all(
+                    concurrency=concurrency, lease_for=lease_for, on_result=reported
+                )
+            )
+    if not as_json:
+        say(*report.lines())
+    code = check_exit_code(report)
+    if code:
+        sys.exit(code)
+
+
+def lease_duration(text: str) -> timedelta:
+    """``--lease``'s value, or a usage error (exit 2)."""
+    from hub_core.cli.links import parse_duration
+
+    try:
+        return parse_duration(text, what="a lease lasts", at_most=1)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--lease") from None
+
+
+def _progress(length: int) -> Any:
+    return click.progressbar(length=length, label="Checking", file=sys.stderr, show_pos=True)
+
+
+class CheckReport:
+    """What `hub check` says at the end: counts by status, and each account not active."""
+
+    def __init__(self) -> None:
+        self.counts: dict[Status, int] = {}
+        self.flagged: list[Account] = []
+
+    def add(self, account: Account) -> None:
+        """Count *account*; keep it for the listing when it is not active."""
+        self.counts[account.status] = self.counts.get(account.status, 0) + 1
+        if account.status is not Status.ACTIVE:
+            self.flagged.append(account)
+
+    @property
+    def statuses(self) -> set[Status]:
+        """The statuses seen."""
+        return set(self.counts)
+
+    def lines(self) -> list[Shown]:
+        """The summary line, then one line per account that is not active."""
+        n = sum(self.counts.values())
         summary = joined(
-            (shown("{n} {status}", n=n, status=_status(s)) for s, n in sorted(counts.items())),
+            (
+                shown("{n} {status}", n=count, status=_status(s))
+                for s, count in sorted(self.counts.items())
+            ),
             ", ",
         )
         lines = [
-            shown(
-                "Checked {n} account{s}: {summary}.",
-                n=len(checked),
-                s="s" * (len(checked) != 1),
-                summary=summary,
-            )
+            shown("Checked {n} account{s}: {summary}.", n=n, s="s" * (n != 1), summary=summary)
         ]
         lines += [
             shown(
@@ -557,13 +632,28 @@ def check(account_ids: tuple[str, ...], check_all: bool, concurrency: int, as_js
                 reason=account.last_error or _expiry(account),
                 limit=LONG_LIMIT,
             )
-            for account in checked
-            if account.status is not Status.ACTIVE
+            for account in self.flagged
         ]
-        say(*lines)
-    code = check_exit_code(checked)
-    if code:
-        sys.exit(code)
+        return lines
+
+
+@contextlib.contextmanager
+def _json_stream(wanted: bool) -> Iterator[queue.Queue[object] | None]:
+    """A queue whose items `echo_json` writes as one JSON list while the check runs (on a
+    thread of its own: the check's loop never waits on the terminal). Closed on the way out,
+    Ctrl-C included, so the list is always whole."""
+    if not wanted:
+        yield None
+        return
+    items: queue.Queue[object] = queue.Queue()
+    end = object()
+    writer = threading.Thread(target=lambda: echo_json(iter(items.get, end)), daemon=True)
+    writer.start()
+    try:
+        yield items
+    finally:
+        items.put(end)
+        writer.join()
 
 
 COMMANDS = [link, accounts, relink, unlink, check]

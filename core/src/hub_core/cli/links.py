@@ -20,20 +20,20 @@ __all__ = ["link_url", "parse_duration"]
 
 _BASE_ENV = "HUB_BASE_URL"
 _DEFAULT_BASE = "http://127.0.0.1:8765"
-_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
-_MAX = timedelta(days=30)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
-def parse_duration(text: str) -> timedelta:
-    """``30m``, ``12h`` or ``7d`` as a timedelta; `ValueError` for anything else or past 30 days."""
-    found = re.fullmatch(r"\s*(\d{1,6})\s*([mhd])\s*", text.lower())
+def parse_duration(text: str, *, what: str = "a link lasts", at_most: int = 30) -> timedelta:
+    """``30s``, ``30m``, ``12h`` or ``7d`` as a timedelta; `ValueError` for anything else,
+    for zero, or past *at_most* days (the message says "{what} at most …")."""
+    found = re.fullmatch(r"\s*(\d{1,6})\s*([smhd])\s*", text.lower())
     if found is None:
         raise ValueError(f"{text!r} is not a duration: write it as 30m, 12h or 7d")
     amount = timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
     if amount <= timedelta(0):
-        raise ValueError("a link must last longer than that: give at least 1m")
-    if amount > _MAX:
-        raise ValueError(f"{text} is too long: a link lasts at most 30 days (30d)")
+        raise ValueError(f"{text} is too short: give at least 1s")
+    if amount > timedelta(days=at_most):
+        raise ValueError(f"{text} is too long: {what} at most {at_most} days ({at_most}d)")
     return amount
 
 

@@ -1,0 +1,104 @@
+"""``hub worker``: re-check accounts as they fall due, until stopped (SCALE.md §2).
+
+Any number of workers (and ``hub check`` runs) share one store through leases: each due
+account is checked once. SIGTERM or Ctrl-C stops leasing, cancels the batch in flight (the
+verdicts it reached are kept) and releases what it had not started, then exits 0.
+"""
+
+from __future__ import annotations
+
+import click
+
+from hub_core.cli import reports_errors, say, shown, state
+from hub_core.cli.accounts import CheckReport, lease_duration, no_core_dumps
+
+__all__ = ["worker"]
+
+
+@click.command()
+@click.option(
+    "--every",
+    default="24h",
+    show_default=True,
+    metavar="DURATION",
+    help="How long after its last check an account is due again (30m, 12h, 7d).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 500),
+    default=20,
+    show_default=True,
+    help="How many checks run at once.",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 10_000),
+    default=500,
+    show_default=True,
+    help="How many due accounts one lease takes.",
+)
+@click.option(
+    "--lease",
+    default="5m",
+    show_default=True,
+    metavar="DURATION",
+    help="How long a batch is held: a killed worker's accounts return after it.",
+)
+@reports_errors
+def worker(every: str, concurrency: int, batch: int, lease: str) -> None:
+    """Re-check linked keys as they fall due, until stopped (SIGTERM or Ctrl-C)."""
+    import asyncio
+    import signal
+    from datetime import timedelta
+
+    from hub_core.cli.links import parse_duration
+
+    try:
+        interval = parse_duration(every, what="--every is", at_most=365)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--every") from None
+    if interval < timedelta(minutes=1):
+        raise click.BadParameter("give at least 1m", param_hint="--every")
+    lease_for = lease_duration(lease)
+    no_core_dumps()
+    current = state()
+
+    def batch_done(report: CheckReport) -> None:
+        say(*report.lines(), err=True)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        report = CheckReport()
+        pending = 0
+
+        def checked(account: object) -> None:
+            nonlocal pending, report
+            report.add(account)  # type: ignore[arg-type]
+            pending += 1
+            if pending >= batch:
+                batch_done(report)
+                report, pending = CheckReport(), 0
+
+        say(
+            shown("Checking each account every {every}; SIGTERM or Ctrl-C stops.", every=every),
+            err=True,
+        )
+        await current.accounts.work(
+            every=interval,
+            stop=stop,
+            concurrency=concurrency,
+            batch=batch,
+            lease_for=lease_for,
+            on_result=checked,
+        )
+        if pending:
+            batch_done(report)
+
+    asyncio.run(run())
+    say(shown("Stopped."), err=True)
+
+
+COMMANDS = [worker]

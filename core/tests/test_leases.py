@@ -1,0 +1,358 @@
+"""Leases (SCALE.md §2): checkers share a store's accounts and each account is checked once."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+
+from hub_core import Accounts, Hub, Policy, Store, Verified
+from hub_core.errors import InvalidCredentials, RateLimited
+from hub_core.hookspecs import Flow
+from hub_core.model import Credentials, Status
+from hub_core.store import LeaseLost
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+pytestmark = pytest.mark.anyio
+
+
+def keyed_flow(credentials: Any) -> Flow:
+    """One GET per check; the provider's answer decides (401: rejected, 429: slow down)."""
+    key = credentials["api_key"]
+    response = yield httpx.Request(
+        "GET", "https://api.acme.test/me", headers={"Authorization": f"Bearer {key}"}
+    )
+    if response.status_code == 401:
+        raise InvalidCredentials("Acme rejected the key", field="api_key")
+    if response.status_code == 429:
+        raise RateLimited("Acme asked to slow down", retry_after=30)
+    return Verified(identity=f"org:{key}", label=f"Org {key}")
+
+
+class Provider:
+    """Counts the checks each key got; a key in *limited* is answered 429, in *revoked* 401."""
+
+    def __init__(self) -> None:
+        self.seen: collections.Counter[str] = collections.Counter()
+        self.limited: set[str] = set()
+        self.revoked: set[str] = set()
+        self.lock = threading.Lock()
+        #: Seconds each answer takes (a slow provider).
+        self.delay = 0.0
+
+    def __call__(self, request: httpx.Request) -> Any:
+        key = request.headers["authorization"].removeprefix("Bearer ")
+        with self.lock:
+            self.seen[key] += 1
+        if key in self.limited:
+            response = httpx.Response(429, headers={"Retry-After": "30"})
+        elif key in self.revoked:
+            response = httpx.Response(401)
+        else:
+            response = httpx.Response(200, json={})
+        if not self.delay:
+            return response
+
+        async def later() -> httpx.Response:  # the async client awaits a slow answer
+            await asyncio.sleep(self.delay)
+            return response
+
+        return later()
+
+
+@pytest.fixture
+def provider() -> Provider:
+    return Provider()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "hub.db"
+
+
+@pytest.fixture
+def secret() -> bytes:
+    return Fernet.generate_key()
+
+
+@pytest.fixture
+def make(db: Path, secret: bytes, provider: Provider, acme_plugin: Any) -> Iterator[Any]:
+    """Accounts over their own connection to one database, as another checker would have."""
+    opened: list[tuple[Hub, Store]] = []
+
+    def build() -> Accounts:
+        hub = Hub(
+            plugins=[acme_plugin(keyed_flow)],
+            load_entrypoints=False,
+            transport=httpx.MockTransport(provider),
+            policy=Policy(backoff=0, retries=0),
+        )
+        store = Store(db, secret_key=secret)
+        opened.append((hub, store))
+        return Accounts(hub, store)
+
+    yield build
+    for hub, store in opened:
+        hub.close()
+        store.close()
+
+
+def fill(store: Store, n: int) -> list[str]:
+    """*n* accounts with keys k0…k(n-1), linked (and last checked) long ago."""
+    ids = []
+    for i in range(n):
+        account = store.save(
+            "acme",
+            Verified(identity=f"org:k{i}", label=f"Org k{i}"),
+            Credentials({"api_key": f"k{i}"}, secret=["api_key"]),
+            now=NOW - timedelta(days=2),
+        )
+        ids.append(account.id)
+    return ids
+
+
+# --- the store's leases ------------------------------------------------------------------------
+
+
+def test_a_lease_holds_its_accounts_until_it_expires(make: Any) -> None:
+    store = make().store
+    ids = fill(store, 5)
+    first = store.lease(3, now=NOW, lease_for=timedelta(seconds=60))
+    assert len(first.accounts) == 3
+    assert all(item.values is not None for item in first.accounts)
+    second = store.lease(10, now=NOW, lease_for=timedelta(seconds=60))
+    assert {i.account.id for i in first.accounts} | {i.account.id for i in second.accounts} == set(
+        ids
+    )
+    assert not {i.account.id for i in first.accounts} & {i.account.id for i in second.accounts}
+    assert store.lease(10, now=NOW + timedelta(seconds=59)).accounts == []
+    # Expired: whoever asks next has them (the first checker was killed, say).
+    taken = store.lease(10, now=NOW + timedelta(seconds=61))
+    assert len(taken.accounts) == 5
+    assert "token" not in repr(taken)
+    assert taken.token not in repr(taken)
+
+
+def test_a_verdict_is_recorded_only_under_the_lease_that_holds_it(make: Any) -> None:
+    store = make().store
+    [account_id] = fill(store, 1)
+    old = store.lease(1, now=NOW, lease_for=timedelta(seconds=10))
+    new = store.lease(1, now=NOW + timedelta(seconds=11))
+    ok = Verified(identity="org:k0", label="Org k0")
+    [late] = store.record_many([(account_id, ok)], lease=old.token, now=NOW + timedelta(seconds=12))
+    assert isinstance(late, LeaseLost)
+    assert store.get(account_id).checked_at == NOW - timedelta(days=2)  # the late write: nothing
+    [kept] = store.record_many([(account_id, ok)], lease=new.token, now=NOW + timedelta(seconds=13))
+    assert not isinstance(kept, Exception)
+    assert kept.checked_at == NOW + timedelta(seconds=13)
+    # Recorded: the lease is gone and the account is due again in a day.
+    assert store.lease(1, now=NOW + timedelta(seconds=14)).accounts == []
+    assert len(store.lease(1, now=NOW + timedelta(days=1, seconds=14)).accounts) == 1
+
+
+def test_a_rate_limited_account_keeps_its_verdict_and_waits(make: Any) -> None:
+    store = make().store
+    [account_id] = fill(store, 1)
+    store.record(account_id, InvalidCredentials("revoked"), now=NOW - timedelta(days=1))
+    lease = store.lease(1, now=NOW)
+    limited = RateLimited("slow down", retry_after=30)
+    [same] = store.record_many([(account_id, limited)], lease=lease.token, now=NOW)
+    assert not isinstance(same, Exception)
+    assert same.status is Status.INVALID
+    assert same.last_error == "revoked"
+    assert same.checked_at == NOW - timedelta(days=1)
+    # Not before its Retry-After (30 s, jittered up to 37.5 s), for a run or a worker.
+    start = NOW - timedelta(hours=1)
+    assert store.lease(1, now=NOW + timedelta(seconds=29), checked_before=start).accounts == []
+    assert store.lease(1, now=NOW + timedelta(seconds=29)).accounts == []
+    assert len(store.lease(1, now=NOW + timedelta(seconds=38)).accounts) == 1
+
+
+def test_release_gives_accounts_back_at_once(make: Any) -> None:
+    store = make().store
+    ids = fill(store, 3)
+    lease = store.lease(3, now=NOW)
+    assert store.release(lease.token, [ids[0]]) == 1
+    assert [i.account.id for i in store.lease(3, now=NOW).accounts] == [ids[0]]
+    assert store.release(lease.token) == 2
+    assert store.release(lease.token) == 0
+
+
+# --- check_all: every account once, shared ---------------------------------------------------
+
+
+async def test_check_all_checks_every_account_once_in_batches(
+    make: Any, provider: Provider
+) -> None:
+    accounts = make()
+    fill(accounts.store, 25)
+    seen: list[str] = []
+    run = await accounts.check_all(batch=4, on_result=lambda a: seen.append(a.id))
+    assert run.total == 25
+    assert run.statuses == {Status.ACTIVE: 25}
+    assert sorted(provider.seen.values()) == [1] * 25
+    assert len(seen) == len(set(seen)) == 25
+    # A second run checks them all again: each was checked before it began.
+    await accounts.check_all(batch=10)
+    assert sorted(provider.seen.values()) == [2] * 25
+
+
+def test_two_checkers_started_together_check_each_account_once(
+    make: Any, provider: Provider
+) -> None:
+    fill(make().store, 300)
+    runs: list[Any] = []
+    checkers = [make(), make()]
+
+    def checker(accounts: Accounts) -> None:
+        # Each thread its own connection (SQLite's rule), as two processes would have.
+        with accounts.store.connect_again() as store:
+            mine = Accounts(accounts.hub, store)
+            runs.append(asyncio.run(mine.check_all(batch=20, concurrency=5)))
+
+    threads = [threading.Thread(target=checker, args=(c,)) for c in checkers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(provider.seen.values()) == [1] * 300
+    assert sum(run.total for run in runs) == 300
+    assert all(run.total > 0 for run in runs)  # the work was shared
+
+
+async def test_check_all_takes_over_a_dead_checkers_lease(make: Any, provider: Provider) -> None:
+    accounts = make()
+    ids = fill(accounts.store, 6)
+    dead = make().store.lease(2, lease_for=timedelta(seconds=0.5))  # then killed: never records
+    run = await accounts.check_all(batch=10)
+    assert run.total == 6
+    assert sorted(provider.seen.values()) == [1] * 6
+    stored = {account.id: account for account in accounts.store.accounts()}
+    for item in dead.accounts:
+        assert stored[item.account.id].checked_at > NOW  # checked after the lease expired
+    assert set(stored) == set(ids)
+
+
+async def test_check_all_reports_a_damaged_account_once_and_lets_it_go(
+    make: Any, provider: Provider, db: Path
+) -> None:
+    import sqlite3
+
+    accounts = make()
+    ids = fill(accounts.store, 3)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE accounts SET config = 'not json' WHERE id = ?", (ids[1],))
+    seen: list[Any] = []
+    run = await accounts.check_all(batch=1, on_result=seen.append)
+    assert [a.id for a in seen].count(ids[1]) == 1
+    assert run.statuses == {Status.ACTIVE: 2, Status.DAMAGED: 1}
+    assert accounts.store.lease(10).accounts != []  # released at the end of the run
+
+
+async def test_a_revoked_key_is_flagged(make: Any, provider: Provider) -> None:
+    accounts = make()
+    fill(accounts.store, 3)
+    provider.revoked.add("k1")
+    run = await accounts.check_all()
+    assert [a.label for a in run.flagged] == ["Org k1"]
+    assert run.statuses == {Status.ACTIVE: 2, Status.INVALID: 1}
+
+
+async def test_one_keys_429_reschedules_only_that_account(make: Any, provider: Provider) -> None:
+    accounts = make()
+    ids = fill(accounts.store, 4)
+    provider.limited.add("k2")
+    run = await accounts.check_all()
+    assert run.total == 4
+    stored = {a.id: a for a in accounts.store.accounts()}
+    assert stored[ids[2]].status is Status.ACTIVE  # as it was
+    assert stored[ids[2]].checked_at == NOW - timedelta(days=2)
+    assert all(stored[i].checked_at > NOW for i in ids if i != ids[2])
+    assert provider.seen["k2"] == 1  # not asked again within the run
+
+
+# --- the worker ------------------------------------------------------------------------------
+
+
+async def test_the_worker_checks_what_is_due_then_waits_and_stops(
+    make: Any, provider: Provider
+) -> None:
+    accounts = make()
+    fill(accounts.store, 5)
+    stop = asyncio.Event()
+    seen: list[str] = []
+
+    def checked(account: Any) -> None:
+        seen.append(account.id)
+        if len(seen) == 5:
+            asyncio.get_running_loop().call_later(0.2, stop.set)
+
+    run = await asyncio.wait_for(
+        accounts.work(every=timedelta(hours=1), stop=stop, idle=0.05, on_result=checked),
+        timeout=30,
+    )
+    assert run.total == 5
+    assert sorted(provider.seen.values()) == [1] * 5  # due again only in an hour
+    due = accounts.store.next_due()
+    assert due is not None
+    assert due > datetime.now(UTC) + timedelta(minutes=59)
+
+
+async def test_a_stopped_worker_releases_what_it_had_not_started(
+    make: Any, provider: Provider
+) -> None:
+    accounts = make()
+    fill(accounts.store, 40)
+    stop = asyncio.Event()
+    provider.delay = 0.05
+    worker = asyncio.ensure_future(accounts.work(stop=stop, concurrency=1, batch=40))
+    while not provider.seen:
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(worker, timeout=30)
+    checked = sum(provider.seen.values())
+    assert checked < 40
+    # What it had not started is free for another worker at once, not after the lease.
+    other = make().store.lease(100)
+    assert len(other.accounts) == 40 - len(
+        [a for a in accounts.store.accounts() if a.checked_at and a.checked_at > NOW]
+    )
+
+
+async def test_a_run_started_while_another_is_under_way_joins_it(
+    make: Any, provider: Provider
+) -> None:
+    first, second = make(), make()
+    fill(first.store, 60)
+    provider.delay = 0.01
+    early = asyncio.ensure_future(first.check_all(batch=5, concurrency=2))
+    while sum(1 for a in first.store.accounts() if a.checked_at and a.checked_at > NOW) < 5:
+        await asyncio.sleep(0.01)  # the first run has recorded verdicts already
+    late = await second.check_all(batch=5, concurrency=2)
+    done = await early
+    assert sorted(provider.seen.values()) == [1] * 60  # none checked again by the late run
+    assert done.total + late.total == 60
+    assert late.total > 0
+    # Both over: the next run starts afresh and checks everything again.
+    provider.delay = 0
+    again = await make().check_all()
+    assert again.total == 60
+
+
+def test_a_killed_runs_start_is_forgotten_after_it_stops_renewing(make: Any) -> None:
+    store = make().store
+    _, began = store.join_run(alive_for=timedelta(seconds=5), now=NOW)
+    _, joined = store.join_run(now=NOW + timedelta(seconds=4))
+    assert joined == began == NOW
+    later = NOW + timedelta(minutes=10)
+    _, fresh = store.join_run(now=later)
+    assert fresh == later
