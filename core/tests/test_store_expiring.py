@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from core.tests.test_store_owners import build
 from hub_core import store as store_module
 from hub_core.errors import InvalidCredentials, ProviderUnavailable
 from hub_core.model import Credentials, Status, Verified
@@ -17,7 +18,6 @@ from hub_core.status import expiring_from, status_at
 from hub_core.store import Store
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-KEY_CHECK_PLAINTEXT = b"hub key check v1"
 
 pytestmark = pytest.mark.usefixtures("hermetic_store_env")
 
@@ -182,17 +182,9 @@ def _migration_index() -> int:
 
 def test_the_migration_gives_existing_rows_the_7_day_rule(db: Path, key: str) -> None:
     fernet = Fernet(key)
-    index = _migration_index()
-    db.parent.mkdir()
-    conn = sqlite3.connect(db)
-    for steps in store_module._MIGRATIONS[:index]:
-        for sql in steps:
-            conn.execute(sql)
-    conn.execute(f"PRAGMA user_version = {index}")
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES ('key_check', ?)",
-        (fernet.encrypt(KEY_CHECK_PLAINTEXT).decode(),),
-    )
+    # A database of the schema before the migration, with the rows the shipped-schemas test
+    # makes ("Org 0" and "Org 1", expiring 2099-01-01 in a shorter spelling) and these:
+    build(db, fernet, _migration_index())
     rows = {
         # As hub has always written times: fixed width, microseconds, +00:00.
         "hub's own": "2025-03-02T12:00:00.999999+00:00",
@@ -203,11 +195,12 @@ def test_the_migration_gives_existing_rows_the_7_day_rule(db: Path, key: str) ->
         "never": None,
         "unreadable": "not a time",
     }
+    conn = sqlite3.connect(db)
     for n, (label, expires) in enumerate(rows.items()):
         conn.execute(
             "INSERT INTO accounts (id, provider_id, identity, label, verdict, secrets, linked_at,"
             " expires_at) VALUES (?, 'acme', ?, ?, 'active', ?, '2024-01-02T03:04:05+00:00', ?)",
-            (f"{n:016x}", f"org:{n}", label, fernet.encrypt(b'{"api_key": "k"}'), expires),
+            (f"{n:016x}", f"org:{n + 10}", label, fernet.encrypt(b'{"api_key": "k"}'), expires),
         )
     conn.commit()
     conn.close()
@@ -215,6 +208,8 @@ def test_the_migration_gives_existing_rows_the_7_day_rule(db: Path, key: str) ->
     with Store(db, secret_key=key) as store:
         moments = stored(db, "expiring_at")
         assert moments == {
+            "Org 0": "2098-12-25T00:00:00.000000+00:00",
+            "Org 1": "2098-12-25T00:00:00.000000+00:00",
             "hub's own": "2025-02-23T12:00:00.999999+00:00",
             "leap day": "2024-02-29T00:00:00.000000+00:00",
             "short": "2025-03-13T12:00:00.000000+00:00",

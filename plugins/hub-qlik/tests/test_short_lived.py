@@ -10,24 +10,14 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
 import hub_qlik
-from hub_core import Accounts, Hub, Policy, Status, Store
-from hub_core.testing import drive
+from hub_core import Accounts, Status, Store
+from hub_core.testing import drive, mock_hub
 
 PROVIDER = hub_qlik.make_provider()
 US = timedelta(microseconds=1)
-
-
-def hub_for(handler) -> Hub:
-    return Hub(
-        plugins=[hub_qlik],
-        load_entrypoints=False,
-        transport=httpx.MockTransport(handler),
-        policy=Policy(backoff=0.0, retries=0),
-    )
 
 
 @pytest.mark.parametrize(
@@ -86,7 +76,7 @@ def test_a_healthy_short_lived_key_is_active_until_the_last_fifth_of_its_life(
     expires = created + life
     qlik.keys[1].update(created=created.isoformat(), expiry=expires.isoformat())
     store = Store(tmp_path / "hub.db")
-    accounts = Accounts(hub_for(qlik), store)
+    accounts = Accounts(mock_hub(hub_qlik, qlik), store)
 
     account = accounts.link("qlik", values)
 
@@ -119,7 +109,7 @@ def test_without_its_creation_time_a_1_day_key_is_expiring_for_the_7_day_window(
     qlik.keys[1]["expiry"] = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     store = Store(tmp_path / "hub.db")
 
-    account = Accounts(hub_for(qlik), store).link("qlik", values)
+    account = Accounts(mock_hub(hub_qlik, qlik), store).link("qlik", values)
 
     assert account.status is Status.EXPIRING
     store.close()
