@@ -870,7 +870,8 @@ def test_record_many_stores_every_outcome_in_one_transaction_and_reports_failure
 
 
 def _accounts_in_every_status(store: Store, now: datetime) -> None:
-    """Two accounts per status (by verdict and expiry), at two providers."""
+    """Two accounts per status (by verdict and expiry), at two providers; and at each, 1-day
+    and 6-hour keys (creation known) in and out of the last fifth of their lives."""
     from hub_core.errors import InvalidCredentials, PermissionDenied, ProviderUnavailable
 
     soon, later, past = now + timedelta(days=2), now + timedelta(days=30), now - timedelta(days=1)
@@ -891,6 +892,19 @@ def _accounts_in_every_status(store: Store, now: datetime) -> None:
             )
             if error is not None:
                 store.record(account.id, error, now=now)
+        # Short-lived keys whose creation is known: expiring only in their last fifth.
+        day, six = timedelta(days=1), timedelta(hours=6)
+        for created, life in [
+            (now - timedelta(hours=2), day),  # active: 22 hours left of 24
+            (now - timedelta(hours=22), day),  # expiring: 2 hours left
+            (now - timedelta(hours=1), six),  # active: 5 hours left of 6
+            (now - timedelta(hours=5, minutes=30), six),  # expiring: 30 minutes left
+        ]:
+            n += 1
+            short = Verified(
+                f"org:{n}", f"Label {n:02}", expires_at=created + life, created_at=created
+            )
+            store.save(provider, short, creds(f"k{n}"))
 
 
 @pytest.mark.parametrize("status", [None, *Status])
@@ -911,12 +925,15 @@ def test_a_page_decides_status_in_sql_as_listing_does(
             break
     assert [a.id for a in pages] == [a.id for a in everything]
     assert all(a.status == status for a in pages if status is not None)
+    if provider in ("acme", "zeta") and status in (Status.ACTIVE, Status.EXPIRING):
+        # Each of the two, at a provider, counts one short-lived key of each length.
+        assert len(everything) == {Status.ACTIVE: 4, Status.EXPIRING: 3}[status]
 
 
 def test_a_page_past_the_end_is_empty_and_counts_all(store: Store) -> None:
     _accounts_in_every_status(store, datetime.now(UTC))
     page = store.page(offset=1000, limit=10)
-    assert (page.accounts, page.total, page.has_next) == ([], 14, False)
+    assert (page.accounts, page.total, page.has_next) == ([], 22, False)
     with pytest.raises(ValueError, match="unknown status 'bogus'"):
         store.page(status="bogus")
 

@@ -338,6 +338,34 @@ def test_confirmation_of_a_short_lived_key(web: WebFactory) -> None:
     assert "short-lived" in page.find("p", class_="note").text
 
 
+@pytest.mark.parametrize(
+    ("age", "badge"),
+    [(timedelta(minutes=1), "Active"), (timedelta(hours=20), "Expiring soon")],
+    ids=["just created", "in its last fifth"],
+)
+def test_a_1_day_key_whose_creation_is_known_is_active_until_its_last_fifth(
+    web: WebFactory, age: timedelta, badge: str
+) -> None:
+    w = web()
+    created = datetime.now(UTC) - age
+    body = {
+        "id": 7,
+        "name": "Seven",
+        "expires_at": (created + timedelta(days=1)).isoformat(),
+        "created_at": created.isoformat(),
+    }
+    w.provider.answer = lambda request: httpx.Response(200, json=body)
+    page = w.link("good")
+    # The calm note stays true: hub marks the account expiring before the key expires.
+    assert "hub will mark it as expiring before then" in page.find("p", class_="note").text
+    [row] = w.get("/accounts").find("table", class_="accounts").find("tbody").find_all("tr")
+    assert row.find("span", class_="badge").text == badge
+    status = "active" if badge == "Active" else "expiring"
+    chosen = w.get(f"/accounts?status={status}").find("table", class_="accounts")
+    assert chosen is not None
+    assert len(chosen.find("tbody").find_all("tr")) == 1
+
+
 def test_a_key_valid_for_weeks_is_not_called_short_lived(web: WebFactory) -> None:
     w = web()
     w.provider.keys["good"] = (7, "Seven", (datetime.now(UTC) + timedelta(days=90)).isoformat())

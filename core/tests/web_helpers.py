@@ -97,11 +97,12 @@ def scripted_flow(credentials: Any) -> Flow:
     if response.status_code >= 500:
         raise ProviderUnavailable(f"Acme failed with HTTP {response.status_code}")
     data = response.json()
-    expires = data.get("expires_at")
+    expires, created = data.get("expires_at"), data.get("created_at")
     return Verified(
         identity=f"org:{data['id']}",
         label=data["name"],
         expires_at=datetime.fromisoformat(expires) if expires else None,
+        created_at=datetime.fromisoformat(created) if created else None,
     )
 
 

@@ -483,6 +483,12 @@ class Verified:
     JSON-serialisable facts for the account display; never a secret. ``config`` optionally
     gives non-secret field values as the flow understood them (a pasted tenant URL split into
     tenant and region): the account is stored with these instead of what was typed.
+
+    ``expires_at`` is when the key stops working, and ``created_at`` when it was created, each
+    where the provider says (None when it does not). Both are converted to UTC; naive
+    datetimes are refused. Knowing both, hub marks the account ``expiring`` in the last fifth
+    of the key's life (at most 7 days), so a healthy 1-day key is ``active``; without
+    ``created_at`` it is ``expiring`` for the last 7 days (see `hub_core.status.expiring_from`).
     """
 
     identity: str = attrs.field(validator=_non_empty)
@@ -490,6 +496,8 @@ class Verified:
     expires_at: datetime | None = attrs.field(default=None, converter=_utc)
     details: dict[str, Any] = attrs.field(factory=dict, converter=_dict, hash=False)
     config: dict[str, str] = attrs.field(factory=dict, converter=_dict, hash=False)
+    #: When the key was created, where the provider says: with `expires_at`, its lifetime.
+    created_at: datetime | None = attrs.field(default=None, converter=_utc, kw_only=True)
 
 
 def _rows(rows: Iterable[tuple[object, object]]) -> tuple[tuple[str, str], ...]:

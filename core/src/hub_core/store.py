@@ -51,6 +51,7 @@ from .errors import (
 from .leases import CHECK_INTERVAL, LEASE_DEFAULT, Lease, LeasedAccount
 from .model import Account, Credentials, Status, Verified
 from .owners import check_owner, clean_owner_name
+from .status import EXPIRING_WINDOW, expiring_from, status_at
 
 __all__ = [
     "CHECK_INTERVAL",
@@ -74,8 +75,8 @@ _KEY_FILE_NAME = "hub.key"
 _KEY_ENV = "HUB_SECRET_KEY"
 _HOME_ENV = "HUB_HOME"
 
-#: An account whose key expires within this window is shown as ``expiring``.
-_EXPIRING_WINDOW = timedelta(days=7)
+#: The expiring window when the key's creation time is not known (see `expiring_from`).
+_EXPIRING_WINDOW = EXPIRING_WINDOW
 
 #: A link's lifetime when none is given, and the longest one may have.
 LINK_DEFAULT_EXPIRY = timedelta(days=7)
@@ -250,6 +251,23 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             started_at  TEXT NOT NULL,
             alive_until TEXT NOT NULL
         )
+        """,
+    ),
+    # *expiring_at*: the moment the account turns ``expiring`` (`hub_core.status.expiring_from`),
+    # stored so that `Store.page` decides the status in SQL. Existing rows never recorded when
+    # their keys were created: they get the 7-day rule. Written by hub, expires_at has a fixed
+    # width and the seconds are shifted apart from the microseconds (SQLite reads only
+    # milliseconds and would round them); other spellings go through SQLite's own parsing.
+    (
+        "ALTER TABLE accounts ADD COLUMN expiring_at TEXT",
+        """
+        UPDATE accounts SET expiring_at = CASE
+            WHEN expires_at GLOB '????-??-??T??:??:??.??????+00:00'
+            THEN strftime('%Y-%m-%dT%H:%M:%S', substr(expires_at, 1, 19), '-7 days')
+                 || substr(expires_at, 20)
+            ELSE strftime('%Y-%m-%dT%H:%M:%f', expires_at, '-7 days') || '000+00:00'
+        END
+        WHERE typeof(expires_at) = 'text'
         """,
     ),
 )
@@ -750,9 +768,9 @@ class Store:
             conn.execute(
                 """
                 INSERT INTO accounts (id, provider_id, identity, label, verdict, config, secrets,
-                                      linked_at, checked_at, expires_at, last_error, details,
-                                      owner, owner_name)
-                VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, NULL, ?, ?, ?)
+                                      linked_at, checked_at, expires_at, expiring_at,
+                                      last_error, details, owner, owner_name)
+                VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)
                 ON CONFLICT (owner, provider_id, identity) DO UPDATE SET
                     label = excluded.label,
                     verdict = 'active',
@@ -760,6 +778,7 @@ class Store:
                     secrets = excluded.secrets,
                     checked_at = excluded.checked_at,
                     expires_at = excluded.expires_at,
+                    expiring_at = excluded.expiring_at,
                     last_error = NULL,
                     details = excluded.details,
                     owner_name = coalesce(excluded.owner_name, owner_name)
@@ -774,6 +793,7 @@ class Store:
                     _iso(now),
                     _iso(now),
                     _iso(verified.expires_at),
+                    _iso(expiring_from(verified.expires_at, verified.created_at)),
                     details,
                     owner or "",
                     owner_name,
@@ -975,7 +995,7 @@ class Store:
         conn.execute(
             """
             UPDATE accounts SET label = ?, verdict = 'active', config = ?, secrets = ?,
-                checked_at = ?, expires_at = ?, last_error = NULL, details = ?
+                checked_at = ?, expires_at = ?, expiring_at = ?, last_error = NULL, details = ?
             WHERE (id = ? OR rowid = ?)
             """,
             (
@@ -984,6 +1004,7 @@ class Store:
                 token,
                 _iso(now),
                 _iso(verified.expires_at),
+                _iso(expiring_from(verified.expires_at, verified.created_at)),
                 _details_json(verified.details),
                 *key,
             ),
@@ -1158,7 +1179,7 @@ class Store:
     ) -> Account:
         key = _by_id(account_id)
         row = conn.execute(
-            "SELECT identity, verdict, expires_at, details, secrets FROM accounts"
+            "SELECT identity, verdict, expires_at, expiring_at, details, secrets FROM accounts"
             " WHERE (id = ? OR rowid = ?)",
             key,
         ).fetchone()
@@ -1177,16 +1198,22 @@ class Store:
                     f"the key reaches {result.identity!r}, not {row['identity']!r} which "
                     f"account {account_id} is linked to; the account is unchanged"
                 )
+            expiring_at = _iso(expiring_from(result.expires_at, result.created_at))
+            if result.created_at is None and _iso(result.expires_at) == row["expires_at"]:
+                # The same expiry without its creation time (a lookup that failed this once):
+                # the moment computed when it was known stands.
+                expiring_at = row["expiring_at"]
             conn.execute(
                 """
                 UPDATE accounts SET label = ?, verdict = 'active', checked_at = ?,
-                    expires_at = ?, last_error = NULL, details = ?
+                    expires_at = ?, expiring_at = ?, last_error = NULL, details = ?
                 WHERE (id = ? OR rowid = ?)
                 """,
                 (
                     result.label,
                     _iso(now),
                     _iso(result.expires_at),
+                    expiring_at,
                     _details_json(result.details),
                     *key,
                 ),
@@ -1889,7 +1916,6 @@ def _verdict(error: HubError, expires_at: datetime | None, now: datetime) -> str
     return "error"
 
 
-# `_status` in SQL, with :now and :soon (now + the expiring window); stored times sort as text.
 #: Accounts whose id starts with :p. The range lets SQLite search the id's index instead of
 #: reading every id; substr() keeps the match exact. :end is :p followed by the highest
 #: character, above every id that starts with :p.
@@ -1903,9 +1929,12 @@ _PREFIX_SQL = (
 )
 _LAST_CHARACTER = "\U0010ffff"
 
+#: `_status` in SQL, with :now and :soon (now + the 7-day window, for a row whose
+#: expiring_at is not known); stored times have a fixed width, so they sort as text.
 _STATUS_SQL = (
     "(CASE WHEN verdict = 'active' AND expires_at IS NOT NULL AND expires_at <= :now"
-    " THEN 'expired' WHEN verdict = 'active' AND expires_at IS NOT NULL AND expires_at <= :soon"
+    " THEN 'expired' WHEN verdict = 'active' AND expires_at IS NOT NULL"
+    " AND (expiring_at <= :now OR (expiring_at IS NULL AND expires_at <= :soon))"
     " THEN 'expiring' ELSE verdict END)"
 )
 
@@ -1920,13 +1949,11 @@ def _wanted_status(status: Status | str | None) -> Status | None:
         raise ValueError(f"unknown status {status!r}; one of: {known}") from None
 
 
-def _status(verdict: str, expires_at: datetime | None, now: datetime) -> Status:
-    if verdict == Status.ACTIVE and expires_at is not None:
-        if expires_at <= now:
-            return Status.EXPIRED
-        if expires_at - now <= _EXPIRING_WINDOW:
-            return Status.EXPIRING
-    return Status(verdict)
+def _status(
+    verdict: str, expires_at: datetime | None, expiring_at: datetime | None, now: datetime
+) -> Status:
+    # The rule `_STATUS_SQL` says in SQL; an unknown expiring_at is the 7-day window in both.
+    return status_at(verdict, now, expires_at=expires_at, expiring_at=expiring_at)
 
 
 def _mark_used(conn: sqlite3.Connection, link_id: str, account_id: str, now: datetime) -> None:
@@ -2031,6 +2058,7 @@ def _account(row: sqlite3.Row, now: datetime) -> Account:
     identity = text("identity") or ""
     label = text("label") or account_id
     expires_at = when("expires_at")
+    expiring_at = when("expiring_at")
     linked_at = when("linked_at", required=True)
     checked_at = when("checked_at")
     config = mapping("config")
@@ -2039,7 +2067,7 @@ def _account(row: sqlite3.Row, now: datetime) -> Account:
     verdict = row["verdict"]
     status = Status.DAMAGED
     try:
-        status = _status(verdict, expires_at, now)
+        status = _status(verdict, expires_at, expiring_at, now)
     except (ValueError, TypeError):
         broken.append("verdict")
     if not isinstance(row["secrets"], bytes):

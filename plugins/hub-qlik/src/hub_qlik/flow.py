@@ -137,6 +137,7 @@ def _verify(credentials: Mapping[str, str], secrets: tuple[str, ...]) -> Flow:
             details["hostnames"] = hostnames
         _put(details, "permanent_host", _permanent_host(about_tenant.get("hostnames")))
     expires_at = key.expires_at
+    created_at = None
     if key.key_id is not None:
         details["key_id"] = _shown(key.key_id, secrets)
     if record is not None:
@@ -145,12 +146,17 @@ def _verify(credentials: Mapping[str, str], secrets: tuple[str, ...]) -> Flow:
         # Qlik documents the expiry as a date-time string: a number is no date of its.
         expiry = record.get("expiry")
         expires_at = (read_time(expiry) if isinstance(expiry, str) else None) or expires_at
+        # The record's `created` (a date-time string too) gives the key's lifetime: a 1-day
+        # key is `expiring` in its last 4.8 hours, not from the moment it is linked.
+        created = record.get("created")
+        created_at = read_time(created) if isinstance(created, str) else None
     if expires_at is not None:
         details["key_expiry"] = expires_at.isoformat()
     return Verified(
         identity=f"tenant:{tenant_id}/user:{user_id}",
         label=f"{name or email or user_id} @ {host}",
         expires_at=expires_at,
+        created_at=created_at,
         details=details,
         # Stored instead of what was typed: a pasted tenant URL becomes its two parts.
         config={"tenant": tenant.name, "region": tenant.region.value},

@@ -99,7 +99,8 @@ GUIDE = Guide(
                     "Generate the key",
                     "Click Generate new key. Describe what the key is for (for example hub) and "
                     "choose when it expires; hub shows that date and marks the account as "
-                    "expiring in its last week.",
+                    "expiring in the last fifth of the key's life (a 1-day key in its last "
+                    "4.8 hours), at most its last week.",
                 ),
                 Step(
                     "Copy it right away",
