@@ -156,7 +156,7 @@ def test_database_is_wal_with_busy_timeout_and_foreign_keys(store: Store) -> Non
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == store_module._SCHEMA_VERSION
 
 
 # --- the secret key ----------------------------------------------------------------------------
@@ -344,7 +344,7 @@ def test_a_database_of_the_first_schema_is_migrated(db: Path, key: str) -> None:
         store.record("0a1b2c3d", ProviderUnavailable("down"), now=NOW)
         assert store.get("0a1b2c3d").details == {"previous_status": "denied"}
     with raw(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == store_module._SCHEMA_VERSION
         indexes = {row["name"] for row in conn.execute("PRAGMA index_list(accounts)")}
         assert "accounts_provider" in indexes
 
