@@ -339,7 +339,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hub_core.cli import accounts, catalog, links, serve, webhooks
+    from hub_core.cli import accounts, catalog, keys, links, serve, webhooks
 
     for command in (
         *catalog.COMMANDS,
@@ -347,6 +347,7 @@ def _register() -> None:
         *serve.COMMANDS,
         *links.COMMANDS,
         *webhooks.COMMANDS,
+        *keys.COMMANDS,
     ):
         main.add_command(command)
 
