@@ -70,9 +70,15 @@ def files(directory: Path) -> dict[str, bytes]:
 
 
 def no_key_in(text: str) -> None:
+    """No key in *text*: not as given, nor its bytes (whole or either half) in any spelling."""
     for key in (OLD, NEW, OTHER):
-        assert key not in text
-        assert key[:20] not in text
+        raw = base64.urlsafe_b64decode(key)
+        for part in (key, key[:20], key[-24:]):
+            assert part not in text
+        for half in (raw[:16], raw[16:]):
+            assert half.hex() not in text
+            assert repr(half)[2:12] not in text
+            assert base64.b64encode(half).decode()[:12] not in text
 
 
 # --- the ring ------------------------------------------------------------------------------------
