@@ -92,13 +92,13 @@ def status(as_json: bool) -> None:
 def rotate(batch_size: int) -> None:
     """Re-encrypt every account not on the first key with it (safe to stop and run again)."""
     store = state().store
-    shown_at = [time.monotonic(), 0.0]
+    last_shown: list[float] = []
 
     def progress(done: int, total: int) -> None:
         now = time.monotonic()
         # The first batch always, then every few seconds: a long run shows it is moving.
-        if shown_at[1] == 0.0 or now - shown_at[1] >= _PROGRESS_EVERY:
-            shown_at[1] = now
+        if not last_shown or now - last_shown[0] >= _PROGRESS_EVERY:
+            last_shown[:] = [now]
             say(
                 shown("Re-encrypted {done} of {total} accounts...", done=done, total=total),
                 err=True,
@@ -138,7 +138,8 @@ def new() -> None:
     """Print a new random key (for HUB_SECRET_KEYS), to standard output only."""
     from hub_core.keyring import generate_key
 
-    click.echo(generate_key())
+    # Through `say` like every output: url-safe base64 is inert as it is.
+    say(shown("{key}", key=generate_key()))
 
 
 COMMANDS = [keys]
