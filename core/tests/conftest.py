@@ -174,6 +174,7 @@ def web(tmp_path: Any) -> Iterator[Callable[..., Any]]:
 def hermetic_store_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Never read a developer's key, never write to the real user data directory."""
     monkeypatch.delenv("HUB_SECRET_KEY", raising=False)
+    monkeypatch.delenv("HUB_SECRET_KEYS", raising=False)
     monkeypatch.setenv("HUB_HOME", str(tmp_path / "home"))
 
 

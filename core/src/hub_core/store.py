@@ -5,9 +5,11 @@ owner only, and runs in WAL mode so a reader never blocks a writer. Every write 
 ``BEGIN IMMEDIATE`` transaction: two ``hub`` processes never corrupt or lose an account, and a
 process killed mid-write loses nothing that was already saved.
 
-The key that encrypts secrets comes from the ``secret_key`` argument, else ``HUB_SECRET_KEY``,
-else the key file ``hub.key`` beside the database (created with a new database). A key check
-stored in the database tells a wrong key apart before anything is read or written.
+The keys that encrypt secrets are a key ring (`hub_core.keyring`): the ``secret_key``
+argument, else ``HUB_SECRET_KEYS`` ("new,old"), else ``HUB_SECRET_KEY``, else the key file
+``hub.key`` beside the database (created with a new database). Each row records the id of
+the key it is encrypted with, and a key check per key id tells a wrong key apart before
+anything is read or written.
 
 This module imports sqlite3 and cryptography; ``import hub_core`` does not import it.
 """
@@ -23,16 +25,14 @@ import secrets
 import sqlite3
 import stat
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
 import attrs
 import platformdirs
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.fernet import InvalidToken
 
 from .errors import (
     AccountNotFound,
@@ -47,6 +47,16 @@ from .errors import (
     RateLimited,
     StoreError,
     redact,
+)
+from .keyring import (
+    KEY_ENV,
+    KEYS_ENV,
+    BadKey,
+    KeyRing,
+    KeyState,
+    KeyStatus,
+    RotationReport,
+    generate_key,
 )
 from .leases import CHECK_INTERVAL, LEASE_DEFAULT, Lease, LeasedAccount
 from .model import Account, Credentials, Status, Verified
@@ -72,7 +82,7 @@ __all__ = [
 
 _DATABASE_NAME = "hub.db"
 _KEY_FILE_NAME = "hub.key"
-_KEY_ENV = "HUB_SECRET_KEY"
+_KEY_ENV = KEY_ENV
 _HOME_ENV = "HUB_HOME"
 
 #: The expiring window when the key's creation time is not known (see `expiring_from`).
@@ -85,10 +95,9 @@ LINK_MAX_EXPIRY = timedelta(days=30)
 LINK_ATTEMPTS = 10
 
 _BUSY_TIMEOUT = 10.0
+# The one key check of a database from before key ids (in `meta`); on opening, it moves to
+# `key_checks` under the id of the key that decrypts it.
 _KEY_CHECK = "key_check"
-# Encrypted with the database's key when the database is created: decrypting it proves a key
-# is the right one before any account is touched.
-_KEY_CHECK_PLAINTEXT = b"hub key check v1"
 
 # Forward-only schema migrations: migration N brings `PRAGMA user_version` from N-1 to N. Each
 # runs as one transaction, statement by statement (sqlite3's executescript() would commit
@@ -270,6 +279,16 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         WHERE typeof(expires_at) = 'text'
         """,
     ),
+    # The key ring (`hub_core.keyring`): each row records the id of the key its secrets are
+    # encrypted with, so decryption picks its key, `hub keys rotate` finds the rows still on
+    # an old key through the index, and a key dropped too early is seen before use. One key
+    # check per key id. Rows from before get their id when the store is next opened, from the
+    # key that decrypts the old single check (`Store._ensure_key_checks`), in one transaction.
+    (
+        "ALTER TABLE accounts ADD COLUMN key_id TEXT",
+        "CREATE INDEX accounts_key_id ON accounts (key_id)",
+        "CREATE TABLE key_checks (key_id TEXT PRIMARY KEY, token TEXT NOT NULL)",
+    ),
 )
 _SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -367,39 +386,32 @@ class Store:
 
     *path* defaults to `default_path()`; missing parent directories are created (mode 0700)
     and a new database file gets mode 0600. *secret_key* is a Fernet key (as made by
-    ``Fernet.generate_key()``); without it the key comes from ``HUB_SECRET_KEY``, else from the
-    key file ``hub.key`` beside the database, which is created with a new database only. A
-    ``HUB_SECRET_KEY`` that is set but empty is a `StoreError`, not a fall back to the file.
+    ``hub keys new``), several keys (a sequence, or ``"new,old"``: the first encrypts, each
+    decrypts the rows on its id), or a `KeyRing`; without it the keys come from
+    ``HUB_SECRET_KEYS``, else ``HUB_SECRET_KEY``, else the key file ``hub.key`` beside the
+    database, which is created with a new database only. A variable that is set but empty is a
+    `StoreError`, not a fall back to the file.
 
-    Raise `StoreError` when the database already has a key but no key is available, when the
-    key does not match the database, or when the database was made by a newer hub; in each
-    case nothing on disk is created or changed.
+    Raise `StoreError` when the database already has a key but no key is available, when a
+    configured key fails its key check or none matches the database, when accounts are on a
+    key id no configured key has (a key dropped too early), or when the database was made by
+    a newer hub; in each case nothing on disk is created or changed.
 
     A store holds one SQLite connection: use it from one thread, and close it (or use it as a
     context manager) when done.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, secret_key: str | bytes | None = None
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        secret_key: KeyRing | str | bytes | Sequence[str | bytes] | None = None,
     ) -> None:
         self._path = Path(path) if path is not None else default_path()
         self._key_path = self._path.parent / _KEY_FILE_NAME
         self._conn: sqlite3.Connection | None = None
-        fernet, source = None, ""
-        if secret_key is not None:
-            fernet, source = self._explicit_key(secret_key, "the secret_key argument")
-        elif _KEY_ENV in os.environ:
-            key = os.environ[_KEY_ENV].strip()
-            if not key:
-                # Set but empty is a mistake (an unfilled template, a secret that did not
-                # arrive), never a request for the key file: that could make a new key no
-                # other process or machine has. Raised before anything on disk is touched.
-                raise StoreError(
-                    f"{_KEY_ENV} is set but empty: set it to the store's key (44 characters "
-                    "of url-safe base64), or unset it to use the key file "
-                    f"{self._key_path}"
-                )
-            fernet, source = self._explicit_key(key, _KEY_ENV)
+        # Read before anything on disk is touched: a bad key creates nothing.
+        ring = self._configured_ring(secret_key)
 
         try:
             _make_dirs(self._path.parent)
@@ -421,20 +433,18 @@ class Store:
                     os.close(os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             except OSError as exc:
                 raise StoreError(f"cannot create the account database {self._path}: {exc}") from exc
-        self._conn, self._fernet = self._connect_and_open(fernet, source)
+        self._conn, self._ring = self._connect_and_open(ring)
 
     # --- opening --------------------------------------------------------------------------------
 
-    def _connect_and_open(
-        self, fernet: Fernet | None, source: str
-    ) -> tuple[sqlite3.Connection, Fernet]:
+    def _connect_and_open(self, ring: KeyRing | None) -> tuple[sqlite3.Connection, KeyRing]:
         try:
             conn = self._connect()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the account database {self._path}: {exc}") from exc
         try:
             with self._sqlite_errors():
-                return conn, self._open(conn, fernet, source)
+                return conn, self._open(conn, ring)
         except BaseException:
             conn.close()
             raise
@@ -494,75 +504,126 @@ class Store:
                     "to a directory of your own"
                 )
 
-    def _explicit_key(self, key: str | bytes, source: str) -> tuple[Fernet, str]:
-        fernet = _fernet(key)
-        if fernet is None:
-            if self._path.exists():
+    def _configured_ring(
+        self, secret_key: KeyRing | str | bytes | Sequence[str | bytes] | None
+    ) -> KeyRing | None:
+        """The ring from *secret_key* or the environment; None means "the key file"."""
+        try:
+            if secret_key is not None:
+                return KeyRing.coerce(secret_key, source="the secret_key argument")
+            return KeyRing.from_environment(self._key_path)
+        except BadKey as exc:
+            if exc.malformed and self._path.exists():
                 raise StoreError(
-                    f"the secret key from {source} does not match this database "
+                    f"the secret key from {exc.where} does not match this database "
                     f"({self._path}): it is not a valid hub key (44 characters of url-safe "
                     "base64, as in the key file it was created with)"
-                )
-            raise StoreError(
-                f"the secret key from {source} is not a valid hub key: expected 44 characters "
-                "of url-safe base64, as made by cryptography's Fernet.generate_key()"
-            )
-        return fernet, source
+                ) from None
+            raise
 
-    def _open(self, conn: sqlite3.Connection, fernet: Fernet | None, source: str) -> Fernet:
+    def _open(self, conn: sqlite3.Connection, ring: KeyRing | None) -> KeyRing:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
-        # Only reads until the key is known to be right: a missing or wrong key, or a newer
-        # schema, must leave the database exactly as it was.
+        # Only reads until every key is known to be right: a missing or wrong key, a key
+        # dropped too early, or a newer schema, must leave the database exactly as it was.
         version = _user_version(conn)
         if version > _SCHEMA_VERSION:
             raise StoreError(
                 f"the account database {self._path} was made by a newer hub (schema version "
                 f"{version}; this hub knows up to {_SCHEMA_VERSION}): upgrade hub-core to use it"
             )
-        check = _key_check(conn) if version >= 1 else None
-        if check is not None:
-            unlocked = self._unlock(check, fernet, source)
-            if version == _SCHEMA_VERSION:
+        checks = _key_checks(conn) if version >= 1 else {}
+        if checks:
+            ring = self._unlock(conn, checks, ring)
+            complete = None not in checks and all(key_id in checks for key_id in ring.ids)
+            if version == _SCHEMA_VERSION and (complete or self.readonly):
                 # Nothing to write: reading must not take the write lock, nor need write access.
                 if not self.readonly:
                     _enable_wal(conn)
                     self._restrict_modes()
-                return unlocked
-            fernet = unlocked
+                return ring
         if self.readonly:
             raise StoreError(
                 f"the account database {self._path} needs to be "
-                f"{'upgraded' if check is not None else 'set up'} by this hub, which needs "
+                f"{'upgraded' if checks else 'set up'} by this hub, which needs "
                 f"write access to it and to {self._path.parent}; you have read access only. "
                 "Run hub once with write access to it"
             )
         _enable_wal(conn)
         self._migrate(conn, version)
-        fernet = self._ensure_key_check(conn, fernet, source)
+        ring = self._ensure_key_checks(conn, ring)
         self._restrict_modes()
-        return fernet
+        return ring
 
-    def _unlock(self, check: str, fernet: Fernet | None, source: str) -> Fernet:
-        """Return the Fernet that decrypts the key check, or raise without writing anything."""
-        if fernet is None:
-            key = self._read_key_file()
-            if key is None:
+    def _unlock(
+        self, conn: sqlite3.Connection, checks: Mapping[str | None, str], ring: KeyRing | None
+    ) -> KeyRing:
+        """Return the ring that passes the database's key checks, or raise without writing.
+
+        Every configured key with a check must pass it, at least one key must be one the
+        database knows, and no account may be on a key id the ring lacks.
+        """
+        if ring is None:
+            ring = self._key_file_ring()
+            if ring is None:
                 raise StoreError(
                     f"no secret key for the account database {self._path}: it was expected in "
-                    f"the key file {self._key_path}; restore that file, or set {_KEY_ENV} to the "
-                    "key the database was created with"
+                    f"the key file {self._key_path}; restore that file, or set {KEYS_ENV} (or "
+                    f"{_KEY_ENV}) to the key the database was created with"
                 )
-            source = f"the key file {self._key_path}"
-            fernet = _fernet(key)
-        if fernet is None or not _decrypts(fernet, check):
+        known = [key_id for key_id in ring.ids if key_id in checks]
+        for key_id in known:
+            if not ring.passes(key_id, checks[key_id]):
+                raise StoreError(
+                    f"the secret key from {ring.where(key_id)} fails its key check in this "
+                    f"database ({self._path}): the check stored for key id {key_id} does not "
+                    "decrypt with it (changed outside hub?); nothing was read or changed"
+                )
+        legacy = checks.get(None)
+        legacy_id = None if legacy is None else ring.opens(legacy)
+        if (legacy is not None and legacy_id is None) or (legacy is None and not known):
+            if len(ring) == 1:
+                raise StoreError(
+                    f"the secret key from {ring.source} does not match this database "
+                    f"({self._path}): it cannot decrypt the secrets stored there. Use the key "
+                    f"the database was created with (the key file {self._key_path}, "
+                    f"{KEYS_ENV} or {_KEY_ENV})"
+                )
+            ids = sorted(key_id for key_id in checks if key_id is not None)
             raise StoreError(
-                f"the secret key from {source} does not match this database ({self._path}): "
-                f"it cannot decrypt the secrets stored there. Use the key the database was "
-                f"created with (the key file {self._key_path}, or {_KEY_ENV})"
+                f"none of the keys from {ring.source} matches this database ({self._path}): "
+                f"it knows key id{'s' * (len(ids) != 1)} {', '.join(ids) or '(none recorded)'}, "
+                f"the configured keys have {', '.join(ring.ids)}. Add the key the database "
+                "was created with; nothing was read or changed"
             )
-        return fernet
+        self._refuse_dropped_keys(conn, ring, legacy_id)
+        return ring
+
+    def _refuse_dropped_keys(
+        self, conn: sqlite3.Connection, ring: KeyRing, legacy_id: str | None
+    ) -> None:
+        """Raise when accounts are on a key id no configured key has, naming ids and counts."""
+        if not _has_key_ids(conn):
+            return  # before key ids: every row is on the key of the single check
+        dropped: dict[str, int] = {}
+        for key_id in _row_key_ids(conn):
+            if key_id is None:
+                if legacy_id is None:
+                    # Not written by hub (it records an id with every row): unreadable anyway.
+                    dropped["(none)"] = _count_on(conn, None)
+            elif key_id not in ring:
+                dropped[key_id] = _count_on(conn, key_id)
+        if dropped:
+            counts = ", ".join(
+                f"{n} account{'s' * (n != 1)} on key id {key_id}" for key_id, n in dropped.items()
+            )
+            raise StoreError(
+                f"the account database {self._path} has {counts}, which no configured key "
+                f"({ring.source}: key ids {', '.join(ring.ids)}) decrypts: someone dropped a key "
+                f"too early. Put it back (last in {KEYS_ENV}), run `hub keys rotate`, and drop "
+                "it once `hub keys status` shows no account on it; nothing was read or changed"
+            )
 
     def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
         for target, steps in enumerate(_MIGRATIONS, start=1):
@@ -576,38 +637,45 @@ class Store:
                     conn.execute(sql)
                 conn.execute(f"PRAGMA user_version = {target}")
 
-    def _ensure_key_check(
-        self, conn: sqlite3.Connection, fernet: Fernet | None, source: str
-    ) -> Fernet:
-        # Under the write lock, so two processes creating one database agree on one key.
+    def _ensure_key_checks(self, conn: sqlite3.Connection, ring: KeyRing | None) -> KeyRing:
+        """Give each configured key its check, and rows from before key ids their key's id."""
+        # Under the write lock, so two processes creating one database agree on one key, and
+        # the checks are read again as they are now.
         with _transaction(conn):
-            check = _key_check(conn)
-            if check is not None:
-                return self._unlock(check, fernet, source)
-            if fernet is None:
-                key = self._read_key_file()
-                if key is None:
-                    key = self._create_key_file()
-                fernet = _fernet(key)
-                if fernet is None:
-                    raise StoreError(
-                        f"the key file {self._key_path} does not hold a valid hub key; "
-                        f"remove it to have a new one made, or set {_KEY_ENV}"
+            checks = _key_checks(conn)
+            if checks:
+                ring = self._unlock(conn, checks, ring)
+            elif ring is None:
+                ring = self._key_file_ring() or self._create_key_file()
+            legacy = checks.pop(None, None)
+            if legacy is not None:
+                legacy_id = ring.opens(legacy)  # never None: _unlock passed
+                conn.execute("UPDATE accounts SET key_id = ? WHERE key_id IS NULL", (legacy_id,))
+                checks[legacy_id] = legacy
+                conn.execute(
+                    "INSERT OR IGNORE INTO key_checks (key_id, token) VALUES (?, ?)",
+                    (legacy_id, legacy),
+                )
+                conn.execute("DELETE FROM meta WHERE key = ?", (_KEY_CHECK,))
+            for key_id in ring.ids:
+                if key_id not in checks:
+                    conn.execute(
+                        "INSERT INTO key_checks (key_id, token) VALUES (?, ?)",
+                        (key_id, ring.check_token(key_id)),
                     )
-            token = fernet.encrypt(_KEY_CHECK_PLAINTEXT).decode("ascii")
-            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (_KEY_CHECK, token))
-            return fernet
+            return ring
 
-    def _read_key_file(self) -> str | None:
+    def _key_file_ring(self) -> KeyRing | None:
         try:
-            return self._key_path.read_text(encoding="ascii", errors="replace").strip()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise StoreError(f"cannot read the key file {self._key_path}: {exc}") from exc
+            return KeyRing.from_key_file(self._key_path)
+        except BadKey as exc:
+            raise StoreError(
+                f"the key file {self._key_path} does not hold a valid hub key ({exc.where}); "
+                f"fix it, remove it to have a new one made for a new database, or set {KEYS_ENV}"
+            ) from None
 
-    def _create_key_file(self) -> str:
-        key = Fernet.generate_key()
+    def _create_key_file(self) -> KeyRing:
+        key = generate_key().encode("ascii")
         try:
             fd = os.open(self._key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
@@ -620,7 +688,7 @@ class Store:
             _fsync_dir(self._key_path.parent)
         except OSError as exc:
             raise StoreError(f"cannot create the key file {self._key_path}: {exc}") from exc
-        return key.decode("ascii")
+        return KeyRing(key, source=f"the key file {self._key_path}")
 
     def _restrict_modes(self) -> None:
         # SQLite gives the -wal and -shm files the database's mode; tighten any file that an
@@ -639,7 +707,7 @@ class Store:
         return self._path
 
     def connect_again(self) -> Store:
-        """Another connection to this database, unlocked with this store's key.
+        """Another connection to this database, unlocked with this store's key ring.
 
         A `Store` holds one SQLite connection for the thread that opened it; call this from
         the thread that will use the new store (the web Hub gives its store calls their own
@@ -648,7 +716,7 @@ class Store:
         other = object.__new__(Store)
         other._path, other._key_path, other.readonly = self._path, self._key_path, self.readonly
         other._conn = None
-        other._conn, other._fernet = other._connect_and_open(self._fernet, "the open store's key")
+        other._conn, other._ring = other._connect_and_open(self._ring)
         return other
 
     def close(self) -> None:
@@ -739,7 +807,7 @@ class Store:
         config = json.dumps(credentials.public())
         hidden = credentials.secret_names
         secret = {name: value for name, value in credentials.items() if name in hidden}
-        token = self._fernet.encrypt(json.dumps(secret).encode("utf-8"))
+        key_id, token = self._ring.encrypt(json.dumps(secret).encode("utf-8"))
         details = _details_json(verified.details)
         with self._write() as conn:
             if link_id is not None:
@@ -747,7 +815,7 @@ class Store:
                 owner, owner_name = link.owner, link.owner_name
             if account_id is not None:
                 replaced = self._replace_key(
-                    conn, account_id, provider_id, verified, config, token, now, owner
+                    conn, account_id, provider_id, verified, config, (key_id, token), now, owner
                 )
                 if link_id is not None:
                     _mark_used(conn, link_id, replaced.id, now)
@@ -769,13 +837,14 @@ class Store:
                 """
                 INSERT INTO accounts (id, provider_id, identity, label, verdict, config, secrets,
                                       linked_at, checked_at, expires_at, expiring_at,
-                                      last_error, details, owner, owner_name)
-                VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)
+                                      last_error, details, owner, owner_name, key_id)
+                VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)
                 ON CONFLICT (owner, provider_id, identity) DO UPDATE SET
                     label = excluded.label,
                     verdict = 'active',
                     config = excluded.config,
                     secrets = excluded.secrets,
+                    key_id = excluded.key_id,
                     checked_at = excluded.checked_at,
                     expires_at = excluded.expires_at,
                     expiring_at = excluded.expiring_at,
@@ -797,6 +866,7 @@ class Store:
                     details,
                     owner or "",
                     owner_name,
+                    key_id,
                 ),
             )
             row = conn.execute(
@@ -812,18 +882,13 @@ class Store:
     # --- auth links -----------------------------------------------------------------------------
 
     def derive_key(self, purpose: str) -> bytes:
-        """A 32-byte key for *purpose*, derived from the store's secret key (HKDF-SHA256).
+        """A 32-byte key for *purpose*, derived from the first key of the ring (HKDF-SHA256).
 
-        Every process that opens this store gets the same key (so `hub link-url` signs what
-        `hub serve` verifies), a different purpose gets an unrelated key, and a new secret key
-        gives new keys.
+        Every process that opens this store with the same first key gets the same key (so
+        `hub link-url` signs what `hub serve` verifies), a different purpose gets an unrelated
+        key, and a new first key (``new,old``) gives new keys: rotating rotates them.
         """
-        # A Fernet key is its signing key followed by its encryption key (the Fernet spec).
-        material = self._fernet._signing_key + self._fernet._encryption_key
-        hkdf = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"hub " + purpose.encode()
-        )
-        return hkdf.derive(material)
+        return self._ring.derive(purpose)
 
     def create_link(
         self,
@@ -969,7 +1034,7 @@ class Store:
         provider_id: str,
         verified: Verified,
         config: str,
-        token: bytes,
+        secret: tuple[str, bytes],
         now: datetime,
         owner: str | None,
     ) -> Account:
@@ -995,13 +1060,15 @@ class Store:
         conn.execute(
             """
             UPDATE accounts SET label = ?, verdict = 'active', config = ?, secrets = ?,
-                checked_at = ?, expires_at = ?, expiring_at = ?, last_error = NULL, details = ?
+                key_id = ?, checked_at = ?, expires_at = ?, expiring_at = ?, last_error = NULL,
+                details = ?
             WHERE (id = ? OR rowid = ?)
             """,
             (
                 verified.label,
                 config,
-                token,
+                secret[1],
+                secret[0],
                 _iso(now),
                 _iso(verified.expires_at),
                 _iso(expiring_from(verified.expires_at, verified.created_at)),
@@ -1526,7 +1593,7 @@ class Store:
         key = _by_id(account_id)
         with self._sqlite_errors():
             row = self._db.execute(
-                "SELECT config, secrets FROM accounts WHERE (id = ? OR rowid = ?)", key
+                "SELECT config, secrets, key_id FROM accounts WHERE (id = ? OR rowid = ?)", key
             ).fetchone()
         if row is None:
             raise AccountNotFound(account_id)
@@ -1539,7 +1606,7 @@ class Store:
                 f"the stored fields of account {account_id} cannot be read (the row was "
                 f"changed outside hub); unlink it with `hub unlink {account_id}` and link it again"
             )
-        values.update(self._decrypt(row["secrets"], account_id))
+        values.update(self._decrypt(row["secrets"], account_id, row["key_id"]))
         return values
 
     def delete(self, account_id: str) -> None:
@@ -1549,23 +1616,35 @@ class Store:
             if conn.execute("DELETE FROM accounts WHERE (id = ? OR rowid = ?)", key).rowcount == 0:
                 raise AccountNotFound(account_id)
 
-    def _secret_values(self, token: object) -> list[str]:
-        values = self._plain_secrets(token)
+    def _secret_values(self, token: object, key_id: object = None) -> list[str]:
+        values = self._plain_secrets(token, key_id)
         return [] if values is None else list(values.values())
 
-    def _plain_secrets(self, token: object) -> dict[str, str] | None:
-        if not isinstance(token, bytes | str):
+    def _plain_secrets(self, token: object, key_id: object = None) -> dict[str, str] | None:
+        """The decrypted secrets, or None when they cannot be read.
+
+        *key_id* is the row's key id: its key decrypts. Without one (a caller that did not
+        read it), each key of the ring is tried.
+        """
+        if not isinstance(token, bytes | str) or not isinstance(key_id, str | None):
             return None
         try:
-            values = _json_object(self._fernet.decrypt(token))
-        except (InvalidToken, ValueError, TypeError):
+            values = _json_object(self._ring.decrypt(token, key_id))
+        except (InvalidToken, KeyError, ValueError, TypeError):
             return None
         if values is None or not all(isinstance(v, str) for v in values.values()):
             return None
         return values
 
-    def _decrypt(self, token: object, account_id: str) -> dict[str, str]:
-        values = self._plain_secrets(token)
+    def _decrypt(self, token: object, account_id: str, key_id: object = None) -> dict[str, str]:
+        if isinstance(key_id, str) and key_id not in self._ring:
+            # Refused on opening; here only when another process wrote it with another ring.
+            raise StoreError(
+                f"the stored key of account {account_id} is encrypted with key id {key_id}, "
+                f"which is not among the configured keys ({self._ring.source}); add that key "
+                f"to {KEYS_ENV}"
+            )
+        values = self._plain_secrets(token, key_id)
         if values is None:
             raise StoreError(
                 f"the stored key of account {account_id} cannot be read: it cannot be "
@@ -1573,6 +1652,101 @@ class Store:
                 f"hub); give it its key again with `hub relink {account_id}`, or unlink it"
             )
         return values
+
+    # --- keys (`hub_core.keyring`, `hub keys`) --------------------------------------------------
+
+    @property
+    def key_ring(self) -> KeyRing:
+        """The keys this store was opened with (its repr shows key ids only)."""
+        return self._ring
+
+    def key_status(self) -> KeyStatus:
+        """How many accounts are on each key id: the configured keys in order, then the others.
+
+        A key id the database has a check for but that is no longer configured is listed with
+        its accounts (none, once it was dropped at the right time).
+        """
+        with self._sqlite_errors():
+            counts = {
+                key_id: int(n)
+                for key_id, n in self._db.execute(
+                    "SELECT key_id, count(*) FROM accounts GROUP BY key_id"
+                )
+            }
+            checked = {key_id for key_id in _key_checks(self._db) if key_id is not None}
+        ring = self._ring
+        keys = [
+            KeyState(key_id, counts.pop(key_id, 0), ring.where(key_id), n, key_id in checked)
+            for n, key_id in enumerate(ring.ids, start=1)
+        ]
+        others = sorted(set(counts) | (checked - set(ring.ids)), key=lambda k: (k is None, k))
+        keys += [
+            KeyState(key_id or "(none)", counts.get(key_id, 0), None, None, key_id in checked)
+            for key_id in others
+        ]
+        return KeyStatus(ring.primary_id, keys)
+
+    def rotate_keys(
+        self,
+        *,
+        batch_size: int = 300,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> RotationReport:
+        """Re-encrypt every account not on the first key of the ring with it.
+
+        Rows go in batches of *batch_size*: each batch is read, decrypted with the key its
+        rows record and encrypted with the first key outside any lock, then written in one
+        short transaction that changes a row's secrets and key id together, and only while
+        the row still holds what was read (a relink meanwhile wins). So a run killed at any
+        point leaves every row decryptable by the ring, and running it again resumes; two
+        runs at once do each row once. *progress* is called after each batch with the rows
+        re-encrypted so far and how many were to do. Rows that do not decrypt with their key
+        are left as they are and listed in the report.
+        """
+        ring = self._ring
+        target = ring.primary_id
+        with self._sqlite_errors():
+            total = int(
+                self._db.execute(
+                    "SELECT count(*) FROM accounts WHERE key_id IS NOT ?", (target,)
+                ).fetchone()[0]
+            )
+            old_ids = [key_id for key_id in _row_key_ids(self._db) if key_id in ring]
+        done, unreadable = 0, []
+        for old_id in old_ids:
+            if old_id == target:
+                continue
+            after = 0
+            while True:
+                with self._sqlite_errors():
+                    rows = self._db.execute(
+                        "SELECT rowid, id, secrets FROM accounts"
+                        " WHERE key_id = ? AND rowid > ? ORDER BY rowid LIMIT ?",
+                        (old_id, after, batch_size),
+                    ).fetchall()
+                if not rows:
+                    break
+                after = rows[-1]["rowid"]
+                updates = []
+                for row in rows:
+                    try:
+                        plain = ring.decrypt(row["secrets"], old_id)
+                    except (InvalidToken, TypeError, ValueError):
+                        unreadable.append(_text_or_none(row["id"]) or f"#{row['rowid']}")
+                        continue
+                    new_id, token = ring.encrypt(plain)
+                    updates.append((token, new_id, row["rowid"], old_id, row["secrets"]))
+                with self._write() as conn:
+                    before = conn.total_changes
+                    conn.executemany(
+                        "UPDATE accounts SET secrets = ?, key_id = ?"
+                        " WHERE rowid = ? AND key_id = ? AND secrets = ?",
+                        updates,
+                    )
+                    done += conn.total_changes - before
+                if progress is not None:
+                    progress(done, total)
+        return RotationReport(target, done, unreadable)
 
     # --- webhook outbox (`hub_core.webhooks`) ---------------------------------------------------
 
@@ -1764,23 +1938,54 @@ def _user_version(conn: sqlite3.Connection) -> int:
     return version
 
 
-def _key_check(conn: sqlite3.Connection) -> str | None:
+def _has_key_ids(conn: sqlite3.Connection) -> bool:
+    # By the table, not the schema version: migrations added beside it renumber versions.
+    found = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'key_checks'"
+    ).fetchone()
+    return found is not None
+
+
+def _key_checks(conn: sqlite3.Connection) -> dict[str | None, str]:
+    """The key checks by key id; None for the single check of a database from before ids."""
+    checks: dict[str | None, str] = {}
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (_KEY_CHECK,)).fetchone()
-    return None if row is None else str(row[0])
+    if row is not None:
+        checks[None] = str(row[0])
+    if _has_key_ids(conn):
+        for key_id, token in conn.execute("SELECT key_id, token FROM key_checks"):
+            checks[str(key_id)] = str(token)
+    return checks
 
 
-def _fernet(key: str | bytes) -> Fernet | None:
-    try:
-        return Fernet(key)
-    except (ValueError, TypeError):
-        return None
+def _row_key_ids(conn: sqlite3.Connection) -> list[str | None]:
+    """The distinct key ids of the accounts (None for rows without one), through the index.
+
+    One index step per id, not a scan of the table: opening a store with a million accounts
+    on two keys reads a handful of index pages.
+    """
+    ids: list[str | None] = []
+    if conn.execute("SELECT 1 FROM accounts WHERE key_id IS NULL LIMIT 1").fetchone():
+        ids.append(None)
+    found = conn.execute("SELECT min(key_id) FROM accounts").fetchone()[0]
+    while found is not None:
+        ids.append(str(found))
+        found = conn.execute(
+            "SELECT min(key_id) FROM accounts WHERE key_id > ?", (found,)
+        ).fetchone()[0]
+    return ids
 
 
-def _decrypts(fernet: Fernet, check: str) -> bool:
-    try:
-        return fernet.decrypt(check) == _KEY_CHECK_PLAINTEXT
-    except InvalidToken:
-        return False
+def _count_on(conn: sqlite3.Connection, key_id: str | None) -> int:
+    if key_id is None:
+        count: int = conn.execute("SELECT count(*) FROM accounts WHERE key_id IS NULL").fetchone()[
+            0
+        ]
+    else:
+        count = conn.execute(
+            "SELECT count(*) FROM accounts WHERE key_id = ?", (key_id,)
+        ).fetchone()[0]
+    return count
 
 
 def _make_dirs(directory: Path) -> None:

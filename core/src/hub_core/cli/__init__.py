@@ -350,7 +350,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hub_core.cli import accounts, catalog, links, serve, webhooks, worker
+    from hub_core.cli import accounts, catalog, keys, links, serve, webhooks, worker
 
     for command in (
         *catalog.COMMANDS,
@@ -359,6 +359,7 @@ def _register() -> None:
         *links.COMMANDS,
         *webhooks.COMMANDS,
         *worker.COMMANDS,
+        *keys.COMMANDS,
     ):
         main.add_command(command)
 

@@ -1,0 +1,330 @@
+"""The key ring (`hub_core.keyring`) and the store on it: key ids per row, rotation, refusals."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from hub_core.errors import StoreError
+from hub_core.keyring import BadKey, KeyRing
+from hub_core.model import Credentials, Verified
+from hub_core.store import Store
+
+pytestmark = pytest.mark.usefixtures("hermetic_store_env")
+
+OLD = Fernet.generate_key().decode()
+NEW = Fernet.generate_key().decode()
+OTHER = Fernet.generate_key().decode()
+
+
+def expected_id(key: str) -> str:
+    raw = base64.urlsafe_b64decode(key)
+    return hmac.new(raw, b"hub key id", hashlib.sha256).hexdigest()[:16]
+
+
+def save(store: Store, n: int) -> str:
+    credentials = Credentials({"api_key": f"secret-{n:05d}-value"}, secret=["api_key"])
+    return store.save("acme", Verified(identity=f"org:{n}", label=f"Org {n}"), credentials).id
+
+
+def readable(store: Store, ids: dict[str, int]) -> None:
+    for account_id, n in ids.items():
+        assert store.credentials(account_id)["api_key"] == f"secret-{n:05d}-value"
+
+
+def counts(store: Store) -> dict[str, int]:
+    return {key.id: key.accounts for key in store.key_status().keys}
+
+
+def row_key_ids(db: Path) -> list[str | None]:
+    conn = sqlite3.connect(db)
+    try:
+        return [row[0] for row in conn.execute("SELECT key_id FROM accounts ORDER BY rowid")]
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def raw(db: Path) -> Iterator[sqlite3.Connection]:
+    """A plain connection to *db*, committed and closed (so no -wal is left behind)."""
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
+def files(directory: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
+
+
+def no_key_in(text: str) -> None:
+    """No key in *text*: not as given, nor its bytes (whole or either half) in any spelling."""
+    for key in (OLD, NEW, OTHER):
+        raw = base64.urlsafe_b64decode(key)
+        for part in (key, key[:20], key[-24:]):
+            assert part not in text
+        for half in (raw[:16], raw[16:]):
+            assert half.hex() not in text
+            assert repr(half)[2:12] not in text
+            assert base64.b64encode(half).decode()[:12] not in text
+
+
+# --- the ring ------------------------------------------------------------------------------------
+
+
+def test_a_key_id_is_the_hmac_of_the_key_and_the_same_however_it_is_given() -> None:
+    ids = {
+        KeyRing(OLD, source="s").primary_id,
+        KeyRing(OLD.encode(), source="s").primary_id,
+        KeyRing(f"  {OLD}\n", source="s").primary_id,
+        KeyRing([OLD], source="s").primary_id,
+    }
+    assert ids == {expected_id(OLD)}
+    assert len(expected_id(OLD)) == 16
+    assert KeyRing(NEW, source="s").primary_id != expected_id(OLD)
+
+
+def test_order_matters_the_first_key_encrypts_and_each_decrypts_its_own_rows() -> None:
+    old_new = KeyRing(f"{OLD},{NEW}", source="s")
+    new_old = KeyRing([NEW, OLD], source="s")
+    assert old_new.ids == (expected_id(OLD), expected_id(NEW))
+    assert new_old.ids == (expected_id(NEW), expected_id(OLD))
+    key_id, token = new_old.encrypt(b"plain")
+    assert key_id == expected_id(NEW)
+    assert Fernet(NEW).decrypt(token) == b"plain"
+    assert old_new.decrypt(token, key_id) == b"plain"
+    with pytest.raises(KeyError):
+        KeyRing(OLD, source="s").decrypt(token, key_id)
+
+
+def test_the_repr_shows_key_ids_never_a_key() -> None:
+    ring = KeyRing([NEW, OLD], source="HUB_SECRET_KEYS")
+    for text in (repr(ring), str(ring)):
+        no_key_in(text)
+        assert expected_id(NEW) in text
+    assert "_Key" not in repr(ring)
+    assert "raw" not in repr(ring)
+
+
+BAD_ENTRIES = {
+    "empty": ("", "holds no key|is empty"),
+    "blank": ("  ", "is empty"),
+    "two commas": (f"{NEW},,{OLD}", "key 2 of S is empty"),
+    "trailing comma": (f"{NEW},", "key 2 of S is empty"),
+    "leading comma": (f",{NEW}", "key 1 of S is empty"),
+    "malformed": ("not-a-key", "the secret key from S is not a valid hub key"),
+    "one malformed of two": (f"{NEW},{OLD[:-4]}", "key 2 of S is not a valid hub key"),
+    "a key twice": (f"{NEW},{OLD},{NEW}", "key 3 of S is the same key as key 1 of S"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ENTRIES))
+def test_bad_keys_and_empty_entries_are_refused_naming_the_entry(case: str) -> None:
+    value, message = BAD_ENTRIES[case]
+    with pytest.raises(BadKey, match=message) as caught:
+        KeyRing(value, source="S")
+    no_key_in(str(caught.value))
+    assert isinstance(caught.value, StoreError)
+
+
+def test_the_environment_spellings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert KeyRing.from_environment(tmp_path / "hub.key") is None
+    monkeypatch.setenv("HUB_SECRET_KEYS", f"{NEW}, {OLD}")
+    ring = KeyRing.from_environment(tmp_path / "hub.key")
+    assert ring is not None
+    assert ring.ids == (expected_id(NEW), expected_id(OLD))
+    assert ring.where(expected_id(OLD)) == "key 2 of HUB_SECRET_KEYS"
+    monkeypatch.setenv("HUB_SECRET_KEY", NEW)
+    with pytest.raises(BadKey, match="both HUB_SECRET_KEYS and HUB_SECRET_KEY are set"):
+        KeyRing.from_environment(tmp_path / "hub.key")
+    monkeypatch.delenv("HUB_SECRET_KEYS")
+    ring = KeyRing.from_environment(tmp_path / "hub.key")
+    assert ring is not None
+    assert ring.ids == (expected_id(NEW),)
+    monkeypatch.delenv("HUB_SECRET_KEY")
+    monkeypatch.setenv("HUB_SECRET_KEYS", " ")
+    with pytest.raises(BadKey, match="HUB_SECRET_KEYS is set but empty"):
+        KeyRing.from_environment(tmp_path / "hub.key")
+
+
+def test_a_key_file_may_hold_several_keys_one_per_line(tmp_path: Path) -> None:
+    (tmp_path / "hub.key").write_text(f"{NEW}\n{OLD}\n\n")
+    ring = KeyRing.from_key_file(tmp_path / "hub.key")
+    assert ring is not None
+    assert ring.ids == (expected_id(NEW), expected_id(OLD))
+    assert KeyRing.from_key_file(tmp_path / "missing.key") is None
+
+
+# --- the store on the ring -----------------------------------------------------------------------
+
+
+def test_rotation_old_then_old_new_then_new_old_then_rotate_then_new_only(tmp_path: Path) -> None:
+    db = tmp_path / "home" / "hub.db"
+    ids: dict[str, int] = {}
+    with Store(db, secret_key=OLD) as store:
+        ids.update({save(store, n): n for n in range(5)})
+        assert counts(store) == {expected_id(OLD): 5}
+    assert set(row_key_ids(db)) == {expected_id(OLD)}
+
+    # Step 1, every host: old,new. The new key is known (checked) but encrypts nothing yet.
+    with Store(db, secret_key=f"{OLD},{NEW}") as store:
+        readable(store, ids)
+        ids[save(store, 5)] = 5
+        assert counts(store) == {expected_id(OLD): 6, expected_id(NEW): 0}
+        assert [key.checked for key in store.key_status().keys] == [True, True]
+
+    # Step 2: new,old. New rows and relinks go on the new key; old rows stay readable.
+    with Store(db, secret_key=[NEW, OLD]) as store:
+        readable(store, ids)
+        ids[save(store, 6)] = 6
+        save(store, 0)  # a relink of account 0 re-encrypts it with the new key
+        status = store.key_status()
+        assert status.encrypts == expected_id(NEW)
+        assert counts(store) == {expected_id(NEW): 2, expected_id(OLD): 5}
+        assert status.to_rotate == 5
+
+        # Step 3: rotate, in batches smaller than the rows.
+        seen: list[tuple[int, int]] = []
+        report = store.rotate_keys(batch_size=2, progress=lambda d, t: seen.append((d, t)))
+        assert (report.rotated, report.unreadable, report.key_id) == (5, [], expected_id(NEW))
+        assert seen == [(2, 5), (4, 5), (5, 5)]
+        assert counts(store) == {expected_id(NEW): 7, expected_id(OLD): 0}
+        readable(store, ids)
+        assert store.rotate_keys().rotated == 0  # nothing left: running it again is harmless
+    assert set(row_key_ids(db)) == {expected_id(NEW)}
+
+    # Step 4: drop old.
+    with Store(db, secret_key=NEW) as store:
+        readable(store, ids)
+        status = store.key_status()
+        assert [(k.id, k.accounts, k.configured) for k in status.keys] == [
+            (expected_id(NEW), 7, "the secret_key argument"),
+            (expected_id(OLD), 0, None),
+        ]
+    with raw(db) as conn:
+        stored = b"".join(bytes(row[0]) for row in conn.execute("SELECT secrets FROM accounts"))
+    assert b"secret-0" not in stored
+
+
+def test_decryption_uses_the_key_id_of_the_row(tmp_path: Path) -> None:
+    db = tmp_path / "home" / "hub.db"
+    with Store(db, secret_key=[NEW, OLD]) as store:
+        account = save(store, 1)
+    # A row claiming the old key's id is not tried with the new key.
+    with raw(db) as conn:
+        conn.execute("UPDATE accounts SET key_id = ?", (expected_id(OLD),))
+    with Store(db, secret_key=[NEW, OLD]) as store, pytest.raises(StoreError, match="cannot be"):
+        store.credentials(account)
+
+
+def test_a_wrong_key_is_refused_before_anything_is_touched(tmp_path: Path) -> None:
+    db = tmp_path / "home" / "hub.db"
+    with Store(db, secret_key=[NEW, OLD]) as store:
+        save(store, 1)
+    before = files(db.parent)
+    for wrong in (OTHER, [OTHER], f"{OTHER},{Fernet.generate_key().decode()}"):
+        with pytest.raises(StoreError, match="match") as caught:
+            Store(db, secret_key=wrong)
+        no_key_in(str(caught.value))
+        assert files(db.parent) == before
+
+
+def test_a_key_failing_its_own_check_is_refused_naming_it(tmp_path: Path) -> None:
+    db = tmp_path / "home" / "hub.db"
+    with Store(db, secret_key=[NEW, OLD]) as store:
+        save(store, 1)
+    # The check of OLD's id replaced by one another key made: OLD cannot pass it.
+    with raw(db) as conn:
+        token = Fernet(OTHER).encrypt(b"hub key check v1").decode()
+        conn.execute("UPDATE key_checks SET token = ? WHERE key_id = ?", (token, expected_id(OLD)))
+    before = files(db.parent)
+    with pytest.raises(StoreError) as caught:
+        Store(db, secret_key=[NEW, OLD])
+    message = str(caught.value)
+    assert "key 2 of the secret_key argument fails its key check" in message
+    assert expected_id(OLD) in message
+    no_key_in(message)
+    assert files(db.parent) == before
+    Store(db, secret_key=NEW).close()  # the key that passes still opens it
+
+
+def test_a_key_dropped_with_accounts_on_it_is_refused_naming_the_id_and_count(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "home" / "hub.db"
+    with Store(db, secret_key=OLD) as store:
+        for n in range(3):
+            save(store, n)
+    with Store(db, secret_key=[NEW, OLD]) as store:
+        save(store, 9)
+    before = files(db.parent)
+    with pytest.raises(StoreError) as caught:
+        Store(db, secret_key=NEW)
+    message = str(caught.value)
+    assert f"3 accounts on key id {expected_id(OLD)}" in message
+    assert "dropped a key too early" in message
+    assert "hub keys rotate" in message
+    no_key_in(message)
+    assert files(db.parent) == before
+
+
+def test_derived_keys_follow_the_first_key(tmp_path: Path) -> None:
+    db = tmp_path / "home" / "hub.db"
+    with Store(db, secret_key=OLD) as store:
+        from_old = store.derive_key("link tokens")
+    # As the store derived them before the ring: a link signed then still verifies.
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"hub link tokens")
+    assert from_old == hkdf.derive(base64.urlsafe_b64decode(OLD))
+    with Store(db, secret_key=[OLD, NEW]) as store:
+        assert store.derive_key("link tokens") == from_old
+    with Store(db, secret_key=[NEW, OLD]) as store:
+        from_new = store.derive_key("link tokens")
+        assert from_new != from_old
+        assert store.derive_key("link cookies") not in (from_new, from_old)
+        with store.connect_again() as again:
+            assert again.derive_key("link tokens") == from_new
+    with Store(db, secret_key=NEW) as store:
+        assert store.derive_key("link tokens") == from_new
+
+
+def test_a_database_from_before_key_ids_gives_its_rows_the_id_of_its_key(tmp_path: Path) -> None:
+    db = tmp_path / "home" / "hub.db"
+    with Store(db, secret_key=OLD) as store:
+        ids = {save(store, n): n for n in range(3)}
+    # As schema 6 left it: no key ids, the one key check in meta.
+    with raw(db) as conn:
+        token = conn.execute("SELECT token FROM key_checks").fetchone()[0]
+        conn.execute("UPDATE accounts SET key_id = NULL")
+        conn.execute("DELETE FROM key_checks")
+        conn.execute("INSERT INTO meta (key, value) VALUES ('key_check', ?)", (token,))
+    with pytest.raises(StoreError, match="does not match"):
+        Store(db, secret_key=NEW)
+    with Store(db, secret_key=[NEW, OLD]) as store:
+        readable(store, ids)
+        assert counts(store) == {expected_id(NEW): 0, expected_id(OLD): 3}
+    assert set(row_key_ids(db)) == {expected_id(OLD)}
+    with raw(db) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone() is None
+        checks = {row[0] for row in conn.execute("SELECT key_id FROM key_checks")}
+    assert checks == {expected_id(NEW), expected_id(OLD)}
+
+
+def test_no_key_in_the_store_repr_or_its_errors(tmp_path: Path) -> None:
+    db = tmp_path / "home" / "hub.db"
+    with Store(db, secret_key=[NEW, OLD]) as store:
+        no_key_in(repr(store))
+        no_key_in(repr(store.key_ring))
+        no_key_in(repr(store.key_status()))
+        no_key_in(repr(store.rotate_keys()))
