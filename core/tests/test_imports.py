@@ -54,11 +54,16 @@ def test_a_hub_that_checks_nothing_loads_neither_the_driver_nor_the_transports()
     assert not loaded & {"hub_core.flows", "hub_core.transports", "httpcore"}
 
 
-@pytest.mark.parametrize("name", ["Accounts", "Hub", "PluginReport", "Store"])
+@pytest.mark.parametrize("name", ["Accounts", "AccountStore", "Hub", "PluginReport", "Store"])
 def test_lazy_names_resolve(name: str) -> None:
+    from importlib import import_module
+
     import hub_core
 
-    assert getattr(hub_core, name).__name__ == name
+    home = import_module(f"hub_core.{hub_core._LAZY[name]}")
+    assert getattr(hub_core, name) is getattr(home, name)
+    # `Store` is the SQLite store under the name callers have always used.
+    assert getattr(hub_core, name).__name__ == {"Store": "SqliteStore"}.get(name, name)
 
 
 def test_unknown_attributes_raise_attribute_error() -> None:

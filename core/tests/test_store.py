@@ -17,6 +17,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from hub_core import store as store_module
+from hub_core import store_schema
 from hub_core.errors import (
     AccountNotFound,
     AmbiguousAccount,
@@ -156,7 +157,7 @@ def test_database_is_wal_with_busy_timeout_and_foreign_keys(store: Store) -> Non
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == store_module._SCHEMA_VERSION
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == store_schema.SCHEMA_VERSION
 
 
 # --- the secret key ----------------------------------------------------------------------------
@@ -292,7 +293,7 @@ def test_migration_1_is_never_edited() -> None:
     def words(steps: tuple[str, ...]) -> list[str]:
         return [" ".join(sql.split()) for sql in steps]
 
-    assert words(store_module._MIGRATIONS[0]) == words(MIGRATION_1)
+    assert words(store_schema.MIGRATIONS[0]) == words(MIGRATION_1)
 
 
 def build_v1(db: Path, key: str) -> None:
@@ -344,7 +345,7 @@ def test_a_database_of_the_first_schema_is_migrated(db: Path, key: str) -> None:
         store.record("0a1b2c3d", ProviderUnavailable("down"), now=NOW)
         assert store.get("0a1b2c3d").details == {"previous_status": "denied"}
     with raw(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == store_module._SCHEMA_VERSION
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == store_schema.SCHEMA_VERSION
         indexes = {row["name"] for row in conn.execute("PRAGMA index_list(accounts)")}
         assert "accounts_provider" in indexes
 

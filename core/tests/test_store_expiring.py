@@ -11,7 +11,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from core.tests.test_store_owners import build
-from hub_core import store as store_module
+from hub_core import store_schema
 from hub_core.errors import InvalidCredentials, ProviderUnavailable
 from hub_core.model import Credentials, Status, Verified
 from hub_core.status import expiring_from, status_at
@@ -174,7 +174,7 @@ def test_a_recheck_a_relink_and_a_link_again_each_store_the_new_keys_moment(stor
 
 def _migration_index() -> int:
     """Where the migration that adds expiring_at sits in `_MIGRATIONS` (0-based)."""
-    for index, steps in enumerate(store_module._MIGRATIONS):
+    for index, steps in enumerate(store_schema.MIGRATIONS):
         if any("ADD COLUMN expiring_at" in sql for sql in steps):
             return index
     raise AssertionError("no migration adds expiring_at")

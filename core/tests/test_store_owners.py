@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from hub_core import AccountNotFound, LinkUsed
-from hub_core import store as store_module
+from hub_core import AccountNotFound, LinkUsed, store_schema
 from hub_core.model import Credentials, Verified
 from hub_core.owners import OWNER_LIMIT, check_owner
 from hub_core.store import Store
@@ -150,14 +149,14 @@ def test_check_owner_keeps_a_good_owner_as_given() -> None:
 # --- every schema that has shipped upgrades ---------------------------------------------------
 
 # Every schema main has shipped (a shipped migration never changes), the current one included.
-SHIPPED = range(1, store_module._SCHEMA_VERSION + 1)
+SHIPPED = range(1, store_schema.SCHEMA_VERSION + 1)
 
 
 def build(db: Path, fernet: Fernet, version: int) -> None:
     """A database as schema *version* made it: two accounts (one with a broken id), a link."""
     db.parent.mkdir()
     conn = sqlite3.connect(db)
-    for steps in store_module._MIGRATIONS[:version]:
+    for steps in store_schema.MIGRATIONS[:version]:
         for sql in steps:
             conn.execute(sql)
     conn.execute(f"PRAGMA user_version = {version}")
@@ -203,6 +202,6 @@ def test_every_shipped_schema_upgrades_with_every_account(db: Path, key: str, ve
         assert other.id != "0000000a"
         assert store.credentials("0000000a")["api_key"] == "k0"
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == store_module._SCHEMA_VERSION
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == store_schema.SCHEMA_VERSION
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()

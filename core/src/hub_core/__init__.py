@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from .policy import Policy
     from .status import Status
     from .store import Link, Store
+    from .store_protocol import AccountStore
 
 __version__ = "0.1.0"
 
@@ -73,6 +74,7 @@ __all__ = [
     "AccountLinked",
     "AccountNotFound",
     "AccountRelinked",
+    "AccountStore",
     "AccountUnlinked",
     "Accounts",
     "AmbiguousAccount",
@@ -161,6 +163,7 @@ _LAZY = {
     "Hub": "hub",
     "PluginReport": "plugins",
     "Policy": "policy",
+    "AccountStore": "store_protocol",
     "Link": "store",
     "Store": "store",
 }

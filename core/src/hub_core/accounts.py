@@ -46,7 +46,8 @@ from .status import Status
 
 if TYPE_CHECKING:
     from .hub import CheckResult, Hub
-    from .store import Link, Store
+    from .store_protocol import AccountStore
+    from .store_types import Link
 
 __all__ = ["Accounts", "CheckRun", "StoreRunner"]
 
@@ -82,7 +83,7 @@ class Accounts:
     def __init__(
         self,
         hub: Hub,
-        store: Store,
+        store: AccountStore,
         *,
         run_store: StoreRunner[object] | None = None,
         on_event: EventHandler | None = None,

@@ -1,4 +1,12 @@
-"""The account store: linked accounts in SQLite, their secret fields encrypted with Fernet.
+"""The SQLite account store (`SqliteStore`, the default `AccountStore`), its secrets encrypted.
+
+`SqliteStore` implements `hub_core.store_protocol.AccountStore` over stdlib sqlite3: opening a
+database (owners and modes, the key ring, migrations), and the statements behind each
+protocol method. What it is built from lives beside it, one idea per module: the schema and
+its migrations in `hub_core.store_schema`, the row <-> value mapping in `hub_core.store_rows`,
+the values it hands out in `hub_core.store_types` (re-exported here), lease values in
+`hub_core.leases`, the key ring in `hub_core.keyring`, the status rules in `hub_core.status`.
+`Store` is `SqliteStore`, under the name callers have always used.
 
 The database lives in the user data directory (``HUB_HOME`` overrides it), is readable by its
 owner only, and runs in WAL mode so a reader never blocks a writer. Every write is one
@@ -24,13 +32,11 @@ import random
 import secrets
 import sqlite3
 import stat
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import attrs
 import platformdirs
 from cryptography.fernet import InvalidToken
 
@@ -61,7 +67,36 @@ from .keyring import (
 from .leases import CHECK_INTERVAL, LEASE_DEFAULT, Lease, LeasedAccount
 from .model import Account, Credentials, Status, Verified
 from .owners import check_owner, clean_owner_name
-from .status import EXPIRING_WINDOW, expiring_from, status_at
+from .status import EXPIRING_WINDOW, expiring_from
+from .store_rows import account_from_row as _account
+from .store_rows import account_id_of as _account_id
+from .store_rows import by_id as _by_id
+from .store_rows import iso as _iso
+from .store_rows import json_object as _json_object
+from .store_rows import link_from_row as _link
+from .store_rows import outbox_entry_from_row as _outbox_entry
+from .store_rows import parse_time as _parse
+from .store_rows import text_or_none as _text_or_none
+from .store_schema import BUSY_TIMEOUT as _BUSY_TIMEOUT
+from .store_schema import SCHEMA_VERSION as _SCHEMA_VERSION
+from .store_schema import enable_wal as _enable_wal
+from .store_schema import migrate as _migrate
+from .store_schema import transaction as _transaction
+from .store_schema import user_version as _user_version
+from .store_types import (
+    LINK_ATTEMPTS,
+    LINK_DEFAULT_EXPIRY,
+    LINK_MAX_EXPIRY,
+    AccountPage,
+    KeyReplaced,
+    LeaseLost,
+    Link,
+    OutboxEntry,
+)
+from .store_types import utc_now as _now
+
+if TYPE_CHECKING:
+    from .store_protocol import AccountStore
 
 __all__ = [
     "CHECK_INTERVAL",
@@ -76,6 +111,7 @@ __all__ = [
     "LeasedAccount",
     "Link",
     "OutboxEntry",
+    "SqliteStore",
     "Store",
     "default_path",
 ]
@@ -88,209 +124,9 @@ _HOME_ENV = "HUB_HOME"
 #: The expiring window when the key's creation time is not known (see `expiring_from`).
 _EXPIRING_WINDOW = EXPIRING_WINDOW
 
-#: A link's lifetime when none is given, and the longest one may have.
-LINK_DEFAULT_EXPIRY = timedelta(days=7)
-LINK_MAX_EXPIRY = timedelta(days=30)
-#: Failed attempts after which a link locks: a leaked link is not a key-testing oracle.
-LINK_ATTEMPTS = 10
-
-_BUSY_TIMEOUT = 10.0
 # The one key check of a database from before key ids (in `meta`); on opening, it moves to
 # `key_checks` under the id of the key that decrypts it.
 _KEY_CHECK = "key_check"
-
-# Forward-only schema migrations: migration N brings `PRAGMA user_version` from N-1 to N. Each
-# runs as one transaction, statement by statement (sqlite3's executescript() would commit
-# half-way). A migration that has shipped is never edited: add a new one instead.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE accounts (
-            id          TEXT PRIMARY KEY,
-            provider_id TEXT NOT NULL,
-            identity    TEXT NOT NULL,
-            label       TEXT NOT NULL,
-            verdict     TEXT NOT NULL,
-            config      TEXT NOT NULL DEFAULT '{}',
-            secrets     BLOB NOT NULL,
-            linked_at   TEXT NOT NULL,
-            checked_at  TEXT,
-            expires_at  TEXT,
-            last_error  TEXT,
-            UNIQUE (provider_id, identity)
-        )
-        """,
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    ),
-    (
-        "ALTER TABLE accounts ADD COLUMN details TEXT NOT NULL DEFAULT '{}'",
-        "CREATE INDEX accounts_provider ON accounts (provider_id)",
-    ),
-    # The listing order, so a page of the Accounts page does not sort the whole table.
-    ("CREATE INDEX accounts_listing ON accounts (provider_id, label, id)",),
-    # One-time auth links (`Store.create_link`): a row makes a signed link revocable and
-    # single-use. *account_id* is set for a relink link; *used_account_id* once it is used.
-    (
-        """
-        CREATE TABLE links (
-            id              TEXT PRIMARY KEY,
-            provider_id     TEXT NOT NULL,
-            account_id      TEXT,
-            note            TEXT,
-            created_at      TEXT NOT NULL,
-            expires_at      TEXT NOT NULL,
-            used_at         TEXT,
-            used_account_id TEXT,
-            revoked_at      TEXT,
-            failed_attempts INTEGER NOT NULL DEFAULT 0
-        )
-        """,
-        "CREATE INDEX links_created ON links (created_at)",
-    ),
-    # Owners (`Store.save(owner=...)`): a host application's id for whom an account was
-    # linked. One identity linked by two owners is two accounts, so the uniqueness becomes
-    # (owner, provider, identity); '' is "no owner" (NULLs would never conflict). SQLite
-    # cannot change a table's constraint in place: the table is rebuilt, rowids kept (an
-    # account whose id was damaged is found by its rowid). Links and host sessions gain the
-    # owner they link for, and a session's return address and state.
-    (
-        """
-        CREATE TABLE accounts_v5 (
-            id          TEXT PRIMARY KEY,
-            provider_id TEXT NOT NULL,
-            identity    TEXT NOT NULL,
-            label       TEXT NOT NULL,
-            verdict     TEXT NOT NULL,
-            config      TEXT NOT NULL DEFAULT '{}',
-            secrets     BLOB NOT NULL,
-            linked_at   TEXT NOT NULL,
-            checked_at  TEXT,
-            expires_at  TEXT,
-            last_error  TEXT,
-            details     TEXT NOT NULL DEFAULT '{}',
-            owner       TEXT NOT NULL DEFAULT '',
-            owner_name  TEXT,
-            UNIQUE (owner, provider_id, identity)
-        )
-        """,
-        """
-        INSERT INTO accounts_v5 (rowid, id, provider_id, identity, label, verdict, config,
-                                 secrets, linked_at, checked_at, expires_at, last_error, details)
-        SELECT rowid, id, provider_id, identity, label, verdict, config, secrets, linked_at,
-               checked_at, expires_at, last_error, details
-        FROM accounts
-        """,
-        "DROP TABLE accounts",
-        "ALTER TABLE accounts_v5 RENAME TO accounts",
-        "CREATE INDEX accounts_provider ON accounts (provider_id)",
-        "CREATE INDEX accounts_listing ON accounts (provider_id, label, id)",
-        "CREATE INDEX accounts_owner ON accounts (owner, provider_id, label, id)",
-        """
-        CREATE TABLE links_v5 (
-            id              TEXT PRIMARY KEY,
-            kind            TEXT NOT NULL DEFAULT 'link',
-            provider_id     TEXT,
-            account_id      TEXT,
-            note            TEXT,
-            created_at      TEXT NOT NULL,
-            expires_at      TEXT NOT NULL,
-            used_at         TEXT,
-            used_account_id TEXT,
-            revoked_at      TEXT,
-            failed_attempts INTEGER NOT NULL DEFAULT 0,
-            owner           TEXT NOT NULL DEFAULT '',
-            owner_name      TEXT,
-            return_url      TEXT,
-            state           TEXT
-        )
-        """,
-        """
-        INSERT INTO links_v5 (id, provider_id, account_id, note, created_at, expires_at,
-                              used_at, used_account_id, revoked_at, failed_attempts)
-        SELECT id, provider_id, account_id, note, created_at, expires_at, used_at,
-               used_account_id, revoked_at, failed_attempts
-        FROM links
-        """,
-        "DROP TABLE links",
-        "ALTER TABLE links_v5 RENAME TO links",
-        "CREATE INDEX links_created ON links (created_at)",
-    ),
-    # The webhook outbox (`hub_core.webhooks`): each event bound for HUB_WEBHOOK_URL, written
-    # after the change it tells of, until a sender delivers it. *body* is the exact JSON sent
-    # (retries send the same bytes); times are Unix seconds. *lease_until* keeps two senders
-    # (a `hub check` and a `hub serve`) from sending one row at once; *failed_at* is set when
-    # its retries are exhausted, and the row stays until `hub webhooks retry` or removal.
-    (
-        """
-        CREATE TABLE webhook_outbox (
-            seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-            event_id        TEXT NOT NULL UNIQUE,
-            event_type      TEXT NOT NULL,
-            body            TEXT NOT NULL,
-            created_at      REAL NOT NULL,
-            next_attempt_at REAL NOT NULL,
-            attempts        INTEGER NOT NULL DEFAULT 0,
-            last_error      TEXT,
-            lease_until     REAL,
-            delivered_at    REAL,
-            failed_at       REAL
-        )
-        """,
-        "CREATE INDEX webhook_outbox_due"
-        " ON webhook_outbox (delivered_at, failed_at, next_attempt_at)",
-    ),
-    # Leases (`Store.lease`): many checkers share the accounts, each checked once. A lease is
-    # a random token and an expiry written in one short transaction before any request is
-    # sent; a verdict is recorded only under its token, so a checker whose lease expired
-    # (killed, stalled) writes nothing. *next_check_at* is when `hub worker` checks it again
-    # (NULL: due now); *retry_at* when a provider that answered 429 may be asked again (no
-    # checker leases it before); *attempts* counts consecutive checks that reached no verdict.
-    (
-        "ALTER TABLE accounts ADD COLUMN next_check_at TEXT",
-        "ALTER TABLE accounts ADD COLUMN retry_at TEXT",
-        "ALTER TABLE accounts ADD COLUMN lease_token TEXT",
-        "ALTER TABLE accounts ADD COLUMN lease_until TEXT",
-        "ALTER TABLE accounts ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
-        "CREATE INDEX accounts_checked ON accounts (checked_at)",
-        "CREATE INDEX accounts_due ON accounts (next_check_at)",
-        # The `hub check --all` runs under way: one started meanwhile joins the earliest.
-        """
-        CREATE TABLE check_runs (
-            token       TEXT PRIMARY KEY,
-            started_at  TEXT NOT NULL,
-            alive_until TEXT NOT NULL
-        )
-        """,
-    ),
-    # *expiring_at*: the moment the account turns ``expiring`` (`hub_core.status.expiring_from`),
-    # stored so that `Store.page` decides the status in SQL. Existing rows never recorded when
-    # their keys were created: they get the 7-day rule. Written by hub, expires_at has a fixed
-    # width and the seconds are shifted apart from the microseconds (SQLite reads only
-    # milliseconds and would round them); other spellings go through SQLite's own parsing.
-    (
-        "ALTER TABLE accounts ADD COLUMN expiring_at TEXT",
-        """
-        UPDATE accounts SET expiring_at = CASE
-            WHEN expires_at GLOB '????-??-??T??:??:??.??????+00:00'
-            THEN strftime('%Y-%m-%dT%H:%M:%S', substr(expires_at, 1, 19), '-7 days')
-                 || substr(expires_at, 20)
-            ELSE strftime('%Y-%m-%dT%H:%M:%f', expires_at, '-7 days') || '000+00:00'
-        END
-        WHERE typeof(expires_at) = 'text'
-        """,
-    ),
-    # The key ring (`hub_core.keyring`): each row records the id of the key its secrets are
-    # encrypted with, so decryption picks its key, `hub keys rotate` finds the rows still on
-    # an old key through the index, and a key dropped too early is seen before use. One key
-    # check per key id. Rows from before get their id when the store is next opened, from the
-    # key that decrypts the old single check (`Store._ensure_key_checks`), in one transaction.
-    (
-        "ALTER TABLE accounts ADD COLUMN key_id TEXT",
-        "CREATE INDEX accounts_key_id ON accounts (key_id)",
-        "CREATE TABLE key_checks (key_id TEXT PRIMARY KEY, token TEXT NOT NULL)",
-    ),
-)
-_SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 def default_path() -> Path:
@@ -305,84 +141,8 @@ def default_path() -> Path:
     return platformdirs.user_data_path("hub") / _DATABASE_NAME
 
 
-@attrs.frozen
-class AccountPage:
-    """One page of a listing: its accounts, and how many match in all."""
-
-    accounts: list[Account]
-    #: Accounts matching the filters, on every page together.
-    total: int
-    offset: int
-    limit: int
-
-    @property
-    def has_next(self) -> bool:
-        """Whether accounts follow this page."""
-        return self.offset + len(self.accounts) < self.total
-
-
-@attrs.frozen
-class Link:
-    """A one-time auth link (`Store.create_link`): the row behind a signed ``/l/<token>`` URL.
-
-    Its `state` says whether it can still be used: ``open``, ``used``, ``revoked``,
-    ``expired`` or ``locked`` (`LINK_ATTEMPTS` failed attempts).
-    """
-
-    id: str
-    #: The provider it links; None for a host session that lets its visitor choose.
-    provider_id: str | None
-    #: The account a relink link replaces the key of; None for a link that adds one.
-    account_id: str | None
-    #: Who the link was made for ("Link requested for …"); shown to its visitor.
-    note: str | None
-    created_at: datetime
-    expires_at: datetime
-    used_at: datetime | None = None
-    #: The account the link linked, once used.
-    used_account_id: str | None = None
-    revoked_at: datetime | None = None
-    failed_attempts: int = 0
-    #: ``link`` (`hub link-url`) or ``session`` (a host application's `create_session`).
-    kind: str = "link"
-    #: The owner the account is linked for (see `Account.owner`), and the owner's name.
-    owner: str | None = None
-    owner_name: str | None = None
-    #: Where a host session's visitor goes back to, and the host's opaque ``state``.
-    return_url: str | None = None
-    return_state: str | None = None
-
-    def state(self, now: datetime | None = None) -> str:
-        """``used``, ``revoked``, ``expired``, ``locked`` or ``open``, as of *now*."""
-        if self.used_at is not None:
-            return "used"
-        if self.revoked_at is not None:
-            return "revoked"
-        if self.expires_at <= _now(now):
-            return "expired"
-        if self.failed_attempts >= LINK_ATTEMPTS:
-            return "locked"
-        return "open"
-
-
-class LeaseLost(StoreError):
-    """The lease on the account expired and another checker took it: the verdict was dropped."""
-
-    code = "lease_lost"
-
-
-class KeyReplaced(StoreError):
-    """The account's key was replaced (relinked) after it was read: a verdict on the old key.
-
-    `Store.record` raises it (`Store.record_many` returns it) when given the ``version`` of
-    the key that was checked and the account now holds another; the account is unchanged.
-    """
-
-    code = "key_replaced"
-
-
-class Store:
-    """The linked accounts of one database.
+class SqliteStore:
+    """The linked accounts of one SQLite database: the default `AccountStore`.
 
     *path* defaults to `default_path()`; missing parent directories are created (mode 0700)
     and a new database file gets mode 0600. *secret_key* is a Fernet key (as made by
@@ -551,7 +311,7 @@ class Store:
                 "Run hub once with write access to it"
             )
         _enable_wal(conn)
-        self._migrate(conn, version)
+        _migrate(conn, version)
         ring = self._ensure_key_checks(conn, ring)
         self._restrict_modes()
         return ring
@@ -625,18 +385,6 @@ class Store:
                 "it once `hub keys status` shows no account on it; nothing was read or changed"
             )
 
-    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
-        for target, steps in enumerate(_MIGRATIONS, start=1):
-            if version >= target:
-                continue
-            with _transaction(conn):
-                # Another process may have migrated while this one waited for the lock.
-                if _user_version(conn) >= target:
-                    continue
-                for sql in steps:
-                    conn.execute(sql)
-                conn.execute(f"PRAGMA user_version = {target}")
-
     def _ensure_key_checks(self, conn: sqlite3.Connection, ring: KeyRing | None) -> KeyRing:
         """Give each configured key its check, and rows from before key ids their key's id."""
         # Under the write lock, so two processes creating one database agree on one key, and
@@ -706,14 +454,14 @@ class Store:
         """The database file."""
         return self._path
 
-    def connect_again(self) -> Store:
+    def connect_again(self) -> SqliteStore:
         """Another connection to this database, unlocked with this store's key ring.
 
         A `Store` holds one SQLite connection for the thread that opened it; call this from
         the thread that will use the new store (the web Hub gives its store calls their own
         thread this way). Close it when done.
         """
-        other = object.__new__(Store)
+        other = object.__new__(SqliteStore)
         other._path, other._key_path, other.readonly = self._path, self._key_path, self.readonly
         other._conn = None
         other._conn, other._ring = other._connect_and_open(self._ring)
@@ -1866,76 +1614,7 @@ class Store:
             ).rowcount
 
 
-@attrs.frozen
-class OutboxEntry:
-    """One row of the webhook outbox (`Store.outbox_claim`): an event bound for the webhook."""
-
-    seq: int
-    event_id: str
-    event_type: str
-    #: The exact JSON body every attempt sends.
-    body: str
-    created_at: float
-    next_attempt_at: float
-    attempts: int
-    #: What the last failed attempt met (``HTTP 500``, ``timed out``), never a response body.
-    last_error: str | None
-    delivered_at: float | None
-    failed_at: float | None
-
-
-def _outbox_entry(row: sqlite3.Row) -> OutboxEntry:
-    return OutboxEntry(
-        seq=row["seq"],
-        event_id=row["event_id"],
-        event_type=row["event_type"],
-        body=row["body"],
-        created_at=row["created_at"],
-        next_attempt_at=row["next_attempt_at"],
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-        delivered_at=row["delivered_at"],
-        failed_at=row["failed_at"],
-    )
-
-
 # --- helpers ----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    # IMMEDIATE takes the write lock up front (waiting up to the busy timeout), so a read made
-    # inside the transaction is still true when the write lands.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _enable_wal(conn: sqlite3.Connection) -> None:
-    # Switching the journal mode needs an exclusive lock and, unlike BEGIN IMMEDIATE, fails
-    # at once instead of calling the busy handler: wait here for another process creating the
-    # same database, up to the same timeout.
-    deadline = time.monotonic() + _BUSY_TIMEOUT
-    while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.OperationalError as exc:
-            busy = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-            if not busy or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-        else:
-            return
-
-
-def _user_version(conn: sqlite3.Connection) -> int:
-    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
-    return version
 
 
 def _has_key_ids(conn: sqlite3.Connection) -> bool:
@@ -2021,56 +1700,11 @@ def _new_id() -> str:
     return secrets.token_hex(8)
 
 
-def _now(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    if now.tzinfo is None:
-        raise ValueError("now must be a timezone-aware datetime")
-    return now.astimezone(UTC)
-
-
-def _iso(value: datetime | None) -> str | None:
-    # Fixed width (always microseconds, always +00:00), so stored times also sort as text.
-    return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _parse(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
-
-
-def _account_id(row: sqlite3.Row) -> str:
-    # An id `get` can find again; else "#<rowid>", so a row whose id was edited to NULL, a
-    # number or bytes can still be shown and unlinked. Account queries select the rowid as
-    # row_number for this.
-    value = row["id"]
-    if isinstance(value, str) and value and value == value.strip().lower():
-        return value
-    return f"#{row['row_number']}"
-
-
-def _by_id(account_id: str) -> tuple[str | None, int | None]:
-    """The parameters of ``(id = ? OR rowid = ?)`` that find *account_id* (see `_account_id`)."""
-    if account_id.startswith("#") and account_id[1:].isdigit():
-        return None, int(account_id[1:])
-    return account_id, None
-
-
 def _version(token: object) -> str:
     # The stored ciphertext changes with every save (Fernet tokens are salted), so its hash
     # tells "the key that was checked" from a key stored after; it reveals nothing of the key.
     data = token if isinstance(token, bytes) else repr(token).encode("utf-8", "backslashreplace")
     return hashlib.sha256(data).hexdigest()[:32]
-
-
-def _json_object(value: object) -> dict[str, Any] | None:
-    """*value* parsed as a JSON object, or None when it is not one."""
-    if not isinstance(value, str | bytes):
-        return None
-    try:
-        parsed = json.loads(value)
-    except (ValueError, TypeError):
-        return None
-    return parsed if isinstance(parsed, dict) else None
 
 
 def _details_json(details: Mapping[str, Any]) -> str:
@@ -2154,13 +1788,6 @@ def _wanted_status(status: Status | str | None) -> Status | None:
         raise ValueError(f"unknown status {status!r}; one of: {known}") from None
 
 
-def _status(
-    verdict: str, expires_at: datetime | None, expiring_at: datetime | None, now: datetime
-) -> Status:
-    # The rule `_STATUS_SQL` says in SQL; an unknown expiring_at is the 7-day window in both.
-    return status_at(verdict, now, expires_at=expires_at, expiring_at=expiring_at)
-
-
 def _mark_used(conn: sqlite3.Connection, link_id: str, account_id: str, now: datetime) -> None:
     conn.execute(
         "UPDATE links SET used_at = ?, used_account_id = ? WHERE id = ?",
@@ -2185,116 +1812,9 @@ def _where(conditions: list[str]) -> str:
     return f" WHERE {' AND '.join(conditions)}" if conditions else ""
 
 
-def _text_or_none(value: object) -> str | None:
-    # '' is the stored "no owner"; a value edited by hand to another type is no owner either,
-    # so it matches no host's owner filter.
-    return value if isinstance(value, str) and value else None
+#: The name every caller uses: ``Store(path, secret_key=...)`` opens a SQLite store.
+Store = SqliteStore
 
-
-def _link(row: sqlite3.Row) -> Link:
-    expires_at = _parse(row["expires_at"])
-    created_at = _parse(row["created_at"])
-    assert expires_at is not None  # NOT NULL columns
-    assert created_at is not None
-    return Link(
-        id=row["id"],
-        provider_id=row["provider_id"],
-        account_id=row["account_id"],
-        note=row["note"],
-        created_at=created_at,
-        expires_at=expires_at,
-        used_at=_parse(row["used_at"]),
-        used_account_id=row["used_account_id"],
-        revoked_at=_parse(row["revoked_at"]),
-        failed_attempts=int(row["failed_attempts"]),
-        kind=row["kind"],
-        owner=_text_or_none(row["owner"]),
-        owner_name=row["owner_name"],
-        return_url=row["return_url"],
-        return_state=row["state"],
-    )
-
-
-def _account(row: sqlite3.Row, now: datetime) -> Account:
-    """The account a row holds; a row that cannot be read whole is a ``damaged`` account.
-
-    Every column a hand edit can break is read on its own, so one broken value shows as
-    damaged (naming the columns) instead of failing every listing.
-    """
-    broken: list[str] = []
-
-    def text(name: str, required: bool = True) -> str | None:
-        value = row[name]
-        if isinstance(value, str) and (value or not required):
-            return value
-        if value is None and not required:
-            return None
-        broken.append(name)
-        if isinstance(value, bytes):
-            return value.decode("utf-8", "replace")
-        return None if value is None else str(value)
-
-    def when(name: str, required: bool = False) -> datetime | None:
-        value = row[name]
-        if value is None and not required:
-            return None
-        try:
-            parsed = _parse(value)
-            if parsed is not None:
-                return parsed
-        except (TypeError, ValueError, OverflowError):
-            pass
-        broken.append(name)
-        return None
-
-    def mapping(name: str) -> dict[str, Any]:
-        value = _json_object(row[name])
-        if value is None or (
-            name == "config" and not all(isinstance(v, str) for v in value.values())
-        ):
-            broken.append(name)
-            return {}
-        return value
-
-    account_id = _account_id(row)
-    if account_id != row["id"]:
-        broken.append("id")
-    provider_id = text("provider_id") or ""
-    identity = text("identity") or ""
-    label = text("label") or account_id
-    expires_at = when("expires_at")
-    expiring_at = when("expiring_at")
-    linked_at = when("linked_at", required=True)
-    checked_at = when("checked_at")
-    config = mapping("config")
-    details = mapping("details")
-    last_error = text("last_error", required=False)
-    verdict = row["verdict"]
-    status = Status.DAMAGED
-    try:
-        status = _status(verdict, expires_at, expiring_at, now)
-    except (ValueError, TypeError):
-        broken.append("verdict")
-    if not isinstance(row["secrets"], bytes):
-        broken.append("secrets")
-    if broken:
-        status = Status.DAMAGED
-        last_error = (
-            f"hub cannot read this account as stored ({', '.join(broken)} changed outside "
-            f"hub): unlink it with `hub unlink {account_id}` and link it again"
-        )
-    return Account(
-        id=account_id,
-        provider_id=provider_id,
-        identity=identity,
-        label=label,
-        status=status,
-        config=config,
-        linked_at=linked_at,
-        checked_at=checked_at,
-        expires_at=expires_at,
-        last_error=last_error,
-        details=details,
-        owner=_text_or_none(row["owner"]),
-        owner_name=_text_or_none(row["owner_name"]),
-    )
+if TYPE_CHECKING:
+    # mypy --strict proves here that the SQLite store keeps every promise of the protocol.
+    _: type[AccountStore] = SqliteStore

@@ -49,7 +49,8 @@ from .events import Event, EventHandler
 if TYPE_CHECKING:
     import httpx
 
-    from .store import OutboxEntry, Store
+    from .store_protocol import AccountStore
+    from .store_types import OutboxEntry
 
 __all__ = [
     "EVENT_ID_HEADER",
@@ -344,7 +345,7 @@ class Outbox:
 
     def __init__(
         self,
-        store: Store,
+        store: AccountStore,
         config: WebhookConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -355,7 +356,7 @@ class Outbox:
         self._transport = transport
         self._clock = clock
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hub-outbox")
-        self._store: Store | None = None
+        self._store: AccountStore | None = None
         self._lock = threading.Lock()
         self._buffer: list[tuple[str, str, str]] = []
         self._next_write: concurrent.futures.Future[None] | None = None
@@ -365,7 +366,7 @@ class Outbox:
         self._closed = False
 
     @classmethod
-    def from_env(cls, store: Store, **options: Any) -> Outbox | None:
+    def from_env(cls, store: AccountStore, **options: Any) -> Outbox | None:
         """An outbox for `WebhookConfig.from_env`, or None when no webhook URL is set."""
         config = WebhookConfig.from_env()
         return None if config is None else cls(store, config, **options)
@@ -375,15 +376,15 @@ class Outbox:
 
     # --- store calls, on the outbox's thread ---
 
-    def _db(self) -> Store:
+    def _db(self) -> AccountStore:
         if self._store is None:
             self._store = self._origin.connect_again()
         return self._store
 
-    def _run(self, call: Callable[[Store], Any]) -> concurrent.futures.Future[Any]:
+    def _run(self, call: Callable[[AccountStore], Any]) -> concurrent.futures.Future[Any]:
         return self._executor.submit(lambda: call(self._db()))
 
-    async def _stored(self, call: Callable[[Store], Any]) -> Any:
+    async def _stored(self, call: Callable[[AccountStore], Any]) -> Any:
         return await asyncio.wrap_future(self._run(call))
 
     # --- enqueueing ---
@@ -426,7 +427,7 @@ class Outbox:
                 self._next_write = self._run(self._write_buffer)
             return self._next_write
 
-    def _write_buffer(self, store: Store) -> None:
+    def _write_buffer(self, store: AccountStore) -> None:
         with self._lock:
             rows, self._buffer = self._buffer, []
             self._next_write = None
@@ -487,7 +488,7 @@ class Outbox:
                     break
                 lease = config.timeout + 30
 
-                def claim(store: Store, now: float = now, lease: float = lease) -> Any:
+                def claim(store: AccountStore, now: float = now, lease: float = lease) -> Any:
                     return store.outbox_claim(now=now, limit=_CLAIM_BATCH, lease=lease)
 
                 rows: list[OutboxEntry] = await self._stored(claim)

@@ -37,7 +37,7 @@ from hub_core.errors import (
 if TYPE_CHECKING:
     from hub_core.accounts import Accounts
     from hub_core.hub import Hub
-    from hub_core.store import Store
+    from hub_core.store_protocol import AccountStore
     from hub_core.webhooks import Outbox
 
 __all__ = [
@@ -190,7 +190,10 @@ class State:
     """
 
     def __init__(
-        self, hub: Hub | None = None, store: Store | None = None, interactive: bool | None = None
+        self,
+        hub: Hub | None = None,
+        store: AccountStore | None = None,
+        interactive: bool | None = None,
     ) -> None:
         self._hub = hub
         self._store = store
@@ -214,7 +217,7 @@ class State:
         return self._hub
 
     @property
-    def store(self) -> Store:
+    def store(self) -> AccountStore:
         """The account store at ``HUB_HOME`` or the user data directory."""
         if self._store is None:
             from hub_core.store import Store

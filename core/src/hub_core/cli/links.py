@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 import re
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import click
 
 from hub_core.cli import echo_json, reports_errors, say, shown, state
 from hub_core.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from hub_core.store_protocol import AccountStore
 
 __all__ = ["link_url", "parse_duration"]
 
@@ -165,10 +169,7 @@ def _json(link: object) -> dict[str, object]:
     }
 
 
-def _list(store: object, include_closed: bool, as_json: bool) -> None:
-    from hub_core.store import Store
-
-    assert isinstance(store, Store)
+def _list(store: AccountStore, include_closed: bool, as_json: bool) -> None:
     links = store.links(include_closed=include_closed)
     if as_json:
         echo_json([_json(link) for link in links])

@@ -75,7 +75,8 @@ from .workers import Checker, StoreThread
 if TYPE_CHECKING:
     from hub_core.hub import Hub
     from hub_core.model import Account, Provider
-    from hub_core.store import AccountPage, Link, Store
+    from hub_core.store_protocol import AccountStore
+    from hub_core.store_types import AccountPage, Link
 
 __all__ = ["HubApp", "create_app"]
 
@@ -122,7 +123,7 @@ _UNUSABLE = {
 }
 
 
-def create_app(hub: Hub, store: Store, *, config: WebConfig | None = None) -> HubApp:
+def create_app(hub: Hub, store: AccountStore, *, config: WebConfig | None = None) -> HubApp:
     """The web Hub over *hub*'s providers and *store*'s accounts, as an ASGI app.
 
     *store* is not used from the server's threads: the app opens its own connections to the
@@ -135,7 +136,7 @@ def create_app(hub: Hub, store: Store, *, config: WebConfig | None = None) -> Hu
 class HubApp:
     """The ASGI app `create_app` returns; ``app.starlette`` is the Starlette app inside."""
 
-    def __init__(self, hub: Hub, store: Store, config: WebConfig) -> None:
+    def __init__(self, hub: Hub, store: AccountStore, config: WebConfig) -> None:
         self.hub = hub
         self.config = config
         self.db = StoreThread(hub, store, on_event=config.on_event)
@@ -520,7 +521,7 @@ class HubApp:
             number = 1
         size = self.config.page_size
 
-        def read(store: Store) -> AccountPage:
+        def read(store: AccountStore) -> AccountPage:
             found = store.page(
                 provider=provider, status=status, offset=(number - 1) * size, limit=size
             )
@@ -888,7 +889,7 @@ class HubApp:
         return_url: str | None,
         state: str | None,
         expires_in: float | timedelta,
-    ) -> Callable[[Store], HostSession]:
+    ) -> Callable[[AccountStore], HostSession]:
         # Everything is checked before the store is touched: a bad argument stores nothing.
         if self.config.base_url is None:
             raise ValueError(
@@ -910,7 +911,7 @@ class HubApp:
         )
         base_url = self.config.base_url
 
-        def make(store: Store) -> HostSession:
+        def make(store: AccountStore) -> HostSession:
             link = store.create_link(
                 provider,
                 kind="session",

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from hub_core.events import EventHandler
     from hub_core.hub import Hub
     from hub_core.model import Account
-    from hub_core.store import Store
+    from hub_core.store_protocol import AccountStore
 
 __all__ = ["CheckAll", "Checker", "StoreThread"]
 
@@ -42,15 +42,17 @@ T = TypeVar("T")
 class StoreThread:
     """One thread that owns a connection to the store; `run` hands it a call."""
 
-    def __init__(self, hub: Hub, store: Store, *, on_event: EventHandler | None = None) -> None:
+    def __init__(
+        self, hub: Hub, store: AccountStore, *, on_event: EventHandler | None = None
+    ) -> None:
         self._origin = store
         self._on_event = on_event
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hub-store")
-        self._store: Store | None = None
+        self._store: AccountStore | None = None
         self._accounts: Accounts | None = None
         self._hub = hub
 
-    def _open(self) -> Store:
+    def _open(self) -> AccountStore:
         if self._store is None:
             self._store = self._origin.connect_again()
         return self._store
@@ -74,11 +76,11 @@ class StoreThread:
             )
         return self._accounts
 
-    async def call(self, method: Callable[[Store], T]) -> T:
+    async def call(self, method: Callable[[AccountStore], T]) -> T:
         """Run ``method(store)`` on the thread, with the thread's store."""
         return await self.run(lambda: method(self._open()))
 
-    def call_sync(self, method: Callable[[Store], T]) -> T:
+    def call_sync(self, method: Callable[[AccountStore], T]) -> T:
         """`call` for a caller off the event loop: blocks until the thread has run it."""
         return self._executor.submit(lambda: method(self._open())).result()
 
@@ -132,7 +134,7 @@ class Checker:
     def __init__(
         self,
         hub: Hub,
-        store: Store,
+        store: AccountStore,
         *,
         concurrency: int,
         on_event: EventHandler | None = None,

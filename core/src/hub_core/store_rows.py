@@ -1,0 +1,215 @@
+"""Rows of the SQLite account store, read into `Account`, `Link` and `OutboxEntry` values.
+
+`account_from_row` reads every column a hand edit can break on its own, so a broken row shows
+as one ``damaged`` account instead of failing a listing; `account_id_of` and `by_id` give such a
+row an id (``#<rowid>``) that `get` and `delete` find again. The small converters beside them
+(`iso`, `parse_time`, `json_object`, `text_or_none`) are how every time and JSON column is
+written and read: stored times have a fixed width, so they also sort as text.
+
+SQLite only (`sqlite3.Row`); no query runs here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+from .model import Account, Status
+from .status import status_at
+from .store_types import Link, OutboxEntry
+
+__all__ = [
+    "account_from_row",
+    "account_id_of",
+    "by_id",
+    "iso",
+    "json_object",
+    "link_from_row",
+    "outbox_entry_from_row",
+    "parse_time",
+    "status_of",
+    "text_or_none",
+]
+
+
+def iso(value: datetime | None) -> str | None:
+    """*value* as stored: ISO 8601 in UTC, always with microseconds (None stays None)."""
+    # Fixed width (always microseconds, always +00:00), so stored times also sort as text.
+    return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """A stored time back as an aware UTC datetime (None stays None; bad text: ValueError)."""
+    return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
+
+
+def account_id_of(row: sqlite3.Row) -> str:
+    """The id a row is shown and found by (``#<rowid>`` when its id was broken by hand)."""
+    # An id `get` can find again; else "#<rowid>", so a row whose id was edited to NULL, a
+    # number or bytes can still be shown and unlinked. Account queries select the rowid as
+    # row_number for this.
+    value = row["id"]
+    if isinstance(value, str) and value and value == value.strip().lower():
+        return value
+    return f"#{row['row_number']}"
+
+
+def by_id(account_id: str) -> tuple[str | None, int | None]:
+    """The parameters of ``(id = ? OR rowid = ?)`` that find *account_id* (see `_account_id`)."""
+    if account_id.startswith("#") and account_id[1:].isdigit():
+        return None, int(account_id[1:])
+    return account_id, None
+
+
+def json_object(value: object) -> dict[str, Any] | None:
+    """*value* parsed as a JSON object, or None when it is not one."""
+    if not isinstance(value, str | bytes):
+        return None
+    try:
+        parsed = json.loads(value)
+    except (ValueError, TypeError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def status_of(
+    verdict: str, expires_at: datetime | None, expiring_at: datetime | None, now: datetime
+) -> Status:
+    """The status of a stored verdict and expiry as of *now* (`hub_core.status.status_at`)."""
+    # The rule `_STATUS_SQL` says in SQL; an unknown expiring_at is the 7-day window in both.
+    return status_at(verdict, now, expires_at=expires_at, expiring_at=expiring_at)
+
+
+def text_or_none(value: object) -> str | None:
+    """A stored text column, or None when it is empty or not text."""
+    # '' is the stored "no owner"; a value edited by hand to another type is no owner either,
+    # so it matches no host's owner filter.
+    return value if isinstance(value, str) and value else None
+
+
+def link_from_row(row: sqlite3.Row) -> Link:
+    """The `Link` a ``links`` row holds."""
+    expires_at = parse_time(row["expires_at"])
+    created_at = parse_time(row["created_at"])
+    assert expires_at is not None  # NOT NULL columns
+    assert created_at is not None
+    return Link(
+        id=row["id"],
+        provider_id=row["provider_id"],
+        account_id=row["account_id"],
+        note=row["note"],
+        created_at=created_at,
+        expires_at=expires_at,
+        used_at=parse_time(row["used_at"]),
+        used_account_id=row["used_account_id"],
+        revoked_at=parse_time(row["revoked_at"]),
+        failed_attempts=int(row["failed_attempts"]),
+        kind=row["kind"],
+        owner=text_or_none(row["owner"]),
+        owner_name=row["owner_name"],
+        return_url=row["return_url"],
+        return_state=row["state"],
+    )
+
+
+def account_from_row(row: sqlite3.Row, now: datetime) -> Account:
+    """The account a row holds; a row that cannot be read whole is a ``damaged`` account.
+
+    Every column a hand edit can break is read on its own, so one broken value shows as
+    damaged (naming the columns) instead of failing every listing.
+    """
+    broken: list[str] = []
+
+    def text(name: str, required: bool = True) -> str | None:
+        value = row[name]
+        if isinstance(value, str) and (value or not required):
+            return value
+        if value is None and not required:
+            return None
+        broken.append(name)
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+        return None if value is None else str(value)
+
+    def when(name: str, required: bool = False) -> datetime | None:
+        value = row[name]
+        if value is None and not required:
+            return None
+        try:
+            parsed = parse_time(value)
+            if parsed is not None:
+                return parsed
+        except (TypeError, ValueError, OverflowError):
+            pass
+        broken.append(name)
+        return None
+
+    def mapping(name: str) -> dict[str, Any]:
+        value = json_object(row[name])
+        if value is None or (
+            name == "config" and not all(isinstance(v, str) for v in value.values())
+        ):
+            broken.append(name)
+            return {}
+        return value
+
+    account_id = account_id_of(row)
+    if account_id != row["id"]:
+        broken.append("id")
+    provider_id = text("provider_id") or ""
+    identity = text("identity") or ""
+    label = text("label") or account_id
+    expires_at = when("expires_at")
+    expiring_at = when("expiring_at")
+    linked_at = when("linked_at", required=True)
+    checked_at = when("checked_at")
+    config = mapping("config")
+    details = mapping("details")
+    last_error = text("last_error", required=False)
+    verdict = row["verdict"]
+    status = Status.DAMAGED
+    try:
+        status = status_of(verdict, expires_at, expiring_at, now)
+    except (ValueError, TypeError):
+        broken.append("verdict")
+    if not isinstance(row["secrets"], bytes):
+        broken.append("secrets")
+    if broken:
+        status = Status.DAMAGED
+        last_error = (
+            f"hub cannot read this account as stored ({', '.join(broken)} changed outside "
+            f"hub): unlink it with `hub unlink {account_id}` and link it again"
+        )
+    return Account(
+        id=account_id,
+        provider_id=provider_id,
+        identity=identity,
+        label=label,
+        status=status,
+        config=config,
+        linked_at=linked_at,
+        checked_at=checked_at,
+        expires_at=expires_at,
+        last_error=last_error,
+        details=details,
+        owner=text_or_none(row["owner"]),
+        owner_name=text_or_none(row["owner_name"]),
+    )
+
+
+def outbox_entry_from_row(row: sqlite3.Row) -> OutboxEntry:
+    """The `OutboxEntry` a ``webhook_outbox`` row holds."""
+    return OutboxEntry(
+        seq=row["seq"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        body=row["body"],
+        created_at=row["created_at"],
+        next_attempt_at=row["next_attempt_at"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        delivered_at=row["delivered_at"],
+        failed_at=row["failed_at"],
+    )
