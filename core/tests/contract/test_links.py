@@ -1,21 +1,21 @@
-"""The store's one-time auth links: lifetime, states, single use in the save's transaction."""
+"""The contract of every store's one-time auth links: lifetime, states, single use."""
 
 from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 
 from hub_core import LinkUsed
-from hub_core import store as store_module
+from hub_core.errors import AccountNotFound, StoreError
 from hub_core.model import Credentials, Verified
-from hub_core.store import LINK_ATTEMPTS, Store
+from hub_core.store_protocol import AccountStore
+from hub_core.store_types import LINK_ATTEMPTS
+
+from .conftest import Backend
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-KEY_CHECK_PLAINTEXT = b"hub key check v1"
 
 pytestmark = pytest.mark.usefixtures("hermetic_store_env")
 
@@ -28,7 +28,7 @@ def verified(identity: str = "org:1", label: str = "One") -> Verified:
     return Verified(identity=identity, label=label)
 
 
-def test_a_new_link_is_open_for_seven_days_by_default(store: Store) -> None:
+def test_a_new_link_is_open_for_seven_days_by_default(store: AccountStore) -> None:
     link = store.create_link("acme", note="Dana at Example", now=NOW)
     assert link.expires_at == NOW + timedelta(days=7)
     assert link.state(NOW) == "open"
@@ -38,14 +38,14 @@ def test_a_new_link_is_open_for_seven_days_by_default(store: Store) -> None:
 
 
 @pytest.mark.parametrize("expires_in", [timedelta(days=30, seconds=1), timedelta(0)])
-def test_a_link_lives_at_most_thirty_days(store: Store, expires_in: timedelta) -> None:
+def test_a_link_lives_at_most_thirty_days(store: AccountStore, expires_in: timedelta) -> None:
     with pytest.raises(ValueError, match="link"):
         store.create_link("acme", expires_in=expires_in)
     assert store.links(include_closed=True) == []
     assert store.create_link("acme", expires_in=timedelta(days=30)).state() == "open"
 
 
-def test_saving_through_a_link_uses_it_once(store: Store) -> None:
+def test_saving_through_a_link_uses_it_once(store: AccountStore) -> None:
     link = store.create_link("acme", now=NOW)
     account = store.save("acme", verified(), creds(), link_id=link.id, now=NOW)
     used = store.link(link.id)
@@ -62,7 +62,7 @@ def test_saving_through_a_link_uses_it_once(store: Store) -> None:
 
 
 @pytest.mark.parametrize("reason", ["revoked", "expired", "locked", "unknown", "scope"])
-def test_a_link_that_cannot_be_used_stores_nothing(store: Store, reason: str) -> None:
+def test_a_link_that_cannot_be_used_stores_nothing(store: AccountStore, reason: str) -> None:
     link = store.create_link("acme", expires_in=timedelta(hours=1), now=NOW)
     link_id, provider, when = link.id, "acme", NOW + timedelta(minutes=1)
     if reason == "revoked":
@@ -85,7 +85,7 @@ def test_a_link_that_cannot_be_used_stores_nothing(store: Store, reason: str) ->
     assert store.link(link.id).used_at is None
 
 
-def test_a_relink_link_replaces_only_its_account(store: Store) -> None:
+def test_a_relink_link_replaces_only_its_account(store: AccountStore) -> None:
     account = store.save("acme", verified(), creds(), now=NOW)
     link = store.create_link("acme", account_id=account.id[:4])
     assert link.account_id == account.id  # the prefix is resolved to the whole id
@@ -96,16 +96,16 @@ def test_a_relink_link_replaces_only_its_account(store: Store) -> None:
     assert store.link(link.id).used_account_id == account.id
 
 
-def test_a_relink_link_needs_an_account_of_its_provider(store: Store) -> None:
+def test_a_relink_link_needs_an_account_of_its_provider(store: AccountStore) -> None:
     account = store.save("acme", verified(), creds(), now=NOW)
-    with pytest.raises(store_module.StoreError, match="not beta"):
+    with pytest.raises(StoreError, match="not beta"):
         store.create_link("beta", account_id=account.id)
-    with pytest.raises(store_module.AccountNotFound):
+    with pytest.raises(AccountNotFound):
         store.create_link("acme", account_id="ffffffff")
     assert store.links(include_closed=True) == []
 
 
-def test_revoking_a_used_link_leaves_it_used(store: Store) -> None:
+def test_revoking_a_used_link_leaves_it_used(store: AccountStore) -> None:
     link = store.create_link("acme")
     store.save("acme", verified(), creds(), link_id=link.id)
     assert store.revoke_link(link.id).state() == "used"
@@ -113,14 +113,14 @@ def test_revoking_a_used_link_leaves_it_used(store: Store) -> None:
         store.revoke_link("nope")
 
 
-def test_two_racing_saves_on_one_link_give_one_account(db: Path, key: str) -> None:
-    with Store(db, secret_key=key) as first:
+def test_two_racing_saves_on_one_link_give_one_account(backend: Backend) -> None:
+    with backend.open() as first:
         link = first.create_link("acme")
     results: list[object] = []
     barrier = threading.Barrier(2)
 
     def save(identity: str) -> None:
-        with Store(db, secret_key=key) as own:
+        with backend.open() as own:
             barrier.wait()
             try:
                 results.append(own.save("acme", verified(identity), creds(), link_id=link.id))
@@ -135,18 +135,18 @@ def test_two_racing_saves_on_one_link_give_one_account(db: Path, key: str) -> No
     refused = [r for r in results if isinstance(r, LinkUsed)]
     assert len(refused) == 1
     assert refused[0].reason == "used"
-    with Store(db, secret_key=key) as after:
+    with backend.open() as after:
         assert len(after.accounts()) == 1
 
 
-def test_derived_keys_are_shared_by_every_opener_and_differ_by_purpose(db: Path, key: str) -> None:
-    with Store(db, secret_key=key) as one, Store(db, secret_key=key) as two:
+def test_derived_keys_are_shared_by_every_opener_and_differ_by_purpose(backend: Backend) -> None:
+    with backend.open() as one, backend.open() as two:
         assert one.derive_key("link tokens") == two.derive_key("link tokens")
         assert len(one.derive_key("link tokens")) == 32
         assert one.derive_key("link tokens") != one.derive_key("link cookies")
-        assert one.derive_key("link tokens") != key.encode()[:32]
+        assert one.derive_key("link tokens") != backend.key.encode()[:32]
         again = one.connect_again()
         assert again.derive_key("link tokens") == one.derive_key("link tokens")
         again.close()
-    with Store(db.parent.parent / "other" / "hub.db", secret_key=Fernet.generate_key()) as other:
+    with backend.open_other() as other:
         assert other.derive_key("link tokens") != two.derive_key("link tokens")
