@@ -85,12 +85,13 @@ def main(argv: Sequence[str]) -> int:
         figures += _shown(discovery(runs, warmups))
     if "store" in options.only:
         _section("store")
-        from storage import accounts_json, populate
+        from storage import accounts_json, accounts_memory, populate
 
         with tempfile.TemporaryDirectory(prefix="hub-bench-store-") as tmp:
             seconds = populate(Path(tmp), 10000)
             print(f"  stored 10,000 accounts in {seconds:.1f} s (Store.save)")
             figures += _shown(accounts_json(Path(tmp), 10000, runs, warmups))
+            figures += _shown(accounts_memory(Path(tmp), 10000, 100000))
     if "bulk" in options.only:
         _section("bulk checks")
         from bulk import Unavailable, bulk

@@ -1,4 +1,5 @@
-"""The account store: `hub accounts --json` over 10,000 accounts against plain sqlite3.
+"""The account store: `hub accounts --json` over 10,000 accounts against plain sqlite3, and
+its peak RSS at 10,000 and 100,000 accounts (it streams: the same at both).
 
 The accounts are made through the public Store API (`Store.save` with a `Verified` result and
 the credentials hub-elastic's field schema validates), exactly as `hub link` stores them.
@@ -20,7 +21,7 @@ SQLITE_BASELINE = """
 import json, sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 db.row_factory = sqlite3.Row
-rows = db.execute("SELECT * FROM accounts ORDER BY provider_id, label, id").fetchall()
+rows = db.execute("SELECT * FROM accounts ORDER BY provider_id, label, id, rowid").fetchall()
 def when(value):
     return value.replace("+00:00", "Z") if value else None
 print(json.dumps([
@@ -29,6 +30,7 @@ print(json.dumps([
         "label": row["label"], "status": row["verdict"], "config": json.loads(row["config"]),
         "linked_at": when(row["linked_at"]), "checked_at": when(row["checked_at"]),
         "expires_at": when(row["expires_at"]), "last_error": row["last_error"],
+        "owner": row["owner"] or None, "owner_name": row["owner_name"],
     }
     for row in rows
 ], indent=2, ensure_ascii=False))
@@ -92,5 +94,78 @@ def accounts_json(home: Path, count: int, runs: int, warmups: int) -> list[Figur
             check="ratio<=",
             target=3.0,
             details={label: timing.summary() for label, timing in timings.items()},
+        )
+    ]
+
+
+#: `hub accounts --json` as the `hub` script runs it, saying its own peak RSS (VmHWM: since
+#: exec) on stderr as it exits: the rusage of a child spawned with vfork, as posix_spawn does,
+#: also counts the parent it was started from, and this parent holds the populated store's
+#: objects.
+PEAK_RSS = """
+import atexit, sys
+def peak():
+    status = open("/proc/self/status").read()
+    sys.stderr.write(status[status.index("VmHWM:"):].split("\\n")[0])
+atexit.register(peak)
+from hub_core.cli import main
+sys.argv[0] = "hub"
+main()
+"""
+
+
+def peak_rss(home: Path, count: int) -> float:
+    """Peak RSS (MiB) of `hub accounts --json` over the store in *home* (*count* accounts)."""
+    env = child_environ({"HUB_HOME": str(home)})
+    run = check(spawn([sys.executable, "-c", PEAK_RSS, "accounts", "--json"], env), "peak RSS")
+    if len(json.loads(run.stdout)) != count:
+        raise SystemExit(f"bench: hub accounts --json did not print {count} accounts")
+    return int(run.stderr.split()[-2]) / 1024
+
+
+def copy_accounts(home: Path, count: int, *, start: int) -> None:
+    """Accounts *start* to *count* − 1, copied in SQL from the last one `populate` stored.
+
+    Only listing reads them, and it decrypts nothing: one stored key serves every copy, and
+    90,000 more take a second instead of the minutes of as many `Store.save` transactions.
+    """
+    import sqlite3
+
+    conn = sqlite3.connect(home / "hub.db")
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(accounts)")]
+    made = {
+        "id": "printf('%016x', x)",
+        "identity": "'org:' || x",
+        "label": "'Bench org ' || x",
+        "details": "json_object('organization_id', CAST(x AS TEXT), 'organization_name', 'Bench')",
+    }
+    select = ", ".join(made.get(column, column) for column in columns)
+    with conn:
+        conn.execute(
+            "WITH RECURSIVE n(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM n WHERE x < ?)"  # noqa: S608 (no value in it)
+            f" INSERT INTO accounts ({', '.join(columns)})"
+            f" SELECT {select} FROM n, (SELECT * FROM accounts ORDER BY rowid DESC LIMIT 1)",
+            (start, count - 1),
+        )
+    conn.close()
+
+
+def accounts_memory(home: Path, stored: int, large: int) -> list[Figure]:
+    """Peak RSS of `hub accounts --json` over *stored* accounts, then over *large*."""
+    at_small = peak_rss(home, stored)
+    copy_accounts(home, large, start=stored)
+    at_large = peak_rss(home, large)
+    small = stored
+    return [
+        Figure(
+            section=SECTION,
+            name=f"hub accounts --json peak RSS, {large:,} accounts",
+            value=at_large,
+            baseline=at_small,
+            unit="MiB",
+            baseline_name=f"the same at {small:,}",
+            check="ratio<=",
+            # Flat: a batch of rows in memory, never the listing.
+            target=1.1,
         )
     ]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -89,8 +90,10 @@ from .store_types import (
     LINK_MAX_EXPIRY,
     AccountPage,
     KeyReplaced,
+    KeysetPage,
     LeaseLost,
     Link,
+    ListingKey,
     OutboxEntry,
 )
 from .store_types import utc_now as _now
@@ -106,10 +109,12 @@ __all__ = [
     "LINK_MAX_EXPIRY",
     "AccountPage",
     "KeyReplaced",
+    "KeysetPage",
     "Lease",
     "LeaseLost",
     "LeasedAccount",
     "Link",
+    "ListingKey",
     "OutboxEntry",
     "SqliteStore",
     "Store",
@@ -1104,24 +1109,119 @@ class SqliteStore:
         owner: str | None = None,
         now: datetime | None = None,
     ) -> list[Account]:
-        """Return the accounts, ordered by provider and label.
+        """Return the accounts, ordered by provider and label (`iter_accounts`, as a list).
 
         *provider* keeps one provider's accounts; *owner* one owner's; *status* keeps those
         with that status as of *now* (default: the current time), so ``expiring`` and
         ``expired`` are found by date. A row hub cannot read (edited by hand, say) is listed
         with status ``damaged`` and the reason in ``last_error``; it never hides the others.
+        A long listing is better read with `iter_accounts`, which never holds it whole.
+        """
+        return list(self.iter_accounts(provider=provider, status=status, owner=owner, now=now))
+
+    def iter_accounts(
+        self,
+        *,
+        provider: str | None = None,
+        status: Status | str | None = None,
+        owner: str | None = None,
+        batch: int = 500,
+        now: datetime | None = None,
+    ) -> Iterator[Account]:
+        """Yield the accounts of `accounts` (same filters, same order), *batch* rows at a time.
+
+        The order is provider, label, then id. Each batch is one indexed query that starts
+        after the last row of the one before (keyset paging: no OFFSET, no sort), so memory
+        stays at one batch whatever the store holds, and no statement stays open between
+        batches: the store can be written meanwhile. An account added or removed meanwhile
+        is listed or not, but no other is listed twice or skipped. An unknown *status* is a
+        `ValueError` at the call, before anything is read.
         """
         wanted = _wanted_status(status)
-        now = _now(now)
+        return self._listing(provider, wanted, owner, max(1, batch), _now(now), None)
+
+    def page_after(
+        self,
+        after: ListingKey | None = None,
+        *,
+        provider: str | None = None,
+        status: Status | str | None = None,
+        owner: str | None = None,
+        limit: int = 50,
+        now: datetime | None = None,
+    ) -> KeysetPage:
+        """Return the page of `iter_accounts` that starts after *after* (None: the first).
+
+        The page's `KeysetPage.after` is the key of the next page (None on the last). A page
+        reads its own rows and one more from the index, wherever it is in the listing, where
+        `page` (offset) reads every row before it. A key is the store's own value: a caller
+        that hands it to someone else (a link on a web page) signs it first.
+        """
+        wanted = _wanted_status(status)
+        limit = max(1, limit)
+        rows = itertools.islice(
+            self._keyed(provider, wanted, owner, limit + 1, _now(now), after), limit + 1
+        )
+        found = list(rows)
+        more = len(found) > limit
+        return KeysetPage(
+            [account for _, account in found[:limit]], found[limit - 1][0] if more else None
+        )
+
+    def _listing(
+        self,
+        provider: str | None,
+        wanted: Status | None,
+        owner: str | None,
+        batch: int,
+        now: datetime,
+        after: ListingKey | None,
+    ) -> Iterator[Account]:
+        for _, account in self._keyed(provider, wanted, owner, batch, now, after):
+            yield account
+
+    def _keyed(
+        self,
+        provider: str | None,
+        wanted: Status | None,
+        owner: str | None,
+        batch: int,
+        now: datetime,
+        after: ListingKey | None,
+    ) -> Iterator[tuple[ListingKey, Account]]:
+        """The listing as (key, account) pairs, one keyset query per *batch* rows."""
         where, params = _filters(provider, owner)
-        sql = f"SELECT rowid AS row_number, * FROM accounts{_where(where)}"  # noqa: S608
-        sql += " ORDER BY provider_id, label, id"
-        with self._sqlite_errors():
-            rows = self._db.execute(sql, params).fetchall()
-        found = [_account(row, now) for row in rows]
-        if wanted is not None:
-            found = [account for account in found if account.status == wanted]
-        return found
+        params.update(now=_iso(now), soon=_iso(now + _EXPIRING_WINDOW), batch=batch)
+        if wanted is not None and wanted is not Status.DAMAGED:
+            # Decided in SQL, so a filtered listing reads only what it shows. Whether a row
+            # is damaged is not (it takes reading every column), so `damaged` is decided
+            # below, row by row, and a damaged row is taken out of every other status.
+            where.append(f"{_STATUS_SQL} = :status")
+            params["status"] = wanted.value
+        # With one provider, its equality leads the key: the index is searched from there
+        # (a range on all four columns would pick the provider-only index and sort).
+        columns = _LISTING_KEY[1:] if provider is not None else _LISTING_KEY
+        while True:
+            conditions = list(where)
+            if after is not None:
+                key = after[1:] if provider is not None else after
+                condition, values = _after(columns, key)
+                conditions.append(condition)
+                params.update(values)
+            sql = (
+                f"SELECT rowid AS row_number, * FROM accounts{_where(conditions)}"  # noqa: S608
+                f"{_LISTING_ORDER} LIMIT :batch"
+            )
+            with self._sqlite_errors():
+                rows = self._db.execute(sql, params).fetchall()
+            for row in rows:
+                account = _account(row, now)
+                if wanted is None or account.status is wanted:
+                    yield _listing_key(row), account
+            if len(rows) < batch:
+                return
+            # The last row read, shown or not: the next batch starts after it.
+            after = _listing_key(rows[-1])
 
     def page(
         self,
@@ -1136,8 +1236,9 @@ class SqliteStore:
         """Return one page of `accounts` (same order and filters) and the number matching.
 
         The status is decided in SQL from the stored verdict and expiry as of *now*, so a
-        page reads only its own rows. A row edited by hand outside hub is filtered by its
-        stored verdict and shown ``damaged``.
+        page reads only its own rows and those before it (OFFSET: `page_after` reads only
+        its own). A row edited by hand outside hub is filtered by its stored verdict and
+        shown ``damaged``.
         """
         wanted = _wanted_status(status)
         now = _now(now)
@@ -1153,7 +1254,7 @@ class SqliteStore:
             total = self._db.execute(count, params).fetchone()[0]
             rows = self._db.execute(
                 f"SELECT rowid AS row_number, * FROM accounts{clause}"  # noqa: S608
-                " ORDER BY provider_id, label, id LIMIT :limit OFFSET :offset",
+                f"{_LISTING_ORDER} LIMIT :limit OFFSET :offset",
                 params,
             ).fetchall()
         return AccountPage([_account(row, now) for row in rows], total, offset, limit)
@@ -1810,6 +1911,46 @@ def _filters(provider: str | None, owner: str | None) -> tuple[list[str], dict[s
 
 def _where(conditions: list[str]) -> str:
     return f" WHERE {' AND '.join(conditions)}" if conditions else ""
+
+
+#: The listing's order, served by the index accounts_listing (provider_id, label, id) or, for
+#: one owner, accounts_owner: an index ends in the rowid, which breaks the ties a hand edit
+#: can make (two rows whose id was set to NULL).
+_LISTING_KEY = ("provider_id", "label", "id", "rowid")
+_LISTING_ORDER = f" ORDER BY {', '.join(_LISTING_KEY)}"
+
+
+def _listing_key(row: sqlite3.Row) -> ListingKey:
+    # The stored values as they are (a hand edit may have made one bytes or NULL): they
+    # compare in SQL exactly as the ORDER BY sorted them.
+    return (row["provider_id"], row["label"], row["id"], row["row_number"])
+
+
+def _after(
+    columns: Sequence[str], key: Sequence[object], start: int = 0
+) -> tuple[str, dict[str, object]]:
+    """The condition "*columns* sort after *key*" (ascending, NULL first), and its values.
+
+    A row value (``(a, b) > (?, ?)``) when no part of the key is NULL: SQLite searches the
+    index with it. A NULL (an id edited to NULL) is neither greater than nor equal to
+    anything in SQL, so from the first NULL on the condition is spelled out with IS NULL.
+    """
+    names = [f"k{start + i}" for i in range(len(key))]
+    if None not in key:
+        marks = ", ".join(f":{name}" for name in names)
+        return f"({', '.join(columns)}) > ({marks})", dict(zip(names, key, strict=True))
+    first = list(key).index(None)
+    values = dict(zip(names[:first], key[:first], strict=True))
+    tail = f"{columns[first]} IS NOT NULL"
+    if first + 1 < len(key):
+        rest, rest_values = _after(columns[first + 1 :], key[first + 1 :], start + first + 1)
+        tail = f"({tail} OR ({rest}))"
+        values.update(rest_values)
+    if first == 0:
+        return tail, values
+    head = ", ".join(columns[:first])
+    marks = ", ".join(f":{name}" for name in names[:first])
+    return f"(({head}) > ({marks}) OR (({head}) = ({marks}) AND {tail}))", values
 
 
 #: The name every caller uses: ``Store(path, secret_key=...)`` opens a SQLite store.

@@ -25,7 +25,7 @@ This module imports nothing heavy: ``import hub_core`` may load it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Self
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .keyring import KeyStatus, RotationReport
     from .leases import Lease
     from .model import Account, Credentials, Status, Verified
-    from .store_types import AccountPage, Link, OutboxEntry
+    from .store_types import AccountPage, KeysetPage, Link, ListingKey, OutboxEntry
 
 __all__ = ["AccountStore"]
 
@@ -139,6 +139,36 @@ class AccountStore(Protocol):
         now: datetime | None = None,
     ) -> AccountPage:
         """One page of `accounts` (same order and filters) and how many match in all."""
+        ...
+
+    def iter_accounts(
+        self,
+        *,
+        provider: str | None = None,
+        status: Status | str | None = None,
+        owner: str | None = None,
+        batch: int = 500,
+        now: datetime | None = None,
+    ) -> Iterator[Account]:
+        """`accounts`, yielded *batch* rows at a time by keyset: memory holds one batch.
+
+        No account is listed twice or skipped while others are added or removed meanwhile;
+        an unknown *status* is a `ValueError` before anything is read.
+        """
+        ...
+
+    def page_after(
+        self,
+        after: ListingKey | None = None,
+        *,
+        provider: str | None = None,
+        status: Status | str | None = None,
+        owner: str | None = None,
+        limit: int = 50,
+        now: datetime | None = None,
+    ) -> KeysetPage:
+        """The page of `iter_accounts` after the key *after* (None: the first), with the key
+        of the next page (None on the last)."""
         ...
 
     def credentials(self, account_id: str) -> dict[str, str]:

@@ -23,8 +23,10 @@ __all__ = [
     "LINK_MAX_EXPIRY",
     "AccountPage",
     "KeyReplaced",
+    "KeysetPage",
     "LeaseLost",
     "Link",
+    "ListingKey",
     "OutboxEntry",
     "utc_now",
 ]
@@ -137,3 +139,16 @@ class OutboxEntry:
     last_error: str | None
     delivered_at: float | None
     failed_at: float | None
+
+
+#: Where a keyset page starts: the last listed row's provider, label, id and rowid, as stored.
+ListingKey = tuple[object, object, object, int]
+
+
+@attrs.frozen
+class KeysetPage:
+    """One page of `AccountStore.page_after`: its accounts, and the key of the next page."""
+
+    accounts: list[Account]
+    #: Pass to `AccountStore.page_after` for the next page; None on the last page.
+    after: ListingKey | None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import queue
@@ -355,27 +356,39 @@ def accounts(
     if ctx.invoked_subcommand is not None:
         return
     no_core_dumps()  # the store's key is in memory once it is open
-    found = state().store.accounts(provider=provider_id, status=status)
+    # Read as printed, a batch at a time: a store of any size lists in the memory of a batch.
+    found = state().store.iter_accounts(provider=provider_id, status=status)
     if as_json:
-        echo_json([account.to_json() for account in found])
-        return
-    if not found:
-        say(shown("No linked account. Link one with `hub link PROVIDER` (see `hub providers`)."))
+        echo_json(account.to_json() for account in found)
         return
     headers = ("ACCOUNT", "PROVIDER", "STATUS", "EXPIRES", "LINKED", "CHECKED")
-    rows = [[shown("{header}", header=header) for header in headers]] + [
-        [
-            shown("{id}  {label}", id=a.id, label=a.label),
-            shown("{provider}", provider=a.provider_id),
-            _status(a.status),
-            shown("{when}", when=_when(a.expires_at, "never")),
-            shown("{when}", when=_when(a.linked_at)),
-            shown("{when}", when=_when(a.checked_at)),
-        ]
-        for a in found
-    ]
+    # The widths are measured on the first rows only (all of them in a listing that short);
+    # a wider value further down pushes the rest of its own line, and no line is cut.
+    first = list(itertools.islice(found, _MEASURED_ROWS))
+    if not first:
+        say(shown("No linked account. Link one with `hub link PROVIDER` (see `hub providers`)."))
+        return
+    rows = [[shown("{header}", header=header) for header in headers]]
+    rows += [_account_cells(a) for a in first]
     widths = [max(len(row[i].plain) for row in rows) for i in range(len(headers))]
     say(*(_table_row(row, widths) for row in rows))
+    for account in found:
+        say(_table_row(_account_cells(account), widths))
+
+
+#: How many rows `hub accounts` reads before it prints, to measure its columns.
+_MEASURED_ROWS = 1000
+
+
+def _account_cells(a: Account) -> list[Shown]:
+    return [
+        shown("{id}  {label}", id=a.id, label=a.label),
+        shown("{provider}", provider=a.provider_id),
+        _status(a.status),
+        shown("{when}", when=_when(a.expires_at, "never")),
+        shown("{when}", when=_when(a.linked_at)),
+        shown("{when}", when=_when(a.checked_at)),
+    ]
 
 
 @accounts.command()
