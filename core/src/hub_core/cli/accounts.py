@@ -516,24 +516,29 @@ def check_exit_code(checked: Sequence[Account] | CheckReport) -> int:
     return EXIT_OK
 
 
-@click.command()
-@click.argument("account_ids", metavar="[ID]...", nargs=-1)
-@click.option("--all", "check_all", is_flag=True, help="Check every account (the default).")
-@click.option(
+#: The options `hub check` and `hub worker` share.
+concurrency_option = click.option(
     "--concurrency",
     type=click.IntRange(1, 500),
     default=20,
     show_default=True,
     help="How many checks run at once.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the checked accounts as JSON.")
-@click.option(
+lease_option = click.option(
     "--lease",
     default="5m",
     show_default=True,
     metavar="DURATION",
     help="How long a batch is held (30s, 5m): a killed checker's accounts return after it.",
 )
+
+
+@click.command()
+@click.argument("account_ids", metavar="[ID]...", nargs=-1)
+@click.option("--all", "check_all", is_flag=True, help="Check every account (the default).")
+@concurrency_option
+@click.option("--json", "as_json", is_flag=True, help="Print the checked accounts as JSON.")
+@lease_option
 @reports_errors
 def check(
     account_ids: tuple[str, ...], check_all: bool, concurrency: int, as_json: bool, lease: str

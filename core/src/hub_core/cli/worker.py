@@ -10,7 +10,13 @@ from __future__ import annotations
 import click
 
 from hub_core.cli import reports_errors, say, shown, state
-from hub_core.cli.accounts import CheckReport, lease_duration, no_core_dumps
+from hub_core.cli.accounts import (
+    CheckReport,
+    concurrency_option,
+    lease_duration,
+    lease_option,
+    no_core_dumps,
+)
 
 __all__ = ["worker"]
 
@@ -23,13 +29,7 @@ __all__ = ["worker"]
     metavar="DURATION",
     help="How long after its last check an account is due again (30m, 12h, 7d).",
 )
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 500),
-    default=20,
-    show_default=True,
-    help="How many checks run at once.",
-)
+@concurrency_option
 @click.option(
     "--batch",
     type=click.IntRange(1, 10_000),
@@ -37,13 +37,7 @@ __all__ = ["worker"]
     show_default=True,
     help="How many due accounts one lease takes.",
 )
-@click.option(
-    "--lease",
-    default="5m",
-    show_default=True,
-    metavar="DURATION",
-    help="How long a batch is held: a killed worker's accounts return after it.",
-)
+@lease_option
 @reports_errors
 def worker(every: str, concurrency: int, batch: int, lease: str) -> None:
     """Re-check linked keys as they fall due, until stopped (SIGTERM or Ctrl-C)."""
