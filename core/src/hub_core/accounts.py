@@ -58,6 +58,8 @@ StoreRunner = Callable[[Callable[[], T]], Awaitable[T]]
 #: Re-check verdicts are written this many at a time, or at least this often.
 BATCH_SIZE = 100
 BATCH_SECONDS = 0.25
+#: How many accounts that are not active a `CheckRun` keeps (the rest it counts).
+FLAGGED_KEPT = 100
 
 
 class Accounts:
@@ -512,6 +514,9 @@ class Accounts:
             # and the pool's connections stay open and busy from the first batch to the last).
             while True:
                 try:
+                    # The verdicts waiting in the buffer first: with them written, only the
+                    # batch whose last checks are in flight still holds a lease.
+                    verdicts.flush()
                     self.store.keep_run(token, alive_for=lease_for)
                     lease = self.store.lease(batch, checked_before=started, lease_for=lease_for)
                     if not lease.accounts:
@@ -699,8 +704,7 @@ class _Verdicts:
             await self.accounts.hub._check_each(items, concurrency=concurrency, on_result=record)
         finally:  # interrupted too (Ctrl-C): the verdicts already reached are kept
             try:
-                if self.pending:
-                    self._flush()
+                self.flush()
             finally:
                 if self.deliveries:
                     await asyncio.gather(*self.deliveries)
@@ -722,6 +726,11 @@ class _Verdicts:
     def _record(self, index: int, result: CheckResult) -> None:
         self.pending.append((index, result))
         if len(self.pending) >= BATCH_SIZE or time.monotonic() - self.flushed >= BATCH_SECONDS:
+            self._flush()
+
+    def flush(self) -> None:
+        """Record the verdicts waiting in the buffer now."""
+        if self.pending:
             self._flush()
 
     def _flush(self) -> None:
@@ -767,8 +776,11 @@ class CheckRun:
     """What `Accounts.check_all` did: how many accounts it reported, by status."""
 
     statuses: dict[Status, int] = attrs.field(factory=dict)
-    #: The accounts that are not active (what a person wants listed), in the order reported.
+    #: The first `FLAGGED_KEPT` accounts that are not active (what a person wants listed), in
+    #: the order reported; `more_flagged` counts the others, so memory stays flat with the
+    #: store's size (a run over a million accounts that all fail keeps a hundred).
     flagged: list[Account] = attrs.field(factory=list)
+    more_flagged: int = 0
 
     @property
     def total(self) -> int:
@@ -779,7 +791,10 @@ class CheckRun:
         """Add *account*'s status to the run."""
         self.statuses[account.status] = self.statuses.get(account.status, 0) + 1
         if account.status is not Status.ACTIVE:
-            self.flagged.append(account)
+            if len(self.flagged) < FLAGGED_KEPT:
+                self.flagged.append(account)
+            else:
+                self.more_flagged += 1
 
 
 def _utcnow() -> datetime:
