@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
+import click
 import httpx
 import pytest
 from click.testing import CliRunner, Result
@@ -412,3 +413,32 @@ def test_the_canary_key_never_appears_in_output_or_the_database(cli: Hubcli) -> 
     assert all(CANARY not in output for output in cli.outputs)
     for path in cli.path.parent.iterdir():
         assert CANARY.encode() not in path.read_bytes(), path
+
+
+def test_check_report_lists_a_bounded_number_of_accounts_and_counts_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import UTC, datetime
+
+    from hub_core.cli.accounts import CheckReport
+    from hub_core.model import Account, Status
+
+    monkeypatch.setattr(CheckReport, "LISTED", 2)
+    report = CheckReport()
+    for n in range(5):
+        report.add(
+            Account(
+                id=f"{n:016x}",
+                provider_id="acme",
+                identity=f"org:{n}",
+                label=f"Org {n}",
+                status=Status.INVALID if n else Status.ACTIVE,
+                config={},
+                linked_at=datetime(2026, 1, 1, tzinfo=UTC),
+                last_error="rejected",
+            )
+        )
+    text = [click.unstyle(str(line)) for line in report.lines()]
+    assert text[0] == "Checked 5 accounts: 1 active, 4 invalid."
+    assert len(text) == 4  # the summary, two accounts, and the rest counted
+    assert "and 2 more not active" in text[-1]

@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet
 from hub_core import Accounts, Hub, Policy, Store, Verified
 from hub_core.errors import InvalidCredentials, RateLimited
 from hub_core.hookspecs import Flow
-from hub_core.model import Status
+from hub_core.model import Credentials, Status
 
 from .contract.test_leases import NOW, fill
 
@@ -274,3 +274,79 @@ def test_a_killed_runs_start_is_forgotten_after_it_stops_renewing(make: Any) -> 
     later = NOW + timedelta(minutes=10)
     _, fresh = store.join_run(now=later)
     assert fresh == later
+
+
+# --- one stream across leases, bounded memory (issue 19, performance) ---------------------
+
+
+async def test_check_all_leases_the_next_batch_while_the_last_checks_finish(
+    make: Any, provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accounts = make()
+    fill(accounts.store, 12)
+    provider.delay = 0.02
+    held: list[int] = []
+    lease = accounts.store.lease
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        # Leases that still hold accounts when the next one is taken (its checks in flight).
+        with accounts.store._write() as conn:
+            row = conn.execute(
+                "SELECT count(DISTINCT lease_token) FROM accounts WHERE lease_token IS NOT NULL"
+            ).fetchone()
+        held.append(row[0])
+        return lease(*args, **kwargs)
+
+    monkeypatch.setattr(accounts.store, "lease", watched)
+    run = await accounts.check_all(batch=4, concurrency=3)
+    assert run.total == 12
+    assert sorted(provider.seen.values()) == [1] * 12
+    # Batch 2 and 3 were leased while the previous one's checks were still running (the
+    # stream never drains between leases), and never more than one lease besides the new one.
+    assert max(held) == 1
+    assert held.count(1) >= 2
+    assert all(row["lease_token"] is None for row in _rows(accounts.store))
+
+
+def _rows(store: Store) -> list[Any]:
+    with store._write() as conn:
+        return list(conn.execute("SELECT lease_token FROM accounts").fetchall())
+
+
+async def test_a_verdict_refused_under_a_lease_still_ends_the_lease(
+    make: Any, provider: Provider
+) -> None:
+    accounts = make()
+    [account_id] = fill(accounts.store, 1)
+    lease = accounts.store.lease(10)
+    [item] = lease.accounts
+    # Relinked while its old key was checked: the verdict is dropped, the lease ends anyway,
+    # so no checker waits for it to expire.
+    accounts.store.save(
+        "acme",
+        Verified(identity="org:k0", label="Org k0"),
+        Credentials({"api_key": "k0-new"}, secret=["api_key"]),
+    )
+    [outcome] = accounts.store.record_many(
+        [(account_id, Verified(identity="org:k0", label="old"))],
+        versions={account_id: item.version},
+        lease=lease.token,
+    )
+    assert type(outcome).__name__ == "KeyReplaced"
+    assert [row["lease_token"] for row in _rows(accounts.store)] == [None]
+
+
+async def test_check_all_keeps_a_bounded_list_of_accounts_not_active(
+    make: Any, provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub_core import accounts as accounts_module
+
+    monkeypatch.setattr(accounts_module, "FLAGGED_KEPT", 3)
+    accounts = make()
+    fill(accounts.store, 8)
+    provider.revoked = {f"k{i}" for i in range(7)}
+    run = await accounts.check_all(batch=3)
+    assert run.total == 8
+    assert run.statuses[Status.INVALID] == 7
+    assert len(run.flagged) == 3
+    assert run.more_flagged == 4

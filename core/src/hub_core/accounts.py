@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
@@ -45,7 +45,7 @@ from .owners import check_owner
 from .status import Status
 
 if TYPE_CHECKING:
-    from .hub import CheckResult, Hub
+    from .hub import CheckItem, CheckResult, Hub
     from .store_protocol import AccountStore
     from .store_types import Link
 
@@ -59,6 +59,8 @@ StoreRunner = Callable[[Callable[[], T]], Awaitable[T]]
 #: Re-check verdicts are written this many at a time, or at least this often.
 BATCH_SIZE = 100
 BATCH_SECONDS = 0.25
+#: How many accounts that are not active a `CheckRun` keeps (the rest it counts).
+FLAGGED_KEPT = 100
 
 
 class Accounts:
@@ -495,33 +497,52 @@ class Accounts:
         lease commits before its requests leave), checked, and its verdict recorded under the
         lease, so two ``hub check --all`` started together check each account once and a
         killed one's accounts are taken over when its lease (*lease_for*) expires; this run
-        waits for that before it ends. Memory holds one batch, not the store. A `RateLimited`
-        account is due again after its ``Retry-After`` and keeps its verdict. *on_result*
-        receives each account as its verdict is recorded (and each one that cannot be checked).
+        waits for that before it ends. Memory holds about two batches, not the store. A
+        `RateLimited` account is due again after its ``Retry-After`` and keeps its verdict.
+        *on_result* receives each account as its verdict is recorded (and each one that cannot
+        be checked).
         """
         token, started = self.store.join_run(alive_for=lease_for)
         run = CheckRun()
         held: list[str] = []  # leases kept until the end: accounts reported, never checked
+        failed: list[BaseException] = []
+        verdicts = _Verdicts(self, on_result=on_result, on_recorded=lambda _, a: run.count(a))
+
+        def leased() -> Iterator[CheckItem]:
+            # One stream of checks across the leases, read by `check_many`'s workers as they
+            # free up: the next batch is leased when the last check of this one has started,
+            # while the others are still in flight (so at most two leases are being checked,
+            # and the pool's connections stay open and busy from the first batch to the last).
+            while True:
+                try:
+                    # The verdicts waiting in the buffer first: with them written, only the
+                    # batch whose last checks are in flight still holds a lease.
+                    verdicts.flush()
+                    self.store.keep_run(token, alive_for=lease_for)
+                    lease = self.store.lease(batch, checked_before=started, lease_for=lease_for)
+                    if not lease.accounts:
+                        return
+                    if any(i.values is None and i.error is None for i in lease.accounts):
+                        held.append(lease.token)
+                    checkable = verdicts.take(lease.accounts, lease.token)
+                except Exception as exc:  # a store error: the checks in flight still finish
+                    failed.append(exc)
+                    return
+                for run_account in verdicts.reported:
+                    run.count(run_account)
+                verdicts.reported.clear()
+                yield from checkable
+
         try:
             while True:
-                self.store.keep_run(token, alive_for=lease_for)
-                lease = self.store.lease(batch, checked_before=started, lease_for=lease_for)
-                if not lease.accounts:
-                    wait_until = self.store.held_elsewhere(held, checked_before=started)
-                    if wait_until is None:
-                        break
-                    pause = (wait_until - _utcnow()).total_seconds()
-                    await asyncio.sleep(min(max(pause, 0.05), 1.0))
-                    continue
-                if any(item.values is None and item.error is None for item in lease.accounts):
-                    held.append(lease.token)
-                for account in await self._check_items(
-                    lease.accounts,
-                    lease=lease.token,
-                    concurrency=concurrency,
-                    on_result=on_result,
-                ):
-                    run.count(account)
+                await verdicts.check(leased(), concurrency=concurrency, first=verdicts.numbered)
+                if failed:
+                    raise failed[0]
+                wait_until = self.store.held_elsewhere(held, checked_before=started)
+                if wait_until is None:
+                    break
+                pause = (wait_until - _utcnow()).total_seconds()
+                await asyncio.sleep(min(max(pause, 0.05), 1.0))
         finally:
             for lease_token in held:
                 self.store.release(lease_token)
@@ -596,93 +617,159 @@ class Accounts:
         on_result: Callable[[Account], None] | None = None,
     ) -> list[Account]:
         """Check *items* and record each verdict (under *lease*, when given)."""
-        from .store import KeyReplaced, LeaseLost  # loaded already: it made self.store
+        recorded: dict[int, Account] = {}
+        verdicts = _Verdicts(
+            self,
+            next_check_in=next_check_in,
+            on_result=on_result,
+            on_recorded=recorded.__setitem__,
+        )
+        checkable = verdicts.take(items, lease)
+        await verdicts.check(checkable, concurrency=concurrency, first=0)
+        return verdicts.reported + [recorded[index] for index in sorted(recorded)]
 
-        reported: list[Account] = []
+
+class _Verdicts:
+    """Checks leased accounts and records their verdicts in batches, each under its lease.
+
+    `take` records at once what cannot be checked (a key that does not decrypt) and gives
+    the rest as `check_many` items; `check` runs them. A verdict waits in a buffer of at most
+    `BATCH_SIZE` (or `BATCH_SECONDS`), written with one `Store.record_many` per lease it holds;
+    an account is forgotten as soon as its verdict is recorded, so memory holds the checks in
+    flight and that buffer, however many accounts the stream has.
+    """
+
+    def __init__(
+        self,
+        accounts: Accounts,
+        *,
+        next_check_in: timedelta = CHECK_INTERVAL,
+        on_result: Callable[[Account], None] | None,
+        on_recorded: Callable[[int, Account], None],
+    ) -> None:
+        self.accounts = accounts
+        self.next_check_in = next_check_in
+        self.on_result = on_result
+        self.on_recorded = on_recorded
+        #: Accounts reported without a check, for the caller to take (and clear).
+        self.reported: list[Account] = []
+        # Per item given out and not yet recorded: the account, its lease, its key's version.
+        self.items: dict[int, tuple[Account, str | None, str | None]] = {}
+        self.pending: list[tuple[int, CheckResult]] = []
+        self.flushed = time.monotonic()
+        self.numbered = 0
+        # An async on_event's deliveries run as tasks alongside the check, all awaited before
+        # `check` returns: the verdicts are recorded from a sync callback of `Hub.check_many`.
+        self.deliveries: list[asyncio.Task[None]] = []
+
+    def take(self, items: Sequence[LeasedAccount], lease: str | None) -> list[CheckItem]:
+        """Note *items* (of *lease*); record those that cannot be checked; the rest to check."""
         unreadable: list[tuple[str, HubError]] = []
-        checkable: list[tuple[Account, dict[str, str]]] = []
-        versions: dict[str, str] = {}
+        checkable: list[CheckItem] = []
+        before = {item.account.id: item.account for item in items}
         for item in items:
             if item.error is not None:
                 unreadable.append((item.account.id, item.error))
             elif item.values is None:
-                reported.append(item.account)
+                self._report(item.account)
             else:
-                checkable.append((item.account, item.values))
-                if item.version is not None:
-                    versions[item.account.id] = item.version
-        # An async on_event's deliveries run as tasks alongside the check, all awaited before
-        # it returns: the verdicts are recorded from a sync callback of `Hub.check_many`.
-        deliveries: list[asyncio.Task[None]] = []
-        before = {item.account.id: item.account.status for item in items}
-
-        def checked(account: Account, error: HubError | None) -> None:
-            event = AccountChecked(
-                account.id,
-                account.provider_id,
-                account.status,
-                before.get(account.id, account.status),
-                error.code if error is not None else None,
-                self.via,
+                self.items[self.numbered + len(checkable)] = (item.account, lease, item.version)
+                checkable.append((item.account.provider_id, item.values))
+        if unreadable:
+            outcomes = self.accounts.store.record_many(
+                unreadable,
+                versions={},
+                lease=lease,
+                next_check_in=self.next_check_in,
             )
-            pending = self._deliver(event)
-            if pending is not None:
-                deliveries.append(asyncio.ensure_future(pending))
+            for (_, error), outcome in zip(unreadable, outcomes, strict=True):
+                if isinstance(outcome, Account):
+                    self._report(outcome)
+                    self._checked(outcome, before[outcome.id], error)
+        self.numbered += len(checkable)
+        return checkable
 
-        def store(batch: list[tuple[str, CheckResult]]) -> list[Account | StoreError]:
-            return self.store.record_many(
-                batch, versions=versions, lease=lease, next_check_in=next_check_in
+    def _report(self, account: Account) -> None:
+        self.reported.append(account)
+        if self.on_result is not None:
+            self.on_result(account)
+
+    async def check(self, items: Iterable[CheckItem], *, concurrency: int, first: int) -> None:
+        """Check *items* and record every verdict; *first* is the number `take` gave the
+        first of them (the numbers of one stream follow on, as `take` gave them out)."""
+
+        def record(index: int, result: CheckResult) -> None:
+            self._record(first + index, result)
+
+        try:
+            await self.accounts.hub._check_each(items, concurrency=concurrency, on_result=record)
+        finally:  # interrupted too (Ctrl-C): the verdicts already reached are kept
+            try:
+                self.flush()
+            finally:
+                if self.deliveries:
+                    await asyncio.gather(*self.deliveries)
+                    self.deliveries.clear()
+
+    def _checked(self, account: Account, before: Account, error: HubError | None) -> None:
+        event = AccountChecked(
+            account.id,
+            account.provider_id,
+            account.status,
+            before.status,
+            error.code if error is not None else None,
+            self.accounts.via,
+        )
+        pending = self.accounts._deliver(event)
+        if pending is not None:
+            self.deliveries.append(asyncio.ensure_future(pending))
+
+    def _record(self, index: int, result: CheckResult) -> None:
+        self.pending.append((index, result))
+        if len(self.pending) >= BATCH_SIZE or time.monotonic() - self.flushed >= BATCH_SECONDS:
+            self._flush()
+
+    def flush(self) -> None:
+        """Record the verdicts waiting in the buffer now."""
+        if self.pending:
+            self._flush()
+
+    def _flush(self) -> None:
+        from .store import KeyReplaced, LeaseLost  # loaded already: it made the store
+
+        by_lease: dict[str | None, list[tuple[int, CheckResult]]] = {}
+        for index, result in self.pending:
+            by_lease.setdefault(self.items[index][1], []).append((index, result))
+        self.pending = []
+        retry: list[tuple[int, CheckResult]] = []
+        for lease, group in by_lease.items():
+            versions: dict[str, str] = {}
+            for index, _ in group:
+                account, _, version = self.items[index]
+                if version is not None:
+                    versions[account.id] = version
+            outcomes = self.accounts.store.record_many(
+                [(self.items[index][0].id, result) for index, result in group],
+                versions=versions,
+                lease=lease,
+                next_check_in=self.next_check_in,
             )
-
-        outcomes = store(list(unreadable)) if unreadable else []
-        for (_, error), outcome in zip(unreadable, outcomes, strict=True):
-            if isinstance(outcome, Account):
-                reported.append(outcome)
-                checked(outcome, error)
-        for account in reported:
-            if on_result is not None:
-                on_result(account)
-
-        recorded: list[Account | None] = [None] * len(checkable)
-        pending: list[tuple[int, CheckResult]] = []
-        flushed = time.monotonic()
-
-        def flush() -> None:
-            nonlocal flushed
-            batch = [(checkable[index][0].id, result) for index, result in pending]
-            outcomes = store(batch)
-            retry = []
-            for (index, result), outcome in zip(pending, outcomes, strict=True):
+            for (index, result), outcome in zip(group, outcomes, strict=True):
                 if isinstance(outcome, AccountNotFound | KeyReplaced | LeaseLost):
-                    continue  # unlinked, relinked or taken over while the check ran
+                    del self.items[index]  # unlinked, relinked or taken over while it ran
+                    continue
                 if isinstance(outcome, HubError):  # the key now reaches another identity
                     retry.append((index, InvalidCredentials(outcome.message)))
                     continue
-                recorded[index] = outcome
-                if on_result is not None:
-                    on_result(outcome)
-                checked(outcome, result if isinstance(result, HubError) else None)
-            pending[:] = retry
-            flushed = time.monotonic()
-            if retry:
-                flush()
-
-        def record(index: int, result: CheckResult) -> None:
-            pending.append((index, result))
-            if len(pending) >= BATCH_SIZE or time.monotonic() - flushed >= BATCH_SECONDS:
-                flush()
-
-        work = ((account.provider_id, values) for account, values in checkable)
-        try:
-            await self.hub.check_many(work, concurrency=concurrency, on_result=record)
-        finally:  # interrupted too (Ctrl-C): the verdicts already reached are kept
-            try:
-                if pending:
-                    flush()
-            finally:
-                if deliveries:
-                    await asyncio.gather(*deliveries)
-        return reported + [account for account in recorded if account is not None]
+                before = self.items.pop(index)[0]
+                self.on_recorded(index, outcome)
+                if self.on_result is not None:
+                    self.on_result(outcome)
+                self._checked(outcome, before, result if isinstance(result, HubError) else None)
+        self.flushed = time.monotonic()
+        if retry:
+            self.pending = retry
+            self._flush()
 
 
 @attrs.define
@@ -690,8 +777,11 @@ class CheckRun:
     """What `Accounts.check_all` did: how many accounts it reported, by status."""
 
     statuses: dict[Status, int] = attrs.field(factory=dict)
-    #: The accounts that are not active (what a person wants listed), in the order reported.
+    #: The first `FLAGGED_KEPT` accounts that are not active (what a person wants listed), in
+    #: the order reported; `more_flagged` counts the others, so memory stays flat with the
+    #: store's size (a run over a million accounts that all fail keeps a hundred).
     flagged: list[Account] = attrs.field(factory=list)
+    more_flagged: int = 0
 
     @property
     def total(self) -> int:
@@ -702,7 +792,10 @@ class CheckRun:
         """Add *account*'s status to the run."""
         self.statuses[account.status] = self.statuses.get(account.status, 0) + 1
         if account.status is not Status.ACTIVE:
-            self.flagged.append(account)
+            if len(self.flagged) < FLAGGED_KEPT:
+                self.flagged.append(account)
+            else:
+                self.more_flagged += 1
 
 
 def _utcnow() -> datetime:

@@ -33,6 +33,7 @@ from .errors import (
     PluginError,
     ProviderUnavailable,
     RateLimited,
+    Redactor,
     UnexpectedResponse,
     describe,
     redact,
@@ -97,7 +98,7 @@ def _origin(url: httpx.URL) -> tuple[str, bytes, int | None]:
 
 
 def check_request(
-    provider: Provider, plugin: str, request: object, secrets: Iterable[str] = ()
+    provider: Provider, plugin: str, request: object, secrets: Iterable[str] | Redactor = ()
 ) -> httpx.Request:
     """Refuse, before any byte leaves, a request the provider's allowlist does not permit.
 
@@ -221,7 +222,7 @@ def exchange(
     provider: Provider,
     plugin: str,
     request: httpx.Request,
-    secrets: Iterable[str] = (),
+    secrets: Iterable[str] | Redactor = (),
 ) -> Generator[Action, Any, httpx.Response]:
     """One request of a flow, from the driver's side: send, follow, retry; the final response."""
     check_request(provider, plugin, request, secrets)
@@ -278,7 +279,7 @@ def _at_own_yield(exc: BaseException) -> bool:
     return exc.__traceback__ is not None and exc.__traceback__.tb_next is None
 
 
-def _close(flow: Flow, plugin: str, secrets: Iterable[str]) -> None:
+def _close(flow: Flow, plugin: str, secrets: Iterable[str] | Redactor) -> None:
     """Close *flow*: whatever its clean-up raises, but a `HubError`, is the plugin's failure."""
     try:
         flow.close()
@@ -290,7 +291,9 @@ def _close(flow: Flow, plugin: str, secrets: Iterable[str]) -> None:
         raise _plugin_failure(plugin, exc, secrets) from exc
 
 
-def _plugin_failure(plugin: str, exc: BaseException, secrets: Iterable[str]) -> PluginError:
+def _plugin_failure(
+    plugin: str, exc: BaseException, secrets: Iterable[str] | Redactor
+) -> PluginError:
     # The original stays chained for debugging; scrub it too, so a traceback cannot leak a key.
     exc.args = tuple(redact(a, secrets) if isinstance(a, str) else a for a in exc.args)
     detail = redact(describe(exc), secrets)
@@ -311,7 +314,10 @@ def drive(
     Exceptions from plugin code other than `HubError` become `PluginError`, and every secret
     is masked in whatever error leaves.
     """
-    secrets = tuple(secrets)
+    # One Redactor for the whole check (its request, its errors, its result): built once here,
+    # not looked up again in `redactor`'s small cache at each step, which `check_many`'s
+    # interleaved checks (50 or more at once, each with its own key) kept evicting.
+    mask = redactor(secrets)
     status: int | None = None
     try:
         try:
@@ -324,7 +330,7 @@ def drive(
                         plugin=plugin,
                     )
                 try:
-                    response = yield from exchange(policy, provider, plugin, request, secrets)
+                    response = yield from exchange(policy, provider, plugin, request, mask)
                 except PluginError:
                     raise
                 except HubError as exc:
@@ -344,25 +350,25 @@ def drive(
                 "it may be having problems, try again later"
             ) from exc
         except Exception as exc:
-            raise _plugin_failure(plugin, exc, secrets) from exc
+            raise _plugin_failure(plugin, exc, mask) from exc
         except BaseException as exc:
             # SystemExit, KeyboardInterrupt, GeneratorExit or the plugin's own BaseException,
             # out of the flow: a broken plugin, like any other exception. Let through a real
             # Ctrl-C, and this driver's own close (a GeneratorExit raised at its yield).
             if is_interrupt(exc) or (isinstance(exc, GeneratorExit) and _at_own_yield(exc)):
                 raise
-            raise _plugin_failure(plugin, exc, secrets) from exc
+            raise _plugin_failure(plugin, exc, mask) from exc
         finally:
-            _close(flow, plugin, secrets)
+            _close(flow, plugin, mask)
     except HubError as exc:
-        exc.redacted(secrets)
+        exc.redacted(mask)
         raise
     if not isinstance(result, Verified):
         raise PluginError(
             f"the plugin {plugin} finished the check with {type(result).__name__}, not Verified",
             plugin=plugin,
         )
-    return _clean_result(provider, plugin, result, secrets)
+    return _clean_result(provider, plugin, result, mask)
 
 
 #: How deep `Verified.details` may nest: facts for a display, not a provider's whole answer.
@@ -372,7 +378,7 @@ _INT_BITS = 14_000
 
 
 def _clean_result(
-    provider: Provider, plugin: str, result: Verified, secrets: Iterable[str]
+    provider: Provider, plugin: str, result: Verified, secrets: Iterable[str] | Redactor
 ) -> Verified:
     """The flow's `Verified`, fit to show and to store, whatever the plugin copied into it.
 

@@ -177,6 +177,29 @@ class Hub:
         check. One bad item never stops the others. *on_result(index, result)* is called as
         each check finishes (for progress bars). At most *concurrency* checks run at once.
         """
+        results: dict[int, CheckResult] = {}
+
+        def keep(index: int, result: CheckResult) -> None:
+            results[index] = result
+            if on_result is not None:
+                on_result(index, result)
+
+        await self._check_each(items, concurrency=concurrency, on_result=keep)
+        return [results[index] for index in range(len(results))]
+
+    async def _check_each(
+        self,
+        items: Iterable[CheckItem],
+        *,
+        concurrency: int,
+        on_result: Callable[[int, CheckResult], None],
+    ) -> None:
+        """`check_many` without its list of results: *on_result* gets each, nothing is kept.
+
+        *items* is read lazily, one item as a check slot frees up, so it may be an endless
+        stream (`Accounts.check_all` leases its next batch from inside it): memory holds the
+        checks in flight, never the results of the whole stream.
+        """
         import asyncio
 
         from .flows import run_async
@@ -184,7 +207,6 @@ class Hub:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         pending = enumerate(items)
-        results: dict[int, CheckResult] = {}
 
         async def worker(client: AsyncSender) -> None:
             for index, (provider_id, values) in pending:
@@ -200,14 +222,11 @@ class Hub:
                     if is_interrupt(exc):
                         raise
                     result = PluginError(f"the check failed unexpectedly ({type(exc).__name__})")
-                results[index] = result
-                if on_result is not None:
-                    on_result(index, result)
+                on_result(index, result)
 
         async with self._async_client(max_connections=concurrency) as client:
             with watching_interrupts():
                 await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        return [results[index] for index in range(len(results))]
 
     # --- HTTP clients -----------------------------------------------------------------------
 

@@ -914,6 +914,23 @@ class SqliteStore:
         lease: str,
         next_check_in: timedelta,
     ) -> Account | StoreError:
+        if not isinstance(result, RateLimited):
+            # The verdict and the lease's end in one UPDATE, after one SELECT that also checks
+            # the lease: a few statements per account, not seven (`hub check --all` records
+            # thousands a second).
+            due = now + next_check_in
+            outcome = self._record_one(conn, account_id, result, now, version, lease=(lease, due))
+            if isinstance(outcome, StoreError) and not isinstance(
+                outcome, AccountNotFound | LeaseLost
+            ):
+                # The verdict was refused (relinked meanwhile, say), the lease ends all the same.
+                conn.execute(
+                    "UPDATE accounts SET lease_token = NULL, lease_until = NULL,"
+                    " next_check_at = ?, retry_at = NULL"
+                    " WHERE (id = ? OR rowid = ?) AND lease_token = ?",
+                    (_iso(due), *_by_id(account_id), lease),
+                )
+            return outcome
         key = _by_id(account_id)
         held = conn.execute(
             "SELECT lease_token FROM accounts WHERE (id = ? OR rowid = ?)", key
@@ -921,26 +938,16 @@ class SqliteStore:
         if held is None:
             return AccountNotFound(account_id)
         if held["lease_token"] != lease:
-            return LeaseLost(
-                f"the lease on account {account_id} expired and another checker took it; "
-                "this verdict was dropped"
-            )
-        if isinstance(result, RateLimited):
-            # One key's 429 says nothing of its verdict: only when to ask again (jittered, so
-            # accounts limited together do not return together).
-            wait = max(float(result.retry_after or 0), 1.0)
-            due = now + timedelta(seconds=wait * random.uniform(1.0, 1.25))
-            retry, outcome = _iso(due), None
-        else:
-            due, retry = now + next_check_in, None
-            outcome = self._record_one(conn, account_id, result, now, version)
+            return _lease_lost(account_id)
+        # One key's 429 says nothing of its verdict: only when to ask again (jittered, so
+        # accounts limited together do not return together).
+        wait = max(float(result.retry_after or 0), 1.0)
+        due = now + timedelta(seconds=wait * random.uniform(1.0, 1.25))
         conn.execute(
             "UPDATE accounts SET lease_token = NULL, lease_until = NULL, next_check_at = ?,"
             " retry_at = ? WHERE (id = ? OR rowid = ?)",
-            (_iso(due), retry, *key),
+            (_iso(due), _iso(due), *key),
         )
-        if outcome is not None:
-            return outcome
         row = conn.execute(
             "SELECT rowid AS row_number, * FROM accounts WHERE (id = ? OR rowid = ?)", key
         ).fetchone()
@@ -953,6 +960,8 @@ class SqliteStore:
         result: Verified | HubError,
         now: datetime,
         version: str | None,
+        *,
+        lease: tuple[str, datetime] | None = None,
     ) -> Account | StoreError:
         if not isinstance(result, Verified | HubError):
             raise TypeError(f"expected Verified or HubError, got {type(result).__name__}")
@@ -961,7 +970,7 @@ class SqliteStore:
         conn.execute("SAVEPOINT record_one")
         try:
             try:
-                return self._record(conn, account_id, result, now, version)
+                return self._record(conn, account_id, result, now, version, lease=lease)
             except StoreError as exc:
                 conn.execute("ROLLBACK TO record_one")
                 return exc
@@ -982,7 +991,7 @@ class SqliteStore:
                     "the provider's plugin returned data the account store cannot hold"
                 )
                 try:
-                    return self._record(conn, account_id, failed, now, version)
+                    return self._record(conn, account_id, failed, now, version, lease=lease)
                 except StoreError as again:
                     conn.execute("ROLLBACK TO record_one")
                     return again
@@ -996,15 +1005,27 @@ class SqliteStore:
         result: Verified | HubError,
         now: datetime,
         version: str | None = None,
+        *,
+        lease: tuple[str, datetime] | None = None,
     ) -> Account:
+        """Write one verdict; with *lease* (its token, and when the account is due again),
+        only while that lease holds the account, ending it in the same UPDATE."""
         key = _by_id(account_id)
         row = conn.execute(
-            "SELECT identity, verdict, expires_at, expiring_at, details, secrets FROM accounts"
-            " WHERE (id = ? OR rowid = ?)",
+            "SELECT identity, verdict, expires_at, expiring_at, details, secrets, lease_token"
+            " FROM accounts WHERE (id = ? OR rowid = ?)",
             key,
         ).fetchone()
         if row is None:
             raise AccountNotFound(account_id)
+        if lease is not None and row["lease_token"] != lease[0]:
+            raise _lease_lost(account_id)
+        # The end of the lease, set with the verdict: cleared, and when the account is due.
+        ended: str = ""
+        end: tuple[str | None, ...] = ()
+        if lease is not None:
+            ended = ", lease_token = NULL, lease_until = NULL, next_check_at = ?, retry_at = NULL"
+            end = (_iso(lease[1]),)
         if version is not None and _version(row["secrets"]) != version:
             # Compared and written in one transaction: a relink that landed after the check
             # read the key keeps its verdict; this one was about a key the account no longer has.
@@ -1023,21 +1044,20 @@ class SqliteStore:
                 # The same expiry without its creation time (a lookup that failed this once):
                 # the moment computed when it was known stands.
                 expiring_at = row["expiring_at"]
-            conn.execute(
-                """
-                UPDATE accounts SET label = ?, verdict = 'active', checked_at = ?,
-                    expires_at = ?, expiring_at = ?, last_error = NULL, details = ?
-                WHERE (id = ? OR rowid = ?)
-                """,
+            updated = conn.execute(
+                "UPDATE accounts SET label = ?, verdict = 'active', checked_at = ?,"  # noqa: S608
+                " expires_at = ?, expiring_at = ?, last_error = NULL, details = ?"
+                f"{ended} WHERE (id = ? OR rowid = ?) RETURNING rowid AS row_number, *",
                 (
                     result.label,
                     _iso(now),
                     _iso(result.expires_at),
                     expiring_at,
                     _details_json(result.details),
+                    *end,
                     *key,
                 ),
-            )
+            ).fetchone()
         else:
             # A hand-edited row must not stop its verdict from being recorded: what cannot be
             # read is treated as absent.
@@ -1055,16 +1075,12 @@ class SqliteStore:
                 details.pop("previous_status", None)
             # Plugins must not put keys in messages; the stored ones are masked regardless.
             message = redact(str(result), self._secret_values(row["secrets"]))
-            conn.execute(
-                """
-                UPDATE accounts SET verdict = ?, checked_at = ?, last_error = ?, details = ?
-                WHERE (id = ? OR rowid = ?)
-                """,
-                (verdict, _iso(now), message, json.dumps(details), *key),
-            )
-        updated = conn.execute(
-            "SELECT rowid AS row_number, * FROM accounts WHERE (id = ? OR rowid = ?)", key
-        ).fetchone()
+            updated = conn.execute(
+                "UPDATE accounts SET verdict = ?, checked_at = ?, last_error = ?,"  # noqa: S608
+                f" details = ?{ended} WHERE (id = ? OR rowid = ?)"
+                " RETURNING rowid AS row_number, *",
+                (verdict, _iso(now), message, json.dumps(details), *end, *key),
+            ).fetchone()
         return _account(updated, now)
 
     def get(self, id_or_prefix: str, *, owner: str | None = None) -> Account:
@@ -1716,6 +1732,13 @@ class SqliteStore:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _lease_lost(account_id: str) -> LeaseLost:
+    return LeaseLost(
+        f"the lease on account {account_id} expired and another checker took it; "
+        "this verdict was dropped"
+    )
 
 
 def _has_key_ids(conn: sqlite3.Connection) -> bool:

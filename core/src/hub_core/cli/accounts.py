@@ -613,15 +613,23 @@ def _progress(length: int) -> Any:
 class CheckReport:
     """What `hub check` says at the end: counts by status, and each account not active."""
 
+    #: How many accounts that are not active are listed; the others are counted ("and K
+    #: more"), so memory stays flat however many accounts a run reports.
+    LISTED = 100
+
     def __init__(self) -> None:
         self.counts: dict[Status, int] = {}
         self.flagged: list[Account] = []
+        self.more = 0
 
     def add(self, account: Account) -> None:
         """Count *account*; keep it for the listing when it is not active."""
         self.counts[account.status] = self.counts.get(account.status, 0) + 1
         if account.status is not Status.ACTIVE:
-            self.flagged.append(account)
+            if len(self.flagged) < self.LISTED:
+                self.flagged.append(account)
+            else:
+                self.more += 1
 
     @property
     def statuses(self) -> set[Status]:
@@ -652,6 +660,13 @@ class CheckReport:
             )
             for account in self.flagged
         ]
+        if self.more:
+            lines.append(
+                shown(
+                    "  and {n} more not active: `hub accounts --status STATUS` lists them.",
+                    n=self.more,
+                )
+            )
         return lines
 
 
