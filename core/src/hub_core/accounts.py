@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 import attrs
@@ -43,6 +43,7 @@ from .leases import CHECK_INTERVAL, LEASE_DEFAULT, LeasedAccount
 from .model import Account, Credentials, Verified
 from .owners import check_owner
 from .status import Status
+from .store_types import utc_now
 
 if TYPE_CHECKING:
     from .hub import CheckItem, CheckResult, Hub
@@ -541,7 +542,7 @@ class Accounts:
                 wait_until = self.store.held_elsewhere(held, checked_before=started)
                 if wait_until is None:
                     break
-                pause = (wait_until - _utcnow()).total_seconds()
+                pause = (wait_until - utc_now()).total_seconds()
                 await asyncio.sleep(min(max(pause, 0.05), 1.0))
         finally:
             for lease_token in held:
@@ -575,7 +576,7 @@ class Accounts:
             lease = self.store.lease(batch, lease_for=lease_for)
             if not lease.accounts:
                 due = self.store.next_due()
-                pause = idle if due is None else (due - _utcnow()).total_seconds()
+                pause = idle if due is None else (due - utc_now()).total_seconds()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=min(max(pause, 0.05), idle))
                 continue
@@ -796,10 +797,6 @@ class CheckRun:
                 self.flagged.append(account)
             else:
                 self.more_flagged += 1
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 _log = logging.getLogger("hub_core.events")

@@ -924,12 +924,7 @@ class SqliteStore:
                 outcome, AccountNotFound | LeaseLost
             ):
                 # The verdict was refused (relinked meanwhile, say), the lease ends all the same.
-                conn.execute(
-                    "UPDATE accounts SET lease_token = NULL, lease_until = NULL,"
-                    " next_check_at = ?, retry_at = NULL"
-                    " WHERE (id = ? OR rowid = ?) AND lease_token = ?",
-                    (_iso(due), *_by_id(account_id), lease),
-                )
+                _end_lease(conn, _by_id(account_id), lease, due)
             return outcome
         key = _by_id(account_id)
         held = conn.execute(
@@ -943,11 +938,7 @@ class SqliteStore:
         # accounts limited together do not return together).
         wait = max(float(result.retry_after or 0), 1.0)
         due = now + timedelta(seconds=wait * random.uniform(1.0, 1.25))
-        conn.execute(
-            "UPDATE accounts SET lease_token = NULL, lease_until = NULL, next_check_at = ?,"
-            " retry_at = ? WHERE (id = ? OR rowid = ?)",
-            (_iso(due), _iso(due), *key),
-        )
+        _end_lease(conn, key, lease, due, retry_at=due)
         row = conn.execute(
             "SELECT rowid AS row_number, * FROM accounts WHERE (id = ? OR rowid = ?)", key
         ).fetchone()
@@ -1732,6 +1723,23 @@ class SqliteStore:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _end_lease(
+    conn: sqlite3.Connection,
+    key: tuple[str | None, int | None],
+    lease: str,
+    due: datetime,
+    *,
+    retry_at: datetime | None = None,
+) -> None:
+    """End *lease* on the account without a verdict: due again at *due* (not asked before
+    *retry_at*, after a 429)."""
+    conn.execute(
+        "UPDATE accounts SET lease_token = NULL, lease_until = NULL, next_check_at = ?,"
+        " retry_at = ? WHERE (id = ? OR rowid = ?) AND lease_token = ?",
+        (_iso(due), _iso(retry_at), *key, lease),
+    )
 
 
 def _lease_lost(account_id: str) -> LeaseLost:
