@@ -1,0 +1,134 @@
+"""Per-provider check budgets shared by every checker of a store (SCALE.md §2).
+
+A provider's budget is a token bucket: it holds at most *burst* checks and refills at *rate*
+checks per second. A checker draws from it once per lease (`draw`): it leases no more of the
+provider's accounts than the draw grants, so every checker of one store together stays within
+the rate, on one host or many. The bucket lives in the store (one row per provider, updated in
+the lease's transaction); these are the rules, the same for every backend.
+
+Apart from the budget a provider can be *paused*: a provider that rate-limits one key says
+nothing about the others (Elastic Cloud and Qlik Cloud limit per user), but several accounts
+of one provider rate-limited close together mean a limit on all of them (per IP, per tenant,
+global). Then every checker leaves that provider alone until the pause ends
+(`note_rate_limited`).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+import attrs
+
+__all__ = [
+    "PAUSE_AFTER",
+    "PAUSE_MAX",
+    "PAUSE_MIN",
+    "PAUSE_WINDOW",
+    "Budget",
+    "Draw",
+    "Pause",
+    "check_rate",
+    "draw",
+    "note_rate_limited",
+]
+
+#: Rate-limited checks of one provider within `PAUSE_WINDOW` that pause the whole provider.
+PAUSE_AFTER = 3
+PAUSE_WINDOW = timedelta(seconds=60)
+#: The shortest pause, when the provider's answers gave no (longer) Retry-After, and the
+#: longest, whatever a provider's Retry-After says (a hostile one could say a century).
+PAUSE_MIN = timedelta(seconds=30)
+PAUSE_MAX = timedelta(hours=1)
+#: Rates and bursts beyond these are typing mistakes, not budgets.
+_MAX_RATE = 100_000.0
+_MAX_BURST = 1_000_000
+
+
+def check_rate(rate: float, burst: int | None = None) -> tuple[float, int]:
+    """Validate a budget: *rate* checks per second (> 0) and *burst* (>= 1, default: one
+    second's worth, at least 1). Return both; `ValueError` with a message for a person."""
+    if not isinstance(rate, int | float) or isinstance(rate, bool) or not math.isfinite(rate):
+        raise ValueError(f"the rate must be a number of checks per second, not {rate!r}")
+    if not 0 < rate <= _MAX_RATE:
+        raise ValueError(f"the rate must be more than 0 and at most {_MAX_RATE:,.0f} per second")
+    if burst is None:
+        burst = max(1, math.ceil(rate))
+    if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= _MAX_BURST:
+        raise ValueError(f"the burst must be a whole number from 1 to {_MAX_BURST:,}")
+    return float(rate), burst
+
+
+@attrs.frozen
+class Budget:
+    """A provider's bucket as stored: *tokens* checks left at *refilled_at*."""
+
+    rate: float
+    burst: int
+    tokens: float
+    refilled_at: datetime
+
+    def tokens_at(self, now: datetime) -> float:
+        """The tokens the bucket holds at *now* (refilled since `refilled_at`, up to burst)."""
+        elapsed = max(0.0, (now - self.refilled_at).total_seconds())
+        return min(float(self.burst), self.tokens + elapsed * self.rate)
+
+
+@attrs.frozen
+class Draw:
+    """What a draw grants: *granted* checks now, the bucket after it, and when to ask again."""
+
+    granted: int
+    budget: Budget
+    #: When nothing was granted: how long until one check's token is there.
+    wait: timedelta | None = None
+
+
+def draw(budget: Budget, wanted: int, now: datetime) -> Draw:
+    """Take up to *wanted* whole tokens from *budget* at *now*.
+
+    Grants what the bucket holds (never more than *wanted*, never a fraction of a check); the
+    rest of the tokens stay for the next draw. With nothing to grant, *wait* says when one
+    token will be there.
+    """
+    if wanted < 0:
+        raise ValueError("cannot draw a negative number of checks")
+    tokens = budget.tokens_at(now)
+    granted = min(wanted, math.floor(tokens + 1e-9))
+    after = attrs.evolve(budget, tokens=max(0.0, tokens - granted), refilled_at=now)
+    wait = None
+    if granted == 0 and wanted > 0:
+        wait = timedelta(seconds=max(0.0, 1.0 - after.tokens) / budget.rate)
+    return Draw(granted=granted, budget=after, wait=wait)
+
+
+@attrs.frozen
+class Pause:
+    """A provider's rate-limit record: recent 429s counted since *since*, and any pause."""
+
+    count: int = 0
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def active(self, now: datetime) -> bool:
+        """Whether checks of this provider wait at *now*."""
+        return self.until is not None and now < self.until
+
+
+def note_rate_limited(pause: Pause, now: datetime, retry_after: float | None) -> Pause:
+    """*pause* after one more of the provider's checks was rate-limited at *now*.
+
+    The `PAUSE_AFTER`-th within `PAUSE_WINDOW` pauses the provider for its Retry-After (from
+    `PAUSE_MIN` to `PAUSE_MAX`) and starts a new count; an older count starts again from one.
+    """
+    if pause.since is None or now - pause.since > PAUSE_WINDOW:
+        pause = Pause(count=0, since=now, until=pause.until)
+    count = pause.count + 1
+    if count < PAUSE_AFTER:
+        return attrs.evolve(pause, count=count)
+    seconds = retry_after if retry_after is not None and math.isfinite(retry_after) else 0.0
+    seconds = min(max(seconds, PAUSE_MIN.total_seconds()), PAUSE_MAX.total_seconds())
+    until = now + timedelta(seconds=seconds)
+    if pause.until is not None and pause.until > until:
+        until = pause.until  # a pause only grows
+    return Pause(count=0, since=None, until=until)
