@@ -16,9 +16,12 @@ global). Then every checker leaves that provider alone until the pause ends
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 import attrs
+
+from .errors import StoreError
 
 __all__ = [
     "PAUSE_AFTER",
@@ -28,8 +31,10 @@ __all__ = [
     "Budget",
     "Draw",
     "Pause",
+    "ProviderLimit",
     "check_rate",
     "draw",
+    "limit_from_row",
     "note_rate_limited",
 ]
 
@@ -132,3 +137,62 @@ def note_rate_limited(pause: Pause, now: datetime, retry_after: float | None) ->
     if pause.until is not None and pause.until > until:
         until = pause.until  # a pause only grows
     return Pause(count=0, since=None, until=until)
+
+
+@attrs.frozen
+class ProviderLimit:
+    """What a store holds for one provider: its budget (None: unlimited) and its pause."""
+
+    provider_id: str
+    budget: Budget | None = None
+    pause: Pause = Pause()
+
+
+class Row(Protocol):
+    """A database row read by column name (sqlite3.Row, a psycopg dict row)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def limit_from_row(row: Row) -> ProviderLimit:
+    """A store's ``provider_limits`` row read back (times as ISO text or datetimes).
+
+    A row edited outside hub into values no budget has is a `StoreError` naming the provider
+    and the way out, never an unlimited provider by accident.
+    """
+    provider_id = str(row["provider_id"])
+    try:
+        budget = None
+        if row["rate"] is not None:
+            rate, burst = check_rate(row["rate"], row["burst"])
+            tokens = float(row["tokens"])
+            refilled_at = _time(row["refilled_at"])
+            if refilled_at is None or not 0 <= tokens <= burst:
+                raise ValueError("its bucket is out of range")
+            budget = Budget(rate=rate, burst=burst, tokens=tokens, refilled_at=refilled_at)
+        count = row["limited_count"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError("its count of rate limits is not a count")
+        pause = Pause(
+            count=count, since=_time(row["limited_since"]), until=_time(row["paused_until"])
+        )
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise StoreError(
+            f"the check budget of provider {provider_id!r} is damaged ({exc}): set it again with "
+            f"`hub limits set {provider_id} RATE`"
+        ) from None
+    return ProviderLimit(provider_id=provider_id, budget=budget, pause=pause)
+
+
+def _time(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        moment = datetime.fromisoformat(value)
+    else:
+        raise TypeError(f"{type(value).__name__} is not a time")
+    if moment.tzinfo is None:
+        raise ValueError("a time without its time zone")
+    return moment.astimezone(UTC)

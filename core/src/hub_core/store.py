@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Self
 import platformdirs
 from cryptography.fernet import InvalidToken
 
+from .budgets import ProviderLimit, check_rate, limit_from_row
 from .errors import (
     AccountNotFound,
     AmbiguousAccount,
@@ -1720,6 +1721,59 @@ class SqliteStore:
                 " lease_until = NULL WHERE failed_at IS NOT NULL",
                 (now,),
             ).rowcount
+
+    # --- budgets ------------------------------------------------------------------------------
+
+    def limits(self) -> list[ProviderLimit]:
+        """Every provider with a check budget or a rate-limit record, by provider id."""
+        with self._sqlite_errors():
+            rows = self._db.execute("SELECT * FROM provider_limits ORDER BY provider_id")
+            return [limit_from_row(row) for row in rows]
+
+    def set_limit(
+        self,
+        provider_id: str,
+        rate: float | None,
+        burst: int | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> ProviderLimit:
+        """Give *provider_id* a budget of *rate* checks per second, at most *burst* at once.
+
+        The bucket starts full. *rate* None removes the budget (a pause under way stays).
+        `ValueError` for a rate or burst no budget has, before anything is written.
+        """
+        now = _now(now)
+        if rate is not None:
+            rate, burst = check_rate(rate, burst)
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO provider_limits (provider_id, rate, burst, tokens, refilled_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider_id) DO UPDATE SET"
+                " rate = excluded.rate, burst = excluded.burst, tokens = excluded.tokens,"
+                " refilled_at = excluded.refilled_at",
+                (provider_id, rate, burst, burst, _iso(now) if rate is not None else None),
+            )
+            # No budget and nothing recorded: the row says nothing any more.
+            conn.execute(
+                "DELETE FROM provider_limits WHERE provider_id = ? AND rate IS NULL"
+                " AND limited_count = 0 AND paused_until IS NULL",
+                (provider_id,),
+            )
+            row = conn.execute(
+                "SELECT * FROM provider_limits WHERE provider_id = ?", (provider_id,)
+            ).fetchone()
+            return ProviderLimit(provider_id) if row is None else limit_from_row(row)
+
+    def lift_pause(self, provider_id: str) -> ProviderLimit | None:
+        """End *provider_id*'s pause after its rate limits now; None when it has no record."""
+        with self._write() as conn:
+            row = conn.execute(
+                "UPDATE provider_limits SET paused_until = NULL, limited_count = 0,"
+                " limited_since = NULL WHERE provider_id = ? RETURNING *",
+                (provider_id,),
+            ).fetchone()
+            return None if row is None else limit_from_row(row)
 
 
 # --- helpers ----------------------------------------------------------------------------------

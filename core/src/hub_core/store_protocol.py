@@ -34,6 +34,7 @@ from .leases import CHECK_INTERVAL, LEASE_DEFAULT
 from .store_types import LINK_DEFAULT_EXPIRY
 
 if TYPE_CHECKING:
+    from .budgets import ProviderLimit
     from .errors import HubError, StoreError
     from .keyring import KeyStatus, RotationReport
     from .leases import Lease
@@ -303,6 +304,35 @@ class AccountStore(Protocol):
 
     def end_run(self, token: str) -> None:
         """The run *token* is over; ending an unknown or ended run is harmless."""
+        ...
+
+    # --- budgets (`hub_core.budgets`) ----------------------------------------------------------
+
+    def limits(self) -> list[ProviderLimit]:
+        """Every provider with a check budget or a rate-limit record, by provider id.
+
+        A row no budget has (edited outside hub) is a `StoreError` naming the provider.
+        """
+        ...
+
+    def set_limit(
+        self,
+        provider_id: str,
+        rate: float | None,
+        burst: int | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> ProviderLimit:
+        """Give *provider_id* a budget of *rate* checks per second, at most *burst* at once.
+
+        The bucket starts full; every checker of the store draws from it (`lease`). *rate*
+        None removes the budget; a pause under way stays. `ValueError` for a rate or burst no
+        budget has (`hub_core.budgets.check_rate`), before anything is written.
+        """
+        ...
+
+    def lift_pause(self, provider_id: str) -> ProviderLimit | None:
+        """End *provider_id*'s pause after its rate limits now; None when it has no record."""
         ...
 
     # --- auth links -----------------------------------------------------------------------------

@@ -218,6 +218,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX accounts_key_id ON accounts (key_id)",
         "CREATE TABLE key_checks (key_id TEXT PRIMARY KEY, token TEXT NOT NULL)",
     ),
+    # Per-provider budgets and pauses (`hub_core.budgets`), shared by every checker: a token
+    # bucket (*rate* checks per second up to *burst*; NULL rate: no budget) drawn once per
+    # lease, and the provider's recent 429s (*limited_count* since *limited_since*) with the
+    # pause they started (*paused_until*).
+    (
+        """
+        CREATE TABLE provider_limits (
+            provider_id   TEXT PRIMARY KEY,
+            rate          REAL,
+            burst         INTEGER,
+            tokens        REAL,
+            refilled_at   TEXT,
+            limited_count INTEGER NOT NULL DEFAULT 0,
+            limited_since TEXT,
+            paused_until  TEXT
+        )
+        """,
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

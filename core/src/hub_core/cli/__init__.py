@@ -353,7 +353,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hub_core.cli import accounts, catalog, keys, links, serve, webhooks, worker
+    from hub_core.cli import accounts, catalog, keys, limits, links, serve, webhooks, worker
 
     for command in (
         *catalog.COMMANDS,
@@ -363,6 +363,7 @@ def _register() -> None:
         *webhooks.COMMANDS,
         *worker.COMMANDS,
         *keys.COMMANDS,
+        *limits.COMMANDS,
     ):
         main.add_command(command)
 
