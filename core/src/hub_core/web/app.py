@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import quote, urlencode
 
 import jinja2
@@ -80,6 +80,10 @@ if TYPE_CHECKING:
 
 __all__ = ["HubApp", "create_app"]
 
+P = ParamSpec("P")
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
 _HERE = Path(__file__).parent
 _log = logging.getLogger("hub_core.web")
 #: Form bodies hub reads: a few fields, the longest a key of some KiB.
@@ -129,6 +133,41 @@ _CURSOR_REFUSED = (
 _CURSOR_GONE = (
     "The accounts after the last page you saw were unlinked meanwhile; this is the first page."
 )
+
+
+def _waiting_on_store(
+    make: Callable[Concatenate[HubApp, P], Callable[[AccountStore], T]], name: str, doc: str
+) -> Callable[Concatenate[HubApp, P], T]:
+    """A method taking *make*'s arguments that runs the store call *make* returns on the
+    app's store thread and waits for its result (for a caller off the event loop)."""
+
+    def method(self: HubApp, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self.db.call_sync(make(self, *args, **kwargs))
+
+    return _named(method, make, name, doc)
+
+
+def _awaiting_store(
+    make: Callable[Concatenate[HubApp, P], Callable[[AccountStore], T]], name: str, doc: str
+) -> Callable[Concatenate[HubApp, P], Awaitable[T]]:
+    """`_waiting_on_store` for a coroutine: the store thread runs it, the loop goes on."""
+
+    async def method(self: HubApp, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self.db.call(make(self, *args, **kwargs))
+
+    return _named(method, make, name, doc)
+
+
+def _named(method: F, make: Callable[..., Any], name: str, doc: str) -> F:
+    # What help(), inspect.signature and the docs read: *make*'s parameters (not what it
+    # returns, a store call) under *name*.
+    method.__name__ = name
+    method.__qualname__ = f"HubApp.{name}"
+    method.__doc__ = doc
+    method.__signature__ = inspect.signature(make).replace(  # type: ignore[attr-defined]
+        return_annotation=inspect.Signature.empty
+    )
+    return method
 
 
 def create_app(hub: Hub, store: AccountStore, *, config: WebConfig | None = None) -> HubApp:
@@ -906,16 +945,18 @@ class HubApp:
 
     def _session_maker(
         self,
-        provider: str | None,
+        provider: str | None = None,
         *,
         owner: str,
-        owner_name: str | None,
-        note: str | None,
-        account_id: str | None,
-        return_url: str | None,
-        state: str | None,
-        expires_in: float | timedelta,
+        owner_name: str | None = None,
+        note: str | None = None,
+        account_id: str | None = None,
+        return_url: str | None = None,
+        state: str | None = None,
+        expires_in: float | timedelta = SESSION_EXPIRY,
     ) -> Callable[[AccountStore], HostSession]:
+        """The store write of a host session, its arguments checked (`create_session` says
+        what they mean): `create_session` and `acreate_session` run it on the store thread."""
         # Everything is checked before the store is touched: a bad argument stores nothing.
         if self.config.base_url is None:
             raise ValueError(
@@ -954,18 +995,10 @@ class HubApp:
 
         return make
 
-    def create_session(
-        self,
-        provider: str | None = None,
-        *,
-        owner: str,
-        owner_name: str | None = None,
-        note: str | None = None,
-        account_id: str | None = None,
-        return_url: str | None = None,
-        state: str | None = None,
-        expires_in: float | timedelta = SESSION_EXPIRY,
-    ) -> HostSession:
+    # Both take `_session_maker`'s arguments, written there once.
+    create_session = _waiting_on_store(
+        _session_maker,
+        "create_session",
         """A one-time address for the host's user *owner* to link a key (WEB.md §3).
 
         *provider* limits it to one provider (None: the visitor chooses); *account_id* makes
@@ -980,45 +1013,13 @@ class HubApp:
 
         Blocks while the store writes the session (on the app's store thread); from a
         coroutine use `acreate_session`. Needs `WebConfig.base_url`.
-        """
-        return self.db.call_sync(
-            self._session_maker(
-                provider,
-                owner=owner,
-                owner_name=owner_name,
-                note=note,
-                account_id=account_id,
-                return_url=return_url,
-                state=state,
-                expires_in=expires_in,
-            )
-        )
-
-    async def acreate_session(
-        self,
-        provider: str | None = None,
-        *,
-        owner: str,
-        owner_name: str | None = None,
-        note: str | None = None,
-        account_id: str | None = None,
-        return_url: str | None = None,
-        state: str | None = None,
-        expires_in: float | timedelta = SESSION_EXPIRY,
-    ) -> HostSession:
-        """`create_session`, for a host's coroutine: the store write does not block its loop."""
-        return await self.db.call(
-            self._session_maker(
-                provider,
-                owner=owner,
-                owner_name=owner_name,
-                note=note,
-                account_id=account_id,
-                return_url=return_url,
-                state=state,
-                expires_in=expires_in,
-            )
-        )
+        """,
+    )
+    acreate_session = _awaiting_store(
+        _session_maker,
+        "acreate_session",
+        """`create_session`, for a host's coroutine: the store write does not block its loop.""",
+    )
 
     # --- errors -----------------------------------------------------------------------------
 
