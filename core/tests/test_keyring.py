@@ -11,14 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from hub_core.errors import StoreError
-from hub_core.keyring import BadKey, KeyRing
-from hub_core.model import Credentials, Verified
+from hub_core.errors import InvalidCredentials, StoreError
+from hub_core.keyring import BadKey, KeyRing, secrets_version
+from hub_core.model import Account, Credentials, Status, Verified
 from hub_core.store import Store
+from hub_core.store_types import KeyReplaced
 
 pytestmark = pytest.mark.usefixtures("hermetic_store_env")
 
@@ -328,3 +329,154 @@ def test_no_key_in_the_store_repr_or_its_errors(tmp_path: Path) -> None:
         no_key_in(repr(store.key_ring))
         no_key_in(repr(store.key_status()))
         no_key_in(repr(store.rotate_keys()))
+
+
+# --- a check in flight while the keys rotate ------------------------------------------------------
+
+
+def test_reencrypt_keeps_the_version_and_the_secrets() -> None:
+    old = KeyRing(OLD, source="s")
+    new_old = KeyRing([NEW, OLD], source="s")
+    other_new = KeyRing([OTHER, NEW], source="s")
+    key_id, stored = old.encrypt(b'{"api_key": "k"}')
+    version = secrets_version(stored)
+    assert len(version) == 32
+    assert all(c in "0123456789abcdef" for c in version)
+    new_id, moved = new_old.reencrypt(stored, key_id)
+    assert new_id == expected_id(NEW)
+    assert moved != stored
+    assert secrets_version(moved) == version
+    assert new_old.decrypt(moved, new_id) == b'{"api_key": "k"}'
+    # Twice (old -> new -> other): still the version the secrets were stored with.
+    other_id, again = other_new.reencrypt(moved, new_id)
+    assert secrets_version(again) == version
+    assert other_new.decrypt(again, other_id) == b'{"api_key": "k"}'
+    with pytest.raises(InvalidToken):  # the carried token is on NEW's key, not OLD's
+        KeyRing([OLD, NEW], source="s").decrypt(moved.replace(b"hub-v:", b"hub-w:"), new_id)
+    # Stored anew (the same plaintext, encrypted again): another version.
+    assert secrets_version(new_old.encrypt(b'{"api_key": "k"}')[1]) != version
+
+
+def test_a_version_tells_nothing_of_the_secrets() -> None:
+    ring = KeyRing(NEW, source="s")
+    plain = b'{"api_key": "secret-00001-value"}'
+    versions = {secrets_version(ring.encrypt(plain)[1]) for _ in range(5)}
+    assert len(versions) == 5  # not a function of the secrets: salted with each encryption
+    for version in versions:
+        assert version not in {
+            hashlib.sha256(plain).hexdigest()[:32],
+            hashlib.sha256(b"secret-00001-value").hexdigest()[:32],
+        }
+        assert "secret" not in version
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        b"hub-v:" + b"z" * 32 + b":gAAAA",  # not hex
+        b"hub-v:" + b"a" * 31 + b":gAAAA",  # too short
+        b"hub-v:" + b"a" * 32 + b"!gAAAA",  # no colon
+        b"hub-v:",
+        "hub-v:" + "a" * 32 + ":gAAAA",  # text, as a hand edit leaves it
+        b"",
+        None,
+        42,
+    ],
+)
+def test_stored_secrets_edited_by_hand_have_a_version_and_do_not_decrypt(stored: object) -> None:
+    ring = KeyRing(NEW, source="s")
+    version = secrets_version(stored)
+    assert len(version) == 32
+    assert version != "a" * 32
+    if isinstance(stored, bytes | str):
+        with pytest.raises(InvalidToken):
+            ring.decrypt(stored, ring.primary_id)
+
+
+def checked_then_rotated(tmp_path: Path) -> tuple[Path, str, str]:
+    """An account on OLD checked out (its version) before `hub keys rotate` moved it to NEW."""
+    db = tmp_path / "home" / "hub.db"
+    with Store(db, secret_key=OLD) as store:
+        account_id = save(store, 1)
+    with Store(db, secret_key=[NEW, OLD]) as store:
+        values, version = store.checkout(account_id)
+        assert values["api_key"] == "secret-00001-value"
+        with Store(db, secret_key=[NEW, OLD]) as rotating:  # `hub keys rotate`, meanwhile
+            assert rotating.rotate_keys().rotated == 1
+        assert row_key_ids(db) == [expected_id(NEW)]
+    return db, account_id, version
+
+
+def test_a_rotation_between_checkout_and_record_keeps_the_verdict(tmp_path: Path) -> None:
+    db, account_id, version = checked_then_rotated(tmp_path)
+    with Store(db, secret_key=[NEW, OLD]) as store:
+        recorded = store.record(account_id, InvalidCredentials("revoked"), version=version)
+        assert recorded.status is Status.INVALID
+        [again] = store.record_many(
+            [(account_id, Verified(identity="org:1", label="Org 1"))],
+            versions={account_id: version},
+        )
+        assert isinstance(again, Account)
+        assert again.status is Status.ACTIVE
+        assert store.checkout(account_id) == ({"api_key": "secret-00001-value"}, version)
+    # After the old key is dropped, too: the version is the secrets', not the key's.
+    with Store(db, secret_key=NEW) as store:
+        assert store.checkout(account_id)[1] == version
+        assert store.record(account_id, InvalidCredentials("x"), version=version).status is (
+            Status.INVALID
+        )
+
+
+def test_a_rotation_under_a_lease_keeps_the_leased_verdict(tmp_path: Path) -> None:
+    db = tmp_path / "home" / "hub.db"
+    with Store(db, secret_key=OLD) as store:
+        account_id = save(store, 1)
+    with Store(db, secret_key=[NEW, OLD]) as store:
+        lease = store.lease(10)
+        [item] = lease.accounts
+        with Store(db, secret_key=[NEW, OLD]) as rotating:
+            assert rotating.rotate_keys().rotated == 1
+        [outcome] = store.record_many(
+            [(account_id, InvalidCredentials("revoked"))],
+            versions={account_id: item.version},
+            lease=lease.token,
+        )
+        assert isinstance(outcome, Account)
+        assert store.get(account_id).status is Status.INVALID
+
+
+@pytest.mark.parametrize("order", ["relink after the rotation", "relink before the rotation"])
+def test_a_relink_between_checkout_and_record_still_drops_the_verdict(
+    tmp_path: Path, order: str
+) -> None:
+    db = tmp_path / "home" / "hub.db"
+    with Store(db, secret_key=OLD) as store:
+        account_id = save(store, 1)
+        save(store, 2)  # another account on OLD: the rotation runs in either order
+    with Store(db, secret_key=[OLD, NEW]) as store:
+        _, version = store.checkout(account_id)
+    with Store(db, secret_key=[NEW, OLD]) as store:
+        if order == "relink before the rotation":
+            save(store, 1)  # the same identity again: a new key replaces the stored one
+            assert store.rotate_keys().rotated == 1
+        else:
+            assert store.rotate_keys().rotated == 2
+            save(store, 1)
+        with pytest.raises(KeyReplaced):
+            store.record(account_id, InvalidCredentials("revoked"), version=version)
+        [outcome] = store.record_many(
+            [(account_id, InvalidCredentials("revoked"))], versions={account_id: version}
+        )
+        assert isinstance(outcome, KeyReplaced)
+        assert store.get(account_id).status is Status.ACTIVE
+        _, current = store.checkout(account_id)
+        assert current != version
+
+
+def test_rotated_rows_hold_no_secret_in_clear(tmp_path: Path) -> None:
+    db, _, version = checked_then_rotated(tmp_path)
+    with raw(db) as conn:
+        [stored] = [bytes(row[0]) for row in conn.execute("SELECT secrets FROM accounts")]
+    assert stored.startswith(b"hub-v:" + version.encode() + b":")
+    assert b"secret-00001" not in stored
+    no_key_in(stored.decode("ascii"))

@@ -473,15 +473,10 @@ def test_accounts_filter_by_provider_and_pages(web: WebFactory) -> None:
     assert len(first.find("tbody").find_all("tr")) == 2
     assert "1–2 of 5" in first.find("p", class_="meta").text
     assert not first.find_all("a", rel="prev")
-    assert first.find("a", rel="next").attrs["href"] == "/accounts?provider=acme&page=2"
-    second = w.get(first.find("a", rel="next").attrs["href"])
-    assert second.find("a", rel="prev").attrs["href"] == "/accounts?provider=acme"
-    assert "Page 2 of 3" in second.find("nav", class_="pager").text
-    last = w.get(second.find("a", rel="next").attrs["href"])
-    assert [r.find("strong").text for r in last.find("tbody").find_all("tr")] == ["Acme 4"]
-    assert not last.find_all("a", rel="next")
+    assert "Page 1 of 3" in first.find("nav", class_="pager").text
     everything = w.get("/accounts")
     assert "of 6" in everything.find("p", class_="meta").text
+    # Walking the pages (keyset cursors): test_web_accounts_pages.py.
 
 
 def test_accounts_empty_states(web: WebFactory) -> None:
@@ -504,22 +499,11 @@ def three_accounts_two_a_page(web: WebFactory, query: str) -> Page:
     return page
 
 
-@pytest.mark.parametrize(
-    "query",
-    ["page=x", "page=-3", "page=0", "status=bogus", "provider=%00", "page=1e3", "page=%ff"],
-)
-def test_accounts_ignores_a_bad_page_or_status(web: WebFactory, query: str) -> None:
+@pytest.mark.parametrize("query", ["status=bogus", "status=%00", "provider=%00", "page=x"])
+def test_accounts_ignores_a_bad_status_or_provider(web: WebFactory, query: str) -> None:
     page = three_accounts_two_a_page(web, query)
     if "provider" not in query:
         assert "Page 1 of 2" in page.find("nav", class_="pager").text
-
-
-@pytest.mark.parametrize("number", ["3", "999", "9223372036854775807", "9" * 30])
-def test_a_page_past_the_end_shows_the_last_one(web: WebFactory, number: str) -> None:
-    page = three_accounts_two_a_page(web, f"page={number}")
-    assert [r.find("strong").text for r in page.find("tbody").find_all("tr")] == ["Org 2"]
-    assert "Page 2 of 2" in page.find("nav", class_="pager").text
-    assert page.find("a", rel="prev").attrs["href"] == "/accounts"
 
 
 # --- check now, check all ---------------------------------------------------------------------

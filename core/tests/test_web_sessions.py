@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from datetime import timedelta
 from typing import Any
@@ -287,6 +288,59 @@ async def test_acreate_session_does_not_need_a_thread_of_its_own(web: Any) -> No
     made = await hub.app.acreate_session("acme", owner="cust-a")
     assert hub.store.link(made.id).kind == "session"
     assert hub.store.link(made.id).owner == "cust-a"
+
+
+@pytest.mark.anyio
+async def test_create_session_and_acreate_session_take_every_argument_alike(web: Any) -> None:
+    hub = host(web)
+    account_id = hub.store.save(
+        "acme",
+        Verified("org:7", "Seven"),
+        Credentials({"api_key": "k", "region": "us"}, secret=["api_key"]),
+        owner="cust-a",
+    ).id
+    options: dict[str, Any] = {
+        "owner": "cust-a",
+        "owner_name": "Ann Example",
+        "note": "Ann's key",
+        "account_id": account_id,
+        "return_url": BACK,
+        "state": "st-1",
+        "expires_in": 600,
+    }
+    made = [hub.app.create_session("acme", **options)]
+    made.append(await hub.app.acreate_session("acme", **options))
+    links = [hub.store.link(m.id) for m in made]
+    for link, m in zip(links, made, strict=True):
+        assert (link.provider_id, link.kind, link.owner, link.owner_name) == (
+            "acme",
+            "session",
+            "cust-a",
+            "Ann Example",
+        )
+        assert (link.note, link.account_id, link.return_url, link.return_state) == (
+            "Ann's key",
+            account_id,
+            BACK,
+            "st-1",
+        )
+        assert m.expires_at - link.created_at == timedelta(seconds=600)
+    # The same refusals, before anything is stored.
+    for bad, error in (
+        ({"owner": "cust-a", "return_url": "https://evil.example.invalid/"}, ValueError),
+        ({"owner": "cust-a", "expires": 5}, TypeError),
+        ({}, TypeError),
+    ):
+        with pytest.raises(error):
+            hub.app.create_session("acme", **bad)
+        with pytest.raises(error):
+            await hub.app.acreate_session("acme", **bad)
+    with pytest.raises(UnknownProvider):
+        await hub.app.acreate_session("nope", owner="cust-a")
+    assert len(hub.store.links()) == 2
+    for method in (hub.app.create_session, hub.app.acreate_session):
+        assert list(inspect.signature(method).parameters) == ["provider", *options]
+        assert method.__doc__
 
 
 def test_a_framed_confirmation_posts_only_to_the_return_urls_origin(web: Any) -> None:

@@ -10,6 +10,10 @@ Where the keys come from, first found wins: the store's ``secret_key`` argument 
 sequence of keys, or ``"new,old"``), ``HUB_SECRET_KEYS`` (``"new,old"``), ``HUB_SECRET_KEY``
 (one key), else the key file ``hub.key`` beside the database (one key per line).
 
+A row's stored secrets are a Fernet token, or, once `KeyRing.reencrypt` moved them to
+another key, ``hub-v:<version>:<token>``: the new token carries the version the secrets had
+(`secrets_version`), so a check in flight while `hub keys rotate` runs keeps its verdict.
+
 This module imports cryptography; ``import hub_core`` does not import it.
 """
 
@@ -38,6 +42,7 @@ __all__ = [
     "KeyStatus",
     "RotationReport",
     "generate_key",
+    "secrets_version",
 ]
 
 KEYS_ENV = "HUB_SECRET_KEYS"
@@ -47,6 +52,44 @@ _ID_MESSAGE = b"hub key id"
 #: its id says before any row is read or written.
 CHECK_PLAINTEXT = b"hub key check v1"
 _VALID = "44 characters of url-safe base64, as made by `hub keys new`"
+#: Stored secrets re-encrypted by a rotation: this, their version (32 hex digits), ``:``,
+#: then the new token. Not url-safe base64, so never the start of a Fernet token.
+_CARRIED = b"hub-v:"
+_VERSION_LENGTH = 32
+_CARRIED_LENGTH = len(_CARRIED) + _VERSION_LENGTH + 1
+
+
+def secrets_version(stored: object) -> str:
+    """The version of a row's stored secrets: opaque, 32 hex digits, telling nothing of them.
+
+    It changes whenever the secrets are stored anew (a save or a relink encrypts them again,
+    and Fernet tokens are salted, so its hash differs) and stays the same when
+    `KeyRing.reencrypt` moves them to another key: a verdict on the key checked is still
+    about the key stored. *stored* is the column's value as read (a hand edit may have made
+    it text or anything else: it then has a version of its own, like any other value).
+    """
+    carried = _carried(stored)
+    if carried is not None:
+        return carried[0]
+    data = stored if isinstance(stored, bytes) else repr(stored).encode("utf-8", "backslashreplace")
+    return hashlib.sha256(data).hexdigest()[:_VERSION_LENGTH]
+
+
+def _carried(stored: object) -> tuple[str, bytes] | None:
+    """The version and the token of secrets a rotation re-encrypted, or None for others."""
+    if not isinstance(stored, bytes) or not stored.startswith(_CARRIED):
+        return None
+    version = stored[len(_CARRIED) : _CARRIED_LENGTH - 1]
+    if stored[_CARRIED_LENGTH - 1 : _CARRIED_LENGTH] != b":" or not all(
+        c in b"0123456789abcdef" for c in version
+    ):
+        return None
+    return version.decode("ascii"), stored[_CARRIED_LENGTH:]
+
+
+def _token(stored: bytes | str) -> bytes | str:
+    carried = _carried(stored)
+    return stored if carried is None else carried[1]
 
 
 class BadKey(StoreError):
@@ -215,9 +258,10 @@ class KeyRing:
     def decrypt(self, token: bytes | str, key_id: str | None = None) -> bytes:
         """*token* decrypted with the key *key_id*, or with whichever key can when it is None.
 
-        Raise `KeyError` when no key of the ring has *key_id*, `InvalidToken` when the token
-        does not decrypt.
+        *token* is what `encrypt` or `reencrypt` made. Raise `KeyError` when no key of the
+        ring has *key_id*, `InvalidToken` when the token does not decrypt.
         """
+        token = _token(token)
         if key_id is not None:
             return self._by_id[key_id].fernet.decrypt(token)
         for key in self._keys:
@@ -226,6 +270,16 @@ class KeyRing:
             except InvalidToken:
                 continue
         raise InvalidToken
+
+    def reencrypt(self, stored: bytes | str, key_id: str | None = None) -> tuple[str, bytes]:
+        """Stored secrets *stored* (on the key *key_id*, as `decrypt` takes it) encrypted with
+        the first key instead, keeping their `secrets_version`; and the first key's id.
+
+        Raise as `decrypt` does, having changed nothing.
+        """
+        version = secrets_version(stored)
+        new_id, token = self.encrypt(self.decrypt(stored, key_id))
+        return new_id, _CARRIED + version.encode("ascii") + b":" + token
 
     def check_token(self, key_id: str) -> str:
         """A new key check for the key *key_id*, to store with its id."""

@@ -25,7 +25,6 @@ This module imports sqlite3 and cryptography; ``import hub_core`` does not impor
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import json
 import os
@@ -65,6 +64,7 @@ from .keyring import (
     KeyStatus,
     RotationReport,
     generate_key,
+    secrets_version,
 )
 from .leases import CHECK_INTERVAL, LEASE_DEFAULT, Lease, LeasedAccount
 from .model import Account, Credentials, Status, Verified
@@ -1444,8 +1444,9 @@ class SqliteStore:
     def checkout(self, account_id: str) -> tuple[dict[str, str], str]:
         """Return `credentials` and the version of the stored key, read together.
 
-        The version is an opaque token that changes whenever the key is replaced; giving it to
-        `record` or `record_many` drops a verdict on a key the account no longer holds.
+        The version is an opaque token that changes whenever the key is replaced (a save or a
+        relink) and stays the same when `rotate_keys` re-encrypts it; giving it to `record` or
+        `record_many` drops a verdict on a key the account no longer holds (`KeyReplaced`).
         """
         key = _by_id(account_id)
         with self._sqlite_errors():
@@ -1587,11 +1588,12 @@ class SqliteStore:
                 updates = []
                 for row in rows:
                     try:
-                        plain = ring.decrypt(row["secrets"], old_id)
+                        # Its version kept: a check in flight records its verdict on the
+                        # key, which a rotation does not change.
+                        new_id, token = ring.reencrypt(row["secrets"], old_id)
                     except (InvalidToken, TypeError, ValueError):
                         unreadable.append(_text_or_none(row["id"]) or f"#{row['rowid']}")
                         continue
-                    new_id, token = ring.encrypt(plain)
                     updates.append((token, new_id, row["rowid"], old_id, row["secrets"]))
                 with self._write() as conn:
                     before = conn.total_changes
@@ -1887,10 +1889,9 @@ def _new_id() -> str:
 
 
 def _version(token: object) -> str:
-    # The stored ciphertext changes with every save (Fernet tokens are salted), so its hash
-    # tells "the key that was checked" from a key stored after; it reveals nothing of the key.
-    data = token if isinstance(token, bytes) else repr(token).encode("utf-8", "backslashreplace")
-    return hashlib.sha256(data).hexdigest()[:32]
+    # The version of the stored secrets, not of their encryption: a save or a relink makes a
+    # new one, a rotation (`KeyRing.reencrypt`) carries it over; it reveals nothing of the key.
+    return secrets_version(token)
 
 
 def _details_json(details: Mapping[str, Any]) -> str:

@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import quote, urlencode
 
 import jinja2
@@ -76,15 +76,17 @@ if TYPE_CHECKING:
     from hub_core.hub import Hub
     from hub_core.model import Account, Provider
     from hub_core.store_protocol import AccountStore
-    from hub_core.store_types import AccountPage, Link
+    from hub_core.store_types import KeysetPage, Link
 
 __all__ = ["HubApp", "create_app"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 _HERE = Path(__file__).parent
 _log = logging.getLogger("hub_core.web")
 #: Form bodies hub reads: a few fields, the longest a key of some KiB.
-#: The highest page number the Accounts page reads (10,000 accounts are 200 pages of 50).
-_MAX_PAGE = 1_000_000
 _FORM_LIMITS = {"max_files": 0, "max_fields": 64, "max_part_size": 64 * 1024}
 
 
@@ -123,6 +125,51 @@ _UNUSABLE = {
 }
 
 
+#: What the Accounts page says when it cannot use the page its address names.
+_CURSOR_REFUSED = (
+    "That address does not name a page of this list (it was changed, or is from before the "
+    "store's key changed), so this is the first page."
+)
+_CURSOR_GONE = (
+    "The accounts after the last page you saw were unlinked meanwhile; this is the first page."
+)
+
+
+def _waiting_on_store(
+    make: Callable[Concatenate[HubApp, P], Callable[[AccountStore], T]], name: str, doc: str
+) -> Callable[Concatenate[HubApp, P], T]:
+    """A method taking *make*'s arguments that runs the store call *make* returns on the
+    app's store thread and waits for its result (for a caller off the event loop)."""
+
+    def method(self: HubApp, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self.db.call_sync(make(self, *args, **kwargs))
+
+    return _named(method, make, name, doc)
+
+
+def _awaiting_store(
+    make: Callable[Concatenate[HubApp, P], Callable[[AccountStore], T]], name: str, doc: str
+) -> Callable[Concatenate[HubApp, P], Awaitable[T]]:
+    """`_waiting_on_store` for a coroutine: the store thread runs it, the loop goes on."""
+
+    async def method(self: HubApp, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self.db.call(make(self, *args, **kwargs))
+
+    return _named(method, make, name, doc)
+
+
+def _named(method: F, make: Callable[..., Any], name: str, doc: str) -> F:
+    # What help(), inspect.signature and the docs read: *make*'s parameters (not what it
+    # returns, a store call) under *name*.
+    method.__name__ = name
+    method.__qualname__ = f"HubApp.{name}"
+    method.__doc__ = doc
+    method.__signature__ = inspect.signature(make).replace(  # type: ignore[attr-defined]
+        return_annotation=inspect.Signature.empty
+    )
+    return method
+
+
 def create_app(hub: Hub, store: AccountStore, *, config: WebConfig | None = None) -> HubApp:
     """The web Hub over *hub*'s providers and *store*'s accounts, as an ASGI app.
 
@@ -155,6 +202,7 @@ class HubApp:
         self.link_cookies = LinkCookies(
             store.derive_key(LinkCookies.PURPOSE), secure=config.secure_cookies
         )
+        self.cursors = present.PageCursors(store.derive_key(present.PageCursors.PURPOSE))
         environment = jinja2.Environment(
             loader=jinja2.FileSystemLoader(_HERE / "templates"),
             autoescape=True,
@@ -508,33 +556,42 @@ class HubApp:
             return account, account.provider_id
 
     async def accounts_page(self, request: Request) -> Response:
-        """The linked accounts, filtered and paged, with their status and actions."""
+        """The linked accounts, filtered and paged by keyset, with their status and actions.
+
+        ``?after=`` is a signed cursor (`present.PageCursors`) naming the page; one that is
+        not valid for these filters (changed, old, another filter's) shows the first page,
+        saying so. Each page reads its own rows and a count, wherever it is in the listing.
+        """
         await self._page(request)
         provider = request.query_params.get("provider") or None
         status = request.query_params.get("status") or None
         if status is not None and status not in {s.value for s in Status}:
             status = None
-        try:
-            # Capped: an offset past SQLite's integers would fail the page.
-            number = min(max(1, int(request.query_params.get("page", "1"))), _MAX_PAGE)
-        except ValueError:
-            number = 1
+        filters = (provider, status)
+        notice = self.notices.pop(request.query_params.get("notice", ""), None)
+        place = present.PagePlace()
+        cursor = request.query_params.get("after")
+        if cursor:
+            found_place = self.cursors.loads(cursor, filters)
+            if found_place is None:
+                notice = _CURSOR_REFUSED
+            else:
+                place = found_place
         size = self.config.page_size
 
-        def read(store: AccountStore) -> AccountPage:
-            found = store.page(
-                provider=provider, status=status, offset=(number - 1) * size, limit=size
-            )
-            if not found.accounts and found.total:  # past the end (a stale link): the last page
-                last = math.ceil(found.total / size)
-                found = store.page(
-                    provider=provider, status=status, offset=(last - 1) * size, limit=size
-                )
-            return found
+        def read(store: AccountStore) -> tuple[int, KeysetPage, bool]:
+            # One call on the store thread: the count and the rows come from one moment.
+            total = store.page(provider=provider, status=status, limit=1).total
+            found = store.page_after(place.after, provider=provider, status=status, limit=size)
+            if found.accounts or place.after is None:
+                return total, found, False
+            # Every account from there on was unlinked meanwhile: the first page.
+            return total, store.page_after(provider=provider, status=status, limit=size), True
 
         progress = self.checker.progress()  # before the rows: never "done" beside older rows
-        page = await self.db.call(read)
-        number = page.offset // size + 1
+        total, page, restarted = await self.db.call(read)
+        if restarted:
+            place, notice = present.PagePlace(), _CURSOR_GONE
         names = {p.id: p.name for p in self.hub.providers()}
         urls = {name: _pattern(request, name) for name in ("check", "relink", "unlink")}
         rows = [
@@ -542,25 +599,33 @@ class HubApp:
             for account in page.accounts
         ]
 
-        def page_url(n: int) -> str:
+        def page_url(at: present.PagePlace | None) -> str | None:
+            if at is None:
+                return None
             query = {k: v for k, v in (("provider", provider), ("status", status)) if v}
-            if n > 1:
-                query["page"] = str(n)
+            if at.trail:
+                query["after"] = self.cursors.dumps(at, filters)
             base = _path(request, "accounts")
             return f"{base}?{urlencode(query)}" if query else base
 
-        pages = max(1, math.ceil(page.total / size))
-        notice = self.notices.pop(request.query_params.get("notice", ""), None)
+        # Counted apart from the rows: accounts linked or unlinked since the walk began move
+        # the numbers, so they are kept within what is there.
+        pages = max(1, math.ceil(total / size))
+        number = min(place.number, pages)
+        first = min((place.number - 1) * size, max(0, total - len(rows)))
         return self.render(
             request,
             "accounts.html",
             {
                 "rows": rows,
-                "page": page,
+                "total": total,
+                "first": first + 1,
+                "last": first + len(rows),
                 "number": number,
                 "pages": pages,
-                "previous_url": page_url(number - 1) if number > 1 else None,
-                "next_url": page_url(number + 1) if page.has_next else None,
+                "first_url": page_url(present.PagePlace()) if place.number > 2 else None,
+                "previous_url": page_url(place.previous()) if place.number > 1 else None,
+                "next_url": page_url(place.next(page.after)) if page.after is not None else None,
                 "providers": sorted(names.items(), key=lambda item: item[1].lower()),
                 "statuses": [(s.value, present.status_badge(s)[0]) for s in Status],
                 "provider_filter": provider,
@@ -880,16 +945,18 @@ class HubApp:
 
     def _session_maker(
         self,
-        provider: str | None,
+        provider: str | None = None,
         *,
         owner: str,
-        owner_name: str | None,
-        note: str | None,
-        account_id: str | None,
-        return_url: str | None,
-        state: str | None,
-        expires_in: float | timedelta,
+        owner_name: str | None = None,
+        note: str | None = None,
+        account_id: str | None = None,
+        return_url: str | None = None,
+        state: str | None = None,
+        expires_in: float | timedelta = SESSION_EXPIRY,
     ) -> Callable[[AccountStore], HostSession]:
+        """The store write of a host session, its arguments checked (`create_session` says
+        what they mean): `create_session` and `acreate_session` run it on the store thread."""
         # Everything is checked before the store is touched: a bad argument stores nothing.
         if self.config.base_url is None:
             raise ValueError(
@@ -928,18 +995,10 @@ class HubApp:
 
         return make
 
-    def create_session(
-        self,
-        provider: str | None = None,
-        *,
-        owner: str,
-        owner_name: str | None = None,
-        note: str | None = None,
-        account_id: str | None = None,
-        return_url: str | None = None,
-        state: str | None = None,
-        expires_in: float | timedelta = SESSION_EXPIRY,
-    ) -> HostSession:
+    # Both take `_session_maker`'s arguments, written there once.
+    create_session = _waiting_on_store(
+        _session_maker,
+        "create_session",
         """A one-time address for the host's user *owner* to link a key (WEB.md §3).
 
         *provider* limits it to one provider (None: the visitor chooses); *account_id* makes
@@ -954,45 +1013,13 @@ class HubApp:
 
         Blocks while the store writes the session (on the app's store thread); from a
         coroutine use `acreate_session`. Needs `WebConfig.base_url`.
-        """
-        return self.db.call_sync(
-            self._session_maker(
-                provider,
-                owner=owner,
-                owner_name=owner_name,
-                note=note,
-                account_id=account_id,
-                return_url=return_url,
-                state=state,
-                expires_in=expires_in,
-            )
-        )
-
-    async def acreate_session(
-        self,
-        provider: str | None = None,
-        *,
-        owner: str,
-        owner_name: str | None = None,
-        note: str | None = None,
-        account_id: str | None = None,
-        return_url: str | None = None,
-        state: str | None = None,
-        expires_in: float | timedelta = SESSION_EXPIRY,
-    ) -> HostSession:
-        """`create_session`, for a host's coroutine: the store write does not block its loop."""
-        return await self.db.call(
-            self._session_maker(
-                provider,
-                owner=owner,
-                owner_name=owner_name,
-                note=note,
-                account_id=account_id,
-                return_url=return_url,
-                state=state,
-                expires_in=expires_in,
-            )
-        )
+        """,
+    )
+    acreate_session = _awaiting_store(
+        _session_maker,
+        "acreate_session",
+        """`create_session`, for a host's coroutine: the store write does not block its loop.""",
+    )
 
     # --- errors -----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ place that builds markup from such text, and it escapes every piece it does not 
 
 from __future__ import annotations
 
+import base64
 import functools
 import math
 import re
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import attrs
+from itsdangerous import BadSignature, URLSafeSerializer
 from markupsafe import Markup, escape
 
 from hub_core.display_text import LONG_LIMIT, inert, inert_lines
@@ -37,10 +39,13 @@ from hub_core.status import Status
 
 if TYPE_CHECKING:
     from hub_core.model import Account
+    from hub_core.store_types import ListingKey
 
 __all__ = [
     "AccountRow",
     "Banner",
+    "PageCursors",
+    "PagePlace",
     "account_row",
     "attempts_banner",
     "banner",
@@ -207,6 +212,115 @@ def _owner_text(account: Account) -> str | None:
     if account.owner_name and account.owner_name != account.owner:
         return f"{account.owner_name} ({account.owner})"
     return account.owner
+
+
+@attrs.frozen
+class PagePlace:
+    """Where one page of the Accounts listing is: its number and the keys that reach it.
+
+    *trail* holds the `ListingKey` after which each page from the first to this one starts
+    (`AccountStore.page_after`'s *after*), at most `PageCursors.TRAIL` of them, this page's
+    last; the first page's is empty. Walking back pops it: the store reads forward only.
+    """
+
+    number: int = 1
+    trail: tuple[ListingKey, ...] = ()
+
+    @property
+    def after(self) -> ListingKey | None:
+        """The key this page starts after (None: the first page)."""
+        return self.trail[-1] if self.trail else None
+
+    def next(self, after: ListingKey) -> PagePlace:
+        """The page that starts after *after* (the last key of this one)."""
+        return PagePlace(self.number + 1, (*self.trail, after)[-PageCursors.TRAIL :])
+
+    def previous(self) -> PagePlace | None:
+        """The page before, or None when the trail no longer reaches it (only "First")."""
+        if self.number <= 2:
+            return PagePlace()
+        if len(self.trail) < 2:
+            return None
+        return PagePlace(self.number - 1, self.trail[:-1])
+
+
+class PageCursors:
+    """The Accounts page's cursors: a `PagePlace` and the filters it was made for, signed.
+
+    A cursor is opaque to the person and bound to its filters; its listing keys hold the
+    last row's provider, label and id (no secret: signing is not encryption). `loads` gives
+    None for anything it did not sign for these filters (changed, truncated, another
+    store's, one from before the store's first key changed), so the page starts again at
+    the first. The key is the store's ``derive_key(PURPOSE)``: a cursor keeps working across
+    a restart and on every server over the same store.
+    """
+
+    PURPOSE = "accounts page cursors"
+    #: Pages a cursor remembers behind it; "Previous" goes back this far, "First" always.
+    TRAIL = 20
+    #: Longer than any cursor `dumps` writes (20 keys of long labels, compressed).
+    LIMIT = 16_000
+
+    def __init__(self, key: bytes) -> None:
+        self._serializer = URLSafeSerializer(key, salt="hub.accounts-page")
+
+    def dumps(self, place: PagePlace, filters: tuple[str | None, ...]) -> str:
+        """The cursor of *place* in the listing with *filters*."""
+        keys = [[_key_part(part) for part in key] for key in place.trail]
+        return str(self._serializer.dumps({"n": place.number, "f": list(filters), "t": keys}))
+
+    def loads(self, cursor: str, filters: tuple[str | None, ...]) -> PagePlace | None:
+        """The place *cursor* names, or None when it is not one of ours for *filters*."""
+        if len(cursor) > self.LIMIT:
+            return None
+        try:
+            data = self._serializer.loads(cursor)
+        except (BadSignature, ValueError):  # ValueError: a payload that is not JSON
+            return None
+        if not isinstance(data, dict) or data.get("f") != list(filters):
+            return None
+        number, keys = data.get("n"), data.get("t")
+        if (
+            type(number) is not int
+            or not isinstance(keys, list)
+            or not 1 <= len(keys) <= self.TRAIL
+            or not len(keys) < number <= _MAX_PAGE
+        ):
+            return None
+        trail = []
+        for key in keys:
+            if not isinstance(key, list) or len(key) != _KEY_LENGTH:
+                return None
+            parts = [_key_value(part) for part in key]
+            if any(part is _NOT_A_KEY for part in parts):
+                return None
+            trail.append(tuple(parts))
+        return PagePlace(number, tuple(trail))  # type: ignore[arg-type]
+
+
+#: The highest page number a cursor may name (10,000 accounts are 200 pages of 50).
+_MAX_PAGE = 1_000_000
+#: A `ListingKey`'s parts: provider, label, id, row.
+_KEY_LENGTH = 4
+_NOT_A_KEY = object()
+
+
+def _key_part(value: object) -> object:
+    # A key holds the stored values as they are: a hand edit may have made one bytes or NULL.
+    if isinstance(value, bytes):
+        return {"b": base64.urlsafe_b64encode(value).decode()}
+    return value
+
+
+def _key_value(part: object) -> object:
+    if part is None or type(part) in (str, int, float):
+        return part
+    if isinstance(part, dict) and set(part) == {"b"} and isinstance(part["b"], str):
+        try:
+            return base64.b64decode(part["b"].encode(), altchars=b"-_", validate=True)
+        except ValueError:
+            return _NOT_A_KEY
+    return _NOT_A_KEY
 
 
 @attrs.frozen
