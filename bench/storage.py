@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from measure import Figure, check, child_environ, compare, spawn, which
+from measure import ROOT, Figure, check, child_environ, compare, spawn, which
 
 SECTION = "store"
 
@@ -98,26 +98,18 @@ def accounts_json(home: Path, count: int, runs: int, warmups: int) -> list[Figur
     ]
 
 
-#: `hub accounts --json` as the `hub` script runs it, saying its own peak RSS (VmHWM: since
-#: exec) on stderr as it exits: the rusage of a child spawned with vfork, as posix_spawn does,
-#: also counts the parent it was started from, and this parent holds the populated store's
-#: objects.
-PEAK_RSS = """
-import atexit, sys
-def peak():
-    status = open("/proc/self/status").read()
-    sys.stderr.write(status[status.index("VmHWM:"):].split("\\n")[0])
-atexit.register(peak)
-from hub_core.cli import main
-sys.argv[0] = "hub"
-main()
-"""
+#: Runs `hub` as the `hub` script does, saying its own peak RSS (VmHWM: since exec) on stderr
+#: as it exits: the rusage of a child spawned with vfork, as posix_spawn does, also counts the
+#: parent it was started from, and this parent holds the populated store's objects. The tests
+#: use the same script.
+PEAK_RSS = ROOT / "core" / "tests" / "peak_rss.py"
 
 
 def peak_rss(home: Path, count: int) -> float:
     """Peak RSS (MiB) of `hub accounts --json` over the store in *home* (*count* accounts)."""
     env = child_environ({"HUB_HOME": str(home)})
-    run = check(spawn([sys.executable, "-c", PEAK_RSS, "accounts", "--json"], env), "peak RSS")
+    argv = [sys.executable, str(PEAK_RSS), "accounts", "--json"]
+    run = check(spawn(argv, env), "peak RSS")
     if len(json.loads(run.stdout)) != count:
         raise SystemExit(f"bench: hub accounts --json did not print {count} accounts")
     return int(run.stderr.split()[-2]) / 1024

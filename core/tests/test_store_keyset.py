@@ -325,19 +325,8 @@ def test_a_wider_value_past_the_measured_rows_keeps_its_line_whole(
 # --- memory of a real `hub accounts --json` -----------------------------------------------------
 
 
-#: `hub accounts --json` in a process of its own that says its peak RSS as it exits. VmHWM is
-#: the process's own peak since exec: getrusage of a child spawned with vfork (as subprocess
-#: and posix_spawn do) also counts the parent (pytest) it was started from.
-PEAK_RSS = """
-import atexit, sys
-def peak():
-    status = open("/proc/self/status").read()
-    sys.stderr.write(status[status.index("VmHWM:"):].split("\\n")[0])
-atexit.register(peak)
-from hub_core.cli import main
-sys.argv[0] = "hub"
-main()
-"""
+#: Runs `hub` in a process of its own that says its peak RSS as it exits (VmHWM, since exec).
+PEAK_RSS = Path(__file__).with_name("peak_rss.py")
 
 
 def peak_rss_kib(home: Path) -> tuple[int, int]:
@@ -348,7 +337,7 @@ def peak_rss_kib(home: Path) -> tuple[int, int]:
         "HUB_SECRET_KEY": KEY,
     }
     done = subprocess.run(
-        [sys.executable, "-c", PEAK_RSS, "accounts", "--json"],
+        [sys.executable, str(PEAK_RSS), "accounts", "--json"],
         env=env,
         capture_output=True,
         check=True,

@@ -555,3 +555,46 @@ class Account:
             "owner": self.owner,
             "owner_name": self.owner_name,
         }
+
+
+_new_object = object.__new__
+_set_slot = object.__setattr__
+
+
+def trusted_account(
+    id: str,
+    provider_id: str,
+    identity: str,
+    label: str,
+    status: Status,
+    config: dict[str, str],
+    linked_at: datetime | None,
+    checked_at: datetime | None,
+    expires_at: datetime | None,
+    last_error: str | None,
+    details: dict[str, Any],
+    owner: str | None,
+    owner_name: str | None,
+) -> Account:
+    """The `Account` of these values, built without running its converters: for the store,
+    whose values already are what they would make (a `Status`, fresh dicts of its own, aware
+    UTC datetimes).
+
+    Equal to ``Account(...)`` of the same values, at a fraction of its cost: listing 10,000
+    accounts builds 10,000 of them. Anyone else builds an `Account` the ordinary way.
+    """
+    account: Account = _new_object(Account)
+    _set_slot(account, "id", id)
+    _set_slot(account, "provider_id", provider_id)
+    _set_slot(account, "identity", identity)
+    _set_slot(account, "label", label)
+    _set_slot(account, "status", status)
+    _set_slot(account, "config", config)
+    _set_slot(account, "linked_at", linked_at)
+    _set_slot(account, "checked_at", checked_at)
+    _set_slot(account, "expires_at", expires_at)
+    _set_slot(account, "last_error", last_error)
+    _set_slot(account, "details", details)
+    _set_slot(account, "owner", owner)
+    _set_slot(account, "owner_name", owner_name)
+    return account

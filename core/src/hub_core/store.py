@@ -1173,7 +1173,8 @@ class SqliteStore:
         found = list(rows)
         more = len(found) > limit
         return KeysetPage(
-            [account for _, account in found[:limit]], found[limit - 1][0] if more else None
+            [account for _, account in found[:limit]],
+            _listing_key(found[limit - 1][0]) if more else None,
         )
 
     def _listing(
@@ -1196,8 +1197,8 @@ class SqliteStore:
         batch: int,
         now: datetime,
         after: ListingKey | None,
-    ) -> Iterator[tuple[ListingKey, Account]]:
-        """The listing as (key, account) pairs, one keyset query per *batch* rows."""
+    ) -> Iterator[tuple[sqlite3.Row, Account]]:
+        """The listing as (row, account) pairs, one keyset query per *batch* rows."""
         where, params = _filters(provider, owner)
         params.update(now=_iso(now), soon=_iso(now + _EXPIRING_WINDOW), batch=batch)
         if wanted is not None and wanted is not Status.DAMAGED:
@@ -1225,7 +1226,7 @@ class SqliteStore:
             for row in rows:
                 account = _account(row, now)
                 if wanted is None or account.status is wanted:
-                    yield _listing_key(row), account
+                    yield row, account
             if len(rows) < batch:
                 return
             # The last row read, shown or not: the next batch starts after it.

@@ -303,25 +303,73 @@ def current_hub() -> Hub:
     return state().hub
 
 
-def echo_json(data: object) -> None:
+def echo_json(data: object, *, gather: int = 1) -> None:
     """Print *data* as the one JSON document of a ``--json`` command (an iterator: as a
     list, each item written as it comes).
 
     Values are never altered, but the text is ASCII: every other character is a ``\\u``
     escape, so a C1 control or a bidi override in a provider's string is data to a JSON
-    reader and nothing to a terminal, and a lone surrogate cannot fail the write.
+    reader and nothing to a terminal, and a lone surrogate cannot fail the write. The text is
+    exactly ``json.dumps(data, indent=2, ensure_ascii=True)``'s. With *gather*, an iterator's
+    items are written *gather* at a time (a listing read in batches); the default writes each
+    one as it comes, for a stream whose items take their time (checks).
     """
     if not isinstance(data, Iterator):
-        click.echo(json.dumps(data, indent=2, ensure_ascii=True))
+        click.echo(_indented(data, "\n"))
         return
-    # An iterator is the same list, written item by item as it yields: a long listing never
+    # An iterator is the same list, written as it yields (gather items a write): a listing never
     # sits whole in memory, and a reader sees the same document.
-    first = True
+    pieces: list[str] = []
+    opening = "[\n  "
     for item in data:
-        text = json.dumps(item, indent=2, ensure_ascii=True).replace("\n", "\n  ")
-        click.echo(("[\n  " if first else ",\n  ") + text, nl=False)
-        first = False
-    click.echo("[]" if first else "\n]")
+        pieces += (opening, _indented(item, "\n  "))
+        opening = ",\n  "
+        if len(pieces) >= 2 * gather:
+            click.echo("".join(pieces), nl=False)
+            pieces.clear()
+    pieces.append("[]" if opening == "[\n  " else "\n]")
+    click.echo("".join(pieces))
+
+
+#: json's encoder in C, without an indent: json.dumps never uses it with one (Python 3.11).
+_ENCODE = json.JSONEncoder(ensure_ascii=True).encode
+_STRING = json.encoder.encode_basestring_ascii
+
+
+def _indented(value: object, newline: str) -> str:
+    """*value* as ``json.dumps(value, indent=2, ensure_ascii=True)`` writes it, each new line
+    starting with *newline* (a line break and the indent of where *value* is written).
+
+    The same text, built from the C encoder's value by value: with an indent, json.dumps
+    runs its encoder in Python, the most of a long listing's time.
+    """
+    if isinstance(value, str):
+        return _STRING(value)
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        inner = newline + "  "
+        members = []
+        for key, item in value.items():
+            if not isinstance(key, str):  # json's own rules (and errors) for such a key
+                return json.dumps(value, indent=2, ensure_ascii=True).replace("\n", newline)
+            # Text and null, most of a listing's values, without a call.
+            if isinstance(item, str):
+                members.append(_STRING(key) + ": " + _STRING(item))
+            elif item is None:
+                members.append(_STRING(key) + ": null")
+            else:
+                members.append(_STRING(key) + ": " + _indented(item, inner))
+        return "{" + inner + ("," + inner).join(members) + newline + "}"
+    if isinstance(value, list | tuple):
+        if not value:
+            return "[]"
+        inner = newline + "  "
+        return "[" + inner + ("," + inner).join(_indented(v, inner) for v in value) + newline + "]"
+    # Numbers and booleans are the same text at any indent; anything else is json's error.
+    return _ENCODE(value)
 
 
 class _HubGroup(click.Group):
