@@ -14,7 +14,7 @@ from hub_core.testing.postgres import PostgresCluster, find_bindir, unavailable
 pytest_plugins = ["hub_core.testing.postgres"]
 
 
-def test_each_test_gets_a_fresh_database_on_loopback(
+def test_each_test_gets_a_fresh_schema_on_loopback(
     postgres_server: PostgresCluster, postgres_url: str
 ) -> None:
     import psycopg
@@ -25,12 +25,19 @@ def test_each_test_gets_a_fresh_database_on_loopback(
         ).fetchone() == (0,)
         conn.execute("CREATE TABLE mine (x int)")
         assert conn.execute("SHOW listen_addresses").fetchone() == ("127.0.0.1",)
-    other = postgres_server.create_database()
-    try:
-        with psycopg.connect(other) as conn:
-            assert conn.execute("SELECT to_regclass('mine')").fetchone() == (None,)
-    finally:
-        postgres_server.drop_database(other)
+    for make, drop in [
+        (postgres_server.create_schema, postgres_server.drop_schema),
+        (postgres_server.create_database, postgres_server.drop_database),
+    ]:
+        other = make()
+        try:
+            with psycopg.connect(other) as conn:
+                assert conn.execute("SELECT to_regclass('mine')").fetchone() == (None,)
+                conn.execute("CREATE TABLE mine (x int)")  # its own: no clash
+        finally:
+            drop(other)
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT count(*) FROM mine").fetchone() == (0,)
 
 
 def test_the_cluster_wants_its_password(postgres_server: PostgresCluster) -> None:

@@ -40,8 +40,13 @@ def iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def parse_time(value: str | None) -> datetime | None:
-    """A stored time back as an aware UTC datetime (None stays None; bad text: ValueError)."""
+def parse_time(value: str | datetime | None) -> datetime | None:
+    """A stored time back as an aware UTC datetime (None stays None; bad text: ValueError).
+
+    A datetime (a PostgreSQL ``timestamptz``, read by psycopg) is taken as it is, in UTC.
+    """
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
     return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
 
 
