@@ -7,12 +7,13 @@
 
 `postgres_server` (session scope) finds PostgreSQL's binaries (``HUB_PG_BINDIR``, else
 ``pg_config --bindir``, else the newest ``/usr/lib/postgresql/*/bin``), runs ``initdb`` and
-``pg_ctl start`` in a temporary directory, listening on 127.0.0.1 only on a free port, and stops
-and removes it at the end of the session (also when it is interrupted: an ``atexit`` hook stops
-a cluster the fixture could not). ``initdb`` refuses to run as root: as root, the directory is
-given to the ``postgres`` user and both run through ``runuser -u postgres --``. Without the
-binaries the tests that need it skip, saying so, except under ``CI=true``, where they fail: a
-CI that cannot run them must not pass.
+``pg_ctl start`` in a temporary directory, listening on 127.0.0.1 only on a free port, and
+stops and removes it at the end of the session, also when the session is interrupted (SIGTERM
+becomes the KeyboardInterrupt pytest tears down after; an ``atexit`` hook stops a cluster the
+fixture could not). ``initdb`` refuses to run as root: as root, the directory is given to the
+``postgres`` user and both run through ``runuser -u postgres --``. Without the binaries the
+tests that need it skip, saying so, except under ``CI=true``, where they fail: a CI that cannot
+run them must not pass.
 
 `postgres_url` gives each test its own empty schema, the only one its connections see
 (``search_path`` in the URL), dropped after the test: a few milliseconds, where ``CREATE
@@ -35,9 +36,11 @@ import itertools
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -222,6 +225,10 @@ class PostgresCluster:
         return f"<PostgresCluster 127.0.0.1:{self.port} bindir={self.bindir}>"
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def unavailable(reason: str) -> NoReturn:
     """Skip the test for *reason*; under ``CI=true`` fail it: CI must run every test."""
     if os.environ.get("CI") == "true":
@@ -243,11 +250,20 @@ def postgres_server() -> Iterator[PostgresCluster]:
     except ImportError:
         unavailable("psycopg is not installed: pip install 'hub-core[postgres]'")
     cluster = PostgresCluster(bindir)
+    # SIGTERM (a CI timeout, a killed job) would end the session without its teardown and
+    # leave the server running: turn it into the KeyboardInterrupt pytest tears down after.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _interrupt)
     cluster.start()
     try:
         yield cluster
     finally:
         cluster.stop()
+        if previous is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture
