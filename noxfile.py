@@ -33,7 +33,7 @@ def editable(*paths: str) -> list[str]:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run every test: core, each plugin under plugins/, and the cross-distribution tests."""
-    session.install(*editable(f"{CORE}[web]", *PLUGINS), *group("test"))
+    session.install(*editable(f"{CORE}[web,postgres]", *PLUGINS), *group("test"))
     session.run("coverage", "run", "-m", "pytest", *session.posargs)
     session.run("coverage", "report", "--fail-under=85")
 
@@ -49,7 +49,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every distribution's sources."""
-    session.install(*editable(f"{CORE}[web]", *PLUGINS), *group("typecheck"))
+    session.install(*editable(f"{CORE}[web,postgres]", *PLUGINS), *group("typecheck"))
     session.run("mypy", f"{CORE}/src", *(f"{plugin}/src" for plugin in PLUGINS))
 
 

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from .plugins import PluginReport
     from .policy import Policy
     from .status import Status
-    from .store import Link, Store
+    from .store import Link, Store, open_store
     from .store_protocol import AccountStore
 
 __version__ = "0.1.0"
@@ -115,6 +115,7 @@ __all__ = [
     "hub_account_display",
     "hub_providers",
     "hub_validate_credentials",
+    "open_store",
 ]
 
 # Every public name loads on first use: `hub --help` must not pay for pluggy, attrs, httpx,
@@ -166,6 +167,7 @@ _LAZY = {
     "AccountStore": "store_protocol",
     "Link": "store",
     "Store": "store",
+    "open_store": "store",
 }
 
 

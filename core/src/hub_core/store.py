@@ -488,6 +488,16 @@ class SqliteStore:
     def __repr__(self) -> str:
         return f"<Store path={str(self._path)!r}>"
 
+    @staticmethod
+    def open(
+        url_or_path: str | os.PathLike[str] | None = None,
+        *,
+        secret_key: KeyRing | str | bytes | Sequence[str | bytes] | None = None,
+    ) -> AccountStore:
+        """The account store at *url_or_path*, of the backend it names (`open_store`):
+        ``Store.open("postgresql://...")`` is PostgreSQL, a path (or None) SQLite."""
+        return open_store(url_or_path, secret_key=secret_key)
+
     @property
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -1459,14 +1469,7 @@ class SqliteStore:
         return self._values_of(row, account_id), _version(row["secrets"])
 
     def _values_of(self, row: sqlite3.Row, account_id: str) -> dict[str, str]:
-        values = _json_object(row["config"])
-        if values is None or not all(isinstance(v, str) for v in values.values()):
-            raise StoreError(
-                f"the stored fields of account {account_id} cannot be read (the row was "
-                f"changed outside hub); unlink it with `hub unlink {account_id}` and link it again"
-            )
-        values.update(self._decrypt(row["secrets"], account_id, row["key_id"]))
-        return values
+        return stored_values(self._ring, row, account_id)
 
     def delete(self, account_id: str) -> None:
         """Remove an account and its key (`AccountNotFound` if there is none)."""
@@ -1476,41 +1479,10 @@ class SqliteStore:
                 raise AccountNotFound(account_id)
 
     def _secret_values(self, token: object, key_id: object = None) -> list[str]:
-        values = self._plain_secrets(token, key_id)
-        return [] if values is None else list(values.values())
-
-    def _plain_secrets(self, token: object, key_id: object = None) -> dict[str, str] | None:
-        """The decrypted secrets, or None when they cannot be read.
-
-        *key_id* is the row's key id: its key decrypts. Without one (a caller that did not
-        read it), each key of the ring is tried.
-        """
-        if not isinstance(token, bytes | str) or not isinstance(key_id, str | None):
-            return None
-        try:
-            values = _json_object(self._ring.decrypt(token, key_id))
-        except (InvalidToken, KeyError, ValueError, TypeError):
-            return None
-        if values is None or not all(isinstance(v, str) for v in values.values()):
-            return None
-        return values
+        return secret_values(self._ring, token, key_id)
 
     def _decrypt(self, token: object, account_id: str, key_id: object = None) -> dict[str, str]:
-        if isinstance(key_id, str) and key_id not in self._ring:
-            # Refused on opening; here only when another process wrote it with another ring.
-            raise StoreError(
-                f"the stored key of account {account_id} is encrypted with key id {key_id}, "
-                f"which is not among the configured keys ({self._ring.source}); add that key "
-                f"to {KEYS_ENV}"
-            )
-        values = self._plain_secrets(token, key_id)
-        if values is None:
-            raise StoreError(
-                f"the stored key of account {account_id} cannot be read: it cannot be "
-                "decrypted with this store's secret key (it was changed or copied outside "
-                f"hub); give it its key again with `hub relink {account_id}`, or unlink it"
-            )
-        return values
+        return decrypt_secrets(self._ring, token, account_id, key_id)
 
     # --- keys (`hub_core.keyring`, `hub keys`) --------------------------------------------------
 
@@ -2038,6 +2010,136 @@ def _after(
     head = ", ".join(columns[:first])
     marks = ", ".join(f":{name}" for name in names[:first])
     return f"(({head}) > ({marks}) OR (({head}) = ({marks}) AND {tail}))", values
+
+
+# --- shared with the PostgreSQL store (`hub_core.store_postgres`): what is not SQL ------------
+
+
+def stored_values(ring: KeyRing, row: Any, account_id: str) -> dict[str, str]:
+    """An account's field values from its row (``config``, ``secrets``, ``key_id``), decrypted.
+
+    `StoreError` when the fields were changed outside hub or the key does not decrypt.
+    """
+    values = _json_object(row["config"])
+    if values is None or not all(isinstance(v, str) for v in values.values()):
+        raise StoreError(
+            f"the stored fields of account {account_id} cannot be read (the row was "
+            f"changed outside hub); unlink it with `hub unlink {account_id}` and link it again"
+        )
+    values.update(decrypt_secrets(ring, row["secrets"], account_id, row["key_id"]))
+    return values
+
+
+def secret_values(ring: KeyRing, token: object, key_id: object = None) -> list[str]:
+    """The decrypted secret values of a stored key (to mask in messages); [] when unreadable."""
+    values = plain_secrets(ring, token, key_id)
+    return [] if values is None else list(values.values())
+
+
+def plain_secrets(ring: KeyRing, token: object, key_id: object = None) -> dict[str, str] | None:
+    """The decrypted secrets, or None when they cannot be read.
+
+    *key_id* is the row's key id: its key decrypts. Without one (a caller that did not
+    read it), each key of the ring is tried.
+    """
+    if not isinstance(token, bytes | str) or not isinstance(key_id, str | None):
+        return None
+    try:
+        values = _json_object(ring.decrypt(token, key_id))
+    except (InvalidToken, KeyError, ValueError, TypeError):
+        return None
+    if values is None or not all(isinstance(v, str) for v in values.values()):
+        return None
+    return values
+
+
+def decrypt_secrets(
+    ring: KeyRing, token: object, account_id: str, key_id: object = None
+) -> dict[str, str]:
+    """The decrypted secrets of account *account_id*, or the `StoreError` saying why not."""
+    if isinstance(key_id, str) and key_id not in ring:
+        # Refused on opening; here only when another process wrote it with another ring.
+        raise StoreError(
+            f"the stored key of account {account_id} is encrypted with key id {key_id}, "
+            f"which is not among the configured keys ({ring.source}); add that key "
+            f"to {KEYS_ENV}"
+        )
+    values = plain_secrets(ring, token, key_id)
+    if values is None:
+        raise StoreError(
+            f"the stored key of account {account_id} cannot be read: it cannot be "
+            "decrypted with this store's secret key (it was changed or copied outside "
+            f"hub); give it its key again with `hub relink {account_id}`, or unlink it"
+        )
+    return values
+
+
+def error_outcome(
+    error: HubError, verdict: object, details: object, expires_at: object, now: datetime
+) -> tuple[str, dict[str, Any]]:
+    """The verdict and details an *error* leaves on an account stored with *verdict*,
+    *details* and *expires_at* (as read: a hand-edited value counts as absent).
+
+    Two failed checks in a row keep the last real verdict in ``details["previous_status"]``.
+    """
+    kept = _json_object(details) or {}
+    try:
+        expiry = _parse(expires_at)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        expiry = None
+    outcome = _verdict(error, expiry, now)
+    if outcome == "error":
+        if verdict != "error":
+            kept["previous_status"] = verdict
+    else:
+        kept.pop("previous_status", None)
+    return outcome, kept
+
+
+def key_replaced(account_id: str) -> KeyReplaced:
+    """The verdict on a key the account no longer holds (relinked while it was checked)."""
+    return KeyReplaced(
+        f"account {account_id} was relinked while its old key was being checked; "
+        "the check's verdict on the old key was dropped"
+    )
+
+
+def wrong_identity(found: str, stored: object, account_id: str) -> StoreError:
+    """A re-check whose key reaches *found*, not the *stored* identity of the account."""
+    return StoreError(
+        f"the key reaches {found!r}, not {stored!r} which account {account_id} is linked to; "
+        "the account is unchanged"
+    )
+
+
+def retry_due(limited: RateLimited, now: datetime) -> datetime:
+    """When a rate-limited account may be asked again: its ``retry_after`` (at least 1 s),
+    jittered, so accounts limited together do not return together."""
+    wait = max(float(limited.retry_after or 0), 1.0)
+    return now + timedelta(seconds=wait * random.uniform(1.0, 1.25))
+
+
+def open_store(
+    url_or_path: str | os.PathLike[str] | None = None,
+    *,
+    secret_key: KeyRing | str | bytes | Sequence[str | bytes] | None = None,
+) -> AccountStore:
+    """The account store at *url_or_path*: a ``postgresql://`` URL opens a `PostgresStore`
+    (``hub-core[postgres]``), anything else a SQLite file (None: ``HUB_DATABASE_URL``, else
+    `default_path()`). psycopg is imported for a PostgreSQL URL only.
+    """
+    if url_or_path is None:
+        url_or_path = os.environ.get(DATABASE_URL_ENV) or None
+    if isinstance(url_or_path, str) and url_or_path.startswith(_POSTGRES_SCHEMES):
+        from .store_postgres import PostgresStore
+
+        return PostgresStore(url_or_path, secret_key=secret_key)
+    return SqliteStore(url_or_path, secret_key=secret_key)
+
+
+#: The variable that selects the account database: a ``postgresql://`` URL, or a SQLite path.
+DATABASE_URL_ENV = "HUB_DATABASE_URL"
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 #: The name every caller uses: ``Store(path, secret_key=...)`` opens a SQLite store.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import operator
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,8 +44,13 @@ def iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def parse_time(value: str | None) -> datetime | None:
-    """A stored time back as an aware UTC datetime (None stays None; bad text: ValueError)."""
+def parse_time(value: str | datetime | None) -> datetime | None:
+    """A stored time back as an aware UTC datetime (None stays None; bad text: ValueError).
+
+    A datetime (a PostgreSQL ``timestamptz``, read by psycopg) is taken as it is, in UTC.
+    """
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
     return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
 
 
@@ -152,14 +157,20 @@ _WRITTEN = (
     "owner",
     "owner_name",
 )
+_BY_NAME = operator.itemgetter(*_WRITTEN)
 #: An itemgetter of `_WRITTEN` per order of a query's columns (None: one is missing).
 _GETTERS: dict[tuple[str, ...], Callable[[sqlite3.Row], tuple[Any, ...]] | None] = {}
 
 
-def _written_columns(row: sqlite3.Row) -> tuple[Any, ...] | None:
+def _written_columns(row: sqlite3.Row | Mapping[str, Any]) -> tuple[Any, ...] | None:
     # A Row looks a name up by comparing it with every column's, which was most of the time
     # of reading a row; by position it is one C call. ``*`` of a table migrated from an older
     # schema has another order: one getter per order, a handful.
+    if not isinstance(row, sqlite3.Row):  # a PostgreSQL row: a dict looks names up at C speed
+        try:
+            return tuple(_BY_NAME(row))
+        except KeyError:  # a column is missing: `_read_closely` says which
+            return None
     names = tuple(row.keys())
     try:
         getter = _GETTERS[names]

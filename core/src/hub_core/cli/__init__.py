@@ -218,11 +218,13 @@ class State:
 
     @property
     def store(self) -> AccountStore:
-        """The account store at ``HUB_HOME`` or the user data directory."""
+        """The account store: ``HUB_DATABASE_URL`` (a ``postgresql://`` URL selects PostgreSQL,
+        anything else is a SQLite file), else ``hub.db`` at ``HUB_HOME`` or the user data
+        directory."""
         if self._store is None:
-            from hub_core.store import Store
+            from hub_core.store import open_store
 
-            self._store = Store()
+            self._store = open_store()
         return self._store
 
     @property

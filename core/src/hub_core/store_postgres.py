@@ -1,0 +1,1655 @@
+"""The PostgreSQL account store (`PostgresStore`): the `AccountStore` for more than one host.
+
+Selected by a ``postgresql://`` URL (``HUB_DATABASE_URL``, or ``Store.open(url)`` in a host
+application); ``hub-core[postgres]`` installs psycopg 3 and psycopg_pool. Only that URL imports
+this module, so the SQLite path never pays for psycopg's import.
+
+Its statements are PostgreSQL's own (SCALE.md §1): leases are claimed with ``FOR UPDATE SKIP
+LOCKED`` in one short transaction, their expiry judged by the database's clock; a verdict is
+written only under its lease's token. Everything that is not SQL (the same-place check, the
+verdict rules, ids, the details JSON, a row read into an `Account`) is `hub_core.store`'s and
+`hub_core.store_rows`'s, shared with `SqliteStore`, and the contract suite
+(``core/tests/contract/``) holds both to the same promises.
+
+Migrations: the ``hub_meta`` row holds ``schema_version`` and ``min_reader_version``. Each
+migration is one transaction under ``pg_advisory_xact_lock`` that reads the version again once
+it holds the lock, so hosts starting together migrate once. A hub older than the schema keeps
+running while ``min_reader_version`` allows it (a rolling deploy); past that it is refused.
+
+Keys: hub never makes a key for a PostgreSQL database (a key made on one host would lock the
+others out): ``HUB_SECRET_KEYS`` / ``HUB_SECRET_KEY`` or the *secret_key* argument, else it
+refuses to open, saying how to make one (``hub keys new``). Connections come from a
+`psycopg_pool.ConnectionPool` shared by `connect_again`, with ``prepare_threshold=None`` so
+that PgBouncer in transaction mode is safe. Error messages never hold a bound value or the
+URL's password (the URL is shown with its password masked, repr included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Self, cast
+
+import psycopg
+from cryptography.fernet import InvalidToken
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from .budgets import ProviderLimit, check_rate, limit_from_row
+from .errors import (
+    AccountNotFound,
+    AmbiguousAccount,
+    HubError,
+    LinkUsed,
+    PluginError,
+    RateLimited,
+    StoreError,
+    redact,
+)
+from .keyring import KEY_ENV, KEYS_ENV, KeyRing, KeyState, KeyStatus, RotationReport
+from .leases import CHECK_INTERVAL, LEASE_DEFAULT, Lease, LeasedAccount
+from .model import Account, Credentials, Status, Verified
+from .owners import check_owner, clean_owner_name
+from .status import EXPIRING_WINDOW, expiring_from
+from .store import (
+    _LAST_CHARACTER,
+    _check_same_place,
+    _details_json,
+    _lease_lost,
+    _new_id,
+    _version,
+    _wanted_status,
+    error_outcome,
+    key_replaced,
+    retry_due,
+    secret_values,
+    stored_values,
+    wrong_identity,
+)
+from .store_rows import (
+    account_from_row,
+    account_id_of,
+    by_id,
+    link_from_row,
+    outbox_entry_from_row,
+    text_or_none,
+)
+from .store_types import (
+    LINK_DEFAULT_EXPIRY,
+    LINK_MAX_EXPIRY,
+    AccountPage,
+    KeysetPage,
+    LeaseLost,
+    Link,
+    ListingKey,
+    OutboxEntry,
+)
+from .store_types import utc_now as _now
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .store_protocol import AccountStore
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "redact_url"]
+
+#: Advisory lock keys (the two-integer form, first "hub" in ASCII): one namespace, one key each.
+_LOCKS = 0x687562
+_MIGRATE_LOCK, _KEYS_LOCK, _RUNS_LOCK, _SAVE_LOCK = 1, 2, 3, 4
+
+#: How many connections one process's stores share (`connect_again` shares the pool).
+POOL_SIZE_ENV = "HUB_DATABASE_POOL_SIZE"
+_CONNECT_TIMEOUT = 10
+
+# Forward-only migrations: (min_reader_version, statements). Migration N brings the schema to
+# version N in one transaction; its min_reader_version is the oldest schema version whose hub
+# can still read and write the database after it (N for a change older hubs cannot live with).
+# A migration that has shipped is never edited: add a new one. Text compared or sorted is in
+# the "C" collation: byte order, the order SQLite gives, whatever the database's locale.
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            """
+            CREATE TABLE hub_meta (
+                id                 boolean PRIMARY KEY DEFAULT true CHECK (id),
+                schema_version     integer NOT NULL,
+                min_reader_version integer NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE accounts (
+                seq           bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+                id            text COLLATE "C" PRIMARY KEY,
+                provider_id   text COLLATE "C" NOT NULL,
+                identity      text COLLATE "C" NOT NULL,
+                label         text COLLATE "C" NOT NULL,
+                verdict       text NOT NULL,
+                config        text NOT NULL DEFAULT '{}',
+                secrets       bytea NOT NULL,
+                key_id        text COLLATE "C",
+                linked_at     timestamptz NOT NULL,
+                checked_at    timestamptz,
+                expires_at    timestamptz,
+                expiring_at   timestamptz,
+                last_error    text,
+                details       text NOT NULL DEFAULT '{}',
+                owner         text COLLATE "C" NOT NULL DEFAULT '',
+                owner_name    text,
+                next_check_at timestamptz,
+                retry_at      timestamptz,
+                lease_token   text,
+                lease_until   timestamptz,
+                attempts      integer NOT NULL DEFAULT 0,
+                UNIQUE (owner, provider_id, identity)
+            )
+            """,
+            "CREATE INDEX accounts_listing ON accounts (provider_id, label, id, seq)",
+            "CREATE INDEX accounts_owner ON accounts (owner, provider_id, label, id, seq)",
+            "CREATE INDEX accounts_due ON accounts (next_check_at NULLS FIRST)",
+            "CREATE INDEX accounts_checked ON accounts (checked_at NULLS FIRST)",
+            "CREATE INDEX accounts_key_id ON accounts (key_id)",
+            """
+            CREATE TABLE links (
+                id              text COLLATE "C" PRIMARY KEY,
+                kind            text NOT NULL DEFAULT 'link',
+                provider_id     text,
+                account_id      text,
+                note            text,
+                created_at      timestamptz NOT NULL,
+                expires_at      timestamptz NOT NULL,
+                used_at         timestamptz,
+                used_account_id text,
+                revoked_at      timestamptz,
+                failed_attempts integer NOT NULL DEFAULT 0,
+                owner           text NOT NULL DEFAULT '',
+                owner_name      text,
+                return_url      text,
+                state           text
+            )
+            """,
+            "CREATE INDEX links_created ON links (created_at, id)",
+            """
+            CREATE TABLE webhook_outbox (
+                seq             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                event_id        text NOT NULL UNIQUE,
+                event_type      text NOT NULL,
+                body            text NOT NULL,
+                created_at      double precision NOT NULL,
+                next_attempt_at double precision NOT NULL,
+                attempts        integer NOT NULL DEFAULT 0,
+                last_error      text,
+                lease_until     double precision,
+                delivered_at    double precision,
+                failed_at       double precision
+            )
+            """,
+            "CREATE INDEX webhook_outbox_due"
+            " ON webhook_outbox (next_attempt_at, seq) WHERE delivered_at IS NULL"
+            " AND failed_at IS NULL",
+            """
+            CREATE TABLE check_runs (
+                token       text PRIMARY KEY,
+                started_at  timestamptz NOT NULL,
+                alive_until timestamptz NOT NULL
+            )
+            """,
+            "CREATE TABLE key_checks (key_id text PRIMARY KEY, token text NOT NULL)",
+        ),
+    ),
+    # Per-provider budgets and pauses (`hub_core.budgets`): a token bucket (*rate* checks per
+    # second up to *burst*; NULL rate: no budget) drawn once per lease, and the provider's
+    # recent 429s with the pause they started. Only adds a table: older hubs keep running.
+    (
+        1,
+        (
+            """
+            CREATE TABLE provider_limits (
+                provider_id   text COLLATE "C" PRIMARY KEY,
+                rate          double precision,
+                burst         integer,
+                tokens        double precision,
+                refilled_at   timestamptz,
+                limited_count integer NOT NULL DEFAULT 0,
+                limited_since timestamptz,
+                paused_until  timestamptz
+            )
+            """,
+        ),
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+#: `hub_core.store._STATUS_SQL` in PostgreSQL: the status as of %(now)s (%(soon)s: now plus
+#: the 7-day window, for a row whose expiring_at is not known).
+_STATUS_SQL = (
+    "(CASE WHEN verdict = 'active' AND expires_at IS NOT NULL AND expires_at <= %(now)s"
+    " THEN 'expired' WHEN verdict = 'active' AND expires_at IS NOT NULL"
+    " AND (expiring_at <= %(now)s OR (expiring_at IS NULL AND expires_at <= %(soon)s))"
+    " THEN 'expiring' ELSE verdict END)"
+)
+_ROW = "seq AS row_number, *"
+_BY_ID = "(id = %(id)s OR seq = %(seq)s)"
+_NOT_CHECKED_SINCE = "(checked_at IS NULL OR checked_at < %(before)s)"
+_DB_NOW = "coalesce(%(now)s::timestamptz, now())"
+
+
+def redact_url(url: str) -> str:
+    """*url* with its password masked (in the address and in a ``password=`` parameter)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "(a PostgreSQL URL that cannot be shown)"
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        if ":" in user:
+            user = user.split(":", 1)[0] + ":***"
+        netloc = f"{user}@{host}"
+    query = "&".join(
+        f"{name}=***" if name.lower() == "password" else f"{name}={value}"
+        for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _describe(exc: psycopg.Error, url: str, shown: str) -> str:
+    """What went wrong, without a bound value or the password."""
+    sqlstate = exc.sqlstate
+    if sqlstate is not None:
+        if sqlstate.startswith("22"):
+            # Data exceptions quote the value they refused: name the condition only.
+            return f"{type(exc).__name__} (SQLSTATE {sqlstate})"
+        text = exc.diag.message_primary or type(exc).__name__
+    else:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    password = urllib.parse.urlsplit(url).password
+    text = text.replace(url, shown)
+    if password:
+        text = text.replace(password, "***")
+    return text
+
+
+def _sqlite_shaped(row: Mapping[str, Any]) -> sqlite3.Row:
+    # The shared row readers (`store_rows`, `_check_same_place`) read columns by name only,
+    # which a psycopg dict row does the same way.
+    return cast("sqlite3.Row", row)
+
+
+def _account(row: Mapping[str, Any], now: datetime) -> Account:
+    return account_from_row(_sqlite_shaped(row), now)
+
+
+def _key(account_id: str) -> dict[str, object]:
+    found, seq = by_id(account_id)
+    return {"id": found, "seq": seq}
+
+
+class _Pool:
+    """The connection pool of one URL, shared by a store and its `connect_again` copies."""
+
+    def __init__(self, url: str) -> None:
+        size = int(os.environ.get(POOL_SIZE_ENV) or 4)
+        self.pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(1, size),
+            kwargs=_connect_options(),
+            check=ConnectionPool.check_connection,
+            open=False,
+            name="hub",
+        )
+        self.users = 1
+        self._lock = threading.Lock()
+
+    def share(self) -> _Pool:
+        with self._lock:
+            self.users += 1
+        return self
+
+    def release(self) -> None:
+        with self._lock:
+            self.users -= 1
+            last = self.users == 0
+        if last:
+            self.pool.close()
+
+
+def _connect_options() -> dict[str, Any]:
+    # No server-side prepared statements: safe behind PgBouncer in transaction mode.
+    return {"autocommit": True, "prepare_threshold": None, "row_factory": dict_row}
+
+
+class PostgresStore:
+    """The linked accounts of one PostgreSQL database: the `AccountStore` for many hosts.
+
+    *url* is a ``postgresql://`` URL (libpq's, with a password or ``PGPASSWORD`` /
+    ``~/.pgpass``). *secret_key* is a key, several (``"new,old"`` or a sequence), or a
+    `KeyRing`; without it the keys come from ``HUB_SECRET_KEYS``, else ``HUB_SECRET_KEY``,
+    else the store refuses to open: hub never makes a key for a shared database.
+
+    Raise `StoreError` when the database cannot be reached, was made by a hub too new for this
+    one, or a key fails its check, is unknown to the database, or was dropped while accounts
+    still use it; in each case nothing is changed.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        secret_key: KeyRing | str | bytes | Sequence[str | bytes] | None = None,
+    ) -> None:
+        self._url = url
+        self._shown = redact_url(url)
+        self._pool: _Pool | None = None
+        ring = self._configured_ring(secret_key)
+        self._ring = self._open(ring)
+        pool = _Pool(url)
+        try:
+            with self._errors():
+                pool.pool.open(wait=True, timeout=_CONNECT_TIMEOUT)
+        except BaseException:
+            pool.release()
+            raise
+        self._pool = pool
+
+    # --- opening --------------------------------------------------------------------------------
+
+    def _configured_ring(
+        self, secret_key: KeyRing | str | bytes | Sequence[str | bytes] | None
+    ) -> KeyRing:
+        if secret_key is not None:
+            return KeyRing.coerce(secret_key, source="the secret_key argument")
+        make = (
+            "make one with `hub keys new` and set it, the same on every host that opens this "
+            "database"
+        )
+        for name in (KEYS_ENV, KEY_ENV):
+            value = os.environ.get(name)
+            if value is not None and not value.strip():
+                raise StoreError(f"{name} is set but empty: set it to the store's key ({make})")
+        # No key file on PostgreSQL: from_environment's file is never read.
+        from pathlib import Path
+
+        ring = KeyRing.from_environment(Path(os.devnull))
+        if ring is None:
+            raise StoreError(
+                f"no secret key for the account database {self._shown}: hub never makes a key "
+                "for a PostgreSQL database (a key made on one host would lock out the others). "
+                f"Set {KEYS_ENV} (or {KEY_ENV}) to the key the database was created with, or, "
+                f"for a new database, {make}; nothing was read or changed"
+            )
+        return ring
+
+    def _open(self, ring: KeyRing) -> KeyRing:
+        """Migrate the schema and check the keys, on a connection of its own."""
+        with self._errors():
+            try:
+                conn = psycopg.connect(
+                    self._url, connect_timeout=_CONNECT_TIMEOUT, **_connect_options()
+                )
+            except psycopg.OperationalError as exc:
+                raise StoreError(
+                    f"cannot open the account database {self._shown}: "
+                    f"{_describe(exc, self._url, self._shown)}"
+                ) from None
+            with conn:
+                version, _ = self._refuse_newer(conn)
+                if version < SCHEMA_VERSION:
+                    self._migrate(conn)
+                return self._unlock(conn, ring)
+
+    def _meta(self, conn: psycopg.Connection[dict[str, Any]]) -> tuple[int, int]:
+        # From pg_class itself, not to_regclass(): the catalog cache of a session that waited
+        # for the migration lock may not yet show the table another host just created.
+        found = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE c.relname = 'hub_meta'"
+            " AND n.nspname = ANY(current_schemas(false))) AS present"
+        ).fetchone()
+        if not found or not found["present"]:
+            return 0, 0
+        row = conn.execute("SELECT schema_version, min_reader_version FROM hub_meta").fetchone()
+        return (0, 0) if row is None else (row["schema_version"], row["min_reader_version"])
+
+    def _refuse_newer(self, conn: psycopg.Connection[dict[str, Any]]) -> tuple[int, int]:
+        version, min_reader = self._meta(conn)
+        if version > SCHEMA_VERSION and min_reader > SCHEMA_VERSION:
+            raise StoreError(
+                f"the account database {self._shown} was made by a newer hub (schema version "
+                f"{version}, readable by hubs of schema version {min_reader} and later; this hub "
+                f"knows up to {SCHEMA_VERSION}): upgrade hub-core to use it; nothing was changed"
+            )
+        return version, min_reader
+
+    def _migrate(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
+        for target, (min_reader, steps) in enumerate(MIGRATIONS, start=1):
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCKS, _MIGRATE_LOCK))
+                # Another host may have migrated while this one waited for the lock.
+                version, _ = self._refuse_newer(conn)
+                if version >= target:
+                    continue
+                for sql in steps:
+                    conn.execute(sql)
+                conn.execute(
+                    "INSERT INTO hub_meta (id, schema_version, min_reader_version)"
+                    " VALUES (true, %(v)s, %(r)s) ON CONFLICT (id) DO UPDATE"
+                    " SET schema_version = EXCLUDED.schema_version, min_reader_version ="
+                    " greatest(hub_meta.min_reader_version, EXCLUDED.min_reader_version)",
+                    {"v": target, "r": min_reader},
+                )
+
+    def _unlock(self, conn: psycopg.Connection[dict[str, Any]], ring: KeyRing) -> KeyRing:
+        """Check every key against the database, then record a check for each new one."""
+        checks = self._checked(conn, ring)
+        if all(key_id in checks for key_id in ring.ids):
+            return ring
+        with conn.transaction():
+            # Two hosts opening a new database with different keys: the first one's key wins.
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCKS, _KEYS_LOCK))
+            checks = self._checked(conn, ring)
+            for key_id in ring.ids:
+                if key_id not in checks:
+                    conn.execute(
+                        "INSERT INTO key_checks (key_id, token) VALUES (%s, %s)",
+                        (key_id, ring.check_token(key_id)),
+                    )
+        return ring
+
+    def _checked(self, conn: psycopg.Connection[dict[str, Any]], ring: KeyRing) -> dict[str, str]:
+        """The key checks, once each configured key passed its own and none was dropped."""
+        checks = {
+            str(row["key_id"]): str(row["token"])
+            for row in conn.execute("SELECT key_id, token FROM key_checks")
+        }
+        known = [key_id for key_id in ring.ids if key_id in checks]
+        for key_id in known:
+            if not ring.passes(key_id, checks[key_id]):
+                raise StoreError(
+                    f"the secret key from {ring.where(key_id)} fails its key check in the "
+                    f"account database {self._shown}: the check stored for key id {key_id} "
+                    "does not decrypt with it (changed outside hub?); nothing was read or changed"
+                )
+        if checks and not known:
+            ids = ", ".join(sorted(checks))
+            raise StoreError(
+                f"none of the keys from {ring.source} matches the account database "
+                f"{self._shown}: it knows key id{'s' * (len(checks) != 1)} {ids}, the configured "
+                f"keys have {', '.join(ring.ids)}. Use the key the database was created with; "
+                "nothing was read or changed"
+            )
+        dropped = {
+            key_id or "(none)": self._count_on(conn, key_id)
+            for key_id in self._row_key_ids(conn)
+            if key_id not in ring
+        }
+        if dropped:
+            counts = ", ".join(
+                f"{n} account{'s' * (n != 1)} on key id {key_id}" for key_id, n in dropped.items()
+            )
+            raise StoreError(
+                f"the account database {self._shown} has {counts}, which no configured key "
+                f"({ring.source}: key ids {', '.join(ring.ids)}) decrypts: someone dropped a key "
+                f"too early. Put it back (last in {KEYS_ENV}), run `hub keys rotate`, and drop "
+                "it once `hub keys status` shows no account on it; nothing was read or changed"
+            )
+        return checks
+
+    def _row_key_ids(self, conn: psycopg.Connection[dict[str, Any]]) -> list[str | None]:
+        """The distinct key ids of the accounts (None for rows without one): a skip scan of
+        the key id index, a handful of index pages however many accounts there are."""
+        ids: list[str | None] = []
+        if conn.execute("SELECT 1 FROM accounts WHERE key_id IS NULL LIMIT 1").fetchone():
+            ids.append(None)
+        rows = conn.execute(
+            """
+            WITH RECURSIVE ids AS (
+                (SELECT key_id FROM accounts WHERE key_id IS NOT NULL ORDER BY key_id LIMIT 1)
+                UNION ALL
+                SELECT (SELECT key_id FROM accounts WHERE key_id > ids.key_id
+                        ORDER BY key_id LIMIT 1)
+                FROM ids WHERE ids.key_id IS NOT NULL
+            )
+            SELECT key_id FROM ids WHERE key_id IS NOT NULL
+            """
+        ).fetchall()
+        return ids + [str(row["key_id"]) for row in rows]
+
+    def _count_on(self, conn: psycopg.Connection[dict[str, Any]], key_id: str | None) -> int:
+        row = conn.execute(
+            "SELECT count(*) AS n FROM accounts WHERE key_id IS NOT DISTINCT FROM %s", (key_id,)
+        ).fetchone()
+        return int(row["n"]) if row else 0
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The database's URL, its password masked (a PostgreSQL store has no file)."""
+        from pathlib import Path
+
+        return Path(self._shown)
+
+    @property
+    def url(self) -> str:
+        """The database's URL, its password masked: what messages show."""
+        return self._shown
+
+    def connect_again(self) -> PostgresStore:
+        """Another store on this database with the same keys, sharing this one's pool."""
+        other = object.__new__(PostgresStore)
+        other._url, other._shown, other._ring = self._url, self._shown, self._ring
+        other._pool = self._live.share()
+        return other
+
+    def close(self) -> None:
+        """Give back this store's share of the pool (the last one closes it); twice is harmless."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<PostgresStore {self._shown}>"
+
+    @property
+    def _live(self) -> _Pool:
+        if self._pool is None:
+            raise StoreError(f"the account store {self._shown} is closed")
+        return self._pool
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.Error as exc:
+            # From None: psycopg's own message (its DETAIL) may quote a bound value.
+            raise StoreError(
+                f"the account database {self._shown} failed: "
+                f"{_describe(exc, self._url, self._shown)}"
+            ) from None
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        with self._errors(), self._live.pool.connection() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        with self._errors(), self._live.pool.connection() as conn, conn.transaction():
+            yield conn
+
+    def _db_now(self, conn: psycopg.Connection[dict[str, Any]], now: datetime | None) -> datetime:
+        """*now*, or the database's clock (the time of this transaction)."""
+        if now is not None:
+            return _now(now)
+        row = conn.execute("SELECT now() AS now").fetchone()
+        assert row is not None
+        return _now(row["now"])
+
+    # --- accounts -------------------------------------------------------------------------------
+
+    def save(
+        self,
+        provider_id: str,
+        verified: Verified,
+        credentials: Credentials,
+        *,
+        now: datetime | None = None,
+        account_id: str | None = None,
+        link_id: str | None = None,
+        owner: str | None = None,
+        owner_name: str | None = None,
+    ) -> Account:
+        """Store a freshly checked key and return its account, ``active`` (`AccountStore.save`)."""
+        now = _now(now)
+        owner, owner_name = check_owner(owner), clean_owner_name(owner_name)
+        config = json.dumps(credentials.public())
+        hidden = credentials.secret_names
+        secret = {name: value for name, value in credentials.items() if name in hidden}
+        key_id, token = self._ring.encrypt(json.dumps(secret).encode("utf-8"))
+        details = _details_json(verified.details)
+        values = {
+            "provider": provider_id,
+            "identity": verified.identity,
+            "label": verified.label,
+            "config": config,
+            "secrets": token,
+            "key_id": key_id,
+            "now": now,
+            "expires_at": verified.expires_at,
+            "expiring_at": expiring_from(verified.expires_at, verified.created_at),
+            "details": details,
+        }
+        with self._write() as conn:
+            if link_id is not None:
+                link = self._check_link(conn, link_id, provider_id, account_id, now)
+                owner, owner_name = link.owner, link.owner_name
+            if account_id is not None:
+                replaced = self._replace_key(conn, account_id, verified, values, owner)
+                if link_id is not None:
+                    self._mark_used(conn, link_id, replaced.id, now)
+                return replaced
+            values.update(owner=owner or "", owner_name=owner_name)
+            # Held to the end of the transaction: two saves of one identity compare and write
+            # one after the other, so the same-place check sees what the upsert replaces.
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                (_SAVE_LOCK, json.dumps([owner or "", provider_id, verified.identity])),
+            )
+            stored = conn.execute(
+                "SELECT id, label, config FROM accounts"
+                " WHERE owner = %(owner)s AND provider_id = %(provider)s"
+                " AND identity = %(identity)s",
+                values,
+            ).fetchone()
+            if stored is not None:
+                _check_same_place(_sqlite_shaped(stored), verified, credentials.public())
+            new_id = _new_id()
+            while conn.execute("SELECT 1 FROM accounts WHERE id = %s", (new_id,)).fetchone():
+                new_id = _new_id()
+            values["id"] = new_id
+            row = conn.execute(
+                f"""
+                INSERT INTO accounts (id, provider_id, identity, label, verdict, config, secrets,
+                                      key_id, linked_at, checked_at, expires_at, expiring_at,
+                                      last_error, details, owner, owner_name)
+                VALUES (%(id)s, %(provider)s, %(identity)s, %(label)s, 'active', %(config)s,
+                        %(secrets)s, %(key_id)s, %(now)s, %(now)s, %(expires_at)s,
+                        %(expiring_at)s, NULL, %(details)s, %(owner)s, %(owner_name)s)
+                ON CONFLICT (owner, provider_id, identity) DO UPDATE SET
+                    label = EXCLUDED.label, verdict = 'active', config = EXCLUDED.config,
+                    secrets = EXCLUDED.secrets, key_id = EXCLUDED.key_id,
+                    checked_at = EXCLUDED.checked_at, expires_at = EXCLUDED.expires_at,
+                    expiring_at = EXCLUDED.expiring_at, last_error = NULL,
+                    details = EXCLUDED.details,
+                    owner_name = coalesce(EXCLUDED.owner_name, accounts.owner_name)
+                RETURNING {_ROW}
+                """,  # noqa: S608
+                values,
+            ).fetchone()
+            assert row is not None
+            saved = _account(row, now)
+            if link_id is not None:
+                self._mark_used(conn, link_id, saved.id, now)
+        return saved
+
+    def _replace_key(
+        self,
+        conn: psycopg.Connection[dict[str, Any]],
+        account_id: str,
+        verified: Verified,
+        values: dict[str, Any],
+        owner: str | None,
+    ) -> Account:
+        key = _key(account_id)
+        found = conn.execute(
+            f"SELECT provider_id, identity, owner FROM accounts WHERE {_BY_ID} FOR UPDATE",  # noqa: S608
+            key,
+        ).fetchone()
+        if found is not None and owner is not None and found["owner"] != owner:
+            raise AccountNotFound(account_id)  # another owner's: as if it did not exist
+        if found is None:
+            gone = AccountNotFound(account_id)
+            gone.message = (
+                f"account {account_id} was unlinked while its new key was being checked; "
+                f"nothing was stored. Link it again with `hub link {values['provider']}`"
+            )
+            raise gone
+        if (found["provider_id"], found["identity"]) != (values["provider"], verified.identity):
+            raise StoreError(
+                f"account {account_id} is not {values['provider']} {verified.identity!r}; "
+                "nothing was changed"
+            )
+        row = conn.execute(
+            f"""
+            UPDATE accounts SET label = %(label)s, verdict = 'active', config = %(config)s,
+                secrets = %(secrets)s, key_id = %(key_id)s, checked_at = %(now)s,
+                expires_at = %(expires_at)s, expiring_at = %(expiring_at)s, last_error = NULL,
+                details = %(details)s
+            WHERE {_BY_ID} RETURNING {_ROW}
+            """,  # noqa: S608
+            {**values, **key},
+        ).fetchone()
+        assert row is not None
+        return _account(row, values["now"])
+
+    def get(self, id_or_prefix: str, *, owner: str | None = None) -> Account:
+        """The account with this id, or the only one whose id starts with it."""
+        prefix = id_or_prefix.strip().lower()
+        if not prefix:
+            raise AccountNotFound(id_or_prefix)
+        params: dict[str, object] = {
+            **_key(prefix),
+            "owner": owner,
+            "n": len(prefix),
+            "p": prefix,
+            "end": prefix + _LAST_CHARACTER,
+        }
+        mine = "" if owner is None else " AND owner = %(owner)s"
+        with self._read() as conn:
+            rows = (
+                conn.execute(f"SELECT {_ROW} FROM accounts WHERE {_BY_ID}{mine}", params).fetchall()  # noqa: S608
+                # The range lets the id's index find the candidates; left() keeps it exact.
+                or conn.execute(
+                    f"SELECT {_ROW} FROM accounts WHERE id >= %(p)s AND id < %(end)s"  # noqa: S608
+                    f" AND left(id, %(n)s) = %(p)s{mine} ORDER BY id LIMIT 50",
+                    params,
+                ).fetchall()
+            )
+        if not rows:
+            raise AccountNotFound(id_or_prefix)
+        if len(rows) > 1:
+            ids = [account_id_of(_sqlite_shaped(row)) for row in rows]
+            raise AmbiguousAccount(id_or_prefix, ids)
+        return _account(rows[0], _now(None))
+
+    def accounts(
+        self,
+        *,
+        provider: str | None = None,
+        status: Status | str | None = None,
+        owner: str | None = None,
+        now: datetime | None = None,
+    ) -> list[Account]:
+        """The accounts ordered by provider, label and id (`iter_accounts`, as a list)."""
+        return list(self.iter_accounts(provider=provider, status=status, owner=owner, now=now))
+
+    def iter_accounts(
+        self,
+        *,
+        provider: str | None = None,
+        status: Status | str | None = None,
+        owner: str | None = None,
+        batch: int = 500,
+        now: datetime | None = None,
+    ) -> Iterator[Account]:
+        """`accounts`, *batch* rows per keyset query (`AccountStore.iter_accounts`)."""
+        wanted = _wanted_status(status)
+        keyed = self._keyed(provider, wanted, owner, max(1, batch), _now(now), None)
+        return (account for _, account in keyed)
+
+    def page_after(
+        self,
+        after: ListingKey | None = None,
+        *,
+        provider: str | None = None,
+        status: Status | str | None = None,
+        owner: str | None = None,
+        limit: int = 50,
+        now: datetime | None = None,
+    ) -> KeysetPage:
+        """The page of `iter_accounts` after the key *after* (`AccountStore.page_after`)."""
+        wanted = _wanted_status(status)
+        limit = max(1, limit)
+        found: list[tuple[ListingKey, Account]] = []
+        for item in self._keyed(provider, wanted, owner, limit + 1, _now(now), after):
+            found.append(item)
+            if len(found) > limit:
+                break
+        more = len(found) > limit
+        return KeysetPage(
+            [account for _, account in found[:limit]], found[limit - 1][0] if more else None
+        )
+
+    def _filters(
+        self, provider: str | None, owner: str | None, now: datetime
+    ) -> tuple[list[str], dict[str, object]]:
+        where: list[str] = []
+        params: dict[str, object] = {"now": now, "soon": now + EXPIRING_WINDOW}
+        if provider is not None:
+            where.append("provider_id = %(provider)s")
+            params["provider"] = provider
+        if owner is not None:
+            where.append("owner = %(owner)s")
+            params["owner"] = owner
+        return where, params
+
+    def _keyed(
+        self,
+        provider: str | None,
+        wanted: Status | None,
+        owner: str | None,
+        batch: int,
+        now: datetime,
+        after: ListingKey | None,
+    ) -> Iterator[tuple[ListingKey, Account]]:
+        where, params = self._filters(provider, owner, now)
+        params["batch"] = batch
+        if wanted is not None and wanted is not Status.DAMAGED:
+            # Decided in SQL; `damaged` takes reading the row, so it is decided row by row.
+            where.append(f"{_STATUS_SQL} = %(status)s")
+            params["status"] = wanted.value
+        # With one provider, its equality leads the index and the key is the rest of it.
+        columns = "(label, id, seq)" if provider is not None else "(provider_id, label, id, seq)"
+        while True:
+            conditions = list(where)
+            if after is not None:
+                key = after[1:] if provider is not None else after
+                marks = ", ".join(f"%(k{n})s" for n in range(len(key)))
+                conditions.append(f"{columns} > ({marks})")
+                params.update({f"k{n}": value for n, value in enumerate(key)})
+            clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+            with self._read() as conn:
+                rows = conn.execute(
+                    f"SELECT {_ROW} FROM accounts{clause}"  # noqa: S608
+                    " ORDER BY provider_id, label, id, seq LIMIT %(batch)s",
+                    params,
+                ).fetchall()
+            for row in rows:
+                account = _account(row, now)
+                if wanted is None or account.status is wanted:
+                    yield _listing_key(row), account
+            if len(rows) < batch:
+                return
+            after = _listing_key(rows[-1])
+
+    def page(
+        self,
+        *,
+        provider: str | None = None,
+        status: Status | str | None = None,
+        owner: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+        now: datetime | None = None,
+    ) -> AccountPage:
+        """One page of `accounts` and how many match in all (`AccountStore.page`)."""
+        wanted = _wanted_status(status)
+        now = _now(now)
+        offset, limit = max(0, offset), max(1, limit)
+        where, params = self._filters(provider, owner, now)
+        params.update(limit=limit, offset=offset)
+        if wanted is not None:
+            where.append(f"{_STATUS_SQL} = %(status)s")
+            params["status"] = wanted.value
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        with self._read() as conn:
+            total = conn.execute(f"SELECT count(*) AS n FROM accounts{clause}", params).fetchone()  # noqa: S608
+            rows = conn.execute(
+                f"SELECT {_ROW} FROM accounts{clause} ORDER BY provider_id, label, id, seq"  # noqa: S608
+                " LIMIT %(limit)s OFFSET %(offset)s",
+                params,
+            ).fetchall()
+        count = int(total["n"]) if total else 0
+        return AccountPage([_account(row, now) for row in rows], count, offset, limit)
+
+    def credentials(self, account_id: str) -> dict[str, str]:
+        """The account's field values, secrets decrypted (`AccountStore.credentials`)."""
+        return self.checkout(account_id)[0]
+
+    def checkout(self, account_id: str) -> tuple[dict[str, str], str]:
+        """`credentials` and the version of the stored key, read together."""
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT config, secrets, key_id FROM accounts WHERE {_BY_ID}",  # noqa: S608
+                _key(account_id),
+            ).fetchone()
+        if row is None:
+            raise AccountNotFound(account_id)
+        return stored_values(self._ring, row, account_id), _version(row["secrets"])
+
+    def delete(self, account_id: str) -> None:
+        """Remove the account and its key; `AccountNotFound` when there is none."""
+        with self._write() as conn:
+            done = conn.execute(f"DELETE FROM accounts WHERE {_BY_ID}", _key(account_id))  # noqa: S608
+            if done.rowcount == 0:
+                raise AccountNotFound(account_id)
+
+    # --- verdicts -------------------------------------------------------------------------------
+
+    def record(
+        self,
+        account_id: str,
+        result: Verified | HubError,
+        *,
+        now: datetime | None = None,
+        version: str | None = None,
+    ) -> Account:
+        """Store the outcome of re-checking the account's key (`AccountStore.record`)."""
+        now = _now(now)
+        with self._write() as conn:
+            outcome = self._record_one(conn, account_id, result, now, version)
+        if isinstance(outcome, StoreError):
+            raise outcome
+        return outcome
+
+    def record_many(
+        self,
+        results: Iterable[tuple[str, Verified | HubError]],
+        *,
+        now: datetime | None = None,
+        versions: Mapping[str, str] | None = None,
+        lease: str | None = None,
+        next_check_in: timedelta = CHECK_INTERVAL,
+    ) -> list[Account | StoreError]:
+        """Store many outcomes in one transaction, each under *lease* when given
+        (`AccountStore.record_many`); with a lease, times are the database's."""
+        versions = versions or {}
+        out: list[Account | StoreError] = []
+        with self._write() as conn:
+            when = self._db_now(conn, now) if lease is not None else _now(now)
+            for account_id, result in results:
+                version = versions.get(account_id)
+                if lease is None:
+                    out.append(self._record_one(conn, account_id, result, when, version))
+                else:
+                    out.append(
+                        self._record_leased(
+                            conn, account_id, result, when, version, lease, next_check_in
+                        )
+                    )
+        return out
+
+    def _record_leased(
+        self,
+        conn: psycopg.Connection[dict[str, Any]],
+        account_id: str,
+        result: Verified | HubError,
+        now: datetime,
+        version: str | None,
+        lease: str,
+        next_check_in: timedelta,
+    ) -> Account | StoreError:
+        if not isinstance(result, RateLimited):
+            due = now + next_check_in
+            outcome = self._record_one(conn, account_id, result, now, version, lease=(lease, due))
+            if isinstance(outcome, StoreError) and not isinstance(
+                outcome, AccountNotFound | LeaseLost
+            ):
+                # The verdict was refused (relinked meanwhile, say); the lease ends all the same.
+                self._end_lease(conn, account_id, lease, due)
+            return outcome
+        # One key's 429 says nothing of its verdict: only when to ask it again.
+        due = retry_due(result, now)
+        row = self._end_lease(conn, account_id, lease, due, retry_at=due)
+        if row is not None:
+            return _account(row, now)
+        exists = conn.execute(f"SELECT 1 FROM accounts WHERE {_BY_ID}", _key(account_id))  # noqa: S608
+        return _lease_lost(account_id) if exists.fetchone() else AccountNotFound(account_id)
+
+    def _end_lease(
+        self,
+        conn: psycopg.Connection[dict[str, Any]],
+        account_id: str,
+        lease: str,
+        due: datetime,
+        *,
+        retry_at: datetime | None = None,
+    ) -> dict[str, Any] | None:
+        """End *lease* on the account without a verdict: due again at *due*."""
+        return conn.execute(
+            "UPDATE accounts SET lease_token = NULL, lease_until = NULL,"  # noqa: S608
+            f" next_check_at = %(due)s, retry_at = %(retry)s"
+            f" WHERE {_BY_ID} AND lease_token = %(token)s RETURNING {_ROW}",
+            {"due": due, "retry": retry_at, "token": lease, **_key(account_id)},
+        ).fetchone()
+
+    def _record_one(
+        self,
+        conn: psycopg.Connection[dict[str, Any]],
+        account_id: str,
+        result: Verified | HubError,
+        now: datetime,
+        version: str | None,
+        *,
+        lease: tuple[str, datetime] | None = None,
+    ) -> Account | StoreError:
+        if not isinstance(result, Verified | HubError):
+            raise TypeError(f"expected Verified or HubError, got {type(result).__name__}")
+        # A savepoint per account: one outcome that cannot be stored is undone alone.
+        try:
+            with conn.transaction():
+                return self._record(conn, account_id, result, now, version, lease)
+        except StoreError as exc:
+            return exc
+        except (
+            UnicodeError,
+            ValueError,
+            TypeError,
+            OverflowError,
+            psycopg.DataError,
+            psycopg.IntegrityError,
+        ) as exc:
+            # Not this account's verdict, but text the database refused (a NUL, a lone
+            # surrogate from a plugin): record that it could not be stored.
+            failed = PluginError(
+                f"the outcome of this check could not be stored ({type(exc).__name__}); "
+                "the provider's plugin returned data the account store cannot hold"
+            )
+            try:
+                with conn.transaction():
+                    return self._record(conn, account_id, failed, now, version, lease)
+            except StoreError as again:
+                return again
+
+    def _record(
+        self,
+        conn: psycopg.Connection[dict[str, Any]],
+        account_id: str,
+        result: Verified | HubError,
+        now: datetime,
+        version: str | None,
+        lease: tuple[str, datetime] | None,
+    ) -> Account:
+        """Write one verdict; with *lease*, only while it holds the account, ending it."""
+        key = _key(account_id)
+        row = conn.execute(
+            "SELECT identity, verdict, expires_at, expiring_at, details, secrets, key_id,"  # noqa: S608
+            f" lease_token FROM accounts WHERE {_BY_ID} FOR UPDATE",
+            key,
+        ).fetchone()
+        if row is None:
+            raise AccountNotFound(account_id)
+        if lease is not None and row["lease_token"] != lease[0]:
+            raise _lease_lost(account_id)
+        if version is not None and _version(row["secrets"]) != version:
+            raise key_replaced(account_id)
+        params: dict[str, object] = {**key, "now": now}
+        ended = ""
+        if lease is not None:
+            ended = ", lease_token = NULL, lease_until = NULL, next_check_at = %(due)s"
+            ended += ", retry_at = NULL"
+            params["due"] = lease[1]
+        if isinstance(result, Verified):
+            if result.identity != row["identity"]:
+                raise wrong_identity(result.identity, row["identity"], account_id)
+            expiring_at = expiring_from(result.expires_at, result.created_at)
+            if result.created_at is None and result.expires_at == row["expires_at"]:
+                # The same expiry without its creation time: the moment known before stands.
+                expiring_at = row["expiring_at"]
+            params.update(
+                label=result.label,
+                expires_at=result.expires_at,
+                expiring_at=expiring_at,
+                details=_details_json(result.details),
+            )
+            sql = (
+                "UPDATE accounts SET label = %(label)s, verdict = 'active', checked_at = %(now)s,"  # noqa: S608
+                " expires_at = %(expires_at)s, expiring_at = %(expiring_at)s,"
+                f" last_error = NULL, details = %(details)s{ended}"
+            )
+        else:
+            verdict, details = error_outcome(
+                result, row["verdict"], row["details"], row["expires_at"], now
+            )
+            # Plugins must not put keys in messages; the stored ones are masked regardless.
+            masked = secret_values(self._ring, row["secrets"], row["key_id"])
+            params.update(verdict=verdict, error=redact(str(result), masked))
+            params["details"] = json.dumps(details)
+            sql = (
+                "UPDATE accounts SET verdict = %(verdict)s, checked_at = %(now)s,"  # noqa: S608
+                f" last_error = %(error)s, details = %(details)s{ended}"
+            )
+        updated = conn.execute(f"{sql} WHERE {_BY_ID} RETURNING {_ROW}", params).fetchone()
+        assert updated is not None
+        return _account(updated, now)
+
+    # --- leases (SCALE.md §2) -------------------------------------------------------------------
+
+    def lease(
+        self,
+        limit: int,
+        *,
+        checked_before: datetime | None = None,
+        lease_for: timedelta = LEASE_DEFAULT,
+        now: datetime | None = None,
+    ) -> Lease:
+        """Lease up to *limit* due accounts nobody holds (`AccountStore.lease`): claimed with
+        ``FOR UPDATE SKIP LOCKED`` and committed before any check runs."""
+        token = secrets.token_hex(16)
+        if checked_before is None:
+            order, due = "next_check_at", "(next_check_at IS NULL OR next_check_at <= %(now)s)"
+        else:
+            order, due = "checked_at", _NOT_CHECKED_SINCE
+        with self._write() as conn:
+            now = self._db_now(conn, now)
+            until = now + lease_for
+            rows = conn.execute(
+                f"""
+                WITH picked AS (
+                    SELECT seq FROM accounts
+                    WHERE {due} AND (lease_until IS NULL OR lease_until < %(now)s)
+                      AND (retry_at IS NULL OR retry_at <= %(now)s)
+                    ORDER BY {order} NULLS FIRST, seq LIMIT %(limit)s
+                    FOR UPDATE SKIP LOCKED
+                )
+                UPDATE accounts SET lease_token = %(token)s, lease_until = %(until)s
+                FROM picked WHERE accounts.seq = picked.seq
+                RETURNING accounts.seq AS row_number, accounts.*
+                """,  # noqa: S608
+                {
+                    "now": now,
+                    "before": checked_before,
+                    "token": token,
+                    "until": until,
+                    "limit": max(1, limit),
+                },
+            ).fetchall()
+        epoch = datetime.min.replace(tzinfo=UTC)
+        rows.sort(key=lambda row: (row[order] or epoch, row["row_number"]))
+        return Lease(token, until, [self._leased(row, now) for row in rows])
+
+    def _leased(self, row: dict[str, Any], now: datetime) -> LeasedAccount:
+        account = _account(row, now)
+        if account.status is Status.DAMAGED:
+            return LeasedAccount(account)
+        try:
+            values = stored_values(self._ring, row, account.id)
+        except StoreError as exc:
+            return LeasedAccount(account, error=exc)
+        return LeasedAccount(account, values, _version(row["secrets"]))
+
+    def release(
+        self,
+        token: str,
+        account_ids: Iterable[str] | None = None,
+        *,
+        next_check_in: timedelta | None = None,
+        now: datetime | None = None,
+    ) -> int:
+        """Give back the accounts of lease *token* unchecked (`AccountStore.release`)."""
+        with self._write() as conn:
+            if account_ids is None:
+                due = None
+                if next_check_in is not None:
+                    due = self._db_now(conn, now) + next_check_in
+                return conn.execute(
+                    "UPDATE accounts SET lease_token = NULL, lease_until = NULL,"
+                    " next_check_at = coalesce(%(due)s::timestamptz, next_check_at)"
+                    " WHERE lease_token = %(token)s",
+                    {"due": due, "token": token},
+                ).rowcount
+            keys = [by_id(account_id) for account_id in account_ids]
+            return conn.execute(
+                "UPDATE accounts SET lease_token = NULL, lease_until = NULL"
+                " WHERE (id = ANY(%(ids)s::text[]) OR seq = ANY(%(seqs)s::bigint[]))"
+                " AND lease_token = %(token)s",
+                {
+                    "ids": [found for found, _ in keys if found is not None],
+                    "seqs": [seq for _, seq in keys if seq is not None],
+                    "token": token,
+                },
+            ).rowcount
+
+    def held_elsewhere(
+        self,
+        mine: Iterable[str] = (),
+        *,
+        checked_before: datetime,
+        now: datetime | None = None,
+    ) -> datetime | None:
+        """When the first live lease of another checker expires (`AccountStore.held_elsewhere`)."""
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT min(lease_until) AS until FROM accounts WHERE lease_until >= {_DB_NOW}"  # noqa: S608
+                f" AND {_NOT_CHECKED_SINCE} AND lease_token <> ALL(%(mine)s::text[])",
+                {"now": now and _now(now), "before": checked_before, "mine": list(mine)},
+            ).fetchone()
+        return _now(row["until"]) if row and row["until"] else None
+
+    def next_due(self) -> datetime | None:
+        """When the next account falls due (None: no account; a past time: one is due now)."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT next_check_at FROM accounts ORDER BY next_check_at NULLS FIRST LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return None
+        return (
+            _now(row["next_check_at"]) if row["next_check_at"] else datetime.min.replace(tzinfo=UTC)
+        )
+
+    def due_count(self, *, checked_before: datetime | None = None) -> int:
+        """Accounts not checked since *checked_before*, or all accounts without it."""
+        sql = "SELECT count(*) AS n FROM accounts"
+        if checked_before is not None:
+            sql += f" WHERE {_NOT_CHECKED_SINCE}"
+        with self._read() as conn:
+            row = conn.execute(sql, {"before": checked_before}).fetchone()
+        return int(row["n"]) if row else 0
+
+    def join_run(
+        self, *, alive_for: timedelta = LEASE_DEFAULT, now: datetime | None = None
+    ) -> tuple[str, datetime]:
+        """Start a ``check --all`` run or join the earliest under way (`AccountStore.join_run`)."""
+        token = secrets.token_hex(16)
+        with self._write() as conn:
+            # Runs starting together on several hosts: one after the other, sharing one start.
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCKS, _RUNS_LOCK))
+            now = self._db_now(conn, now)
+            conn.execute("DELETE FROM check_runs WHERE alive_until < %s", (now,))
+            earliest = conn.execute("SELECT min(started_at) AS t FROM check_runs").fetchone()
+            started = _now(earliest["t"]) if earliest and earliest["t"] else now
+            conn.execute(
+                "INSERT INTO check_runs (token, started_at, alive_until) VALUES (%s, %s, %s)",
+                (token, started, now + alive_for),
+            )
+        return token, started
+
+    def keep_run(
+        self, token: str, *, alive_for: timedelta = LEASE_DEFAULT, now: datetime | None = None
+    ) -> None:
+        """Renew the run *token* for another *alive_for*."""
+        with self._write() as conn:
+            conn.execute(
+                f"UPDATE check_runs SET alive_until = {_DB_NOW} + %(alive)s"  # noqa: S608
+                " WHERE token = %(token)s",
+                {"now": now and _now(now), "alive": alive_for, "token": token},
+            )
+
+    def end_run(self, token: str) -> None:
+        """The run *token* is over; ending an unknown or ended run is harmless."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM check_runs WHERE token = %s", (token,))
+
+    # --- auth links -----------------------------------------------------------------------------
+
+    def create_link(
+        self,
+        provider_id: str | None,
+        *,
+        expires_in: timedelta = LINK_DEFAULT_EXPIRY,
+        note: str | None = None,
+        account_id: str | None = None,
+        owner: str | None = None,
+        owner_name: str | None = None,
+        kind: str = "link",
+        return_url: str | None = None,
+        return_state: str | None = None,
+        now: datetime | None = None,
+    ) -> Link:
+        """Store a new one-time link and return it, ``open`` (`AccountStore.create_link`)."""
+        if expires_in <= timedelta(0):
+            raise ValueError("a link must expire in the future")
+        if expires_in > LINK_MAX_EXPIRY:
+            raise ValueError(f"a link may live at most {LINK_MAX_EXPIRY.days} days")
+        if kind not in ("link", "session"):
+            raise ValueError(f"a link's kind is 'link' or 'session', not {kind!r}")
+        owner, owner_name = check_owner(owner), clean_owner_name(owner_name)
+        now = _now(now)
+        if account_id is not None:
+            account = self.get(account_id, owner=owner)
+            if provider_id is not None and account.provider_id != provider_id:
+                raise StoreError(
+                    f"account {account.id} is a {account.provider_id} account, not "
+                    f"{provider_id}; no link was made"
+                )
+            account_id, provider_id = account.id, account.provider_id
+            owner, owner_name = account.owner, owner_name or account.owner_name
+        if provider_id is None and kind != "session":
+            raise ValueError("a link is for one provider: give its id")
+        link = Link(
+            secrets.token_hex(8),
+            provider_id,
+            account_id,
+            note,
+            now,
+            now + expires_in,
+            kind=kind,
+            owner=owner,
+            owner_name=owner_name,
+            return_url=return_url,
+            return_state=return_state,
+        )
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO links (id, kind, provider_id, account_id, note, created_at,"
+                " expires_at, owner, owner_name, return_url, state)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    link.id,
+                    kind,
+                    provider_id,
+                    account_id,
+                    note,
+                    now,
+                    link.expires_at,
+                    owner or "",
+                    owner_name,
+                    return_url,
+                    return_state,
+                ),
+            )
+        return link
+
+    def link(self, link_id: str) -> Link:
+        """The link with this id, in any state; `LinkUsed` (reason ``unknown``) when none."""
+        with self._read() as conn:
+            row = conn.execute("SELECT * FROM links WHERE id = %s", (link_id,)).fetchone()
+        if row is None:
+            raise LinkUsed(link_id, "unknown")
+        return link_from_row(_sqlite_shaped(row))
+
+    def links(self, *, include_closed: bool = False, now: datetime | None = None) -> list[Link]:
+        """Links oldest first: the ``open`` and ``locked`` ones, or all (*include_closed*)."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT * FROM links ORDER BY created_at, id").fetchall()
+        found = [link_from_row(_sqlite_shaped(row)) for row in rows]
+        if include_closed:
+            return found
+        return [link for link in found if link.state(now) in ("open", "locked")]
+
+    def revoke_link(self, link_id: str, *, now: datetime | None = None) -> Link:
+        """Withdraw a link (a used or revoked one is left as it is); `LinkUsed` when unknown."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE links SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL"
+                " AND used_at IS NULL",
+                (_now(now), link_id),
+            )
+        return self.link(link_id)
+
+    def link_failed(self, link_id: str) -> Link:
+        """Count a failed attempt on an unused link; at `LINK_ATTEMPTS` it is ``locked``."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE links SET failed_attempts = failed_attempts + 1"
+                " WHERE id = %s AND used_at IS NULL",
+                (link_id,),
+            )
+        return self.link(link_id)
+
+    def _check_link(
+        self,
+        conn: psycopg.Connection[dict[str, Any]],
+        link_id: str,
+        provider_id: str,
+        account_id: str | None,
+        now: datetime,
+    ) -> Link:
+        # Locked to the end of the save: a second save of this link waits, then sees it used.
+        row = conn.execute("SELECT * FROM links WHERE id = %s FOR UPDATE", (link_id,)).fetchone()
+        if row is None:
+            raise LinkUsed(link_id, "unknown")
+        link = link_from_row(_sqlite_shaped(row))
+        state = link.state(now)
+        if state != "open":
+            raise LinkUsed(link_id, state)
+        if link.provider_id not in (None, provider_id) or link.account_id != account_id:
+            raise LinkUsed(link_id, "scope")
+        return link
+
+    def _mark_used(
+        self, conn: psycopg.Connection[dict[str, Any]], link_id: str, account_id: str, now: datetime
+    ) -> None:
+        conn.execute(
+            "UPDATE links SET used_at = %s, used_account_id = %s WHERE id = %s",
+            (now, account_id, link_id),
+        )
+
+    # --- keys -----------------------------------------------------------------------------------
+
+    def derive_key(self, purpose: str) -> bytes:
+        """32 bytes derived from the ring's first key for *purpose* (HKDF-SHA256)."""
+        return self._ring.derive(purpose)
+
+    @property
+    def key_ring(self) -> KeyRing:
+        """The keys this store was opened with (its repr shows key ids only)."""
+        return self._ring
+
+    def key_status(self) -> KeyStatus:
+        """Accounts per key id: the configured keys in order, then any others the database has."""
+        with self._read() as conn:
+            counts = {
+                row["key_id"]: int(row["n"])
+                for row in conn.execute("SELECT key_id, count(*) AS n FROM accounts GROUP BY 1")
+            }
+            checked = {str(row["key_id"]) for row in conn.execute("SELECT key_id FROM key_checks")}
+        ring = self._ring
+        keys = [
+            KeyState(key_id, counts.pop(key_id, 0), ring.where(key_id), n, key_id in checked)
+            for n, key_id in enumerate(ring.ids, start=1)
+        ]
+        others = sorted(set(counts) | (checked - set(ring.ids)), key=lambda k: (k is None, k))
+        keys += [
+            KeyState(key_id or "(none)", counts.get(key_id, 0), None, None, key_id in checked)
+            for key_id in others
+        ]
+        return KeyStatus(ring.primary_id, keys)
+
+    def rotate_keys(
+        self,
+        *,
+        batch_size: int = 300,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> RotationReport:
+        """Re-encrypt every account not on the ring's first key with it, in short batches.
+
+        Each batch is one short transaction over rows locked ``FOR UPDATE SKIP LOCKED``: hosts
+        rotating at once take different rows, a relink waits for the batch (or the batch skips
+        its row), and a run killed at any point leaves each row whole, on its old key or the new.
+        """
+        ring = self._ring
+        target = ring.primary_id
+        others = [key_id for key_id in ring.ids if key_id != target]
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT count(*) AS n FROM accounts WHERE key_id IS DISTINCT FROM %s", (target,)
+            ).fetchone()
+        total = int(row["n"]) if row else 0
+        done, after, unreadable = 0, 0, []
+        while others:
+            with self._write() as conn:
+                rows = conn.execute(
+                    "SELECT seq, id, secrets, key_id FROM accounts"
+                    " WHERE key_id = ANY(%(old)s::text[]) AND seq > %(after)s"
+                    " ORDER BY seq LIMIT %(n)s FOR UPDATE SKIP LOCKED",
+                    {"old": others, "after": after, "n": max(1, batch_size)},
+                ).fetchall()
+                if not rows:
+                    break
+                after = rows[-1]["seq"]
+                updates = []
+                for found in rows:
+                    try:
+                        # Its version kept: a check in flight records its verdict on the
+                        # key, which a rotation does not change.
+                        new_id, token = ring.reencrypt(found["secrets"], found["key_id"])
+                    except (InvalidToken, TypeError, ValueError):
+                        unreadable.append(text_or_none(found["id"]) or f"#{found['seq']}")
+                        continue
+                    updates.append((token, new_id, found["seq"]))
+                with conn.cursor() as cursor:
+                    cursor.executemany(
+                        "UPDATE accounts SET secrets = %s, key_id = %s WHERE seq = %s", updates
+                    )
+                done += len(updates)
+            if progress is not None:
+                progress(done, total)
+        return RotationReport(target, done, unreadable)
+
+    # --- budgets (`hub_core.budgets`) ----------------------------------------------------------
+
+    def limits(self) -> list[ProviderLimit]:
+        """Every provider with a check budget or a rate-limit record, by provider id."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT * FROM provider_limits ORDER BY provider_id").fetchall()
+        return [limit_from_row(row) for row in rows]
+
+    def set_limit(
+        self,
+        provider_id: str,
+        rate: float | None,
+        burst: int | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> ProviderLimit:
+        """Give *provider_id* a budget of *rate* checks per second, at most *burst* at once
+        (`AccountStore.set_limit`); *rate* None removes it."""
+        if rate is not None:
+            rate, burst = check_rate(rate, burst)
+        with self._write() as conn:
+            at = self._db_now(conn, now)
+            row = conn.execute(
+                "INSERT INTO provider_limits (provider_id, rate, burst, tokens, refilled_at)"
+                " VALUES (%(p)s, %(rate)s::double precision, %(burst)s::integer,"
+                " %(burst)s::double precision, %(at)s::timestamptz)"
+                " ON CONFLICT (provider_id) DO UPDATE SET rate = excluded.rate,"
+                " burst = excluded.burst, tokens = excluded.tokens,"
+                " refilled_at = excluded.refilled_at RETURNING *",
+                {
+                    "p": provider_id,
+                    "rate": rate,
+                    "burst": burst,
+                    "at": at if rate is not None else None,
+                },
+            ).fetchone()
+            # No budget and nothing recorded: the row says nothing any more.
+            gone = conn.execute(
+                "DELETE FROM provider_limits WHERE provider_id = %s AND rate IS NULL"
+                " AND limited_count = 0 AND paused_until IS NULL RETURNING provider_id",
+                (provider_id,),
+            ).fetchone()
+        return ProviderLimit(provider_id) if gone or row is None else limit_from_row(row)
+
+    def lift_pause(self, provider_id: str) -> ProviderLimit | None:
+        """End *provider_id*'s pause after its rate limits now; None when it has no record."""
+        with self._write() as conn:
+            row = conn.execute(
+                "UPDATE provider_limits SET paused_until = NULL, limited_count = 0,"
+                " limited_since = NULL WHERE provider_id = %s RETURNING *",
+                (provider_id,),
+            ).fetchone()
+        return None if row is None else limit_from_row(row)
+
+    # --- webhook outbox (`hub_core.webhooks`) ---------------------------------------------------
+
+    def outbox_add(self, rows: Iterable[tuple[str, str, str]], *, now: float) -> int:
+        """Add ``(event_id, event_type, body)`` rows, due at once, in one transaction."""
+        added = 0
+        with self._write() as conn:
+            for event_id, kind, body in rows:
+                added += conn.execute(
+                    "INSERT INTO webhook_outbox (event_id, event_type, body, created_at,"
+                    " next_attempt_at) VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT (event_id) DO NOTHING",
+                    (event_id, kind, body, now, now),
+                ).rowcount
+        return added
+
+    def outbox_claim(self, *, now: float, limit: int, lease: float) -> list[OutboxEntry]:
+        """Lease up to *limit* due rows (oldest first) for *lease* seconds to one sender."""
+        with self._write() as conn:
+            rows = conn.execute(
+                """
+                WITH picked AS (
+                    SELECT seq FROM webhook_outbox
+                    WHERE delivered_at IS NULL AND failed_at IS NULL
+                      AND next_attempt_at <= %(now)s
+                      AND (lease_until IS NULL OR lease_until <= %(now)s)
+                    ORDER BY next_attempt_at, seq LIMIT %(limit)s
+                    FOR UPDATE SKIP LOCKED
+                )
+                UPDATE webhook_outbox SET lease_until = %(until)s
+                FROM picked WHERE webhook_outbox.seq = picked.seq
+                RETURNING webhook_outbox.*
+                """,
+                {"now": now, "limit": limit, "until": now + lease},
+            ).fetchall()
+        rows.sort(key=lambda row: (row["next_attempt_at"], row["seq"]))
+        return [_outbox_entry(row) for row in rows]
+
+    def outbox_settle(
+        self,
+        *,
+        delivered: Iterable[int] = (),
+        retry: Iterable[tuple[int, float, str]] = (),
+        failed: Iterable[tuple[int, str]] = (),
+        now: float,
+    ) -> None:
+        """Record attempts on claimed rows by ``seq``, in one transaction (`AccountStore`)."""
+        with self._write() as conn, conn.cursor() as cursor:
+            cursor.executemany(
+                "UPDATE webhook_outbox SET delivered_at = %s, attempts = attempts + 1,"
+                " lease_until = NULL WHERE seq = %s",
+                [(now, seq) for seq in delivered],
+            )
+            cursor.executemany(
+                "UPDATE webhook_outbox SET next_attempt_at = %s, last_error = %s,"
+                " attempts = attempts + 1, lease_until = NULL WHERE seq = %s",
+                [(at, error, seq) for seq, at, error in retry],
+            )
+            cursor.executemany(
+                "UPDATE webhook_outbox SET failed_at = %s, last_error = %s,"
+                " attempts = attempts + 1, lease_until = NULL WHERE seq = %s",
+                [(now, error, seq) for seq, error in failed],
+            )
+
+    def outbox_next_due(self) -> float | None:
+        """When the next pending row is due (its lease's end counts); None when none is."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT min(greatest(next_attempt_at, coalesce(lease_until, 0))) AS due"
+                " FROM webhook_outbox WHERE delivered_at IS NULL AND failed_at IS NULL"
+            ).fetchone()
+        return None if row is None or row["due"] is None else float(row["due"])
+
+    def outbox_entries(self, *, state: str = "pending", limit: int = 100) -> list[OutboxEntry]:
+        """Rows ``pending``, ``failed`` or ``delivered``, oldest first (else `KeyError`)."""
+        where = {
+            "pending": "delivered_at IS NULL AND failed_at IS NULL",
+            "failed": "failed_at IS NOT NULL",
+            "delivered": "delivered_at IS NOT NULL",
+        }[state]
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT * FROM webhook_outbox WHERE {where} ORDER BY seq LIMIT %s",  # noqa: S608
+                (limit,),
+            ).fetchall()
+        return [_outbox_entry(row) for row in rows]
+
+    def outbox_counts(self) -> dict[str, int]:
+        """How many rows are ``pending``, ``failed`` and ``delivered``."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT count(*) FILTER (WHERE delivered_at IS NULL AND failed_at IS NULL) AS p,"
+                " count(*) FILTER (WHERE failed_at IS NOT NULL) AS f,"
+                " count(*) FILTER (WHERE delivered_at IS NOT NULL) AS d FROM webhook_outbox"
+            ).fetchone()
+        assert row is not None
+        return {"pending": int(row["p"]), "failed": int(row["f"]), "delivered": int(row["d"])}
+
+    def outbox_prune(self, *, delivered_before: float) -> int:
+        """Remove rows delivered before *delivered_before*; return how many."""
+        with self._write() as conn:
+            return conn.execute(
+                "DELETE FROM webhook_outbox WHERE delivered_at IS NOT NULL AND delivered_at < %s",
+                (delivered_before,),
+            ).rowcount
+
+    def outbox_retry_failed(self, *, now: float) -> int:
+        """Make every failed row due at *now* with its attempts reset; return how many."""
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE webhook_outbox SET failed_at = NULL, attempts = 0,"
+                " next_attempt_at = %s, lease_until = NULL WHERE failed_at IS NOT NULL",
+                (now,),
+            ).rowcount
+
+
+def _listing_key(row: Mapping[str, Any]) -> ListingKey:
+    return (row["provider_id"], row["label"], row["id"], int(row["row_number"]))
+
+
+def _outbox_entry(row: Mapping[str, Any]) -> OutboxEntry:
+    return outbox_entry_from_row(_sqlite_shaped(row))
+
+
+if TYPE_CHECKING:
+    # mypy --strict proves here that the PostgreSQL store keeps every promise of the protocol.
+    _: type[AccountStore] = PostgresStore

@@ -1,0 +1,171 @@
+"""What only the PostgreSQL store does: its migrations, its keys, its URL (SCALE.md §1, §3).
+
+The promises every store keeps are in the contract suite (``core/tests/contract/``), which
+runs against PostgreSQL too; these are the PostgreSQL store's own.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from cryptography.fernet import Fernet
+
+from hub_core.errors import StoreError
+from hub_core.model import Credentials, Verified
+
+psycopg = pytest.importorskip("psycopg")
+
+from hub_core.store_postgres import (  # noqa: E402
+    SCHEMA_VERSION,
+    PostgresStore,
+    _describe,
+    redact_url,
+)
+
+pytest_plugins = ["hub_core.testing.postgres"]
+pytestmark = pytest.mark.usefixtures("hermetic_store_env")
+
+
+def save(store: PostgresStore, identity: str = "org:1") -> str:
+    creds = Credentials({"api_key": "sekrit-value", "region": "us"}, secret=["api_key"])
+    return store.save("acme", Verified(identity=identity, label="One"), creds).id
+
+
+def meta(url: str) -> tuple[int, int]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT schema_version, min_reader_version FROM hub_meta").fetchone()
+    return row[0], row[1]
+
+
+def test_hub_never_makes_a_key_for_postgresql(postgres_url: str) -> None:
+    with pytest.raises(StoreError, match="never makes a key") as caught:
+        PostgresStore(postgres_url)
+    assert "hub keys new" in str(caught.value)
+    with psycopg.connect(postgres_url) as conn:  # refused before anything was created
+        assert conn.execute("SELECT to_regclass('hub_meta')").fetchone() == (None,)
+
+
+def test_an_empty_key_variable_is_refused(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HUB_SECRET_KEYS", " ")
+    with pytest.raises(StoreError, match=r"HUB_SECRET_KEYS is set but empty.*hub keys new"):
+        PostgresStore(postgres_url)
+
+
+def test_the_key_comes_from_the_environment_and_a_wrong_one_is_refused(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("HUB_SECRET_KEY", key)
+    with PostgresStore(postgres_url) as store:
+        account_id = save(store)
+    monkeypatch.setenv("HUB_SECRET_KEY", Fernet.generate_key().decode())
+    with pytest.raises(StoreError, match="none of the keys"):
+        PostgresStore(postgres_url)
+    # A new key first, the old one second: rotation, across hosts.
+    monkeypatch.delenv("HUB_SECRET_KEY")
+    new = Fernet.generate_key().decode()
+    monkeypatch.setenv("HUB_SECRET_KEYS", f"{new},{key}")
+    with PostgresStore(postgres_url) as store:
+        assert store.key_status().to_rotate == 1
+        assert store.rotate_keys().rotated == 1
+        assert store.credentials(account_id)["api_key"] == "sekrit-value"
+    monkeypatch.setenv("HUB_SECRET_KEYS", new)  # the old key dropped once nothing is on it
+    with PostgresStore(postgres_url) as store:
+        assert store.key_status().to_rotate == 0
+
+
+def test_a_key_dropped_too_early_is_refused_naming_its_accounts(
+    postgres_url: str,
+) -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    with PostgresStore(postgres_url, secret_key=old) as store:
+        save(store)
+    with PostgresStore(postgres_url, secret_key=[new, old]):
+        pass
+    with pytest.raises(StoreError, match=r"1 account on key id .* dropped a key too early"):
+        PostgresStore(postgres_url, secret_key=new)
+
+
+def test_hosts_starting_together_migrate_once(postgres_url: str) -> None:
+    key = Fernet.generate_key().decode()
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            PostgresStore(postgres_url, secret_key=key).close()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert meta(postgres_url) == (SCHEMA_VERSION, 1)
+
+
+def test_a_newer_schema_is_used_while_it_allows_and_refused_after(postgres_url: str) -> None:
+    key = Fernet.generate_key().decode()
+    with PostgresStore(postgres_url, secret_key=key) as store:
+        account_id = save(store)
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("UPDATE hub_meta SET schema_version = %s", (SCHEMA_VERSION + 1,))
+    # A rolling deploy: the newer hub migrated, this one still reads and writes.
+    with PostgresStore(postgres_url, secret_key=key) as store:
+        assert store.get(account_id).label == "One"
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("UPDATE hub_meta SET min_reader_version = %s", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StoreError, match=r"made by a newer hub.*upgrade hub-core"):
+        PostgresStore(postgres_url, secret_key=key)
+    assert meta(postgres_url) == (SCHEMA_VERSION + 1, SCHEMA_VERSION + 1)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://hub:s3cret-pw@db.invalid:5432/hub",
+        "postgresql://hub@db.invalid/hub?password=s3cret-pw&sslmode=require",
+    ],
+)
+def test_the_password_is_never_shown(url: str) -> None:
+    shown = redact_url(url)
+    assert "s3cret-pw" not in shown
+    assert "db.invalid" in shown
+    with pytest.raises(StoreError) as caught:
+        PostgresStore(url.replace("db.invalid", "127.0.0.1:1"), secret_key=Fernet.generate_key())
+    assert "s3cret-pw" not in str(caught.value)
+    assert "cannot open the account database postgresql://hub" in str(caught.value)
+
+
+def test_repr_and_errors_hold_neither_password_nor_values(postgres_url: str) -> None:
+    key = Fernet.generate_key().decode()
+    password = postgres_url.split(":")[2].split("@")[0]
+    with PostgresStore(postgres_url, secret_key=key) as store:
+        assert password not in repr(store)
+        assert password not in str(store.path)
+        save(store)
+    with pytest.raises(StoreError, match="is closed"):
+        store.accounts()
+    # A value PostgreSQL refuses, quoted in its own message: never in ours.
+    with psycopg.connect(postgres_url) as conn, pytest.raises(psycopg.DataError) as caught:
+        conn.execute("SELECT %s::int", ("sekrit-value",))
+    assert "sekrit-value" in str(caught.value)
+    described = _describe(caught.value, postgres_url, redact_url(postgres_url))
+    assert "sekrit-value" not in described
+    assert "SQLSTATE 22P02" in described
+
+
+def test_a_store_shares_its_pool_with_connect_again(postgres_url: str) -> None:
+    key = Fernet.generate_key().decode()
+    store = PostgresStore(postgres_url, secret_key=key)
+    other = store.connect_again()
+    store.close()
+    assert other.accounts() == []  # the pool lives while one of them does
+    other.close()
+    other.close()
