@@ -194,3 +194,30 @@ def test_rotation_moves_every_account_to_the_first_key(backend: Backend) -> None
         assert [store.credentials(i)["api_key"] for i in ids] == [f"key-{n}" for n in range(7)]
         assert store.key_status().to_rotate == 0
     assert KeyRing(new, source="x").primary_id == status.encrypts
+
+
+def test_a_rotation_keeps_the_version_a_check_in_flight_holds(backend: Backend) -> None:
+    from hub_core.errors import InvalidCredentials
+    from hub_core.store_types import KeyReplaced
+
+    old = backend.key
+    with backend.open() as store:
+        kept, relinked = link(store, "org:kept", "key-kept"), link(store, "org:new", "key-new")
+    backend.key = f"{Fernet.generate_key().decode()},{old}"
+    with backend.open() as store:
+        lease = store.lease(10)
+        versions = {item.account.id: item.version for item in lease.accounts}
+        assert versions[kept] == store.checkout(kept)[1]
+        with backend.open() as rotating:  # `hub keys rotate` on another host, meanwhile
+            assert rotating.rotate_keys().rotated == 2
+            link(rotating, "org:new", "key-newer")  # and a relink of the other account
+        assert store.checkout(kept)[1] == versions[kept]
+        outcomes = store.record_many(
+            [(kept, InvalidCredentials("revoked")), (relinked, InvalidCredentials("revoked"))],
+            versions=versions,
+            lease=lease.token,
+        )
+        assert [type(outcome).__name__ for outcome in outcomes] == ["Account", "KeyReplaced"]
+        assert isinstance(outcomes[1], KeyReplaced)
+        assert store.get(kept).status.value == "invalid"
+        assert store.get(relinked).status.value == "active"
