@@ -139,7 +139,6 @@ def test_an_echoed_key_copied_into_label_and_details_is_masked(echo: str) -> Non
     assert verified.config == {"team": "sales"}
 
 
-
 def halves_and_one_echo(body: dict[str, Any], credentials: Credentials) -> Verified:
     half = KEY_PIECE // 2
     return Verified(
