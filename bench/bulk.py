@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from measure import BENCH, Figure, await_listening, child_environ, cpu_seconds, spawn, stop, which
-from storage import populate
+from storage import copy_accounts, key, populate
 
 SECTION = "bulk checks"
 HOSTS = ("api.elastic-cloud.com", "api.us-gov-east-1.aws.elastic-cloud.com")
@@ -278,7 +278,6 @@ def copy_checkable(home: Path, count: int, *, start: int) -> float:
     import time
 
     from hub_core.store import Store
-    from storage import copy_accounts, key
 
     started = time.perf_counter()
     copy_accounts(home, count, start=start)
