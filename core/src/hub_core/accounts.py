@@ -57,9 +57,11 @@ T = TypeVar("T")
 #: store's connection) and gives back its result; see `Accounts`.
 StoreRunner = Callable[[Callable[[], T]], Awaitable[T]]
 
-#: Re-check verdicts are written this many at a time, or at least this often.
-BATCH_SIZE = 100
-BATCH_SECONDS = 0.25
+#: Re-check verdicts are written this many at a time, or at least this often: each write is
+#: a transaction whose commit waits for the disk, with the event loop (and every check in
+#: flight) waiting on it.
+BATCH_SIZE = 250
+BATCH_SECONDS = 0.5
 #: How many accounts that are not active a `CheckRun` keeps (the rest it counts).
 FLAGGED_KEPT = 100
 
@@ -455,7 +457,7 @@ class Accounts:
         not checked and is returned as it is, so it is reported. An account unlinked while the
         check runs (even before its turn) is left out, and so is one relinked meanwhile: its
         new key keeps the verdict relink recorded. Verdicts are recorded in batches (one
-        transaction per ~100 accounts or quarter second), and *on_result* receives each account
+        transaction per ~250 accounts or half second), and *on_result* receives each account
         as its verdict is recorded. For every account of a large store, shared with other
         checkers, use `check_all`.
         """
