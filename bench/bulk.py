@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from measure import BENCH, Figure, await_listening, child_environ, cpu_seconds, spawn, stop, which
-from storage import populate
+from storage import copy_accounts, key, populate
 
 SECTION = "bulk checks"
 HOSTS = ("api.elastic-cloud.com", "api.us-gov-east-1.aws.elastic-cloud.com")
@@ -211,8 +211,18 @@ def _summary(samples: Sequence[Sample]) -> dict[str, Any]:
 # --- the figures ----------------------------------------------------------------------------
 
 
-def bulk(sizes: Sequence[int], reps: int, httpx_max: int, cli_reps: int) -> list[Figure]:
-    """Every bulk figure; raise `Unavailable` when port 443 cannot be had."""
+def bulk(
+    sizes: Sequence[int],
+    reps: int,
+    httpx_max: int,
+    cli_reps: int,
+    rss_sizes: Sequence[int] = (),
+) -> list[Figure]:
+    """Every bulk figure; raise `Unavailable` when port 443 cannot be had.
+
+    *rss_sizes*: larger stores `hub check --all` runs over once each, for its peak RSS (the
+    accounts beyond the largest of *sizes* copied in SQL, each with its own key).
+    """
     with tempfile.TemporaryDirectory(prefix="hub-bench-bulk-") as tmp:
         work = Path(tmp)
         (work / "home").mkdir()
@@ -244,7 +254,79 @@ def bulk(sizes: Sequence[int], reps: int, httpx_max: int, cli_reps: int) -> list
                     sample = run_cli(home, count, server, env, work)
                     cli.setdefault(count, []).append(sample)
                     _progress(sample)
-    return _figures(sizes, samples, cli)
+            largest = max(sizes)
+            for count in sorted(rss_sizes):
+                home = work / f"store-{count}"
+                shutil.copytree(work / f"store-{largest}", home)
+                seconds = copy_checkable(home, count, start=largest)
+                print(f"  stored {count:,} accounts ({seconds:.0f} s)", flush=True)
+                sample = run_cli(home, count, server, env, work)
+                cli.setdefault(count, []).append(sample)
+                _progress(sample)
+                shutil.rmtree(home, ignore_errors=True)
+    return _figures(sizes, samples, cli) + _rss_figures(largest, rss_sizes, cli)
+
+
+def copy_checkable(home: Path, count: int, *, start: int) -> float:
+    """Accounts *start* to *count* − 1, copied in SQL from the last one stored, each then
+    given its own key (encrypted with the store's key ring, as `Store.save` does); seconds.
+
+    `hub check --all` checks each of them, so each needs the key the fake provider answers
+    its organization for; `Store.save` one by one would take minutes per 100,000.
+    """
+    import sqlite3
+    import time
+
+    from hub_core.store import Store
+
+    started = time.perf_counter()
+    copy_accounts(home, count, start=start)
+    with Store(home / "hub.db") as store:
+        ring = store._ring  # the bench's own store: the same key ring `hub` opens
+        rows = []
+        for number in range(start, count):
+            key_id, token = ring.encrypt(json.dumps({"api_key": key(number)}).encode())
+            rows.append((token, key_id, f"{number:016x}"))
+    conn = sqlite3.connect(home / "hub.db")
+    with conn:
+        conn.executemany("UPDATE accounts SET secrets = ?, key_id = ? WHERE id = ?", rows)
+    conn.close()
+    return time.perf_counter() - started
+
+
+def _rss_figures(
+    largest: int, rss_sizes: Sequence[int], cli: dict[int, list[Sample]]
+) -> list[Figure]:
+    """Peak RSS of `hub check --all` at each larger size, and its growth per account."""
+    figures: list[Figure] = []
+    base = _median(cli[largest], "peak_rss_kib")
+    for count in sorted(rss_sizes):
+        peak = _median(cli[count], "peak_rss_kib")
+        figures.append(
+            Figure(
+                section=SECTION,
+                name=f"peak RSS, hub check --all {count:,}",
+                value=peak / 1024,
+                baseline=base / 1024,
+                unit="MiB",
+                baseline_name=f"the same at {largest:,}",
+                check="value<=",
+                target=150,
+                details={"hub check --all": _summary(cli[count])},
+            )
+        )
+        figures.append(
+            Figure(
+                section=SECTION,
+                name=f"hub check --all RSS growth per account, {largest:,} → {count:,}",
+                value=(peak - base) / (count - largest),
+                baseline=0.0,
+                unit="KiB",
+                baseline_name="flat",
+                negligible=0.05,
+            )
+        )
+    return figures
 
 
 def _progress(sample: Sample) -> None:

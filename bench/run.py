@@ -3,7 +3,7 @@
 Prints a table and writes bench/results.json. Every figure is a ratio to a baseline measured
 in the same run on the same machine; only memory also has an absolute ceiling.
 
-    python bench/run.py [--quick] [--only cold,discovery,store,bulk,web] [--update-readme]
+    python bench/run.py [--quick | --full] [--only cold,discovery,store,bulk,web] [--update-readme]
 """
 
 from __future__ import annotations
@@ -29,6 +29,11 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs, smaller bulk sizes")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="also the peak RSS of hub check --all over 1,000,000 accounts (about 30 minutes)",
+    )
     parser.add_argument(
         "--only", default=",".join(SECTIONS), help=f"sections to run ({','.join(SECTIONS)})"
     )
@@ -59,6 +64,8 @@ def main(argv: Sequence[str]) -> int:
         "bulk_sizes": list(sizes),
         "bulk_reps": 1 if quick else 5,
         "cli_reps": 1 if quick else 2,
+        # One `hub check --all` over each, for its peak RSS (100,000: about 3 minutes).
+        "rss_sizes": [] if quick else [100_000] + ([1_000_000] if options.full else []),
         # httpx's own pool manages ~170 requests/s here: at 10,000 it runs once, not 3 times.
         "httpx_max": sizes[-1],
         # The web section: load runs per page and server, requests per run (16 connections);
@@ -103,6 +110,7 @@ def main(argv: Sequence[str]) -> int:
                     reps=settings["bulk_reps"],
                     httpx_max=settings["httpx_max"],
                     cli_reps=settings["cli_reps"],
+                    rss_sizes=settings["rss_sizes"],
                 )
             )
         except Unavailable as exc:

@@ -34,7 +34,7 @@ from hub_core import (
     Verified,
     hookimpl,
 )
-from hub_core.errors import MASK
+from hub_core.errors import KEY_PIECE, MASK
 from hub_core.hookspecs import Flow
 from hub_core.policy import Policy
 from hub_core.responses import read_json
@@ -137,6 +137,33 @@ def test_an_echoed_key_copied_into_label_and_details_is_masked(echo: str) -> Non
     ]
     assert verified.identity == "team:42"
     assert verified.config == {"team": "sales"}
+
+
+def halves_and_one_echo(body: dict[str, Any], credentials: Credentials) -> Verified:
+    half = KEY_PIECE // 2
+    return Verified(
+        identity="team:42",
+        label="Team",
+        details={
+            # Only joined do these make a piece of the key: each alone is ordinary text.
+            "a": CANARY[:half],
+            "b": CANARY[half : 2 * half],
+            "clean": [f"value {n}" for n in range(20)],
+            "deep": {"echo": body["name"]},
+        },
+    )
+
+
+def test_details_are_masked_string_by_string_however_they_are_checked() -> None:
+    # The driver asks the redactor once for all of a result's strings, then string by string
+    # only when that finds key material: what comes out is what masking each string gives.
+    with hub_for(halves_and_one_echo, {"name": f"key {CANARY}"}) as hub:
+        verified = hub.verify("echo", {"api_key": CANARY})
+    half = KEY_PIECE // 2
+    assert verified.details["a"] == CANARY[:half]
+    assert verified.details["b"] == CANARY[half : 2 * half]
+    assert verified.details["clean"] == [f"value {n}" for n in range(20)]
+    assert verified.details["deep"] == {"echo": f"key {MASK}"}
 
 
 async def test_check_many_masks_every_accounts_results_with_its_own_key() -> None:

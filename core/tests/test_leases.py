@@ -225,6 +225,42 @@ async def test_the_worker_checks_what_is_due_then_waits_and_stops(
     assert due > datetime.now(UTC) + timedelta(minutes=59)
 
 
+async def test_the_worker_checks_its_leases_as_one_stream(
+    make: Any, provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As `check_all`: one stream of checks over one pool across the leases (the next batch
+    # leased while the last checks of this one are in flight), not one batch after another.
+    from hub_core.hub import Hub
+
+    accounts = make()
+    fill(accounts.store, 10)
+    provider.delay = 0.01
+    streams: list[int] = []  # per stream of checks, how many keys it checked
+    original = Hub._check_each
+
+    async def counted(self: Hub, *args: Any, **kwargs: Any) -> None:
+        before = sum(provider.seen.values())
+        try:
+            await original(self, *args, **kwargs)
+        finally:
+            streams.append(sum(provider.seen.values()) - before)
+
+    def checked(account: Any) -> None:
+        if sum(provider.seen.values()) == 10:
+            asyncio.get_running_loop().call_later(0.2, stop.set)
+
+    monkeypatch.setattr(Hub, "_check_each", counted)
+    stop = asyncio.Event()
+    run = await asyncio.wait_for(
+        accounts.work(stop=stop, batch=3, concurrency=2, idle=0.05, on_result=checked),
+        timeout=30,
+    )
+    assert run.total == 10
+    assert sorted(provider.seen.values()) == [1] * 10
+    # Four leases (3 + 3 + 3 + 1), one stream; the later ones found nothing due.
+    assert [n for n in streams if n] == [10]
+
+
 async def test_a_stopped_worker_releases_what_it_had_not_started(
     make: Any, provider: Provider
 ) -> None:

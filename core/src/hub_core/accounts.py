@@ -39,7 +39,7 @@ from .events import (
     LinkFailed,
 )
 from .fields import validate_values
-from .leases import CHECK_INTERVAL, LEASE_DEFAULT, LeasedAccount
+from .leases import CHECK_INTERVAL, LEASE_DEFAULT, Lease, LeasedAccount
 from .model import Account, Credentials, Verified
 from .owners import check_owner
 from .status import Status
@@ -57,9 +57,11 @@ T = TypeVar("T")
 #: store's connection) and gives back its result; see `Accounts`.
 StoreRunner = Callable[[Callable[[], T]], Awaitable[T]]
 
-#: Re-check verdicts are written this many at a time, or at least this often.
-BATCH_SIZE = 100
-BATCH_SECONDS = 0.25
+#: Re-check verdicts are written this many at a time, or at least this often: each write is
+#: a transaction whose commit waits for the disk, with the event loop (and every check in
+#: flight) waiting on it.
+BATCH_SIZE = 250
+BATCH_SECONDS = 0.5
 #: How many accounts that are not active a `CheckRun` keeps (the rest it counts).
 FLAGGED_KEPT = 100
 
@@ -455,7 +457,7 @@ class Accounts:
         not checked and is returned as it is, so it is reported. An account unlinked while the
         check runs (even before its turn) is left out, and so is one relinked meanwhile: its
         new key keeps the verdict relink recorded. Verdicts are recorded in batches (one
-        transaction per ~100 accounts or quarter second), and *on_result* receives each account
+        transaction per ~250 accounts or half second), and *on_result* receives each account
         as its verdict is recorded. For every account of a large store, shared with other
         checkers, use `check_all`.
         """
@@ -506,39 +508,18 @@ class Accounts:
         token, started = self.store.join_run(alive_for=lease_for)
         run = CheckRun()
         held: list[str] = []  # leases kept until the end: accounts reported, never checked
-        failed: list[BaseException] = []
         verdicts = _Verdicts(self, on_result=on_result, on_recorded=lambda _, a: run.count(a))
 
-        def leased() -> Iterator[CheckItem]:
-            # One stream of checks across the leases, read by `check_many`'s workers as they
-            # free up: the next batch is leased when the last check of this one has started,
-            # while the others are still in flight (so at most two leases are being checked,
-            # and the pool's connections stay open and busy from the first batch to the last).
-            while True:
-                try:
-                    # The verdicts waiting in the buffer first: with them written, only the
-                    # batch whose last checks are in flight still holds a lease.
-                    verdicts.flush()
-                    self.store.keep_run(token, alive_for=lease_for)
-                    lease = self.store.lease(batch, checked_before=started, lease_for=lease_for)
-                    if not lease.accounts:
-                        return
-                    if any(i.values is None and i.error is None for i in lease.accounts):
-                        held.append(lease.token)
-                    checkable = verdicts.take(lease.accounts, lease.token)
-                except Exception as exc:  # a store error: the checks in flight still finish
-                    failed.append(exc)
-                    return
-                for run_account in verdicts.reported:
-                    run.count(run_account)
-                verdicts.reported.clear()
-                yield from checkable
+        def next_lease() -> Lease:
+            self.store.keep_run(token, alive_for=lease_for)
+            lease = self.store.lease(batch, checked_before=started, lease_for=lease_for)
+            if any(i.values is None and i.error is None for i in lease.accounts):
+                held.append(lease.token)
+            return lease
 
         try:
             while True:
-                await verdicts.check(leased(), concurrency=concurrency, first=verdicts.numbered)
-                if failed:
-                    raise failed[0]
+                await verdicts.stream(next_lease, run, concurrency=concurrency)
                 wait_until = self.store.held_elsewhere(held, checked_before=started)
                 if wait_until is None:
                     break
@@ -564,33 +545,46 @@ class Accounts:
         """Re-check accounts as they fall due, until *stop* is set: what `hub worker` runs.
 
         Each account is due again *every* after its verdict (a `RateLimited` one after its
-        ``Retry-After``). Due accounts are leased and checked as in `check_all`, so any number
-        of workers share them. With nothing due it sleeps until the next account is (at most
-        *idle* seconds, to see accounts linked meanwhile). When *stop* is set it stops leasing;
-        the batch in flight is cancelled, the verdicts it reached are recorded and the accounts
-        it had not started are released at once for another worker.
+        ``Retry-After``). Due accounts are leased and checked as in `check_all` (one stream of
+        checks across the leases, while accounts are due), so any number of workers share
+        them; a lease whose checks are all recorded is released at once, what it holds that
+        cannot be checked due again in *every*. With nothing due it sleeps until the next
+        account is (at most *idle* seconds, to see accounts linked meanwhile). When *stop* is
+        set it stops leasing; the checks in flight are cancelled, the verdicts they reached are
+        recorded and the accounts not started are released at once for another worker.
         """
         stop = stop or asyncio.Event()
         run = CheckRun()
-        while not stop.is_set():
+        unfinished: set[str] = set()  # leases whose checks have not all been recorded
+
+        def finished(token: str) -> None:
+            # Every check of it recorded: only accounts that cannot be checked are left; due
+            # again in *every*, so a worker does not lease them again and again.
+            unfinished.discard(token)
+            self.store.release(token, next_check_in=every)
+
+        verdicts = _Verdicts(
+            self,
+            next_check_in=every,
+            on_result=on_result,
+            on_recorded=lambda _, a: run.count(a),
+            on_lease_done=finished,
+        )
+
+        def next_lease() -> Lease | None:
+            if stop.is_set():
+                return None
             lease = self.store.lease(batch, lease_for=lease_for)
-            if not lease.accounts:
-                due = self.store.next_due()
-                pause = idle if due is None else (due - utc_now()).total_seconds()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=min(max(pause, 0.05), idle))
-                continue
+            if lease.accounts:
+                unfinished.add(lease.token)
+            return lease
+
+        while not stop.is_set():
+            # One stream of checks across the leases while accounts are due, as `check_all`.
             checking = asyncio.ensure_future(
-                self._check_items(
-                    lease.accounts,
-                    lease=lease.token,
-                    next_check_in=every,
-                    concurrency=concurrency,
-                    on_result=on_result,
-                )
+                verdicts.stream(next_lease, run, concurrency=concurrency)
             )
             stopping = asyncio.ensure_future(stop.wait())
-            finished = False
             try:
                 await asyncio.wait({checking, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if not checking.done():
@@ -598,14 +592,20 @@ class Accounts:
                     with contextlib.suppress(asyncio.CancelledError):
                         await checking
                 else:
-                    for account in checking.result():
-                        run.count(account)
-                    finished = True
+                    checking.result()
             finally:
                 stopping.cancel()
-                # Cancelled: what the batch did not start is free for another worker now.
-                # Finished: only accounts that cannot be checked are left; due again later.
-                self.store.release(lease.token, next_check_in=every if finished else None)
+                # Stopped (or a store error): what the stream had not started is free for
+                # another worker now.
+                for token in sorted(unfinished):
+                    self.store.release(token)
+                unfinished.clear()
+            if stop.is_set():
+                break
+            due = self.store.next_due()
+            pause = idle if due is None else (due - utc_now()).total_seconds()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=min(max(pause, 0.05), idle))
         return run
 
     async def _check_items(
@@ -647,8 +647,12 @@ class _Verdicts:
         next_check_in: timedelta = CHECK_INTERVAL,
         on_result: Callable[[Account], None] | None,
         on_recorded: Callable[[int, Account], None],
+        on_lease_done: Callable[[str], None] | None = None,
     ) -> None:
         self.accounts = accounts
+        self.on_lease_done = on_lease_done
+        #: Per lease, how many of its checks are given out and not yet recorded.
+        self.outstanding: dict[str, int] = {}
         self.next_check_in = next_check_in
         self.on_result = on_result
         self.on_recorded = on_recorded
@@ -688,7 +692,65 @@ class _Verdicts:
                     self._report(outcome)
                     self._checked(outcome, before[outcome.id], error)
         self.numbered += len(checkable)
+        if lease is not None:
+            self.outstanding[lease] = len(checkable)
+            if not checkable:
+                self._lease_done(lease)
         return checkable
+
+    def _forget(self, index: int) -> Account:
+        """Drop item *index* (recorded, or dropped); its lease is done with its last item."""
+        account, lease, _ = self.items.pop(index)
+        if lease is not None:
+            self.outstanding[lease] -= 1
+            if not self.outstanding[lease]:
+                self._lease_done(lease)
+        return account
+
+    def _lease_done(self, lease: str) -> None:
+        del self.outstanding[lease]
+        if self.on_lease_done is not None:
+            self.on_lease_done(lease)
+
+    async def stream(
+        self,
+        next_lease: Callable[[], Lease | None],
+        run: CheckRun,
+        *,
+        concurrency: int,
+    ) -> None:
+        """Check the accounts of lease after lease (*next_lease*, until it gives none), as
+        one stream: what `Accounts.check_all` and `Accounts.work` run.
+
+        `Hub._check_each`'s workers read the stream as they free up, so the next batch is
+        leased when the last check of this one has started, while the others are still in
+        flight (at most two leases are being checked, and the pool's connections stay open
+        and busy from the first batch to the last). A store error ends the stream; the
+        checks in flight still finish and are recorded, then it is raised.
+        """
+        failed: list[BaseException] = []
+
+        def leased() -> Iterator[CheckItem]:
+            while True:
+                try:
+                    # The verdicts waiting in the buffer first: with them written, only the
+                    # batch whose last checks are in flight still holds a lease.
+                    self.flush()
+                    lease = next_lease()
+                    if lease is None or not lease.accounts:
+                        return
+                    checkable = self.take(lease.accounts, lease.token)
+                except Exception as exc:
+                    failed.append(exc)
+                    return
+                for account in self.reported:
+                    run.count(account)
+                self.reported.clear()
+                yield from checkable
+
+        await self.check(leased(), concurrency=concurrency, first=self.numbered)
+        if failed:
+            raise failed[0]
 
     def _report(self, account: Account) -> None:
         self.reported.append(account)
@@ -757,12 +819,12 @@ class _Verdicts:
             )
             for (index, result), outcome in zip(group, outcomes, strict=True):
                 if isinstance(outcome, AccountNotFound | KeyReplaced | LeaseLost):
-                    del self.items[index]  # unlinked, relinked or taken over while it ran
+                    self._forget(index)  # unlinked, relinked or taken over while it ran
                     continue
                 if isinstance(outcome, HubError):  # the key now reaches another identity
                     retry.append((index, InvalidCredentials(outcome.message)))
                     continue
-                before = self.items.pop(index)[0]
+                before = self._forget(index)
                 self.on_recorded(index, outcome)
                 if self.on_result is not None:
                     self.on_result(outcome)

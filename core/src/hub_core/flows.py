@@ -412,7 +412,7 @@ def _clean_result(
                 "nothing was stored"
             )
         config[name] = value
-    details = _clean_details(plugin, result.details, mask, "details")
+    details = _masked_details(plugin, result.details, mask)
     return attrs.evolve(
         result,
         identity=identity,
@@ -420,6 +420,27 @@ def _clean_result(
         details=details,
         config=config,
     )
+
+
+def _masked_details(plugin: str, details: object, mask: Redactor) -> Any:
+    """`_clean_details` with every string masked, asking *mask* once for the whole result.
+
+    A piece of a key in one of the strings is also in the strings joined, in every form
+    `redact` knows (folding and the quick test read a text a character at a time), so when
+    the joined text holds none, no string does, and each is kept as it is. Masking each of
+    the dozen names and values of a result on its own was a tenth of a check's own time.
+    """
+    texts: list[str] = []
+
+    def seen(text: str) -> str:
+        texts.append(text)
+        return text
+
+    cleaned = _clean_details(plugin, details, seen, "details")
+    joined = "\n".join(texts)
+    if mask(joined) == joined:
+        return cleaned
+    return _clean_details(plugin, details, mask, "details")
 
 
 def _clean_details(

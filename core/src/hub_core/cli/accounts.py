@@ -32,6 +32,7 @@ from hub_core.errors import FieldError, ProviderUnavailable
 from hub_core.status import Status
 
 if TYPE_CHECKING:
+    from hub_core.accounts import CheckRun
     from hub_core.model import Account, Field, Provider
 
 STATUS_COLOURS = {
@@ -578,18 +579,19 @@ def check(
         if not total:
             say(shown("No linked account to check."))
             return
-        report = CheckReport()
         with _progress(total) as bar, _json_stream(as_json) as stream:
 
             def reported(account: Account) -> None:
                 bar.update(1)
-                report.add(account)
                 if stream is not None:
                     stream.put(account.to_json())
 
-            asyncio.run(
-                current.accounts.check_all(
-                    concurrency=concurrency, lease_for=lease_for, on_result=reported
+            # The run counts what it reports: the report reads its counts, not a copy of them.
+            report = CheckReport(
+                asyncio.run(
+                    current.accounts.check_all(
+                        concurrency=concurrency, lease_for=lease_for, on_result=reported
+                    )
                 )
             )
     if not as_json:
@@ -614,38 +616,31 @@ def _progress(length: int) -> Any:
 
 
 class CheckReport:
-    """What `hub check` says at the end: counts by status, and each account not active."""
+    """What `hub check` says at the end, read from the run's counts (`accounts.CheckRun`):
+    counts by status, and each account not active (the first `accounts.FLAGGED_KEPT`; the
+    others are counted, "and K more", so memory stays flat however many a run reports)."""
 
-    #: How many accounts that are not active are listed; the others are counted ("and K
-    #: more"), so memory stays flat however many accounts a run reports.
-    LISTED = 100
+    def __init__(self, run: CheckRun | None = None) -> None:
+        from hub_core.accounts import CheckRun
 
-    def __init__(self) -> None:
-        self.counts: dict[Status, int] = {}
-        self.flagged: list[Account] = []
-        self.more = 0
+        self.run = CheckRun() if run is None else run
 
     def add(self, account: Account) -> None:
         """Count *account*; keep it for the listing when it is not active."""
-        self.counts[account.status] = self.counts.get(account.status, 0) + 1
-        if account.status is not Status.ACTIVE:
-            if len(self.flagged) < self.LISTED:
-                self.flagged.append(account)
-            else:
-                self.more += 1
+        self.run.count(account)
 
     @property
     def statuses(self) -> set[Status]:
         """The statuses seen."""
-        return set(self.counts)
+        return set(self.run.statuses)
 
     def lines(self) -> list[Shown]:
         """The summary line, then one line per account that is not active."""
-        n = sum(self.counts.values())
+        n = self.run.total
         summary = joined(
             (
                 shown("{n} {status}", n=count, status=_status(s))
-                for s, count in sorted(self.counts.items())
+                for s, count in sorted(self.run.statuses.items())
             ),
             ", ",
         )
@@ -661,13 +656,13 @@ class CheckReport:
                 reason=account.last_error or _expiry(account),
                 limit=LONG_LIMIT,
             )
-            for account in self.flagged
+            for account in self.run.flagged
         ]
-        if self.more:
+        if self.run.more_flagged:
             lines.append(
                 shown(
                     "  and {n} more not active: `hub accounts --status STATUS` lists them.",
-                    n=self.more,
+                    n=self.run.more_flagged,
                 )
             )
         return lines
