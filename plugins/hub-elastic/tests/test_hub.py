@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import httpx
@@ -125,3 +126,28 @@ def test_installed_entry_point_provides_elastic() -> None:
         hub_elastic.__version__,
         None,
     )
+
+
+def test_check_many_builds_each_keys_redactor_once() -> None:
+    # The driver and the plugin's own cleaning both mask with the key: with 50 checks in
+    # flight, the second must find the first's redactor, not build its forms again.
+    from hub_core import errors
+    from hub_core.policy import Policy
+
+    keys = [f"essu_{n:04d}_{'k' * 30}" for n in range(200)]
+
+    async def slow_answer(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.002)  # keeps many checks in flight at once
+        return httpx.Response(200, json=ORGS)
+
+    hub = Hub(
+        plugins=[hub_elastic],
+        load_entrypoints=False,
+        transport=httpx.MockTransport(slow_answer),
+        policy=Policy(retries=0, backoff=0.0),
+    )
+    errors._cached.cache_clear()
+    checks = [("elastic", {"api_key": k}) for k in keys]
+    results = asyncio.run(hub.check_many(checks, concurrency=50))
+    assert all(result.identity == "org:1234567890" for result in results)  # type: ignore[union-attr]
+    assert errors._cached.cache_info().misses == len(keys)
