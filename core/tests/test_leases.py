@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +46,8 @@ class Provider:
         self.limited: set[str] = set()
         self.revoked: set[str] = set()
         self.lock = threading.Lock()
+        #: When each request came (monotonic seconds).
+        self.times: list[float] = []
         #: Seconds each answer takes (a slow provider).
         self.delay = 0.0
 
@@ -52,6 +55,7 @@ class Provider:
         key = request.headers["authorization"].removeprefix("Bearer ")
         with self.lock:
             self.seen[key] += 1
+            self.times.append(time.monotonic())
         if key in self.limited:
             response = httpx.Response(429, headers={"Retry-After": "30"})
         elif key in self.revoked:
@@ -386,3 +390,41 @@ async def test_check_all_keeps_a_bounded_list_of_accounts_not_active(
     assert run.statuses[Status.INVALID] == 7
     assert len(run.flagged) == 3
     assert run.more_flagged == 4
+
+
+# --- budgets and pauses (`hub limits`) --------------------------------------------------------
+
+
+async def test_check_all_keeps_to_the_providers_budget(make: Any, provider: Provider) -> None:
+    accounts = make()
+    fill(accounts.store, 12)
+    accounts.store.set_limit("acme", 50, burst=4)
+    waits: list[tuple[tuple[str, ...], timedelta]] = []
+    run = await accounts.check_all(
+        batch=10, concurrency=4, on_wait=lambda who, wait: waits.append((who, wait))
+    )
+    assert run.total == 12
+    assert sorted(provider.seen.values()) == [1] * 12
+    assert waits
+    assert {who for who, _ in waits} == {("acme",)}
+    # At most the burst at once, then the rate: 12 checks need at least (12 - 4) / 50 s.
+    elapsed = provider.times[-1] - provider.times[0]
+    assert len(provider.times) <= 4 + 50 * elapsed + 1
+
+
+async def test_a_provider_rate_limiting_many_keys_is_left_for_later(
+    make: Any, provider: Provider
+) -> None:
+    from hub_core.budgets import PAUSE_AFTER
+
+    accounts = make()
+    ids = fill(accounts.store, 8)
+    provider.limited = {f"k{i}" for i in range(8)}  # a limit on the whole provider
+    before = {account_id: accounts.store.get(account_id).status for account_id in ids}
+    run = await accounts.check_all(batch=PAUSE_AFTER, concurrency=1)
+    assert run.paused == ("acme",)
+    assert run.paused_until is not None
+    assert sum(provider.seen.values()) < 8  # the rest were not asked at all
+    assert {i: accounts.store.get(i).status for i in ids} == before  # no verdict changed
+    [limit] = accounts.store.limits()
+    assert limit.pause.until == run.paused_until

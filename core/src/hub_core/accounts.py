@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 import attrs
@@ -492,6 +492,7 @@ class Accounts:
         batch: int = 500,
         lease_for: timedelta = LEASE_DEFAULT,
         on_result: Callable[[Account], None] | None = None,
+        on_wait: Callable[[tuple[str, ...], timedelta], None] | None = None,
     ) -> CheckRun:
         """Check every account once, sharing the work with any other checker of the store.
 
@@ -503,23 +504,38 @@ class Accounts:
         waits for that before it ends. Memory holds about two batches, not the store. A
         `RateLimited` account is due again after its ``Retry-After`` and keeps its verdict.
         *on_result* receives each account as its verdict is recorded (and each one that cannot
-        be checked).
+        be checked). A provider's budget (`hub limits`) makes batches of its accounts no larger
+        than its bucket grants; while its bucket is empty the run waits for it, telling
+        *on_wait* the providers and how long. The due accounts of a provider paused after rate
+        limits are left for later (`CheckRun.paused`).
         """
         token, started = self.store.join_run(alive_for=lease_for)
         run = CheckRun()
         held: list[str] = []  # leases kept until the end: accounts reported, never checked
         verdicts = _Verdicts(self, on_result=on_result, on_recorded=lambda _, a: run.count(a))
+        last: list[Lease] = []
 
         def next_lease() -> Lease:
             self.store.keep_run(token, alive_for=lease_for)
             lease = self.store.lease(batch, checked_before=started, lease_for=lease_for)
             if any(i.values is None and i.error is None for i in lease.accounts):
                 held.append(lease.token)
+            last[:] = [lease]
             return lease
 
         try:
             while True:
                 await verdicts.stream(next_lease, run, concurrency=concurrency)
+                if last and last[0].wait is not None:
+                    # Accounts wait for their provider's budget to refill: not done yet. A
+                    # paused provider's are left for later (its pause may last an hour).
+                    if on_wait is not None:
+                        on_wait(last[0].waiting_for, last[0].wait)
+                    self.store.keep_run(token, alive_for=lease_for)
+                    await asyncio.sleep(min(max(last[0].wait.total_seconds(), 0.05), 1.0))
+                    continue
+                if last:
+                    run.paused, run.paused_until = last[0].paused, last[0].paused_until
                 wait_until = self.store.held_elsewhere(held, checked_before=started)
                 if wait_until is None:
                     break
@@ -571,12 +587,15 @@ class Accounts:
             on_lease_done=finished,
         )
 
+        last: list[Lease] = []
+
         def next_lease() -> Lease | None:
             if stop.is_set():
                 return None
             lease = self.store.lease(batch, lease_for=lease_for)
             if lease.accounts:
                 unfinished.add(lease.token)
+            last[:] = [lease]
             return lease
 
         while not stop.is_set():
@@ -604,6 +623,10 @@ class Accounts:
                 break
             due = self.store.next_due()
             pause = idle if due is None else (due - utc_now()).total_seconds()
+            if last and last[0].wait is not None:  # due, but held back by a budget
+                pause = max(pause, last[0].wait.total_seconds())
+            elif last and last[0].paused_until is not None:  # due, but the provider is paused
+                pause = max(pause, (last[0].paused_until - utc_now()).total_seconds())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=min(max(pause, 0.05), idle))
         return run
@@ -845,6 +868,10 @@ class CheckRun:
     #: store's size (a run over a million accounts that all fail keeps a hundred).
     flagged: list[Account] = attrs.field(factory=list)
     more_flagged: int = 0
+    #: Providers paused after rate limits whose due accounts the run left for later (a worker
+    #: checks them once the pause ends), and when the first pause ends.
+    paused: tuple[str, ...] = ()
+    paused_until: datetime | None = None
 
     @property
     def total(self) -> int:

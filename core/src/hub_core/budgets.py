@@ -16,6 +16,7 @@ global). Then every checker leaves that provider alone until the pause ends
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -30,12 +31,15 @@ __all__ = [
     "PAUSE_WINDOW",
     "Budget",
     "Draw",
+    "LeasePlan",
     "Pause",
     "ProviderLimit",
     "check_rate",
     "draw",
+    "held_back",
     "limit_from_row",
     "note_rate_limited",
+    "plan_lease",
 ]
 
 #: Rate-limited checks of one provider within `PAUSE_WINDOW` that pause the whole provider.
@@ -196,3 +200,74 @@ def _time(value: object) -> datetime | None:
     if moment.tzinfo is None:
         raise ValueError("a time without its time zone")
     return moment.astimezone(UTC)
+
+
+@attrs.frozen
+class LeasePlan:
+    """How one lease shares out the budgets and pauses of the providers at *now*.
+
+    The providers in *limited* are leased apart from the others: each in *caps* at most its
+    number of accounts, each in *held* none until its time (its bucket is empty), each in
+    *paused* none until its pause after rate limits ends.
+    """
+
+    limited: frozenset[str]
+    caps: Mapping[str, int]
+    held: Mapping[str, datetime]
+    budgets: Mapping[str, Budget]
+    paused: Mapping[str, datetime] = attrs.field(factory=dict)
+
+    def settle(self, taken: Mapping[str, int], now: datetime) -> dict[str, Budget]:
+        """The buckets after the lease took *taken* accounts of each capped provider."""
+        return {
+            provider_id: draw(self.budgets[provider_id], taken.get(provider_id, 0), now).budget
+            for provider_id in self.caps
+        }
+
+    def wait(self, now: datetime, waiting: Iterable[str]) -> timedelta | None:
+        """How long until one of the *waiting* providers (held or paused) may be leased again
+        (None: none)."""
+        times = [self.held.get(p) or self.paused[p] for p in waiting]
+        return max(min(times) - now, timedelta(0)) if times else None
+
+
+def plan_lease(limits: Iterable[ProviderLimit], limit: int, now: datetime) -> LeasePlan:
+    """Share a lease of up to *limit* accounts among the providers' *limits* at *now*.
+
+    A paused provider gets none until its pause ends; a budgeted one at most the whole
+    checks its bucket holds (so a burst smaller than a batch makes the batch smaller), none
+    when it holds less than one; the others are not limited here.
+    """
+    limited: set[str] = set()
+    caps: dict[str, int] = {}
+    held: dict[str, datetime] = {}
+    paused: dict[str, datetime] = {}
+    budgets: dict[str, Budget] = {}
+    for entry in limits:
+        provider_id, budget, pause = entry.provider_id, entry.budget, entry.pause
+        if pause.active(now) and pause.until is not None:
+            limited.add(provider_id)
+            paused[provider_id] = pause.until
+        elif budget is not None:
+            limited.add(provider_id)
+            drawn = draw(budget, limit, now)
+            if drawn.granted:
+                caps[provider_id] = drawn.granted
+                budgets[provider_id] = budget
+            else:
+                held[provider_id] = now + (drawn.wait or timedelta(0))
+    return LeasePlan(frozenset(limited), caps, held, budgets, paused)
+
+
+def held_back(plan: LeasePlan, now: datetime, has_due: Callable[[str], bool]) -> dict[str, Any]:
+    """What an empty lease tells its checker (the `hub_core.leases.Lease` fields ``wait``,
+    ``waiting_for``, ``paused``, ``paused_until``): the held and paused providers of *plan*
+    that have accounts due (*has_due* asks the store), and when each kind may go on."""
+    waiting = tuple(p for p in sorted(plan.held) if has_due(p))
+    paused = tuple(p for p in sorted(plan.paused) if has_due(p))
+    return {
+        "wait": plan.wait(now, waiting),
+        "waiting_for": waiting,
+        "paused": paused,
+        "paused_until": min((plan.paused[p] for p in paused), default=None),
+    }

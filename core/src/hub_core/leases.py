@@ -42,3 +42,12 @@ class Lease:
     token: str = attrs.field(repr=False)
     until: datetime
     accounts: list[LeasedAccount]
+    #: With no accounts leased while some are due but held back by their provider's budget
+    #: (its bucket is empty, `hub_core.budgets`): how long until one of those providers may
+    #: be leased again, and which they are. None: nothing held back by a budget.
+    wait: timedelta | None = None
+    waiting_for: tuple[str, ...] = ()
+    #: With no accounts leased: the providers paused after rate limits that have accounts
+    #: due, and when the first pause ends (a worker waits for it; `hub check` does not).
+    paused: tuple[str, ...] = ()
+    paused_until: datetime | None = None

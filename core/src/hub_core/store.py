@@ -24,9 +24,11 @@ This module imports sqlite3 and cryptography; ``import hub_core`` does not impor
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import json
+import math
 import os
 import random
 import secrets
@@ -40,7 +42,16 @@ from typing import TYPE_CHECKING, Any, Self
 import platformdirs
 from cryptography.fernet import InvalidToken
 
-from .budgets import ProviderLimit, check_rate, limit_from_row
+from .budgets import (
+    LeasePlan,
+    Pause,
+    ProviderLimit,
+    check_rate,
+    held_back,
+    limit_from_row,
+    note_rate_limited,
+    plan_lease,
+)
 from .errors import (
     AccountNotFound,
     AmbiguousAccount,
@@ -967,17 +978,17 @@ class SqliteStore:
             return outcome
         key = _by_id(account_id)
         held = conn.execute(
-            "SELECT lease_token FROM accounts WHERE (id = ? OR rowid = ?)", key
+            "SELECT lease_token, provider_id FROM accounts WHERE (id = ? OR rowid = ?)", key
         ).fetchone()
         if held is None:
             return AccountNotFound(account_id)
         if held["lease_token"] != lease:
             return _lease_lost(account_id)
-        # One key's 429 says nothing of its verdict: only when to ask again (jittered, so
-        # accounts limited together do not return together).
-        wait = max(float(result.retry_after or 0), 1.0)
-        due = now + timedelta(seconds=wait * random.uniform(1.0, 1.25))
+        # One key's 429 says nothing of its verdict: only when to ask again. Several of one
+        # provider's close together pause the provider for every checker.
+        due = retry_due(result, now)
         _end_lease(conn, key, lease, due, retry_at=due)
+        _note_rate_limited(conn, held["provider_id"], now, result.retry_after)
         row = conn.execute(
             "SELECT rowid AS row_number, * FROM accounts WHERE (id = ? OR rowid = ?)", key
         ).fetchone()
@@ -1348,17 +1359,78 @@ class SqliteStore:
         else:
             order, due = "checked_at", _NOT_CHECKED_SINCE
             params["before"] = _iso(checked_before)
+        free = (
+            f"{due} AND (lease_until IS NULL OR lease_until < :now)"
+            " AND (retry_at IS NULL OR retry_at <= :now)"
+        )
+        held: dict[str, Any] = {}
         with self._write() as conn:
-            rows = conn.execute(
-                "UPDATE accounts SET lease_token = :token, lease_until = :until"  # noqa: S608
-                " WHERE rowid IN (SELECT rowid FROM accounts"
-                f" WHERE {due} AND (lease_until IS NULL OR lease_until < :now)"
-                " AND (retry_at IS NULL OR retry_at <= :now)"
-                f" ORDER BY {order} LIMIT :limit)"
-                " RETURNING rowid AS row_number, *",
-                params,
+            limits = [limit_from_row(row) for row in conn.execute("SELECT * FROM provider_limits")]
+            if not limits:  # no budget, no pause: the one statement
+                rows = conn.execute(
+                    "UPDATE accounts SET lease_token = :token, lease_until = :until"  # noqa: S608
+                    f" WHERE rowid IN (SELECT rowid FROM accounts WHERE {free}"
+                    f" ORDER BY {order} LIMIT :limit)"
+                    " RETURNING rowid AS row_number, *",
+                    params,
+                ).fetchall()
+            else:
+                rows, held = self._lease_budgeted(
+                    conn, plan_lease(limits, limit, now), free, order, params, now
+                )
+        return Lease(token, until, [self._leased(row, now) for row in rows], **held)
+
+    def _lease_budgeted(
+        self,
+        conn: sqlite3.Connection,
+        plan: LeasePlan,
+        free: str,
+        order: str,
+        params: dict[str, object],
+        now: datetime,
+    ) -> tuple[list[sqlite3.Row], dict[str, Any]]:
+        # The providers without a budget in one query, each budgeted one in its own (at most
+        # what its bucket grants), merged in the lease's order and cut to the limit; the
+        # buckets pay for what was taken, in the same transaction.
+        pick = f"SELECT rowid, provider_id, {order} AS due_at FROM accounts WHERE {free}"  # noqa: S608
+        others = {f"p{n}": provider_id for n, provider_id in enumerate(sorted(plan.limited))}
+        found = conn.execute(
+            f"{pick} AND provider_id NOT IN ({', '.join(':' + name for name in others)})"
+            f" ORDER BY {order} LIMIT :limit",
+            params | others,
+        ).fetchall()
+        for provider_id, cap in plan.caps.items():
+            found += conn.execute(
+                f"{pick} AND provider_id = :provider ORDER BY {order} LIMIT :cap",
+                params | {"provider": provider_id, "cap": cap},
             ).fetchall()
-        return Lease(token, until, [self._leased(row, now) for row in rows])
+        # The lease's order, NULLs first as SQLite sorts them.
+        found.sort(key=lambda r: (r["due_at"] is not None, r["due_at"] or "", r["rowid"]))
+        chosen = found[: int(str(params["limit"]))]
+        taken = collections.Counter(str(row["provider_id"]) for row in chosen)
+        for provider_id, budget in plan.settle(taken, now).items():
+            conn.execute(
+                "UPDATE provider_limits SET tokens = ?, refilled_at = ? WHERE provider_id = ?",
+                (budget.tokens, _iso(budget.refilled_at), provider_id),
+            )
+        if not chosen:
+
+            def has_due(provider_id: str) -> bool:
+                return bool(
+                    conn.execute(
+                        f"{pick} AND provider_id = :provider LIMIT 1",
+                        params | {"provider": provider_id},
+                    ).fetchone()
+                )
+
+            return [], held_back(plan, now, has_due)
+        rows = conn.execute(
+            "UPDATE accounts SET lease_token = ?, lease_until = ?"  # noqa: S608
+            f" WHERE rowid IN ({', '.join('?' * len(chosen))})"
+            " RETURNING rowid AS row_number, *",
+            [params["token"], params["until"], *(row["rowid"] for row in chosen)],
+        ).fetchall()
+        return rows, {}
 
     def _leased(self, row: sqlite3.Row, now: datetime) -> LeasedAccount:
         account = _account(row, now)
@@ -2151,11 +2223,39 @@ def wrong_identity(found: str, stored: object, account_id: str) -> StoreError:
     )
 
 
+#: The longest a provider's Retry-After holds an account back (a hostile one could say a
+#: century, past what a datetime holds).
+_RETRY_AFTER_MAX = 86_400.0
+
+
 def retry_due(limited: RateLimited, now: datetime) -> datetime:
-    """When a rate-limited account may be asked again: its ``retry_after`` (at least 1 s),
+    """When a rate-limited account may be asked again: its ``retry_after`` (1 s to a day),
     jittered, so accounts limited together do not return together."""
-    wait = max(float(limited.retry_after or 0), 1.0)
+    wait = float(limited.retry_after or 0)
+    wait = min(max(wait, 1.0), _RETRY_AFTER_MAX) if math.isfinite(wait) else 1.0
     return now + timedelta(seconds=wait * random.uniform(1.0, 1.25))
+
+
+def _note_rate_limited(
+    conn: sqlite3.Connection, provider_id: object, now: datetime, retry_after: float | None
+) -> None:
+    # The provider's count of recent 429s, and the pause the PAUSE_AFTER-th starts, in the
+    # verdict's transaction (`hub_core.budgets.note_rate_limited`).
+    if not isinstance(provider_id, str):
+        return
+    row = conn.execute(
+        "SELECT * FROM provider_limits WHERE provider_id = ?", (provider_id,)
+    ).fetchone()
+    pause = note_rate_limited(
+        Pause() if row is None else limit_from_row(row).pause, now, retry_after
+    )
+    conn.execute(
+        "INSERT INTO provider_limits (provider_id, limited_count, limited_since, paused_until)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (provider_id) DO UPDATE SET"
+        " limited_count = excluded.limited_count, limited_since = excluded.limited_since,"
+        " paused_until = excluded.paused_until",
+        (provider_id, pause.count, _iso(pause.since), _iso(pause.until)),
+    )
 
 
 def open_store(

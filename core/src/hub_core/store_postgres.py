@@ -26,6 +26,7 @@ URL's password (the URL is shown with its password masked, repr included).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -42,7 +43,15 @@ from cryptography.fernet import InvalidToken
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from .budgets import ProviderLimit, check_rate, limit_from_row
+from .budgets import (
+    Pause,
+    ProviderLimit,
+    check_rate,
+    held_back,
+    limit_from_row,
+    note_rate_limited,
+    plan_lease,
+)
 from .errors import (
     AccountNotFound,
     AmbiguousAccount,
@@ -977,6 +986,8 @@ class PostgresStore:
         due = retry_due(result, now)
         row = self._end_lease(conn, account_id, lease, due, retry_at=due)
         if row is not None:
+            # Several of one provider's close together pause the provider for every checker.
+            _note_rate_limited(conn, row["provider_id"], now, result.retry_after)
             return _account(row, now)
         exists = conn.execute(f"SELECT 1 FROM accounts WHERE {_BY_ID}", _key(account_id))  # noqa: S608
         return _lease_lost(account_id) if exists.fetchone() else AccountNotFound(account_id)
@@ -1115,33 +1126,77 @@ class PostgresStore:
             order, due = "next_check_at", "(next_check_at IS NULL OR next_check_at <= %(now)s)"
         else:
             order, due = "checked_at", _NOT_CHECKED_SINCE
+        free = (
+            f"{due} AND (lease_until IS NULL OR lease_until < %(now)s)"
+            " AND (retry_at IS NULL OR retry_at <= %(now)s)"
+        )
+        held: dict[str, Any] = {}
         with self._write() as conn:
             now = self._db_now(conn, now)
             until = now + lease_for
+            params: dict[str, Any] = {
+                "now": now,
+                "before": checked_before,
+                "token": token,
+                "until": until,
+                "limit": max(1, limit),
+                "limited": [],
+            }
+            # The buckets locked for the lease's transaction: two workers never spend one
+            # provider's tokens twice (a store with no row pays one short read).
+            limits = [
+                limit_from_row(row)
+                for row in conn.execute("SELECT * FROM provider_limits FOR UPDATE")
+            ]
+            plan = plan_lease(limits, limit, now) if limits else None
+            picked = f"SELECT seq, provider_id, {order} AS due_at FROM accounts WHERE {free}"  # noqa: S608
+            # The providers without a budget in one query, each budgeted one in its own (at
+            # most what its bucket grants), merged in the lease's order and cut to the limit.
+            queries: list[tuple[str, dict[str, Any]]] = [
+                ("provider_id <> ALL(%(limited)s::text[])", {"cap": params["limit"]})
+            ]
+            if plan is not None:
+                params["limited"] = sorted(plan.limited)
+                queries += [
+                    ("provider_id = %(provider)s", {"provider": p, "cap": cap})
+                    for p, cap in plan.caps.items()
+                ]
+            found: list[dict[str, Any]] = []
+            for condition, extra in queries:
+                found += conn.execute(
+                    f"{picked} AND {condition} ORDER BY {order} NULLS FIRST, seq"
+                    " LIMIT %(cap)s FOR UPDATE SKIP LOCKED",
+                    params | extra,
+                ).fetchall()
+            epoch = datetime.min.replace(tzinfo=UTC)
+            found.sort(key=lambda row: (row["due_at"] or epoch, row["seq"]))
+            chosen = found[: params["limit"]]
+            if plan is not None:
+                taken = collections.Counter(str(row["provider_id"]) for row in chosen)
+                for provider_id, budget in plan.settle(taken, now).items():
+                    conn.execute(
+                        "UPDATE provider_limits SET tokens = %s, refilled_at = %s"
+                        " WHERE provider_id = %s",
+                        (budget.tokens, budget.refilled_at, provider_id),
+                    )
+                if not chosen:
+
+                    def has_due(provider_id: str) -> bool:
+                        return bool(
+                            conn.execute(
+                                f"{picked} AND provider_id = %(provider)s LIMIT 1",
+                                params | {"provider": provider_id},
+                            ).fetchone()
+                        )
+
+                    held = held_back(plan, now, has_due)
             rows = conn.execute(
-                f"""
-                WITH picked AS (
-                    SELECT seq FROM accounts
-                    WHERE {due} AND (lease_until IS NULL OR lease_until < %(now)s)
-                      AND (retry_at IS NULL OR retry_at <= %(now)s)
-                    ORDER BY {order} NULLS FIRST, seq LIMIT %(limit)s
-                    FOR UPDATE SKIP LOCKED
-                )
-                UPDATE accounts SET lease_token = %(token)s, lease_until = %(until)s
-                FROM picked WHERE accounts.seq = picked.seq
-                RETURNING accounts.seq AS row_number, accounts.*
-                """,  # noqa: S608
-                {
-                    "now": now,
-                    "before": checked_before,
-                    "token": token,
-                    "until": until,
-                    "limit": max(1, limit),
-                },
+                "UPDATE accounts SET lease_token = %(token)s, lease_until = %(until)s"
+                " WHERE seq = ANY(%(seqs)s) RETURNING seq AS row_number, *",
+                params | {"seqs": [row["seq"] for row in chosen]},
             ).fetchall()
-        epoch = datetime.min.replace(tzinfo=UTC)
         rows.sort(key=lambda row: (row[order] or epoch, row["row_number"]))
-        return Lease(token, until, [self._leased(row, now) for row in rows])
+        return Lease(token, until, [self._leased(row, now) for row in rows], **held)
 
     def _leased(self, row: dict[str, Any], now: datetime) -> LeasedAccount:
         account = _account(row, now)
@@ -1653,3 +1708,32 @@ def _outbox_entry(row: Mapping[str, Any]) -> OutboxEntry:
 if TYPE_CHECKING:
     # mypy --strict proves here that the PostgreSQL store keeps every promise of the protocol.
     _: type[AccountStore] = PostgresStore
+
+
+def _note_rate_limited(
+    conn: psycopg.Connection[dict[str, Any]],
+    provider_id: object,
+    now: datetime,
+    retry_after: float | None,
+) -> None:
+    # The provider's count of recent 429s, and the pause the PAUSE_AFTER-th starts, in the
+    # verdict's transaction; the row locked, so two workers' 429s both count.
+    if not isinstance(provider_id, str):
+        return
+    conn.execute(
+        "INSERT INTO provider_limits (provider_id) VALUES (%s) ON CONFLICT DO NOTHING",
+        (provider_id,),
+    )
+    row = conn.execute(
+        "SELECT * FROM provider_limits WHERE provider_id = %s FOR UPDATE", (provider_id,)
+    ).fetchone()
+    try:
+        before = Pause() if row is None else limit_from_row(row).pause
+    except StoreError:  # a row edited by hand: counting starts again, the verdict is kept
+        before = Pause()
+    pause = note_rate_limited(before, now, retry_after)
+    conn.execute(
+        "UPDATE provider_limits SET limited_count = %s, limited_since = %s, paused_until = %s"
+        " WHERE provider_id = %s",
+        (pause.count, pause.since, pause.until, provider_id),
+    )

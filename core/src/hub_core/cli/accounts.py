@@ -586,11 +586,29 @@ def check(
                 if stream is not None:
                     stream.put(account.to_json())
 
+            told: list[tuple[str, ...]] = []
+
+            def waiting(providers: tuple[str, ...], wait: timedelta) -> None:
+                # Once per set of providers: a budget refills many times a minute.
+                if providers and providers not in told:
+                    told.append(providers)
+                    say(
+                        shown(
+                            "Waiting for {names}: its check budget or a pause after rate "
+                            "limits holds the rest back (`hub limits` shows them).",
+                            names=", ".join(providers),
+                        ),
+                        err=True,
+                    )
+
             # The run counts what it reports: the report reads its counts, not a copy of them.
             report = CheckReport(
                 asyncio.run(
                     current.accounts.check_all(
-                        concurrency=concurrency, lease_for=lease_for, on_result=reported
+                        concurrency=concurrency,
+                        lease_for=lease_for,
+                        on_result=reported,
+                        on_wait=waiting,
                     )
                 )
             )
@@ -663,6 +681,15 @@ class CheckReport:
                 shown(
                     "  and {n} more not active: `hub accounts --status STATUS` lists them.",
                     n=self.run.more_flagged,
+                )
+            )
+        if self.run.paused and self.run.paused_until is not None:
+            lines.append(
+                shown(
+                    "Not checked now: the accounts of {names}, paused after rate limits until "
+                    "{until} (`hub worker` checks them then; `hub limits resume` ends a pause).",
+                    names=", ".join(self.run.paused),
+                    until=self.run.paused_until.astimezone(UTC).strftime("%H:%M:%S UTC"),
                 )
             )
         return lines
