@@ -159,3 +159,20 @@ def test_one_rate_limited_key_pauses_nothing(store: AccountStore) -> None:
     [record] = store.limits()
     assert not record.pause.active(NOW + timedelta(seconds=1))
     assert record.pause.count == 1
+
+
+@pytest.mark.parametrize("retry_after", [1e15, float("inf"), float("nan")])
+def test_a_hostile_retry_after_holds_an_account_back_a_day_at_most(
+    store: AccountStore, retry_after: float
+) -> None:
+    from hub_core.errors import RateLimited
+
+    [account_id] = fill(store, "acme", 1)
+    lease = store.lease(1, now=NOW)
+    [outcome] = store.record_many(
+        [(account_id, RateLimited("slow down", retry_after=retry_after))],
+        lease=lease.token,
+        now=NOW,
+    )
+    assert not isinstance(outcome, Exception)
+    assert store.lease(1, now=NOW + timedelta(days=1, hours=7)).accounts != []
