@@ -22,7 +22,7 @@ from hub_core.errors import StoreError
 from hub_core.model import Credentials, Verified
 from hub_core.store_schema import MIGRATIONS as SQLITE_MIGRATIONS
 from hub_core.store_schema import SCHEMA_VERSION as SQLITE_VERSION
-from hub_core.testing.postgres import PostgresCluster, postgres_server, postgres_url  # noqa: F401
+from hub_core.testing.postgres import PostgresCluster
 
 pytestmark = pytest.mark.usefixtures("hermetic_store_env")
 
@@ -123,7 +123,7 @@ def behind(url: str, key: str) -> str:
 
 
 def test_the_sql_script_makes_the_schema_the_store_makes(
-    postgres_server: PostgresCluster,  # noqa: F811
+    postgres_server: PostgresCluster,
 ) -> None:
     by_store, by_script = postgres_server.create_schema(), postgres_server.create_schema()
     try:
@@ -154,7 +154,7 @@ def test_the_sql_script_makes_the_schema_the_store_makes(
         postgres_server.drop_schema(by_script)
 
 
-def test_an_old_schema_is_shown_then_upgraded_once(postgres_url: str) -> None:  # noqa: F811
+def test_an_old_schema_is_shown_then_upgraded_once(postgres_url: str) -> None:
     from hub_core.store_postgres import SCHEMA_VERSION, PostgresStore
 
     key = Fernet.generate_key().decode()
@@ -187,7 +187,7 @@ def test_an_old_schema_is_shown_then_upgraded_once(postgres_url: str) -> None:  
         assert store.limits() == []
 
 
-def test_a_new_database_is_created_without_a_key(postgres_url: str) -> None:  # noqa: F811
+def test_a_new_database_is_created_without_a_key(postgres_url: str) -> None:
     from hub_core.store_postgres import SCHEMA_VERSION
 
     env = {"HUB_DATABASE_URL": postgres_url}
@@ -199,7 +199,7 @@ def test_a_new_database_is_created_without_a_key(postgres_url: str) -> None:  # 
     assert pg(postgres_url, "SELECT count(*) FROM key_checks") == [(0,)]  # no key was recorded
 
 
-def test_a_newer_schema_is_refused_with_a_clear_message(postgres_url: str) -> None:  # noqa: F811
+def test_a_newer_schema_is_refused_with_a_clear_message(postgres_url: str) -> None:
     from hub_core.store_postgres import SCHEMA_VERSION
 
     env = {"HUB_DATABASE_URL": postgres_url}
@@ -228,8 +228,8 @@ def test_a_newer_schema_is_refused_with_a_clear_message(postgres_url: str) -> No
 
 
 def test_the_password_is_never_printed(
-    postgres_server: PostgresCluster,  # noqa: F811
-    postgres_url: str,  # noqa: F811
+    postgres_server: PostgresCluster,
+    postgres_url: str,
 ) -> None:
     password = password_of(postgres_url)
     said = []
@@ -278,8 +278,8 @@ def grant_rows(url: str, role_url: str) -> None:
 
 
 def test_an_application_role_without_ddl_is_told_to_run_hub_db_upgrade(
-    postgres_server: PostgresCluster,  # noqa: F811
-    postgres_url: str,  # noqa: F811
+    postgres_server: PostgresCluster,
+    postgres_url: str,
 ) -> None:
     from hub_core.store_postgres import SCHEMA_VERSION, PostgresStore
 
