@@ -148,14 +148,17 @@ def upgrade(as_sql: bool) -> None:
             from hub_core.store_postgres import pending_sql
 
             assert target is not None
-            click.echo(pending_sql(target), nl=False)
-            return
-        from hub_core.store_schema import migration_sql
+            script = pending_sql(target)
+        else:
+            from hub_core.store_schema import migration_sql
 
-        found = _status()
-        if not found.usable:
-            _refuse_newer_sqlite(found)
-        click.echo(migration_sql(found.version), nl=False)
+            found = _status()
+            if not found.usable:
+                _refuse_newer_sqlite(found)
+            script = migration_sql(found.version)
+        # Hub's own text throughout (its migrations' SQL and version numbers), printed as it
+        # is: made inert, the script's line breaks would not survive.
+        say(Shown(script.rstrip("\n")))
         return
     if postgres:
         from hub_core.store_postgres import SCHEMA_VERSION as hub_version
