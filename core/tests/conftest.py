@@ -26,6 +26,9 @@ from hub_core import (
 )
 from hub_core.hookspecs import Flow
 
+# The session's PostgreSQL for every test here (started on first use only), one definition so
+# that one cluster serves them all.
+
 CANARY = "hubcanary-7f3a9c-SECRET"
 
 ACME = Provider(
@@ -146,18 +149,34 @@ def acme_plugin() -> type[AcmePlugin]:
 
 
 @pytest.fixture
-def web(tmp_path: Any) -> Iterator[Callable[..., Any]]:
+def web_backend() -> str:
+    """The store backend of the `web` fixture's apps: SQLite, unless a test is parametrized
+    over both (``@BACKENDS`` from ``web_helpers``)."""
+    return "sqlite"
+
+
+@pytest.fixture
+def web(
+    tmp_path: Any, web_backend: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Any]]:
     """Build web Hub apps (`core/tests/web_helpers.py`'s `Web`), each over its own store.
 
     ``web()`` is the Acme provider's dashboard, signed in; keyword arguments are `Web`'s (other
     providers, a flow) and `hub_core.web.WebConfig` fields. Every app is closed after the test.
+    With `web_backend` ``"postgres"`` each app's store is a schema of its own on the session's
+    PostgreSQL.
     """
     from core.tests.web_helpers import Web
 
     built: list[Any] = []
+    schemas: list[str] = []
+    server = request.getfixturevalue("postgres_server") if web_backend == "postgres" else None
 
     def build(**options: Any) -> Any:
         options.setdefault("providers", [ACME])
+        if server is not None and "database" not in options:
+            schemas.append(server.create_schema())
+            options["database"] = schemas[-1]
         app = Web(tmp_path / f"web{len(built)}", **options)
         built.append(app)
         return app
@@ -165,6 +184,8 @@ def web(tmp_path: Any) -> Iterator[Callable[..., Any]]:
     yield build
     for app in built:
         app.close()
+    for schema in schemas:
+        server.drop_schema(schema)
 
 
 # --- a store of its own, for the store's tests ----------------------------------------------

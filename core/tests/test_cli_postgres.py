@@ -13,7 +13,6 @@ from cryptography.fernet import Fernet
 
 pytest.importorskip("psycopg")
 
-pytest_plugins = ["hub_core.testing.postgres"]
 
 HUB = str(Path(sys.executable).parent / "hub")
 

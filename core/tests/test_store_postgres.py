@@ -23,7 +23,6 @@ from hub_core.store_postgres import (  # noqa: E402
     redact_url,
 )
 
-pytest_plugins = ["hub_core.testing.postgres"]
 pytestmark = pytest.mark.usefixtures("hermetic_store_env")
 
 

@@ -11,7 +11,6 @@ from hub_core.testing import postgres
 from hub_core.testing.postgres import PostgresCluster, find_bindir, unavailable
 
 # The fixtures, from the shipped kit, as a host application's suite would load them.
-pytest_plugins = ["hub_core.testing.postgres"]
 
 
 def test_each_test_gets_a_fresh_schema_on_loopback(

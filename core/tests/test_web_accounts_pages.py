@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from core.tests.web_helpers import ACME, BETA, CANARY, Page, Web
+from core.tests.web_helpers import ACME, BACKENDS, BETA, CANARY, Page, Web
 from hub_core import Store, Verified
 from hub_core.errors import InvalidCredentials
 from hub_core.model import Credentials
@@ -74,6 +74,7 @@ def walk(w: Web, start: str) -> list[Page]:
     return pages
 
 
+@BACKENDS
 def test_next_walks_every_account_once_with_counts(web: WebFactory) -> None:
     w = web(providers=[ACME, BETA], page_size=2)
     everything = seven_accounts(w)
@@ -94,6 +95,7 @@ def test_next_walks_every_account_once_with_counts(web: WebFactory) -> None:
     assert first_link(pages[2]) == "/accounts"
 
 
+@BACKENDS
 def test_previous_walks_back_to_the_first_page(web: WebFactory) -> None:
     w = web(providers=[ACME, BETA], page_size=2)
     seven_accounts(w)
@@ -121,6 +123,7 @@ def test_previous_walks_back_to_the_first_page(web: WebFactory) -> None:
         ),
     ],
 )
+@BACKENDS
 def test_filters_are_kept_across_pages(web: WebFactory, query: str, wanted: Any) -> None:
     w = web(providers=[ACME, BETA], page_size=2)
     for n in range(9):
@@ -205,6 +208,7 @@ def hostile_cursors(w: Web, other: Web) -> list[str]:
     ]
 
 
+@BACKENDS
 def test_a_tampered_or_foreign_cursor_shows_the_first_page_calmly(web: WebFactory) -> None:
     w = web(providers=[ACME, BETA], page_size=2)
     other = web(providers=[ACME, BETA], page_size=2)
@@ -256,6 +260,7 @@ def test_the_cursor_in_a_link_is_escaped_with_hostile_labels_and_filters(
     assert "<script>" + CANARY not in filtered.html
 
 
+@BACKENDS
 def test_a_cursor_survives_unlinks_and_links_meanwhile(web: WebFactory) -> None:
     w = web(page_size=2)
     ids = [store_account(w, n, f"Org {n}") for n in range(6)]

@@ -15,7 +15,7 @@ from hub_core.web import create_app
 from hub_core.web.security import LinkTokens
 
 from .conftest import ACME, AcmePlugin
-from .web_helpers import BETA, LOOPBACK, Page, Web, everything, scripted_flow
+from .web_helpers import BACKENDS, BETA, LOOPBACK, Page, Web, everything, scripted_flow
 
 
 def make_link(web: Web, provider: str = "acme", **options: Any) -> tuple[str, str]:
@@ -30,6 +30,7 @@ def visitor(web: Web) -> Any:
     return web.new_client()
 
 
+@BACKENDS
 def test_the_link_lifecycle(web: Any) -> None:
     hub = web()
     path, link_id = make_link(hub, note="Dana at Example")
@@ -65,6 +66,7 @@ def test_the_link_lifecycle(web: Any) -> None:
     assert "Seven" not in again.text  # no account details
 
 
+@BACKENDS
 def test_an_expired_link_says_when(web: Any) -> None:
     hub = web()
     past = datetime.now(UTC) - timedelta(days=8)
@@ -111,6 +113,7 @@ def test_a_link_visitor_never_reaches_the_dashboard(web: Any) -> None:
     assert hub.get("/link").status == 404
 
 
+@BACKENDS
 def test_a_failed_attempt_counts_and_the_link_locks(web: Any) -> None:
     hub = web(session_attempts=100)
     path, link_id = make_link(hub)
@@ -140,6 +143,7 @@ def test_a_link_post_needs_its_form_token_and_origin(web: Any) -> None:
     assert hub.store.link(link_id).state() == "open"
 
 
+@BACKENDS
 def test_a_relink_link_shows_its_account_only(web: Any) -> None:
     hub = web()
     hub.link("good", region="us")
@@ -205,6 +209,7 @@ async def test_two_racing_submits_on_one_link_give_one_account(web: Any) -> None
     assert hub.store.link(link_id).state() == "used"
 
 
+@BACKENDS
 def test_the_same_form_sent_again_after_it_linked_shows_the_confirmation(web: Any) -> None:
     """A double click or a reload of the answer: the visitor's own submit used the link."""
     hub = web()

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from core.tests.web_helpers import ACME, BETA, CANARY, Page, Web
+from core.tests.web_helpers import ACME, BACKENDS, BETA, CANARY, Page, Web
 from hub_core import InvalidCredentials, PermissionDenied, Verified, hookimpl
 from hub_core.errors import ProviderUnavailable, StoreError
 from hub_core.model import Credentials
@@ -39,6 +39,7 @@ def store_account(
 # --- providers --------------------------------------------------------------------------------
 
 
+@BACKENDS
 def test_providers_lists_each_provider_with_its_count_and_connect(web: WebFactory) -> None:
     w = web()
     w2 = web()
@@ -313,6 +314,7 @@ def test_an_unexpected_exception_is_500_without_a_traceback(web: WebFactory) -> 
 # --- confirmation -----------------------------------------------------------------------------
 
 
+@BACKENDS
 def test_confirmation_says_who_and_never(web: WebFactory) -> None:
     w = web()
     page = w.link("good")
@@ -374,6 +376,7 @@ def test_a_key_valid_for_weeks_is_not_called_short_lived(web: WebFactory) -> Non
     assert not page.find_all("p", class_="note")
 
 
+@BACKENDS
 def test_linking_a_known_identity_says_it_updated_the_account(web: WebFactory) -> None:
     w = web()
     first = w.link("good")
@@ -384,6 +387,7 @@ def test_linking_a_known_identity_says_it_updated_the_account(web: WebFactory) -
     assert "updated" not in first.text
 
 
+@BACKENDS
 def test_reloading_the_confirmation_changes_nothing(web: WebFactory) -> None:
     w = web()
     page = w.link("good")
@@ -460,6 +464,7 @@ def test_accounts_filter_by_status(web: WebFactory, status: str) -> None:
     assert [o.attrs["value"] for o in chosen if "selected" in o.attrs] == [status]
 
 
+@BACKENDS
 def test_accounts_filter_by_provider_and_pages(web: WebFactory) -> None:
     w = web(providers=[ACME, BETA], page_size=2)
     for n in range(5):
@@ -509,6 +514,7 @@ def test_accounts_ignores_a_bad_status_or_provider(web: WebFactory, query: str) 
 # --- check now, check all ---------------------------------------------------------------------
 
 
+@BACKENDS
 def test_check_now_records_the_verdict_and_says_it(web: WebFactory) -> None:
     w = web()
     account_id = store_account(w, 7, "Seven")  # key k7: the provider does not know it
@@ -524,6 +530,7 @@ def test_check_now_records_the_verdict_and_says_it(web: WebFactory) -> None:
     assert not w.get(answer.response.headers["location"]).find_all("p", class_="notice")
 
 
+@BACKENDS
 def test_check_all_runs_in_the_background_and_shows_progress(web: WebFactory) -> None:
     w = web()
     for n in range(3):
@@ -591,6 +598,7 @@ def test_relink_page_prefills_the_identity_fields_and_not_the_key(web: WebFactor
     assert "(org:7)" in page.text
 
 
+@BACKENDS
 def test_relink_with_the_same_identity(web: WebFactory) -> None:
     w = web()
     account_id = linked(w)
@@ -603,6 +611,7 @@ def test_relink_with_the_same_identity(web: WebFactory) -> None:
     assert w.store.credentials(account_id)["api_key"] == "new-key"
 
 
+@BACKENDS
 def test_relink_to_another_identity_is_409_and_changes_nothing(web: WebFactory) -> None:
     w = web()
     account_id = linked(w)
@@ -655,6 +664,7 @@ def test_check_now_of_an_account_unlinked_meanwhile_is_404(web: WebFactory) -> N
 # --- unlink -----------------------------------------------------------------------------------
 
 
+@BACKENDS
 def test_unlink_asks_then_forgets_the_account(web: WebFactory) -> None:
     w = web()
     account_id = linked(w)

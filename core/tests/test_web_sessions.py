@@ -17,7 +17,7 @@ from hub_core.web import HostSession
 from hub_core.web.sessions import return_link
 
 from .conftest import ACME, CANARY
-from .web_helpers import BETA, LOOPBACK, Page, Web, everything
+from .web_helpers import BACKENDS, BETA, LOOPBACK, Page, Web, everything
 
 APP = "https://app.example.invalid"
 BACK = f"{APP}/settings/integrations?tab=keys"
@@ -51,6 +51,7 @@ def query(url: str) -> dict[str, list[str]]:
     return parse_qs(parts.query)
 
 
+@BACKENDS
 def test_a_session_links_for_its_owner_and_links_back(web: Any) -> None:
     seen: list[Any] = []
     hub = host(web, on_event=seen.append)
@@ -124,6 +125,7 @@ def test_a_session_for_any_provider_lets_its_visitor_choose(web: Any) -> None:
     assert len(hub.store.accounts()) == 1
 
 
+@BACKENDS
 def test_two_owners_linking_one_organisation_get_two_accounts(web: Any) -> None:
     hub = host(web)
     ids = []
@@ -155,6 +157,7 @@ def test_the_accounts_page_names_the_owner_inertly(web: Any) -> None:
     assert "Ann &lt;script&gt; (&lt;b&gt;cust&lt;/b&gt;)" in listing.response.text
 
 
+@BACKENDS
 def test_one_owners_session_cannot_reach_anothers_account(web: Any) -> None:
     hub = host(web)
     theirs = hub.store.save(
@@ -175,6 +178,7 @@ def test_one_owners_session_cannot_reach_anothers_account(web: Any) -> None:
     assert hub.store.credentials(theirs.id)["api_key"] == "theirs"
 
 
+@BACKENDS
 def test_a_relink_session_replaces_its_owners_key_only(web: Any) -> None:
     seen: list[Any] = []
     hub = host(web, on_event=seen.append)

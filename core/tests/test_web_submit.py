@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from core.tests.web_helpers import LOOPBACK, Page, Web
+from core.tests.web_helpers import BACKENDS, LOOPBACK, Page, Web
 
 WebFactory = Callable[..., Web]
 
@@ -106,6 +106,7 @@ def test_two_concurrent_submits_of_one_form_make_one_check(web: WebFactory) -> N
     assert len(w.account_ids()) == 1
 
 
+@BACKENDS
 def test_two_concurrent_submits_from_two_threads_make_one_check(web: WebFactory) -> None:
     """The same, with each POST on its own thread and loop (a threaded server)."""
     w = web()

@@ -18,6 +18,7 @@ from urllib.parse import urljoin, urlsplit
 
 import attrs
 import httpx
+import pytest
 from cryptography.fernet import Fernet
 from starlette.testclient import TestClient
 
@@ -42,7 +43,10 @@ from hub_core.web import HubApp, WebConfig, create_app
 
 from .conftest import ACME, CANARY, AcmePlugin
 
-__all__ = ["ACME", "BETA", "CANARY", "Page", "Web", "crawl"]
+__all__ = ["ACME", "BACKENDS", "BETA", "CANARY", "Page", "Web", "crawl"]
+
+#: A web test marked with it runs once per store backend (the `web` fixture's store).
+BACKENDS = pytest.mark.parametrize("web_backend", ["sqlite", "postgres"])
 
 TOKEN = "dashboard-token-for-tests"
 LOOPBACK = "http://127.0.0.1"
@@ -338,6 +342,7 @@ class Web:
         flow: Callable[[Any], Flow] = scripted_flow,
         client_url: str = LOOPBACK,
         sign_in: bool = True,
+        database: str | None = None,
         **config: Any,
     ) -> None:
         self.provider = FakeAcme()
@@ -347,7 +352,9 @@ class Web:
             transport=httpx.MockTransport(self.provider),
             policy=Policy(backoff=0),
         )
-        self.store = Store(directory / "hub.db", secret_key=Fernet.generate_key())
+        #: A ``postgresql://`` URL (the `web_backend` fixture's), else a SQLite file here.
+        self.database = database or str(directory / "hub.db")
+        self.store = Store.open(self.database, secret_key=Fernet.generate_key())
         self.config = WebConfig(**{"auth_token": TOKEN, **config})
         self.app: HubApp = create_app(self.hub, self.store, config=self.config)
         self.base_url = client_url
@@ -419,6 +426,11 @@ class Web:
 
     def dump(self) -> list[tuple[Any, ...]]:
         """Every row of the accounts table, read by a separate connection."""
+        if self.database.startswith("postgresql://"):
+            import psycopg
+
+            with psycopg.connect(self.database) as pg:
+                return pg.execute("SELECT * FROM accounts ORDER BY id").fetchall()
         with sqlite3.connect(self.store.path) as conn:
             return conn.execute("SELECT * FROM accounts ORDER BY id").fetchall()
 

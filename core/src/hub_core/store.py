@@ -131,6 +131,8 @@ __all__ = [
     "SqliteStore",
     "Store",
     "default_path",
+    "is_postgres_url",
+    "upgrade",
 ]
 
 _DATABASE_NAME = "hub.db"
@@ -2269,7 +2271,7 @@ def open_store(
     """
     if url_or_path is None:
         url_or_path = os.environ.get(DATABASE_URL_ENV) or None
-    if isinstance(url_or_path, str) and url_or_path.startswith(_POSTGRES_SCHEMES):
+    if isinstance(url_or_path, str) and is_postgres_url(url_or_path):
         from .store_postgres import PostgresStore
 
         return PostgresStore(url_or_path, secret_key=secret_key)
@@ -2279,6 +2281,31 @@ def open_store(
 #: The variable that selects the account database: a ``postgresql://`` URL, or a SQLite path.
 DATABASE_URL_ENV = "HUB_DATABASE_URL"
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(url_or_path: str) -> bool:
+    """Whether *url_or_path* names a PostgreSQL database (``postgresql://``, ``postgres://``)."""
+    return url_or_path.startswith(_POSTGRES_SCHEMES)
+
+
+def upgrade(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    secret_key: KeyRing | str | bytes | Sequence[str | bytes] | None = None,
+) -> tuple[int, int]:
+    """Bring the SQLite database at *path* (None: `default_path()`) to this hub's schema by
+    opening it, as every command does; return its schema version before and after.
+
+    It needs the database's key (*secret_key*, ``HUB_SECRET_KEYS`` / ``HUB_SECRET_KEY`` or the
+    key file), which rows from before key ids are given theirs with; a new database is
+    created, with its key file, as opening creates one. Raise what `SqliteStore` raises.
+    """
+    from .store_schema import schema_status
+
+    where = Path(path) if path is not None else default_path()
+    before = schema_status(where).version
+    SqliteStore(where, secret_key=secret_key).close()
+    return before, schema_status(where).version
 
 
 #: The name every caller uses: ``Store(path, secret_key=...)`` opens a SQLite store.

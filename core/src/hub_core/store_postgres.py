@@ -32,6 +32,7 @@ import json
 import os
 import secrets
 import sqlite3
+import textwrap
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -99,6 +100,7 @@ from .store_types import (
     Link,
     ListingKey,
     OutboxEntry,
+    SchemaStatus,
 )
 from .store_types import utc_now as _now
 
@@ -107,7 +109,16 @@ if TYPE_CHECKING:
 
     from .store_protocol import AccountStore
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "redact_url"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "PostgresStore",
+    "migration_sql",
+    "pending_sql",
+    "redact_url",
+    "schema_status",
+    "upgrade",
+]
 
 #: Advisory lock keys (the two-integer form, first "hub" in ASCII): one namespace, one key each.
 _LOCKS = 0x687562
@@ -301,6 +312,189 @@ def _key(account_id: str) -> dict[str, object]:
     return {"id": found, "seq": seq}
 
 
+@contextlib.contextmanager
+def _database_errors(url: str, shown: str) -> Iterator[None]:
+    """A psycopg error as a `StoreError` naming the database by *shown*."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        # From None: psycopg's own message (its DETAIL) may quote a bound value.
+        raise StoreError(
+            f"the account database {shown} failed: {_describe(exc, url, shown)}"
+        ) from None
+
+
+def _connect(url: str, shown: str) -> psycopg.Connection[dict[str, Any]]:
+    """A connection of its own (not the pool's), for opening and for `hub db`."""
+    try:
+        return psycopg.connect(url, connect_timeout=_CONNECT_TIMEOUT, **_connect_options())
+    except psycopg.OperationalError as exc:
+        raise StoreError(
+            f"cannot open the account database {shown}: {_describe(exc, url, shown)}"
+        ) from None
+
+
+#: Whether hub_meta is in a schema of the search path (true or false, in SQL).
+_HUB_META_PRESENT = (
+    "EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+    " ON n.oid = c.relnamespace WHERE c.relname = 'hub_meta'"
+    " AND n.nspname = ANY(current_schemas(false)))"
+)
+
+
+def _meta(conn: psycopg.Connection[dict[str, Any]]) -> tuple[int, int]:
+    """The database's (schema_version, min_reader_version); (0, 0) before any schema."""
+    # From pg_class itself, not to_regclass(): the catalog cache of a session that waited
+    # for the migration lock may not yet show the table another host just created.
+    found = conn.execute(f"SELECT {_HUB_META_PRESENT} AS present").fetchone()
+    if not found or not found["present"]:
+        return 0, 0
+    row = conn.execute("SELECT schema_version, min_reader_version FROM hub_meta").fetchone()
+    return (0, 0) if row is None else (row["schema_version"], row["min_reader_version"])
+
+
+def _refuse_newer(conn: psycopg.Connection[dict[str, Any]], shown: str) -> tuple[int, int]:
+    """`_meta`, or `StoreError` when the schema is newer than this hub may use."""
+    version, min_reader = _meta(conn)
+    if version > SCHEMA_VERSION and min_reader > SCHEMA_VERSION:
+        raise StoreError(
+            f"the account database {shown} was made by a newer hub (schema version "
+            f"{version}, readable by hubs of schema version {min_reader} and later; this hub "
+            f"knows up to {SCHEMA_VERSION}): upgrade hub-core to use it; nothing was changed"
+        )
+    return version, min_reader
+
+
+def _meta_upsert(target: int, min_reader: int) -> str:
+    """The bookkeeping statement of migration *target* (its values written in)."""
+    # min_reader_version never goes down: a newer hub's bar stays where it put it.
+    # Two integers of hub's own migrations are written in.
+    return (
+        "INSERT INTO hub_meta (id, schema_version, min_reader_version)"  # noqa: S608
+        f" VALUES (true, {int(target)}, {int(min_reader)}) ON CONFLICT (id) DO UPDATE"
+        " SET schema_version = EXCLUDED.schema_version, min_reader_version ="
+        " greatest(hub_meta.min_reader_version, EXCLUDED.min_reader_version)"
+    )
+
+
+def _migrate(conn: psycopg.Connection[dict[str, Any]], url: str, shown: str) -> list[int]:
+    """Apply the missing migrations, each in one transaction under the migration lock; the
+    versions this call applied (another host may have applied the others meanwhile)."""
+    applied = []
+    for target, (min_reader, steps) in enumerate(MIGRATIONS, start=1):
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCKS, _MIGRATE_LOCK))
+                # Another host may have migrated while this one waited for the lock.
+                version, _ = _refuse_newer(conn, shown)
+                if version >= target:
+                    continue
+                for sql in steps:
+                    conn.execute(sql)
+                conn.execute(_meta_upsert(target, min_reader))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            # A role kept from changing the schema (operators who forbid application DDL):
+            # say what to run, not only what PostgreSQL refused.
+            raise StoreError(
+                f"the account database {shown} is at schema version {target - 1} and this hub "
+                f"needs {SCHEMA_VERSION}, but its role may not change the schema "
+                f"({_describe(exc, url, shown)}): run `hub db upgrade` as a role that may (or "
+                "give a DBA the script `hub db upgrade --sql` prints), then start again; the "
+                "refused migration changed nothing"
+            ) from None
+        applied.append(target)
+    return applied
+
+
+def schema_status(url: str) -> SchemaStatus:
+    """Where the schema of the database at *url* stands against this hub's (`hub db status`).
+
+    Reads ``hub_meta`` only: needs no secret key and changes nothing. Raise `StoreError` when
+    the database cannot be reached.
+    """
+    shown = redact_url(url)
+    with _database_errors(url, shown), _connect(url, shown) as conn:
+        version, min_reader = _meta(conn)
+    return SchemaStatus(
+        backend="postgresql",
+        database=shown,
+        version=version,
+        hub_version=SCHEMA_VERSION,
+        min_reader_version=min_reader if version else None,
+    )
+
+
+def upgrade(url: str) -> tuple[int, int]:
+    """Apply the pending migrations to the database at *url* as opening a store does (each in
+    its transaction under the migration lock); return the schema version before and after.
+
+    Needs no secret key: a migration changes tables, never a secret, and the keys are checked
+    (and a new database's key recorded) when a store opens it. Raise `StoreError` when the
+    database cannot be reached, is too new for this hub, or the role may not change it.
+    """
+    shown = redact_url(url)
+    with _database_errors(url, shown), _connect(url, shown) as conn:
+        version, _ = _refuse_newer(conn, shown)
+        applied = _migrate(conn, url, shown) if version < SCHEMA_VERSION else []
+        after, _ = _meta(conn)
+    return (applied[0] - 1 if applied else after), after
+
+
+def pending_sql(url: str) -> str:
+    """The statements `upgrade` would run on the database at *url*, as a script for psql
+    (`migration_sql` from its schema version). Reads the version only; changes nothing."""
+    shown = redact_url(url)
+    with _database_errors(url, shown), _connect(url, shown) as conn:
+        version, _ = _refuse_newer(conn, shown)
+    return migration_sql(version)
+
+
+def migration_sql(version: int) -> str:
+    """A psql script that brings a database at schema *version* to `SCHEMA_VERSION`: per
+    migration ``BEGIN``, hub's migration lock, a check of the version, the migration's
+    statements, its ``hub_meta`` bookkeeping, ``COMMIT`` (what `upgrade` runs, literally)."""
+    lines = [
+        f"-- hub-core: the account schema from version {version} to {SCHEMA_VERSION} (PostgreSQL).",
+        "-- Run it as a role that may create tables in the schema hub uses, for example",
+        "--   psql -v ON_ERROR_STOP=1 -h HOST -U ROLE -d DATABASE -f upgrade.sql",
+        "-- (the password from ~/.pgpass or PGPASSWORD, never on the command line).",
+        "-- Each migration is one transaction under hub's migration lock and first checks the",
+        "-- version it starts from: on a database another upgrade moved meanwhile it stops,",
+        "-- changing nothing.",
+    ]
+    if version >= SCHEMA_VERSION:
+        lines.append(f"-- Already at schema {version}: nothing to run.")
+    for target in range(max(version, 0) + 1, SCHEMA_VERSION + 1):
+        min_reader, steps = MIGRATIONS[target - 1]
+        lines += [
+            "",
+            f"-- Migration {target} (hubs of schema version {min_reader} and later can use it)",
+            "BEGIN;",
+            f"SELECT pg_advisory_xact_lock({_LOCKS}, {_MIGRATE_LOCK});",
+            _version_check(target - 1),
+            *(textwrap.dedent(sql).strip() + ";" for sql in steps),
+            _meta_upsert(target, min_reader) + ";",
+            "COMMIT;",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _version_check(version: int) -> str:
+    """A statement that fails its transaction unless the schema is at *version*."""
+    present = _HUB_META_PRESENT
+    refuse = (
+        f"RAISE EXCEPTION 'hub: the account schema is not at version {int(version)}: "
+        "run `hub db status`; nothing was changed';"
+    )
+    if version == 0:
+        return f"DO $$ BEGIN IF {present} THEN {refuse} END IF; END $$;"
+    # Nested: PL/pgSQL plans the read of hub_meta only once it is known to be there.
+    return (
+        f"DO $$ BEGIN IF NOT {present} THEN {refuse} ELSIF (SELECT schema_version FROM "  # noqa: S608
+        f"hub_meta) IS DISTINCT FROM {int(version)} THEN {refuse} END IF; END $$;"
+    )
+
+
 class _Pool:
     """The connection pool of one URL, shared by a store and its `connect_again` copies."""
 
@@ -399,62 +593,20 @@ class PostgresStore:
 
     def _open(self, ring: KeyRing) -> KeyRing:
         """Migrate the schema and check the keys, on a connection of its own."""
-        with self._errors():
+        with _database_errors(self._url, self._shown), _connect(self._url, self._shown) as conn:
             try:
-                conn = psycopg.connect(
-                    self._url, connect_timeout=_CONNECT_TIMEOUT, **_connect_options()
-                )
-            except psycopg.OperationalError as exc:
-                raise StoreError(
-                    f"cannot open the account database {self._shown}: "
-                    f"{_describe(exc, self._url, self._shown)}"
-                ) from None
-            with conn:
-                version, _ = self._refuse_newer(conn)
+                version, _ = _refuse_newer(conn, self._shown)
                 if version < SCHEMA_VERSION:
-                    self._migrate(conn)
+                    _migrate(conn, self._url, self._shown)
                 return self._unlock(conn, ring)
-
-    def _meta(self, conn: psycopg.Connection[dict[str, Any]]) -> tuple[int, int]:
-        # From pg_class itself, not to_regclass(): the catalog cache of a session that waited
-        # for the migration lock may not yet show the table another host just created.
-        found = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
-            " ON n.oid = c.relnamespace WHERE c.relname = 'hub_meta'"
-            " AND n.nspname = ANY(current_schemas(false))) AS present"
-        ).fetchone()
-        if not found or not found["present"]:
-            return 0, 0
-        row = conn.execute("SELECT schema_version, min_reader_version FROM hub_meta").fetchone()
-        return (0, 0) if row is None else (row["schema_version"], row["min_reader_version"])
-
-    def _refuse_newer(self, conn: psycopg.Connection[dict[str, Any]]) -> tuple[int, int]:
-        version, min_reader = self._meta(conn)
-        if version > SCHEMA_VERSION and min_reader > SCHEMA_VERSION:
-            raise StoreError(
-                f"the account database {self._shown} was made by a newer hub (schema version "
-                f"{version}, readable by hubs of schema version {min_reader} and later; this hub "
-                f"knows up to {SCHEMA_VERSION}): upgrade hub-core to use it; nothing was changed"
-            )
-        return version, min_reader
-
-    def _migrate(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
-        for target, (min_reader, steps) in enumerate(MIGRATIONS, start=1):
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCKS, _MIGRATE_LOCK))
-                # Another host may have migrated while this one waited for the lock.
-                version, _ = self._refuse_newer(conn)
-                if version >= target:
-                    continue
-                for sql in steps:
-                    conn.execute(sql)
-                conn.execute(
-                    "INSERT INTO hub_meta (id, schema_version, min_reader_version)"
-                    " VALUES (true, %(v)s, %(r)s) ON CONFLICT (id) DO UPDATE"
-                    " SET schema_version = EXCLUDED.schema_version, min_reader_version ="
-                    " greatest(hub_meta.min_reader_version, EXCLUDED.min_reader_version)",
-                    {"v": target, "r": min_reader},
-                )
+            except psycopg.errors.InsufficientPrivilege as exc:
+                # The schema is there, but this role may not use its rows: say which grants.
+                raise StoreError(
+                    f"the account database {self._shown} refused this role "
+                    f"({_describe(exc, self._url, self._shown)}): grant it SELECT, INSERT, "
+                    "UPDATE and DELETE on every table of hub's schema (again after each "
+                    "`hub db upgrade`); nothing was changed"
+                ) from None
 
     def _unlock(self, conn: psycopg.Connection[dict[str, Any]], ring: KeyRing) -> KeyRing:
         """Check every key against the database, then record a check for each new one."""
@@ -582,14 +734,8 @@ class PostgresStore:
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
-        try:
+        with _database_errors(self._url, self._shown):
             yield
-        except psycopg.Error as exc:
-            # From None: psycopg's own message (its DETAIL) may quote a bound value.
-            raise StoreError(
-                f"the account database {self._shown} failed: "
-                f"{_describe(exc, self._url, self._shown)}"
-            ) from None
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:

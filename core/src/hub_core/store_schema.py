@@ -11,9 +11,14 @@ SQLite only: another backend (PostgreSQL) keeps its own schema in its own module
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import StoreError
+from .store_types import SchemaStatus
 
 __all__ = [
     "BUSY_TIMEOUT",
@@ -21,6 +26,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "enable_wal",
     "migrate",
+    "migration_sql",
+    "schema_status",
     "transaction",
     "user_version",
 ]
@@ -262,6 +269,48 @@ def migrate(conn: sqlite3.Connection, version: int) -> None:
             for sql in steps:
                 conn.execute(sql)
             conn.execute(f"PRAGMA user_version = {target}")
+
+
+def schema_status(path: str | os.PathLike[str]) -> SchemaStatus:
+    """Where the schema of the SQLite file at *path* stands against this hub's.
+
+    Reads ``PRAGMA user_version`` on a read-only connection: needs no key, creates nothing
+    (a missing file is ``exists=False``, version 0). Raise `StoreError` when it is not a
+    database SQLite can read.
+    """
+    path = Path(path)
+    if not path.exists():
+        return SchemaStatus("sqlite", str(path), 0, SCHEMA_VERSION, exists=False)
+    try:
+        with contextlib.closing(
+            sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+        ) as conn:
+            version = user_version(conn)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the account database {path}: {exc}") from None
+    return SchemaStatus("sqlite", str(path), version, SCHEMA_VERSION)
+
+
+def migration_sql(version: int) -> str:
+    """A script for the ``sqlite3`` shell that brings a database at schema *version* to
+    `SCHEMA_VERSION`: what `migrate` runs, one ``BEGIN IMMEDIATE`` transaction per migration."""
+    lines = [
+        f"-- hub-core: the account schema from version {version} to {SCHEMA_VERSION} (SQLite).",
+        "-- Run it with: sqlite3 -bail hub.db < upgrade.sql (while no hub uses the file).",
+    ]
+    if version >= SCHEMA_VERSION:
+        lines.append(f"-- Already at schema {version}: nothing to run.")
+    for target in range(max(version, 0) + 1, SCHEMA_VERSION + 1):
+        lines += [
+            "",
+            f"-- Migration {target}",
+            "BEGIN IMMEDIATE;",
+            # As written, not dedented: SQLite keeps a table's statement as its text.
+            *(sql.strip() + ";" for sql in MIGRATIONS[target - 1]),
+            f"PRAGMA user_version = {target};",
+            "COMMIT;",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ __all__ = [
     "Link",
     "ListingKey",
     "OutboxEntry",
+    "SchemaStatus",
     "utc_now",
 ]
 
@@ -152,3 +153,35 @@ class KeysetPage:
     accounts: list[Account]
     #: Pass to `AccountStore.page_after` for the next page; None on the last page.
     after: ListingKey | None
+
+
+@attrs.frozen
+class SchemaStatus:
+    """Where a database's schema stands against this hub's (``hub db status``)."""
+
+    #: ``"sqlite"`` or ``"postgresql"``.
+    backend: str
+    #: The SQLite file, or the PostgreSQL URL with its password masked.
+    database: str
+    #: The database's schema version; 0 when it has no schema yet (or no file).
+    version: int
+    #: The schema version this hub knows up to (its last migration).
+    hub_version: int
+    #: PostgreSQL's oldest schema version whose hub may still use the database; None on
+    #: SQLite (and before PostgreSQL has a schema).
+    min_reader_version: int | None = None
+    #: False for a SQLite file that is not there yet (opening it creates it).
+    exists: bool = True
+
+    @property
+    def pending(self) -> tuple[int, ...]:
+        """The migrations ``hub db upgrade`` would apply, in order (empty when none)."""
+        return tuple(range(self.version + 1, self.hub_version + 1))
+
+    @property
+    def usable(self) -> bool:
+        """Whether this hub can use the database (once `pending` is applied): a newer schema
+        only while its ``min_reader_version`` allows this hub."""
+        if self.version <= self.hub_version:
+            return True
+        return self.min_reader_version is not None and self.min_reader_version <= self.hub_version

@@ -18,7 +18,7 @@ from cryptography.fernet import Fernet
 from hub_core.store_protocol import AccountStore
 
 # The session's PostgreSQL (started on first use only: the SQLite params never start it).
-from hub_core.testing.postgres import PostgresCluster, postgres_server  # noqa: F401
+from hub_core.testing.postgres import PostgresCluster
 
 
 class Backend:

@@ -403,7 +403,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hub_core.cli import accounts, catalog, keys, limits, links, serve, webhooks, worker
+    from hub_core.cli import accounts, catalog, db, keys, limits, links, serve, webhooks, worker
 
     for command in (
         *catalog.COMMANDS,
@@ -414,6 +414,7 @@ def _register() -> None:
         *worker.COMMANDS,
         *keys.COMMANDS,
         *limits.COMMANDS,
+        *db.COMMANDS,
     ):
         main.add_command(command)
 
