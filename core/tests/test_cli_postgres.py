@@ -72,3 +72,22 @@ def test_the_sqlite_path_never_imports_psycopg(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_without_the_postgres_extra_a_url_says_what_to_install(env: dict[str, str]) -> None:
+    # As on a machine with hub-core but not hub-core[postgres]: psycopg cannot be imported.
+    blocked = (
+        "import sys; sys.modules['psycopg'] = None; sys.argv = ['hub', 'accounts'];"
+        " from hub_core.cli import main; main()"
+    )
+    env.update(
+        HUB_DATABASE_URL="postgresql://hub:pw-not-shown@127.0.0.1:1/hub",
+        HUB_SECRET_KEY=Fernet.generate_key().decode(),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", blocked], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'hub-core[postgres]'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "pw-not-shown" not in done.stderr + done.stdout

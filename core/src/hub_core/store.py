@@ -2272,8 +2272,13 @@ def open_store(
     if url_or_path is None:
         url_or_path = os.environ.get(DATABASE_URL_ENV) or None
     if isinstance(url_or_path, str) and is_postgres_url(url_or_path):
-        from .store_postgres import PostgresStore
-
+        try:
+            from .store_postgres import PostgresStore
+        except ImportError as exc:  # psycopg is an extra: say which, never the URL
+            raise StoreError(
+                f"a PostgreSQL account database needs hub's PostgreSQL support ({exc.name} is "
+                "not installed): pip install 'hub-core[postgres]'"
+            ) from None
         return PostgresStore(url_or_path, secret_key=secret_key)
     return SqliteStore(url_or_path, secret_key=secret_key)
 
