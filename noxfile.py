@@ -72,14 +72,20 @@ def bench(session: nox.Session) -> None:
     """Benchmarks (bench/README.md): a table of ratios and bench/results.json; not in `nox`.
 
     Installs the distributions as users get them (wheels, not editable), rebuilt every time.
-    ``nox -s bench -- --quick`` runs fewer rounds; ``-- --update-readme`` records the results.
+    ``nox -s bench -- --quick`` runs fewer rounds; ``-- --update-readme`` records the results;
+    ``-- --only distributed`` runs the PostgreSQL workers' section (not run by default).
     """
-    # hub-core with its web extra: the web section serves the real web Hub.
-    ours = [f"{CORE}[web]", *PLUGINS, "./bench/hello"]
+    # hub-core with its web extra (the web section serves the real web Hub) and its postgres
+    # extra (the distributed section's workers).
+    ours = [f"{CORE}[web,postgres]", *PLUGINS, "./bench/hello"]
     # pip writes bytecode as it installs, uv only when asked: without it the first timed run
     # of each command would also compile every module it imports.
     compiled = {"UV_COMPILE_BYTECODE": "1"}
-    session.install(*ours, *group("bench"), env=compiled)
+    # The distributed section starts its PostgreSQL with the test kit's PostgresCluster, whose
+    # module imports pytest; only then is it installed, so that the cold-start figures
+    # (`hub providers` reads every installed distribution) keep the environment they had.
+    distributed = any("distributed" in arg for arg in session.posargs)
+    session.install(*ours, *group("bench"), *(["pytest>=8"] if distributed else []), env=compiled)
     # Local directories are cached by their pyproject.toml: rebuild them so the code is current.
     session.install("--force-reinstall", "--no-deps", *ours, env=compiled)
     session.run("python", "bench/run.py", *session.posargs)

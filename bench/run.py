@@ -4,6 +4,9 @@ Prints a table and writes bench/results.json. Every figure is a ratio to a basel
 in the same run on the same machine; only memory also has an absolute ceiling.
 
     python bench/run.py [--quick | --full] [--only cold,discovery,store,bulk,web] [--update-readme]
+    python bench/run.py --only distributed [--quick | --full]
+
+The distributed section (PostgreSQL workers, about 15 minutes) runs only when named.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from typing import Any
 
 from measure import BENCH, Figure, machine, table
 
-SECTIONS = ("cold", "discovery", "store", "bulk", "web")
+SECTIONS = ("cold", "discovery", "store", "bulk", "web", "distributed")
+#: What runs without --only: the distributed section takes longer than all the others.
+DEFAULT = SECTIONS[:-1]
 README = BENCH / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -30,14 +35,22 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs, smaller bulk sizes")
     parser.add_argument(
-        "--full",
-        action="store_true",
-        help="also the peak RSS of hub check --all over 1,000,000 accounts (about 30 minutes)",
+        "--only",
+        default=",".join(DEFAULT),
+        help=f"sections to run ({','.join(SECTIONS)}; default {','.join(DEFAULT)})",
     )
     parser.add_argument(
-        "--only", default=",".join(SECTIONS), help=f"sections to run ({','.join(SECTIONS)})"
+        "--full",
+        action="store_true",
+        help="bulk: also the peak RSS of hub check --all over 1,000,000 accounts (about 30"
+        " minutes); distributed: 1,000,000 accounts (default 100,000) and the peak RSS ceiling",
     )
     parser.add_argument("--runs", type=int, help="timed runs per command (default 20, quick 5)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="distributed: rounds of the four configurations (default 2, --full 1)",
+    )
     parser.add_argument("--output", type=Path, default=BENCH / "results.json")
     parser.add_argument(
         "--update-readme", action="store_true", help="write the results into bench/README.md"
@@ -73,6 +86,9 @@ def main(argv: Sequence[str]) -> int:
         "web_reps": 2 if quick else 5,
         "web_requests": 500 if quick else 3000,
         "web_latency_requests": 100 if quick else 300,
+        # The distributed section: accounts, and rounds of the four configurations.
+        "distributed_accounts": 5000 if quick else 1_000_000 if options.full else 100_000,
+        "distributed_reps": options.rounds or (1 if options.full else 2),
     }
     figures: list[Figure] = []
     skipped: dict[str, str] = {}
@@ -128,6 +144,23 @@ def main(argv: Sequence[str]) -> int:
                 latency_count=settings["web_latency_requests"],
             )
         )
+
+    if "distributed" in options.only:
+        _section("distributed")
+        from bulk import Unavailable
+        from distributed import distributed
+
+        try:
+            found, notes = distributed(
+                settings["distributed_accounts"],
+                settings["distributed_reps"],
+                full=options.full,
+            )
+            figures += _shown(found)
+            settings["distributed_notes"] = notes
+        except Unavailable as exc:
+            skipped["distributed"] = str(exc)
+            print(f"  skipped: {exc}")
 
     elapsed = time.monotonic() - started
     about["load_average_end"] = list(machine()["load_average"])
