@@ -101,6 +101,7 @@ class FakeElastic:
         self.gate: threading.Barrier | None = None
         self.held: set[str] = set()
         self.release = threading.Event()
+        self.limited: dict[str, int] = {}
         self.server: FakeProvider
 
     @property
@@ -122,6 +123,9 @@ class FakeElastic:
         key = authorization.removeprefix("ApiKey ")
         if key in self.held:
             self.release.wait(TIMEOUT)
+        if key in self.limited:
+            body = {"errors": [{"code": "root.too_many_requests", "message": "Slow down"}]}
+            return Reply.json(body, status=429, headers={"Retry-After": str(self.limited[key])})
         if key not in self.keys:
             message = "The supplied authentication is invalid"
             if self.echo_key:
@@ -329,6 +333,26 @@ class HubCommand:
 @pytest.fixture
 def hub(hub_env: dict[str, str | None]) -> HubCommand:
     return HubCommand(hub_env)
+
+
+@pytest.fixture
+def hub_on_postgres(hub_env: dict[str, str | None]) -> Any:
+    """Makes a `HubCommand` on the PostgreSQL of a URL (``HUB_DATABASE_URL``), with a key ring of
+    one new key (``HUB_SECRET_KEYS``; its ``env`` holds both)."""
+    from cryptography.fernet import Fernet
+
+    def make(url: str) -> HubCommand:
+        key = Fernet.generate_key().decode()
+        return HubCommand({**hub_env, "HUB_DATABASE_URL": url, "HUB_SECRET_KEYS": key})
+
+    return make
+
+
+@pytest.fixture
+def pg_hub(hub_on_postgres: Any, postgres_url: str) -> HubCommand:
+    """`HubCommand` on a fresh schema of the session's PostgreSQL (see `hub_on_postgres`)."""
+    made: HubCommand = hub_on_postgres(postgres_url)
+    return made
 
 
 @pytest.fixture

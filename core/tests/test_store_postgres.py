@@ -168,3 +168,66 @@ def test_a_store_shares_its_pool_with_connect_again(postgres_url: str) -> None:
     assert other.accounts() == []  # the pool lives while one of them does
     other.close()
     other.close()
+
+
+def _kill_the_next_update(url: str, times: int = 1) -> None:
+    """The next *times* UPDATEs of an account end their own session mid-transaction, as a
+    server restart or a reset link ends a worker's (a sequence: its count survives the
+    rollback the termination causes)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE SEQUENCE kills; CREATE FUNCTION kill_session() RETURNS trigger"
+            f" LANGUAGE plpgsql AS $$ BEGIN IF nextval('kills') <= {times} THEN"
+            " PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NEW; END $$;"
+            " CREATE TRIGGER kill_session BEFORE UPDATE ON accounts FOR EACH ROW"
+            " EXECUTE FUNCTION kill_session()"
+        )
+
+
+def test_verdicts_under_a_lease_are_written_again_on_a_new_connection(postgres_url: str) -> None:
+    key = Fernet.generate_key().decode()
+    with PostgresStore(postgres_url, secret_key=key) as store:
+        account_id = save(store)
+        lease = store.lease(10)
+        _kill_the_next_update(postgres_url)
+        verified = Verified(identity="org:1", label="Again")
+        (outcome,) = store.record_many([(account_id, verified)], lease=lease.token)
+        assert not isinstance(outcome, StoreError)
+        assert outcome.label == "Again"
+        assert store.get(account_id).label == "Again"
+        # Once written, its lease is over: a repeat (a reply lost after the commit) is fenced.
+        (again,) = store.record_many([(account_id, verified)], lease=lease.token)
+        assert isinstance(again, StoreError)
+        assert "lease" in str(again)
+
+
+def test_a_write_without_a_lease_is_not_repeated_when_its_connection_drops(
+    postgres_url: str,
+) -> None:
+    key = Fernet.generate_key().decode()
+    with PostgresStore(postgres_url, secret_key=key) as store:
+        account_id = save(store)
+        _kill_the_next_update(postgres_url)
+        # Committed or not cannot be told: it fails, saying so, rather than writing twice.
+        with pytest.raises(StoreError, match="failed"):
+            store.record(account_id, Verified(identity="org:1", label="Once"))
+        assert store.get(account_id).label == "One"
+        # The pool replaced the broken connection: the next call works.
+        assert store.record(account_id, Verified(identity="org:1", label="Now")).label == "Now"
+
+
+def test_a_database_away_for_longer_than_the_wait_is_a_clear_error(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub_core import store_postgres
+
+    key = Fernet.generate_key().decode()
+    with PostgresStore(postgres_url, secret_key=key) as store:
+        save(store)
+        _kill_the_next_update(postgres_url, times=1000)
+        monkeypatch.setattr(store_postgres, "RECONNECT_FOR", 0.5)
+        with pytest.raises(StoreError, match="failed: terminating connection") as caught:
+            store.lease(10)  # a lease is tried again, for RECONNECT_FOR only
+        assert store._url not in str(caught.value)  # the password masked
+        with psycopg.connect(postgres_url) as conn:
+            assert conn.execute("SELECT nextval('kills')").fetchone()[0] > 2  # tried again

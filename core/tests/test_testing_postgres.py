@@ -59,6 +59,37 @@ def test_a_stopped_cluster_is_gone(postgres_server: PostgresCluster) -> None:
         sock.connect(("127.0.0.1", port))
 
 
+def test_a_restart_and_a_crash_keep_the_data_and_the_port(
+    postgres_server: PostgresCluster,
+) -> None:
+    import psycopg
+
+    cluster = PostgresCluster(postgres_server.bindir, settings={"synchronous_commit": "on"})
+    cluster.start()
+    try:
+        port = cluster.port
+        with psycopg.connect(cluster.url(), autocommit=True) as conn:
+            assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
+            conn.execute("CREATE TABLE kept (x int)")
+            conn.execute("INSERT INTO kept VALUES (1)")
+        for fault in (cluster.restart, cluster.crash):
+            before = psycopg.connect(cluster.url(), autocommit=True)
+            fault()
+            if fault == cluster.crash:
+                with pytest.raises(psycopg.OperationalError):
+                    psycopg.connect(cluster.url(), connect_timeout=5)
+                cluster.start_again()
+            with pytest.raises(psycopg.OperationalError):
+                before.execute("SELECT 1")  # its session ended with the server
+            before.close()
+            assert cluster.port == port
+            with psycopg.connect(cluster.url()) as conn:
+                assert conn.execute("SELECT x FROM kept").fetchall() == [(1,)]
+                assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
+    finally:
+        cluster.stop()
+
+
 def test_binaries_are_found_by_variable_and_missing_ones_are_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

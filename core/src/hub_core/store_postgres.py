@@ -28,16 +28,18 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import json
 import os
 import secrets
 import sqlite3
 import textwrap
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar, cast
 
 import psycopg
 from cryptography.fernet import InvalidToken
@@ -297,6 +299,57 @@ def _describe(exc: psycopg.Error, url: str, shown: str) -> str:
     return text
 
 
+#: How long a worker's store call keeps trying while the database is away (a restart, a crash
+#: and its recovery, a failover, a reset link) before it fails with the last error.
+RECONNECT_FOR = 60.0
+# The session is gone, not the statement refused: a connection exception (class 08), the
+# server shutting down, crashed, or not accepting connections yet (57P01-57P03).
+_LOST_STATES = ("57P01", "57P02", "57P03")
+
+
+def _connection_lost(exc: psycopg.Error) -> bool:
+    state = exc.sqlstate
+    if state is None:  # libpq's own: the socket closed, a connect failed, the pool timed out
+        return isinstance(exc, psycopg.OperationalError)
+    return state.startswith("08") or state in _LOST_STATES
+
+
+class _ConnectionLost(StoreError):
+    """The database went away during a call: its session ended, or no connection could be made."""
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _reconnecting(
+    method: Callable[Concatenate[PostgresStore, _P], _T],
+) -> Callable[Concatenate[PostgresStore, _P], _T]:
+    """*method*, called again while the database is away, for up to `RECONNECT_FOR` seconds.
+
+    Only for calls whose second attempt changes nothing the first did, committed or not (its
+    reply may be what was lost): reads, a lease (a lost reply strands one batch until that lease
+    ends, as a killed worker's would), a release, and verdicts under a lease's token (one that
+    committed finds its lease ended: `LeaseLost`, nothing written twice). The pool replaces the
+    broken connections; a worker waits here instead of exiting.
+    """
+
+    @functools.wraps(method)
+    def again(self: PostgresStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        deadline = time.monotonic() + RECONNECT_FOR
+        pause = 0.05
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except _ConnectionLost:
+                if time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    return again
+
+
 def _sqlite_shaped(row: Mapping[str, Any]) -> sqlite3.Row:
     # The shared row readers (`store_rows`, `_check_same_place`) read columns by name only,
     # which a psycopg dict row does the same way.
@@ -318,10 +371,10 @@ def _database_errors(url: str, shown: str) -> Iterator[None]:
     try:
         yield
     except psycopg.Error as exc:
-        # From None: psycopg's own message (its DETAIL) may quote a bound value.
-        raise StoreError(
-            f"the account database {shown} failed: {_describe(exc, url, shown)}"
-        ) from None
+        # From None: psycopg's own message (its DETAIL) may quote a bound value. A lost
+        # connection is its own class: a worker's calls that a repeat cannot double retry it.
+        error = _ConnectionLost if _connection_lost(exc) else StoreError
+        raise error(f"the account database {shown} failed: {_describe(exc, url, shown)}") from None
 
 
 def _connect(url: str, shown: str) -> psycopg.Connection[dict[str, Any]]:
@@ -1093,7 +1146,30 @@ class PostgresStore:
     ) -> list[Account | StoreError]:
         """Store many outcomes in one transaction, each under *lease* when given
         (`AccountStore.record_many`); with a lease, times are the database's."""
-        versions = versions or {}
+        if lease is None:
+            return self._record_all(results, now, versions or {}, None, next_check_in)
+        # Under a lease a second attempt is safe (see `_reconnecting`): read the outcomes once.
+        return self._record_leased_all(list(results), now, versions or {}, lease, next_check_in)
+
+    @_reconnecting
+    def _record_leased_all(
+        self,
+        results: list[tuple[str, Verified | HubError]],
+        now: datetime | None,
+        versions: Mapping[str, str],
+        lease: str,
+        next_check_in: timedelta,
+    ) -> list[Account | StoreError]:
+        return self._record_all(results, now, versions, lease, next_check_in)
+
+    def _record_all(
+        self,
+        results: Iterable[tuple[str, Verified | HubError]],
+        now: datetime | None,
+        versions: Mapping[str, str],
+        lease: str | None,
+        next_check_in: timedelta,
+    ) -> list[Account | StoreError]:
         out: list[Account | StoreError] = []
         with self._write() as conn:
             when = self._db_now(conn, now) if lease is not None else _now(now)
@@ -1257,6 +1333,7 @@ class PostgresStore:
 
     # --- leases (SCALE.md §2) -------------------------------------------------------------------
 
+    @_reconnecting
     def lease(
         self,
         limit: int,
@@ -1354,6 +1431,7 @@ class PostgresStore:
             return LeasedAccount(account, error=exc)
         return LeasedAccount(account, values, _version(row["secrets"]))
 
+    @_reconnecting
     def release(
         self,
         token: str,
@@ -1386,6 +1464,7 @@ class PostgresStore:
                 },
             ).rowcount
 
+    @_reconnecting
     def held_elsewhere(
         self,
         mine: Iterable[str] = (),
@@ -1402,6 +1481,7 @@ class PostgresStore:
             ).fetchone()
         return _now(row["until"]) if row and row["until"] else None
 
+    @_reconnecting
     def next_due(self) -> datetime | None:
         """When the next account falls due (None: no account; a past time: one is due now)."""
         with self._read() as conn:
@@ -1414,6 +1494,7 @@ class PostgresStore:
             _now(row["next_check_at"]) if row["next_check_at"] else datetime.min.replace(tzinfo=UTC)
         )
 
+    @_reconnecting
     def due_count(self, *, checked_before: datetime | None = None) -> int:
         """Accounts not checked since *checked_before*, or all accounts without it."""
         sql = "SELECT count(*) AS n FROM accounts"
@@ -1423,6 +1504,7 @@ class PostgresStore:
             row = conn.execute(sql, {"before": checked_before}).fetchone()
         return int(row["n"]) if row else 0
 
+    @_reconnecting
     def join_run(
         self, *, alive_for: timedelta = LEASE_DEFAULT, now: datetime | None = None
     ) -> tuple[str, datetime]:
@@ -1441,6 +1523,7 @@ class PostgresStore:
             )
         return token, started
 
+    @_reconnecting
     def keep_run(
         self, token: str, *, alive_for: timedelta = LEASE_DEFAULT, now: datetime | None = None
     ) -> None:
@@ -1452,6 +1535,7 @@ class PostgresStore:
                 {"now": now and _now(now), "alive": alive_for, "token": token},
             )
 
+    @_reconnecting
     def end_run(self, token: str) -> None:
         """The run *token* is over; ending an unknown or ended run is harmless."""
         with self._write() as conn:

@@ -42,7 +42,7 @@ import subprocess
 import tempfile
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -95,10 +95,14 @@ class PostgresCluster:
     and `drop_database` make and remove databases for one test each.
     """
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, settings: Mapping[str, str] | None = None) -> None:
         self.bindir = bindir
         self.password = secrets.token_hex(16)
         self.port = 0
+        #: Server settings over the test defaults (``{"synchronous_commit": "on"}`` for a
+        #: test whose crash must not lose a commit the client was told of).
+        self.settings = dict(settings or {})
+        self._options = ""
         self._root: Path | None = None
         self._names = itertools.count(1)
 
@@ -150,22 +154,45 @@ class PostgresCluster:
         # A free port can be taken between the look and the start: try a few.
         for attempt in range(5):
             self.port = _free_port()
-            options = (
-                f"-c listen_addresses=127.0.0.1 -c port={self.port}"
-                " -c unix_socket_directories='' -c fsync=off -c synchronous_commit=off"
-                " -c full_page_writes=off -c max_connections=200"
-            )
+            settings = {
+                "listen_addresses": "127.0.0.1",
+                "port": str(self.port),
+                "unix_socket_directories": "''",
+                "fsync": "off",
+                "synchronous_commit": "off",
+                "full_page_writes": "off",
+                "max_connections": "200",
+                **self.settings,
+            }
+            self._options = " ".join(f"-c {name}={value}" for name, value in settings.items())
             try:
-                self._run(
-                    "pg_ctl", "start", "-w", "-D", str(self.data), "-l", str(root / "log"),
-                    "-o", options,
-                )  # fmt: skip
+                self.start_again()
                 return
             except RuntimeError:
                 if attempt == 4:
                     log = (root / "log").read_text(errors="replace")[-2000:]
                     self.stop()
                     raise RuntimeError(f"PostgreSQL did not start:\n{log}") from None
+
+    # --- faults (SCALE.md §4): the cluster's data stays, its port too ----------------------
+
+    def start_again(self) -> None:
+        """Start the server (after `crash`) on the same port, with the same settings."""
+        log = str(self.data.parent / "log")
+        self._run("pg_ctl", "start", "-w", "-D", str(self.data), "-l", log, "-o", self._options)
+
+    def restart(self) -> None:
+        """``pg_ctl restart``: a fast shutdown (every session ended) and a start again."""
+        log = str(self.data.parent / "log")
+        self._run(
+            "pg_ctl", "restart", "-w", "-m", "fast", "-D", str(self.data), "-l", log,
+            "-o", self._options,
+        )  # fmt: skip
+
+    def crash(self) -> None:
+        """Stop the server as a crash does (``pg_ctl stop -m immediate``: no shutdown
+        checkpoint, so the next start recovers from the WAL); `start_again` brings it back."""
+        self._run("pg_ctl", "stop", "-w", "-m", "immediate", "-D", str(self.data))
 
     def stop(self) -> None:
         """Stop the cluster (fast shutdown) and remove its directory; harmless twice."""
