@@ -3,7 +3,8 @@
 `SqliteStore` implements `hub_core.store_protocol.AccountStore` over stdlib sqlite3: opening a
 database (owners and modes, the key ring, migrations), and the statements behind each
 protocol method. What it is built from lives beside it, one idea per module: the schema and
-its migrations in `hub_core.store_schema`, the row <-> value mapping in `hub_core.store_rows`,
+its migrations in `hub_core.store_schema`, the rules around the statements that every backend
+shares in `hub_core.store_rules`, the row <-> value mapping in `hub_core.store_rows`,
 the values it hands out in `hub_core.store_types` (re-exported here), lease values in
 `hub_core.leases`, the key ring in `hub_core.keyring`, the status rules in `hub_core.status`.
 `Store` is `SqliteStore`, under the name callers have always used.
@@ -40,13 +41,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import platformdirs
-from cryptography.fernet import InvalidToken
 
 from .budgets import (
     LeasePlan,
     Pause,
     ProviderLimit,
-    check_rate,
     held_back,
     limit_from_row,
     note_rate_limited,
@@ -55,23 +54,17 @@ from .budgets import (
 from .errors import (
     AccountNotFound,
     AmbiguousAccount,
-    FieldError,
     HubError,
     IdentityMismatch,
-    InvalidCredentials,
     LinkUsed,
-    PermissionDenied,
-    PluginError,
     RateLimited,
     StoreError,
-    redact,
 )
 from .keyring import (
     KEY_ENV,
     KEYS_ENV,
     BadKey,
     KeyRing,
-    KeyState,
     KeyStatus,
     RotationReport,
     generate_key,
@@ -85,11 +78,33 @@ from .store_rows import account_from_row as _account
 from .store_rows import account_id_of as _account_id
 from .store_rows import by_id as _by_id
 from .store_rows import iso as _iso
-from .store_rows import json_object as _json_object
 from .store_rows import link_from_row as _link
 from .store_rows import outbox_entry_from_row as _outbox_entry
 from .store_rows import parse_time as _parse
 from .store_rows import text_or_none as _text_or_none
+from .store_rules import (
+    UNSTORABLE,
+    SharedMethods,
+    budget_values,
+    check_recordable,
+    check_relink,
+    decrypt_secrets,
+    dropped_keys,
+    failed_check,
+    key_status,
+    limit_or_cleared,
+    limit_or_none,
+    link_values,
+    passing_keys,
+    recorded_expiry,
+    reencrypted,
+    sealed,
+    secret_values,
+    stored_values,
+    unstorable,
+    usable_link,
+)
+from .store_rules import lease_lost as _lease_lost
 from .store_schema import BUSY_TIMEOUT as _BUSY_TIMEOUT
 from .store_schema import SCHEMA_VERSION as _SCHEMA_VERSION
 from .store_schema import enable_wal as _enable_wal
@@ -160,7 +175,16 @@ def default_path() -> Path:
     return platformdirs.user_data_path("hub") / _DATABASE_NAME
 
 
-class SqliteStore:
+#: What a verdict's values raise that SQLite cannot store (`hub_core.store_rules.UNSTORABLE`).
+_UNSTORABLE: tuple[type[Exception], ...] = (
+    *UNSTORABLE,
+    sqlite3.DataError,
+    sqlite3.InterfaceError,
+    sqlite3.IntegrityError,
+)
+
+
+class SqliteStore(SharedMethods):
     """The linked accounts of one SQLite database: the default `AccountStore`.
 
     *path* defaults to `default_path()`; missing parent directories are created (mode 0700)
@@ -351,14 +375,7 @@ class SqliteStore:
                     f"the key file {self._key_path}; restore that file, or set {KEYS_ENV} (or "
                     f"{_KEY_ENV}) to the key the database was created with"
                 )
-        known = [key_id for key_id in ring.ids if key_id in checks]
-        for key_id in known:
-            if not ring.passes(key_id, checks[key_id]):
-                raise StoreError(
-                    f"the secret key from {ring.where(key_id)} fails its key check in this "
-                    f"database ({self._path}): the check stored for key id {key_id} does not "
-                    "decrypt with it (changed outside hub?); nothing was read or changed"
-                )
+        known = passing_keys(ring, checks, f"this database ({self._path})")
         legacy = checks.get(None)
         legacy_id = None if legacy is None else ring.opens(legacy)
         if (legacy is not None and legacy_id is None) or (legacy is None and not known):
@@ -394,15 +411,7 @@ class SqliteStore:
             elif key_id not in ring:
                 dropped[key_id] = _count_on(conn, key_id)
         if dropped:
-            counts = ", ".join(
-                f"{n} account{'s' * (n != 1)} on key id {key_id}" for key_id, n in dropped.items()
-            )
-            raise StoreError(
-                f"the account database {self._path} has {counts}, which no configured key "
-                f"({ring.source}: key ids {', '.join(ring.ids)}) decrypts: someone dropped a key "
-                f"too early. Put it back (last in {KEYS_ENV}), run `hub keys rotate`, and drop "
-                "it once `hub keys status` shows no account on it; nothing was read or changed"
-            )
+            raise dropped_keys(str(self._path), ring, dropped)
 
     def _ensure_key_checks(self, conn: sqlite3.Connection, ring: KeyRing | None) -> KeyRing:
         """Give each configured key its check, and rows from before key ids their key's id."""
@@ -581,10 +590,7 @@ class SqliteStore:
         """
         now = _now(now)
         owner, owner_name = check_owner(owner), clean_owner_name(owner_name)
-        config = json.dumps(credentials.public())
-        hidden = credentials.secret_names
-        secret = {name: value for name, value in credentials.items() if name in hidden}
-        key_id, token = self._ring.encrypt(json.dumps(secret).encode("utf-8"))
+        config, key_id, token = sealed(self._ring, credentials)
         details = _details_json(verified.details)
         with self._write() as conn:
             if link_id is not None:
@@ -658,91 +664,14 @@ class SqliteStore:
 
     # --- auth links -----------------------------------------------------------------------------
 
-    def derive_key(self, purpose: str) -> bytes:
-        """A 32-byte key for *purpose*, derived from the first key of the ring (HKDF-SHA256).
-
-        Every process that opens this store with the same first key gets the same key (so
-        `hub link-url` signs what `hub serve` verifies), a different purpose gets an unrelated
-        key, and a new first key (``new,old``) gives new keys: rotating rotates them.
-        """
-        return self._ring.derive(purpose)
-
-    def create_link(
-        self,
-        provider_id: str | None,
-        *,
-        expires_in: timedelta = LINK_DEFAULT_EXPIRY,
-        note: str | None = None,
-        account_id: str | None = None,
-        owner: str | None = None,
-        owner_name: str | None = None,
-        kind: str = "link",
-        return_url: str | None = None,
-        return_state: str | None = None,
-        now: datetime | None = None,
-    ) -> Link:
-        """Store a new one-time link for *provider_id* (or to relink *account_id*).
-
-        *expires_in* must be positive and at most `LINK_MAX_EXPIRY` (30 days), else
-        `ValueError`. A relink link's account must exist, be *provider_id*'s (when given)
-        and *owner*'s (when given): `AccountNotFound`, `StoreError`; it links for the
-        account's owner. The account a link adds is *owner*'s (see `check_owner`). *kind*
-        ``session`` is a host session (`hub_core.web`), with *return_url* and *return_state*;
-        only a session may leave *provider_id* None (its visitor chooses). The link's random
-        id is all a token carries.
-        """
-        if expires_in <= timedelta(0):
-            raise ValueError("a link must expire in the future")
-        if expires_in > LINK_MAX_EXPIRY:
-            raise ValueError(f"a link may live at most {LINK_MAX_EXPIRY.days} days")
-        if kind not in ("link", "session"):
-            raise ValueError(f"a link's kind is 'link' or 'session', not {kind!r}")
-        owner, owner_name = check_owner(owner), clean_owner_name(owner_name)
-        now = _now(now)
-        if account_id is not None:
-            account = self.get(account_id, owner=owner)
-            if provider_id is not None and account.provider_id != provider_id:
-                raise StoreError(
-                    f"account {account.id} is a {account.provider_id} account, not "
-                    f"{provider_id}; no link was made"
-                )
-            account_id, provider_id = account.id, account.provider_id
-            owner, owner_name = account.owner, owner_name or account.owner_name
-        if provider_id is None and kind != "session":
-            raise ValueError("a link is for one provider: give its id")
-        link = Link(
-            secrets.token_hex(8),
-            provider_id,
-            account_id,
-            note,
-            now,
-            now + expires_in,
-            kind=kind,
-            owner=owner,
-            owner_name=owner_name,
-            return_url=return_url,
-            return_state=return_state,
-        )
+    def _add_link(self, link: Link) -> None:
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO links (id, kind, provider_id, account_id, note, created_at,"
                 " expires_at, owner, owner_name, return_url, state)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    link.id,
-                    kind,
-                    provider_id,
-                    account_id,
-                    note,
-                    _iso(now),
-                    _iso(link.expires_at),
-                    owner or "",
-                    owner_name,
-                    return_url,
-                    return_state,
-                ),
+                link_values(link, _iso),
             )
-        return link
 
     def link(self, link_id: str) -> Link:
         """The link with this id (`LinkUsed` with reason ``unknown`` when there is none)."""
@@ -794,15 +723,9 @@ class SqliteStore:
     ) -> Link:
         # In the save's write transaction: the state read here is the one the save commits on.
         row = conn.execute("SELECT * FROM links WHERE id = ?", (link_id,)).fetchone()
-        if row is None:
-            raise LinkUsed(link_id, "unknown")
-        link = _link(row)
-        state = link.state(now)
-        if state != "open":
-            raise LinkUsed(link_id, state)
-        if link.provider_id not in (None, provider_id) or link.account_id != account_id:
-            raise LinkUsed(link_id, "scope")
-        return link
+        return usable_link(
+            None if row is None else _link(row), link_id, provider_id, account_id, now
+        )
 
     def _replace_key(
         self,
@@ -819,21 +742,7 @@ class SqliteStore:
         row = conn.execute(
             "SELECT provider_id, identity, owner FROM accounts WHERE (id = ? OR rowid = ?)", key
         )
-        found = row.fetchone()
-        if found is not None and owner is not None and found["owner"] != owner:
-            raise AccountNotFound(account_id)  # another owner's: as if it did not exist
-        if found is None:
-            gone = AccountNotFound(account_id)
-            gone.message = (
-                f"account {account_id} was unlinked while its new key was being checked; "
-                f"nothing was stored. Link it again with `hub link {provider_id}`"
-            )
-            raise gone
-        if (found["provider_id"], found["identity"]) != (provider_id, verified.identity):
-            raise StoreError(
-                f"account {account_id} is not {provider_id} {verified.identity!r}; "
-                "nothing was changed"
-            )
+        check_relink(row.fetchone(), account_id, provider_id, verified.identity, owner)
         conn.execute(
             """
             UPDATE accounts SET label = ?, verdict = 'active', config = ?, secrets = ?,
@@ -1017,21 +926,10 @@ class SqliteStore:
             return self._record(conn, account_id, result, now, version, lease=lease, row=row)
         except StoreError as exc:
             return exc
-        except (
-            UnicodeError,
-            ValueError,
-            TypeError,
-            OverflowError,
-            sqlite3.DataError,
-            sqlite3.InterfaceError,
-            sqlite3.IntegrityError,
-        ) as exc:
+        except _UNSTORABLE as exc:
             # Not this account's verdict, but text or data the database refused (a lone
             # surrogate from a plugin, say): record that it could not be stored.
-            failed = PluginError(
-                f"the outcome of this check could not be stored ({type(exc).__name__}); "
-                "the provider's plugin returned data the account store cannot hold"
-            )
+            failed = unstorable(exc)
             try:
                 return self._record(conn, account_id, failed, now, version, lease=lease, row=row)
             except StoreError as again:
@@ -1063,34 +961,15 @@ class SqliteStore:
                 f"SELECT {self._RECORDED} FROM accounts WHERE (id = ? OR rowid = ?)",  # noqa: S608
                 key,
             ).fetchone()
-        if row is None:
-            raise AccountNotFound(account_id)
-        if lease is not None and row["lease_token"] != lease[0]:
-            raise _lease_lost(account_id)
+        row = check_recordable(row, account_id, lease, version)
         # The end of the lease, set with the verdict: cleared, and when the account is due.
         ended: str = ""
         end: tuple[str | None, ...] = ()
         if lease is not None:
             ended = ", lease_token = NULL, lease_until = NULL, next_check_at = ?, retry_at = NULL"
             end = (_iso(lease[1]),)
-        if version is not None and _version(row["secrets"]) != version:
-            # Compared and written in one transaction: a relink that landed after the check
-            # read the key keeps its verdict; this one was about a key the account no longer has.
-            raise KeyReplaced(
-                f"account {account_id} was relinked while its old key was being checked; "
-                "the check's verdict on the old key was dropped"
-            )
         if isinstance(result, Verified):
-            if result.identity != row["identity"]:
-                raise StoreError(
-                    f"the key reaches {result.identity!r}, not {row['identity']!r} which "
-                    f"account {account_id} is linked to; the account is unchanged"
-                )
-            expiring_at = _iso(expiring_from(result.expires_at, result.created_at))
-            if result.created_at is None and _iso(result.expires_at) == row["expires_at"]:
-                # The same expiry without its creation time (a lookup that failed this once):
-                # the moment computed when it was known stands.
-                expiring_at = row["expiring_at"]
+            expiring_at = recorded_expiry(result, row, account_id, _iso)
             conn.execute(
                 "UPDATE accounts SET label = ?, verdict = 'active', checked_at = ?,"  # noqa: S608
                 " expires_at = ?, expiring_at = ?, last_error = NULL, details = ?"
@@ -1107,25 +986,12 @@ class SqliteStore:
             )
         else:
             # A hand-edited row must not stop its verdict from being recorded: what cannot be
-            # read is treated as absent.
-            details = _json_object(row["details"]) or {}
-            try:
-                expires_at = _parse(row["expires_at"])
-            except (TypeError, ValueError):
-                expires_at = None
-            verdict = _verdict(result, expires_at, now)
-            if verdict == "error":
-                # Two failed checks in a row keep the last real verdict, not "error".
-                if row["verdict"] != "error":
-                    details["previous_status"] = row["verdict"]
-            else:
-                details.pop("previous_status", None)
-            # Plugins must not put keys in messages; the stored ones are masked regardless.
-            message = redact(str(result), self._secret_values(row["secrets"]))
+            # read is treated as absent (`error_outcome`).
+            verdict, message, details = failed_check(self._ring, result, row, now)
             conn.execute(
                 "UPDATE accounts SET verdict = ?, checked_at = ?, last_error = ?,"  # noqa: S608
                 f" details = ?{ended} WHERE rowid = ?",
-                (verdict, _iso(now), message, json.dumps(details), *end, row["row_number"]),
+                (verdict, _iso(now), message, details, *end, row["row_number"]),
             )
         # By the rowid just read, in the same transaction: an UPDATE that finds its row by
         # ``(id = ? OR rowid = ?)`` and RETURNING it cost twice this UPDATE and SELECT (bench:
@@ -1599,11 +1465,6 @@ class SqliteStore:
 
     # --- keys (`hub_core.keyring`, `hub keys`) --------------------------------------------------
 
-    @property
-    def key_ring(self) -> KeyRing:
-        """The keys this store was opened with (its repr shows key ids only)."""
-        return self._ring
-
     def key_status(self) -> KeyStatus:
         """How many accounts are on each key id: the configured keys in order, then the others.
 
@@ -1618,17 +1479,7 @@ class SqliteStore:
                 )
             }
             checked = {key_id for key_id in _key_checks(self._db) if key_id is not None}
-        ring = self._ring
-        keys = [
-            KeyState(key_id, counts.pop(key_id, 0), ring.where(key_id), n, key_id in checked)
-            for n, key_id in enumerate(ring.ids, start=1)
-        ]
-        others = sorted(set(counts) | (checked - set(ring.ids)), key=lambda k: (k is None, k))
-        keys += [
-            KeyState(key_id or "(none)", counts.get(key_id, 0), None, None, key_id in checked)
-            for key_id in others
-        ]
-        return KeyStatus(ring.primary_id, keys)
+        return key_status(self._ring, counts, checked)
 
     def rotate_keys(
         self,
@@ -1673,14 +1524,11 @@ class SqliteStore:
                 after = rows[-1]["rowid"]
                 updates = []
                 for row in rows:
-                    try:
-                        # Its version kept: a check in flight records its verdict on the
-                        # key, which a rotation does not change.
-                        new_id, token = ring.reencrypt(row["secrets"], old_id)
-                    except (InvalidToken, TypeError, ValueError):
+                    again = reencrypted(ring, row["secrets"], old_id)
+                    if again is None:
                         unreadable.append(_text_or_none(row["id"]) or f"#{row['rowid']}")
                         continue
-                    updates.append((token, new_id, row["rowid"], old_id, row["secrets"]))
+                    updates.append((again[1], again[0], row["rowid"], old_id, row["secrets"]))
                 with self._write() as conn:
                     before = conn.total_changes
                     conn.executemany(
@@ -1832,8 +1680,7 @@ class SqliteStore:
         `ValueError` for a rate or burst no budget has, before anything is written.
         """
         now = _now(now)
-        if rate is not None:
-            rate, burst = check_rate(rate, burst)
+        rate, burst = budget_values(rate, burst)
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO provider_limits (provider_id, rate, burst, tokens, refilled_at)"
@@ -1851,7 +1698,7 @@ class SqliteStore:
             row = conn.execute(
                 "SELECT * FROM provider_limits WHERE provider_id = ?", (provider_id,)
             ).fetchone()
-            return ProviderLimit(provider_id) if row is None else limit_from_row(row)
+            return limit_or_cleared(provider_id, row)
 
     def lift_pause(self, provider_id: str) -> ProviderLimit | None:
         """End *provider_id*'s pause after its rate limits now; None when it has no record."""
@@ -1861,7 +1708,7 @@ class SqliteStore:
                 " limited_since = NULL WHERE provider_id = ? RETURNING *",
                 (provider_id,),
             ).fetchone()
-            return None if row is None else limit_from_row(row)
+            return limit_or_none(row)
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -1881,13 +1728,6 @@ def _end_lease(
         "UPDATE accounts SET lease_token = NULL, lease_until = NULL, next_check_at = ?,"
         " retry_at = ? WHERE (id = ? OR rowid = ?) AND lease_token = ?",
         (_iso(due), _iso(retry_at), *key, lease),
-    )
-
-
-def _lease_lost(account_id: str) -> LeaseLost:
-    return LeaseLost(
-        f"the lease on account {account_id} expired and another checker took it; "
-        "this verdict was dropped"
     )
 
 
@@ -2016,18 +1856,6 @@ def _check_same_place(stored: sqlite3.Row, verified: Verified, config: Mapping[s
     )
 
 
-def _verdict(error: HubError, expires_at: datetime | None, now: datetime) -> str:
-    if isinstance(error, StoreError):  # the stored key cannot be read: nothing was checked
-        return "damaged"
-    if isinstance(error, InvalidCredentials):
-        return "expired" if expires_at is not None and expires_at <= now else "invalid"
-    if isinstance(error, FieldError):
-        return "invalid"
-    if isinstance(error, PermissionDenied):
-        return "denied"
-    return "error"
-
-
 #: Accounts whose id starts with :p. The range lets SQLite search the id's index instead of
 #: reading every id; substr() keeps the match exact. :end is :p followed by the highest
 #: character, above every id that starts with :p.
@@ -2125,104 +1953,7 @@ def _after(
     return f"(({head}) > ({marks}) OR (({head}) = ({marks}) AND {tail}))", values
 
 
-# --- shared with the PostgreSQL store (`hub_core.store_postgres`): what is not SQL ------------
-
-
-def stored_values(ring: KeyRing, row: Any, account_id: str) -> dict[str, str]:
-    """An account's field values from its row (``config``, ``secrets``, ``key_id``), decrypted.
-
-    `StoreError` when the fields were changed outside hub or the key does not decrypt.
-    """
-    values = _json_object(row["config"])
-    if values is None or not all(isinstance(v, str) for v in values.values()):
-        raise StoreError(
-            f"the stored fields of account {account_id} cannot be read (the row was "
-            f"changed outside hub); unlink it with `hub unlink {account_id}` and link it again"
-        )
-    values.update(decrypt_secrets(ring, row["secrets"], account_id, row["key_id"]))
-    return values
-
-
-def secret_values(ring: KeyRing, token: object, key_id: object = None) -> list[str]:
-    """The decrypted secret values of a stored key (to mask in messages); [] when unreadable."""
-    values = plain_secrets(ring, token, key_id)
-    return [] if values is None else list(values.values())
-
-
-def plain_secrets(ring: KeyRing, token: object, key_id: object = None) -> dict[str, str] | None:
-    """The decrypted secrets, or None when they cannot be read.
-
-    *key_id* is the row's key id: its key decrypts. Without one (a caller that did not
-    read it), each key of the ring is tried.
-    """
-    if not isinstance(token, bytes | str) or not isinstance(key_id, str | None):
-        return None
-    try:
-        values = _json_object(ring.decrypt(token, key_id))
-    except (InvalidToken, KeyError, ValueError, TypeError):
-        return None
-    if values is None or not all(isinstance(v, str) for v in values.values()):
-        return None
-    return values
-
-
-def decrypt_secrets(
-    ring: KeyRing, token: object, account_id: str, key_id: object = None
-) -> dict[str, str]:
-    """The decrypted secrets of account *account_id*, or the `StoreError` saying why not."""
-    if isinstance(key_id, str) and key_id not in ring:
-        # Refused on opening; here only when another process wrote it with another ring.
-        raise StoreError(
-            f"the stored key of account {account_id} is encrypted with key id {key_id}, "
-            f"which is not among the configured keys ({ring.source}); add that key "
-            f"to {KEYS_ENV}"
-        )
-    values = plain_secrets(ring, token, key_id)
-    if values is None:
-        raise StoreError(
-            f"the stored key of account {account_id} cannot be read: it cannot be "
-            "decrypted with this store's secret key (it was changed or copied outside "
-            f"hub); give it its key again with `hub relink {account_id}`, or unlink it"
-        )
-    return values
-
-
-def error_outcome(
-    error: HubError, verdict: object, details: object, expires_at: object, now: datetime
-) -> tuple[str, dict[str, Any]]:
-    """The verdict and details an *error* leaves on an account stored with *verdict*,
-    *details* and *expires_at* (as read: a hand-edited value counts as absent).
-
-    Two failed checks in a row keep the last real verdict in ``details["previous_status"]``.
-    """
-    kept = _json_object(details) or {}
-    try:
-        expiry = _parse(expires_at)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        expiry = None
-    outcome = _verdict(error, expiry, now)
-    if outcome == "error":
-        if verdict != "error":
-            kept["previous_status"] = verdict
-    else:
-        kept.pop("previous_status", None)
-    return outcome, kept
-
-
-def key_replaced(account_id: str) -> KeyReplaced:
-    """The verdict on a key the account no longer holds (relinked while it was checked)."""
-    return KeyReplaced(
-        f"account {account_id} was relinked while its old key was being checked; "
-        "the check's verdict on the old key was dropped"
-    )
-
-
-def wrong_identity(found: str, stored: object, account_id: str) -> StoreError:
-    """A re-check whose key reaches *found*, not the *stored* identity of the account."""
-    return StoreError(
-        f"the key reaches {found!r}, not {stored!r} which account {account_id} is linked to; "
-        "the account is unchanged"
-    )
+# --- shared with the PostgreSQL store (`hub_core.store_postgres`); the rest is in store_rules --
 
 
 #: The longest a provider's Retry-After holds an account back (a hostile one could say a

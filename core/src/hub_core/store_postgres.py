@@ -6,9 +6,10 @@ this module, so the SQLite path never pays for psycopg's import.
 
 Its statements are PostgreSQL's own (SCALE.md §1): leases are claimed with ``FOR UPDATE SKIP
 LOCKED`` in one short transaction, their expiry judged by the database's clock; a verdict is
-written only under its lease's token. Everything that is not SQL (the same-place check, the
-verdict rules, ids, the details JSON, a row read into an `Account`) is `hub_core.store`'s and
-`hub_core.store_rows`'s, shared with `SqliteStore`, and the contract suite
+written only under its lease's token. Everything that is not SQL (the link, relink and
+verdict rules, the key checks, ids, the details JSON, a row read into an `Account`) is
+`hub_core.store_rules`'s, `hub_core.store`'s and `hub_core.store_rows`'s, shared with
+`SqliteStore`, and the contract suite
 (``core/tests/contract/``) holds both to the same promises.
 
 Migrations: the ``hub_meta`` row holds ``schema_version`` and ``min_reader_version``. Each
@@ -42,14 +43,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar, cast
 
 import psycopg
-from cryptography.fernet import InvalidToken
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from .budgets import (
     Pause,
     ProviderLimit,
-    check_rate,
     held_back,
     limit_from_row,
     note_rate_limited,
@@ -60,12 +59,10 @@ from .errors import (
     AmbiguousAccount,
     HubError,
     LinkUsed,
-    PluginError,
     RateLimited,
     StoreError,
-    redact,
 )
-from .keyring import KEY_ENV, KEYS_ENV, KeyRing, KeyState, KeyStatus, RotationReport
+from .keyring import KEY_ENV, KEYS_ENV, KeyRing, KeyStatus, RotationReport
 from .leases import CHECK_INTERVAL, LEASE_DEFAULT, Lease, LeasedAccount
 from .model import Account, Credentials, Status, Verified
 from .owners import check_owner, clean_owner_name
@@ -74,16 +71,10 @@ from .store import (
     _LAST_CHARACTER,
     _check_same_place,
     _details_json,
-    _lease_lost,
     _new_id,
     _version,
     _wanted_status,
-    error_outcome,
-    key_replaced,
     retry_due,
-    secret_values,
-    stored_values,
-    wrong_identity,
 )
 from .store_rows import (
     account_from_row,
@@ -93,9 +84,28 @@ from .store_rows import (
     outbox_entry_from_row,
     text_or_none,
 )
+from .store_rules import (
+    UNSTORABLE,
+    SharedMethods,
+    budget_values,
+    check_recordable,
+    check_relink,
+    dropped_keys,
+    failed_check,
+    key_status,
+    lease_lost,
+    limit_or_cleared,
+    limit_or_none,
+    link_values,
+    passing_keys,
+    recorded_expiry,
+    reencrypted,
+    sealed,
+    stored_values,
+    unstorable,
+    usable_link,
+)
 from .store_types import (
-    LINK_DEFAULT_EXPIRY,
-    LINK_MAX_EXPIRY,
     AccountPage,
     KeysetPage,
     LeaseLost,
@@ -360,6 +370,11 @@ def _account(row: Mapping[str, Any], now: datetime) -> Account:
     return account_from_row(_sqlite_shaped(row), now)
 
 
+def _as_stored(value: datetime | None) -> datetime | None:
+    # psycopg binds and reads a timestamptz as a datetime: stored as it is.
+    return value
+
+
 def _key(account_id: str) -> dict[str, object]:
     found, seq = by_id(account_id)
     return {"id": found, "seq": seq}
@@ -548,6 +563,10 @@ def _version_check(version: int) -> str:
     )
 
 
+#: What a verdict's values raise that PostgreSQL cannot store (`store_rules.UNSTORABLE`).
+_UNSTORABLE: tuple[type[Exception], ...] = (*UNSTORABLE, psycopg.DataError, psycopg.IntegrityError)
+
+
 class _Pool:
     """The connection pool of one URL, shared by a store and its `connect_again` copies."""
 
@@ -583,7 +602,7 @@ def _connect_options() -> dict[str, Any]:
     return {"autocommit": True, "prepare_threshold": None, "row_factory": dict_row}
 
 
-class PostgresStore:
+class PostgresStore(SharedMethods):
     """The linked accounts of one PostgreSQL database: the `AccountStore` for many hosts.
 
     *url* is a ``postgresql://`` URL (libpq's, with a password or ``PGPASSWORD`` /
@@ -684,14 +703,7 @@ class PostgresStore:
             str(row["key_id"]): str(row["token"])
             for row in conn.execute("SELECT key_id, token FROM key_checks")
         }
-        known = [key_id for key_id in ring.ids if key_id in checks]
-        for key_id in known:
-            if not ring.passes(key_id, checks[key_id]):
-                raise StoreError(
-                    f"the secret key from {ring.where(key_id)} fails its key check in the "
-                    f"account database {self._shown}: the check stored for key id {key_id} "
-                    "does not decrypt with it (changed outside hub?); nothing was read or changed"
-                )
+        known = passing_keys(ring, checks, f"the account database {self._shown}")
         if checks and not known:
             ids = ", ".join(sorted(checks))
             raise StoreError(
@@ -706,15 +718,7 @@ class PostgresStore:
             if key_id not in ring
         }
         if dropped:
-            counts = ", ".join(
-                f"{n} account{'s' * (n != 1)} on key id {key_id}" for key_id, n in dropped.items()
-            )
-            raise StoreError(
-                f"the account database {self._shown} has {counts}, which no configured key "
-                f"({ring.source}: key ids {', '.join(ring.ids)}) decrypts: someone dropped a key "
-                f"too early. Put it back (last in {KEYS_ENV}), run `hub keys rotate`, and drop "
-                "it once `hub keys status` shows no account on it; nothing was read or changed"
-            )
+            raise dropped_keys(self._shown, ring, dropped)
         return checks
 
     def _row_key_ids(self, conn: psycopg.Connection[dict[str, Any]]) -> list[str | None]:
@@ -825,10 +829,7 @@ class PostgresStore:
         """Store a freshly checked key and return its account, ``active`` (`AccountStore.save`)."""
         now = _now(now)
         owner, owner_name = check_owner(owner), clean_owner_name(owner_name)
-        config = json.dumps(credentials.public())
-        hidden = credentials.secret_names
-        secret = {name: value for name, value in credentials.items() if name in hidden}
-        key_id, token = self._ring.encrypt(json.dumps(secret).encode("utf-8"))
+        config, key_id, token = sealed(self._ring, credentials)
         details = _details_json(verified.details)
         values = {
             "provider": provider_id,
@@ -908,20 +909,7 @@ class PostgresStore:
             f"SELECT provider_id, identity, owner FROM accounts WHERE {_BY_ID} FOR UPDATE",  # noqa: S608
             key,
         ).fetchone()
-        if found is not None and owner is not None and found["owner"] != owner:
-            raise AccountNotFound(account_id)  # another owner's: as if it did not exist
-        if found is None:
-            gone = AccountNotFound(account_id)
-            gone.message = (
-                f"account {account_id} was unlinked while its new key was being checked; "
-                f"nothing was stored. Link it again with `hub link {values['provider']}`"
-            )
-            raise gone
-        if (found["provider_id"], found["identity"]) != (values["provider"], verified.identity):
-            raise StoreError(
-                f"account {account_id} is not {values['provider']} {verified.identity!r}; "
-                "nothing was changed"
-            )
+        check_relink(found, account_id, values["provider"], verified.identity, owner)
         row = conn.execute(
             f"""
             UPDATE accounts SET label = %(label)s, verdict = 'active', config = %(config)s,
@@ -1212,7 +1200,7 @@ class PostgresStore:
             _note_rate_limited(conn, row["provider_id"], now, result.retry_after)
             return _account(row, now)
         exists = conn.execute(f"SELECT 1 FROM accounts WHERE {_BY_ID}", _key(account_id))  # noqa: S608
-        return _lease_lost(account_id) if exists.fetchone() else AccountNotFound(account_id)
+        return lease_lost(account_id) if exists.fetchone() else AccountNotFound(account_id)
 
     def _end_lease(
         self,
@@ -1249,20 +1237,10 @@ class PostgresStore:
                 return self._record(conn, account_id, result, now, version, lease)
         except StoreError as exc:
             return exc
-        except (
-            UnicodeError,
-            ValueError,
-            TypeError,
-            OverflowError,
-            psycopg.DataError,
-            psycopg.IntegrityError,
-        ) as exc:
+        except _UNSTORABLE as exc:
             # Not this account's verdict, but text the database refused (a NUL, a lone
             # surrogate from a plugin): record that it could not be stored.
-            failed = PluginError(
-                f"the outcome of this check could not be stored ({type(exc).__name__}); "
-                "the provider's plugin returned data the account store cannot hold"
-            )
+            failed = unstorable(exc)
             try:
                 with conn.transaction():
                     return self._record(conn, account_id, failed, now, version, lease)
@@ -1285,12 +1263,7 @@ class PostgresStore:
             f" lease_token FROM accounts WHERE {_BY_ID} FOR UPDATE",
             key,
         ).fetchone()
-        if row is None:
-            raise AccountNotFound(account_id)
-        if lease is not None and row["lease_token"] != lease[0]:
-            raise _lease_lost(account_id)
-        if version is not None and _version(row["secrets"]) != version:
-            raise key_replaced(account_id)
+        row = check_recordable(row, account_id, lease, version)
         params: dict[str, object] = {**key, "now": now}
         ended = ""
         if lease is not None:
@@ -1298,12 +1271,7 @@ class PostgresStore:
             ended += ", retry_at = NULL"
             params["due"] = lease[1]
         if isinstance(result, Verified):
-            if result.identity != row["identity"]:
-                raise wrong_identity(result.identity, row["identity"], account_id)
-            expiring_at = expiring_from(result.expires_at, result.created_at)
-            if result.created_at is None and result.expires_at == row["expires_at"]:
-                # The same expiry without its creation time: the moment known before stands.
-                expiring_at = row["expiring_at"]
+            expiring_at = recorded_expiry(result, row, account_id, _as_stored)
             params.update(
                 label=result.label,
                 expires_at=result.expires_at,
@@ -1316,13 +1284,8 @@ class PostgresStore:
                 f" last_error = NULL, details = %(details)s{ended}"
             )
         else:
-            verdict, details = error_outcome(
-                result, row["verdict"], row["details"], row["expires_at"], now
-            )
-            # Plugins must not put keys in messages; the stored ones are masked regardless.
-            masked = secret_values(self._ring, row["secrets"], row["key_id"])
-            params.update(verdict=verdict, error=redact(str(result), masked))
-            params["details"] = json.dumps(details)
+            verdict, message, details = failed_check(self._ring, result, row, now, row["key_id"])
+            params.update(verdict=verdict, error=message, details=details)
             sql = (
                 "UPDATE accounts SET verdict = %(verdict)s, checked_at = %(now)s,"  # noqa: S608
                 f" last_error = %(error)s, details = %(details)s{ended}"
@@ -1543,73 +1506,14 @@ class PostgresStore:
 
     # --- auth links -----------------------------------------------------------------------------
 
-    def create_link(
-        self,
-        provider_id: str | None,
-        *,
-        expires_in: timedelta = LINK_DEFAULT_EXPIRY,
-        note: str | None = None,
-        account_id: str | None = None,
-        owner: str | None = None,
-        owner_name: str | None = None,
-        kind: str = "link",
-        return_url: str | None = None,
-        return_state: str | None = None,
-        now: datetime | None = None,
-    ) -> Link:
-        """Store a new one-time link and return it, ``open`` (`AccountStore.create_link`)."""
-        if expires_in <= timedelta(0):
-            raise ValueError("a link must expire in the future")
-        if expires_in > LINK_MAX_EXPIRY:
-            raise ValueError(f"a link may live at most {LINK_MAX_EXPIRY.days} days")
-        if kind not in ("link", "session"):
-            raise ValueError(f"a link's kind is 'link' or 'session', not {kind!r}")
-        owner, owner_name = check_owner(owner), clean_owner_name(owner_name)
-        now = _now(now)
-        if account_id is not None:
-            account = self.get(account_id, owner=owner)
-            if provider_id is not None and account.provider_id != provider_id:
-                raise StoreError(
-                    f"account {account.id} is a {account.provider_id} account, not "
-                    f"{provider_id}; no link was made"
-                )
-            account_id, provider_id = account.id, account.provider_id
-            owner, owner_name = account.owner, owner_name or account.owner_name
-        if provider_id is None and kind != "session":
-            raise ValueError("a link is for one provider: give its id")
-        link = Link(
-            secrets.token_hex(8),
-            provider_id,
-            account_id,
-            note,
-            now,
-            now + expires_in,
-            kind=kind,
-            owner=owner,
-            owner_name=owner_name,
-            return_url=return_url,
-            return_state=return_state,
-        )
+    def _add_link(self, link: Link) -> None:
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO links (id, kind, provider_id, account_id, note, created_at,"
                 " expires_at, owner, owner_name, return_url, state)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    link.id,
-                    kind,
-                    provider_id,
-                    account_id,
-                    note,
-                    now,
-                    link.expires_at,
-                    owner or "",
-                    owner_name,
-                    return_url,
-                    return_state,
-                ),
+                link_values(link, _as_stored),
             )
-        return link
 
     def link(self, link_id: str) -> Link:
         """The link with this id, in any state; `LinkUsed` (reason ``unknown``) when none."""
@@ -1658,15 +1562,8 @@ class PostgresStore:
     ) -> Link:
         # Locked to the end of the save: a second save of this link waits, then sees it used.
         row = conn.execute("SELECT * FROM links WHERE id = %s FOR UPDATE", (link_id,)).fetchone()
-        if row is None:
-            raise LinkUsed(link_id, "unknown")
-        link = link_from_row(_sqlite_shaped(row))
-        state = link.state(now)
-        if state != "open":
-            raise LinkUsed(link_id, state)
-        if link.provider_id not in (None, provider_id) or link.account_id != account_id:
-            raise LinkUsed(link_id, "scope")
-        return link
+        link = None if row is None else link_from_row(_sqlite_shaped(row))
+        return usable_link(link, link_id, provider_id, account_id, now)
 
     def _mark_used(
         self, conn: psycopg.Connection[dict[str, Any]], link_id: str, account_id: str, now: datetime
@@ -1678,15 +1575,6 @@ class PostgresStore:
 
     # --- keys -----------------------------------------------------------------------------------
 
-    def derive_key(self, purpose: str) -> bytes:
-        """32 bytes derived from the ring's first key for *purpose* (HKDF-SHA256)."""
-        return self._ring.derive(purpose)
-
-    @property
-    def key_ring(self) -> KeyRing:
-        """The keys this store was opened with (its repr shows key ids only)."""
-        return self._ring
-
     def key_status(self) -> KeyStatus:
         """Accounts per key id: the configured keys in order, then any others the database has."""
         with self._read() as conn:
@@ -1695,17 +1583,7 @@ class PostgresStore:
                 for row in conn.execute("SELECT key_id, count(*) AS n FROM accounts GROUP BY 1")
             }
             checked = {str(row["key_id"]) for row in conn.execute("SELECT key_id FROM key_checks")}
-        ring = self._ring
-        keys = [
-            KeyState(key_id, counts.pop(key_id, 0), ring.where(key_id), n, key_id in checked)
-            for n, key_id in enumerate(ring.ids, start=1)
-        ]
-        others = sorted(set(counts) | (checked - set(ring.ids)), key=lambda k: (k is None, k))
-        keys += [
-            KeyState(key_id or "(none)", counts.get(key_id, 0), None, None, key_id in checked)
-            for key_id in others
-        ]
-        return KeyStatus(ring.primary_id, keys)
+        return key_status(self._ring, counts, checked)
 
     def rotate_keys(
         self,
@@ -1741,14 +1619,11 @@ class PostgresStore:
                 after = rows[-1]["seq"]
                 updates = []
                 for found in rows:
-                    try:
-                        # Its version kept: a check in flight records its verdict on the
-                        # key, which a rotation does not change.
-                        new_id, token = ring.reencrypt(found["secrets"], found["key_id"])
-                    except (InvalidToken, TypeError, ValueError):
+                    again = reencrypted(ring, found["secrets"], found["key_id"])
+                    if again is None:
                         unreadable.append(text_or_none(found["id"]) or f"#{found['seq']}")
                         continue
-                    updates.append((token, new_id, found["seq"]))
+                    updates.append((again[1], again[0], found["seq"]))
                 with conn.cursor() as cursor:
                     cursor.executemany(
                         "UPDATE accounts SET secrets = %s, key_id = %s WHERE seq = %s", updates
@@ -1776,8 +1651,7 @@ class PostgresStore:
     ) -> ProviderLimit:
         """Give *provider_id* a budget of *rate* checks per second, at most *burst* at once
         (`AccountStore.set_limit`); *rate* None removes it."""
-        if rate is not None:
-            rate, burst = check_rate(rate, burst)
+        rate, burst = budget_values(rate, burst)
         with self._write() as conn:
             at = self._db_now(conn, now)
             row = conn.execute(
@@ -1800,7 +1674,7 @@ class PostgresStore:
                 " AND limited_count = 0 AND paused_until IS NULL RETURNING provider_id",
                 (provider_id,),
             ).fetchone()
-        return ProviderLimit(provider_id) if gone or row is None else limit_from_row(row)
+        return limit_or_cleared(provider_id, None if gone else row)
 
     def lift_pause(self, provider_id: str) -> ProviderLimit | None:
         """End *provider_id*'s pause after its rate limits now; None when it has no record."""
@@ -1810,7 +1684,7 @@ class PostgresStore:
                 " limited_since = NULL WHERE provider_id = %s RETURNING *",
                 (provider_id,),
             ).fetchone()
-        return None if row is None else limit_from_row(row)
+        return limit_or_none(row)
 
     # --- webhook outbox (`hub_core.webhooks`) ---------------------------------------------------
 
