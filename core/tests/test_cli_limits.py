@@ -103,3 +103,13 @@ def _pause(store: Store, provider_id: str, now: datetime) -> Pause:
         )
     assert PAUSE_AFTER > 1
     return Pause(until=until)
+
+
+def test_a_run_that_checked_nothing_says_so_and_why() -> None:
+    from hub_core.accounts import CheckRun
+    from hub_core.cli.accounts import CheckReport
+
+    run = CheckRun(paused=("acme",), paused_until=datetime(2026, 12, 1, 14, 2, 11, tzinfo=UTC))
+    lines = [line.plain for line in CheckReport(run).lines()]
+    assert lines[0] == "Checked no account."
+    assert "the accounts of acme, paused after rate limits until 14:02:11 UTC" in lines[-1]

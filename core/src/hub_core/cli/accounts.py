@@ -664,6 +664,8 @@ class CheckReport:
         )
         lines = [
             shown("Checked {n} account{s}: {summary}.", n=n, s="s" * (n != 1), summary=summary)
+            if n
+            else shown("Checked no account.")
         ]
         lines += [
             shown(
