@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -102,6 +103,8 @@ class FakeElastic:
         self.held: set[str] = set()
         self.release = threading.Event()
         self.limited: dict[str, int] = {}
+        #: When each request arrived (monotonic seconds), to measure rates at the server.
+        self.arrivals: list[float] = []
         self.server: FakeProvider
 
     @property
@@ -113,6 +116,7 @@ class FakeElastic:
         return Reply.json({"errors": [{"code": code, "message": message}]}, status=status)
 
     def __call__(self, request: Received) -> Reply:
+        self.arrivals.append(time.monotonic())
         if self.gate is not None:
             self.gate.wait()
         if request.method != "GET" or request.path != "/api/v1/organizations":

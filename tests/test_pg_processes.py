@@ -500,3 +500,55 @@ def test_a_rotation_killed_half_way_then_shared_by_two_processes_ends_on_the_new
     assert checked(checked_all.stdout) == n
     assert set(checks_per_key(elastic, before).values()) == {1}
     assert len(checks_per_key(elastic, before)) == n
+
+
+# --- 8. budgets and pauses shared by every checker (`hub limits`) ------------------------------
+
+
+def test_a_shared_budget_holds_two_checkers_together_to_its_rate(pg_hub, elastic, keys, workers):
+    n, rate, burst = 60, 20, 5
+    url = pg_hub.env["HUB_DATABASE_URL"]
+    ids = populate(pg_hub, elastic, keys, n)
+    assert pg_hub.run("limits", "set", "elastic", str(rate), "--burst", str(burst)).returncode == 0
+    # The bucket starts full: let it be, then two checkers draw from it together.
+    before = len(elastic.arrivals)
+    runs = [start(pg_hub, workers, "check", "--all", "--concurrency", "10") for _ in range(2)]
+    done = [pg_hub.finish(run, timeout=TIMEOUT) for run in runs]
+    for run in done:
+        assert run.returncode == 0, run.stderr
+    once_each(url, ids)
+    arrivals = elastic.arrivals[before:]
+    assert len(arrivals) == n
+    # Counted at the server: in any second, at most the burst plus a second's rate (and one
+    # for the edges of the window), however the two checkers interleaved.
+    busiest = max(sum(1 for t in arrivals if start <= t < start + 1.0) for start in arrivals)
+    assert busiest <= burst + rate + 1, busiest
+    assert arrivals[-1] - arrivals[0] >= (n - burst - 1) / rate * 0.9
+    assert any("Waiting for elastic" in run.stderr for run in done)
+
+
+def test_a_provider_limiting_every_key_is_paused_for_every_checker(pg_hub, elastic, keys):
+    url = pg_hub.env["HUB_DATABASE_URL"]
+    populate(pg_hub, elastic, keys, 30)
+    row = "SELECT id, verdict, checked_at FROM accounts ORDER BY id"
+    before_rows = sql(url, row)
+    for key in list(elastic.keys):
+        elastic.limited[key] = 300  # a limit on the whole API: every key gets a 429
+    first = pg_hub.run("check", "--all")
+    assert first.returncode == 0, first.stderr
+    assert sql(url, row) == before_rows  # no verdict changed, nothing marked checked
+    shown = json.loads(pg_hub.run("limits", "--json").stdout)
+    assert [(p["provider"], p["paused_until"] is not None) for p in shown] == [("elastic", True)]
+    # Accounts that fall due meanwhile wait for the pause, in every checker: not one request.
+    sql(url, "UPDATE accounts SET retry_at = NULL")
+    asked = len(elastic.requests)
+    second = pg_hub.run("check", "--all")
+    assert second.returncode == 0, second.stderr
+    assert len(elastic.requests) == asked
+    assert "Not checked now: the accounts of elastic, paused after rate limits" in second.stdout
+    # Ended by hand (the limit was lifted): the next run checks them all.
+    elastic.limited.clear()
+    assert pg_hub.run("limits", "resume", "elastic").returncode == 0
+    third = pg_hub.run("check", "--all")
+    assert third.returncode == 0, third.stderr
+    assert checked(third.stdout) == 30
