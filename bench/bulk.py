@@ -89,8 +89,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def fake_elastic(workdir: Path) -> Iterator[Server]:
-    """Start fake_elastic.py with a fresh test CA; stop it on exit."""
+def fake_elastic(workdir: Path, script: str = "fake_elastic.py") -> Iterator[Server]:
+    """Start fake_elastic.py (or *script*, a server of the same arguments: the distributed
+    section's counting one) with a fresh test CA; stop it on exit."""
     import trustme
 
     address = _free_address()
@@ -102,14 +103,13 @@ def fake_elastic(workdir: Path) -> Iterator[Server]:
     for number, blob in enumerate(cert.cert_chain_pems):
         blob.write_to_path(str(cert_file), append=number > 0)
     log = (workdir / "server.log").open("wb")
-    argv = [sys.executable, str(BENCH / "fake_elastic.py"), address, "443", str(cert_file)]
+    argv = [sys.executable, str(BENCH / script), address, "443", str(cert_file)]
     process = subprocess.Popen([*argv, str(key_file)], stdout=log, stderr=log)
     try:
         problem = await_listening(process, (address, 443), 20)
-        if problem == "exited":
-            raise Unavailable(f"the fake provider exited: {(workdir / 'server.log').read_text()}")
         if problem is not None:
-            raise Unavailable(f"the fake provider {problem}")
+            said = (workdir / "server.log").read_text(errors="replace")[-2000:]
+            raise Unavailable(f"the fake provider {problem}: {said}")
         yield Server(process, address, ca_file)
     finally:
         stop(process)

@@ -32,18 +32,17 @@ import signal
 import sqlite3
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bulk import HOSTS, Server, Unavailable, _free_address, bulk_environ
-from measure import BENCH, Figure, await_listening, stop
+from bulk import Server, Unavailable, bulk_environ, fake_elastic
+from measure import Figure
 from storage import PEAK_RSS, key
 
 SECTION = "distributed"
@@ -76,33 +75,6 @@ CHECKED = re.compile(r"Checked (\d+) accounts?: \1 active\.")
 
 
 # --- the fake provider, counting --------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def counting_server(workdir: Path) -> Iterator[Server]:
-    """counting_elastic.py (fake_elastic.py's app and settings) with a fresh test CA."""
-    import trustme
-
-    address = _free_address()
-    ca = trustme.CA()
-    cert = ca.issue_cert(*HOSTS)
-    ca_file, cert_file, key_file = workdir / "ca.pem", workdir / "cert.pem", workdir / "key.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    cert.private_key_pem.write_to_path(str(key_file))
-    for number, blob in enumerate(cert.cert_chain_pems):
-        blob.write_to_path(str(cert_file), append=number > 0)
-    log = (workdir / "server.log").open("wb")
-    argv = [sys.executable, str(BENCH / "counting_elastic.py"), address, "443", str(cert_file)]
-    process = subprocess.Popen([*argv, str(key_file)], stdout=log, stderr=log)
-    try:
-        problem = await_listening(process, (address, 443), 20)
-        if problem is not None:
-            said = (workdir / "server.log").read_text(errors="replace")[-2000:]
-            raise Unavailable(f"the fake provider {problem}: {said}")
-        yield Server(process, address, ca_file)
-    finally:
-        stop(process)
-        log.close()
 
 
 def server_control(server: Server, path: str) -> dict[str, Any]:
@@ -607,7 +579,7 @@ def _distributed(count: int, reps: int, *, full: bool) -> tuple[list[Figure], di
     samples: dict[tuple[str, int], list[Sample]] = {}
     with tempfile.TemporaryDirectory(prefix="hub-bench-distributed-") as tmp:
         work = Path(tmp)
-        with counting_server(work) as server:
+        with fake_elastic(work, script="counting_elastic.py") as server:
             cluster.start()
             try:
                 notes["statements"] = cluster.enable_statements() or "pg_stat_statements"
