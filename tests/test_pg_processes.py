@@ -33,6 +33,8 @@ from hub_core.testing.postgres import PostgresCluster, find_bindir, unavailable
 pytestmark = pytest.mark.slow
 
 TIMEOUT = 90
+# How long a granted request may take to reach the fake server on a loaded machine.
+LATENCY = 1.0
 
 # The verdicts recorded, one row per UPDATE of checked_at that committed (a rolled-back
 # transaction takes its rows with it), and the key changes of a rotation likewise.
@@ -506,7 +508,7 @@ def test_a_rotation_killed_half_way_then_shared_by_two_processes_ends_on_the_new
 
 
 def test_a_shared_budget_holds_two_checkers_together_to_its_rate(pg_hub, elastic, keys, workers):
-    n, rate, burst = 60, 20, 5
+    n, rate, burst = 100, 20, 5
     url = pg_hub.env["HUB_DATABASE_URL"]
     ids = populate(pg_hub, elastic, keys, n)
     assert pg_hub.run("limits", "set", "elastic", str(rate), "--burst", str(burst)).returncode == 0
@@ -519,11 +521,13 @@ def test_a_shared_budget_holds_two_checkers_together_to_its_rate(pg_hub, elastic
     once_each(url, ids)
     arrivals = elastic.arrivals[before:]
     assert len(arrivals) == n
-    # Counted at the server: beyond the first burst the two checkers together kept to the
-    # rate. (The bucket grants at lease time and a lease's requests may leave a little later,
-    # so within one second a few more can arrive; over the run the rate holds.)
+    # Counted at the server. The bucket grants at lease time and a request leaves a little after
+    # its grant (up to LATENCY on a loaded machine), so every arrival but the first burst's was
+    # granted at most `rate` a second since the first grant: the run lasts at least
+    # (n - burst) / rate less that latency. Two checkers that each drew on a bucket of their
+    # own would finish in about half of it.
     elapsed = arrivals[-1] - arrivals[0]
-    assert (n - burst - 1) / elapsed <= rate * 1.1, (n, elapsed)
+    assert elapsed >= (n - burst) / rate - LATENCY, (n, elapsed)
     assert any("Waiting for elastic" in run.stderr for run in done)
 
 
