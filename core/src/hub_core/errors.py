@@ -10,6 +10,7 @@ secret value of the submission from any error that passes through it (`HubError.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Iterable, Mapping
 
 __all__ = [
@@ -160,12 +161,13 @@ class Redactor:
 
     def _spans(self, text: str) -> list[tuple[int, int]]:
         """Where *text* holds key material: sorted, disjoint (start, end) spans."""
-        if not self._keys or len(text) < self._piece or not self._may_hold_a_piece(text):
+        if not self._keys or len(text) < self._piece:
             return []
         piece, hay = self._piece, self._hay
         folded = text.translate(self._table)
+        starts = self._starts(folded)
         found: list[tuple[int, int]] = []
-        for start in range(len(folded) - piece + 1):
+        for start in starts:
             if folded[start : start + piece] in hay:
                 end = start + piece
                 if found and start <= found[-1][1]:
@@ -177,11 +179,19 @@ class Redactor:
         kept = [i for i, char in enumerate(text) if char not in self._separators]
         return [(kept[start], kept[end - 1] + 1) for start, end in found]
 
-    def _may_hold_a_piece(self, text: str) -> bool:
+    def _starts(self, folded: str) -> Iterable[int]:
+        """Where in *folded* (a text folded by `_table`) a piece of a key may start.
+
+        The quick test: the text's words at each of their four offsets, looked up at C speed
+        in the forms' aligned words. A piece of a key holds one of those at most a word after
+        its start, so in an ASCII text only the places just before each word found are
+        compared with the forms. (Elsewhere characters and bytes do not line up: every place
+        is, once a word is found.)
+        """
+        last = len(folded) - self._piece
         if not self._words:  # pieces shorter than two words: no quick test
-            return True
-        data = text.encode("utf-8", "surrogatepass").lower().translate(None, self._delete)
-        # The text's words at its four offsets, one after the other: one lookup at C speed.
+            return range(last + 1)
+        data = folded.encode("utf-8", "surrogatepass")
         size = len(data)
         shifted = b"".join(
             (
@@ -191,7 +201,19 @@ class Redactor:
                 data[3 : 3 + (size - 3) // 4 * 4],
             )
         )
-        return not self._words.isdisjoint(memoryview(shifted).cast("I"))
+        found = self._words.intersection(memoryview(shifted).cast("I"))
+        if not found:
+            return ()
+        if len(data) != len(folded):
+            return range(last + 1)
+        starts: set[int] = set()
+        for word in found:
+            needle = word.to_bytes(_WORD, sys.byteorder)
+            at = data.find(needle)
+            while at >= 0:
+                starts.update(range(max(0, at - _WORD), min(at, last) + 1))
+                at = data.find(needle, at + 1)
+        return sorted(starts)
 
 
 def _words(data: bytes) -> memoryview:
