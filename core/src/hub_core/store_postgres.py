@@ -566,6 +566,25 @@ def _version_check(version: int) -> str:
 #: What a verdict's values raise that PostgreSQL cannot store (`store_rules.UNSTORABLE`).
 _UNSTORABLE: tuple[type[Exception], ...] = (*UNSTORABLE, psycopg.DataError, psycopg.IntegrityError)
 
+# A batch of verdicts in one UPDATE (`PostgresStore._record_batch`): a failed check keeps the
+# label and the expiry, a passed one writes them; under a lease, only where it still holds.
+_BATCH_COLUMNS = ("ids", "ok", "labels", "verdicts", "expires", "expiring", "errors", "details")
+_BATCH_UPDATE = """
+    UPDATE accounts AS a SET
+        label = CASE WHEN v.ok THEN v.label ELSE a.label END,
+        verdict = v.verdict, checked_at = %(now)s,
+        expires_at = CASE WHEN v.ok THEN v.expires_at ELSE a.expires_at END,
+        expiring_at = CASE WHEN v.ok THEN v.expiring_at ELSE a.expiring_at END,
+        last_error = v.error, details = v.details{ended}
+    FROM unnest(
+        %(ids)s::text[], %(ok)s::boolean[], %(labels)s::text[], %(verdicts)s::text[],
+        %(expires)s::timestamptz[], %(expiring)s::timestamptz[], %(errors)s::text[],
+        %(details)s::text[]
+    ) AS v(id, ok, label, verdict, expires_at, expiring_at, error, details)
+    WHERE a.id = v.id AND (%(token)s::text IS NULL OR a.lease_token = %(token)s)
+    RETURNING a.seq AS row_number, a.*
+"""
+
 
 class _Pool:
     """The connection pool of one URL, shared by a store and its `connect_again` copies."""
@@ -1158,20 +1177,116 @@ class PostgresStore(SharedMethods):
         lease: str | None,
         next_check_in: timedelta,
     ) -> list[Account | StoreError]:
-        out: list[Account | StoreError] = []
+        results = list(results)
+        for _, result in results:
+            if not isinstance(result, Verified | HubError):
+                raise TypeError(f"expected Verified or HubError, got {type(result).__name__}")
+        out: list[Account | StoreError | None] = [None] * len(results)
         with self._write() as conn:
             when = self._db_now(conn, now) if lease is not None else _now(now)
-            for account_id, result in results:
+            self._record_batch(conn, results, out, when, versions, lease, next_check_in)
+            for index, (account_id, result) in enumerate(results):
+                if out[index] is not None:
+                    continue
                 version = versions.get(account_id)
                 if lease is None:
-                    out.append(self._record_one(conn, account_id, result, when, version))
+                    out[index] = self._record_one(conn, account_id, result, when, version)
                 else:
-                    out.append(
-                        self._record_leased(
-                            conn, account_id, result, when, version, lease, next_check_in
-                        )
+                    out[index] = self._record_leased(
+                        conn, account_id, result, when, version, lease, next_check_in
                     )
-        return out
+        return cast("list[Account | StoreError]", out)
+
+    def _record_batch(
+        self,
+        conn: psycopg.Connection[dict[str, Any]],
+        results: Sequence[tuple[str, Verified | HubError]],
+        out: list[Account | StoreError | None],
+        now: datetime,
+        versions: Mapping[str, str],
+        lease: str | None,
+        next_check_in: timedelta,
+    ) -> None:
+        """Write the verdicts of *results* that need no statement of their own in two: one
+        SELECT locks and reads their rows, one UPDATE writes them all (and ends the lease);
+        each outcome goes to its place in *out*.
+
+        A round trip per statement is what a verdict cost on PostgreSQL (a savepoint, a
+        SELECT, an UPDATE and a release each): with these two per batch, leases and verdicts
+        cost a worker little beside its checks. Left to `_record_one`, each in a savepoint of
+        its own: a 429 (it ends the lease without a verdict), an account named by ``#number``
+        or twice, and, when the UPDATE refuses a value (a NUL from a plugin), the whole batch.
+        """
+        ids = [account_id for account_id, _ in results]
+        batch = [
+            (index, account_id, result)
+            for index, (account_id, result) in enumerate(results)
+            if not isinstance(result, RateLimited)
+            and not account_id.startswith("#")
+            and ids.count(account_id) == 1
+        ]
+        if len(batch) < 2:
+            return
+        rows = {
+            row["id"]: row
+            for row in conn.execute(
+                "SELECT id, identity, verdict, expires_at, expiring_at, details, secrets, key_id,"
+                " lease_token FROM accounts WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE",
+                {"ids": [account_id for _, account_id, _ in batch]},
+            )
+        }
+        due = now + next_check_in
+        held = (lease, due) if lease is not None else None
+        columns: list[list[object]] = [[] for _ in range(8)]
+        written: dict[str, int] = {}
+        for index, account_id, result in batch:
+            try:
+                row = check_recordable(
+                    rows.get(account_id), account_id, held, versions.get(account_id)
+                )
+                if isinstance(result, Verified):
+                    expiring_at = recorded_expiry(result, row, account_id, _as_stored)
+                    values: tuple[object, ...] = (
+                        True,
+                        result.label,
+                        "active",
+                        result.expires_at,
+                        expiring_at,
+                        None,
+                        _details_json(result.details),
+                    )
+                else:
+                    verdict, message, details = failed_check(
+                        self._ring, result, row, now, row["key_id"]
+                    )
+                    values = (False, None, verdict, None, None, message, details)
+            except StoreError as exc:
+                out[index] = exc
+                if lease is not None and not isinstance(exc, AccountNotFound | LeaseLost):
+                    # The verdict was refused (relinked meanwhile, say): the lease ends anyway.
+                    self._end_lease(conn, account_id, lease, due)
+                continue
+            except _UNSTORABLE:
+                continue  # `_record_one` records that it could not be stored
+            for column, value in zip(columns, (account_id, *values), strict=True):
+                column.append(value)
+            written[account_id] = index
+        if not written:
+            return
+        ended = ""
+        params: dict[str, object] = dict(zip(_BATCH_COLUMNS, columns, strict=True))
+        params.update(now=now, token=lease)
+        if lease is not None:
+            ended = ", lease_token = NULL, lease_until = NULL, next_check_at = %(due)s"
+            ended += ", retry_at = NULL"
+            params["due"] = due
+        try:
+            with conn.transaction():
+                updated = conn.execute(_BATCH_UPDATE.format(ended=ended), params).fetchall()
+        except _UNSTORABLE:
+            return  # one value the database refused: `_record_one` writes each on its own
+        for row in updated:
+            out[written[row["id"]]] = _account(row, now)
 
     def _record_leased(
         self,

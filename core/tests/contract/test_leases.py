@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hub_core.errors import InvalidCredentials, RateLimited
+from hub_core.errors import AccountNotFound, InvalidCredentials, RateLimited
 from hub_core.model import Credentials, Status, Verified
 from hub_core.store_protocol import AccountStore
 from hub_core.store_types import LeaseLost
@@ -84,3 +84,64 @@ def test_release_gives_accounts_back_at_once(store: AccountStore) -> None:
     assert [i.account.id for i in store.lease(3, now=NOW).accounts] == [ids[0]]
     assert store.release(lease.token) == 2
     assert store.release(lease.token) == 0
+
+
+def test_a_batch_of_verdicts_records_each_as_it_would_alone(store: AccountStore) -> None:
+    """A lease's verdicts written together: each outcome is the one it would have alone, and
+    one that cannot be stored, is refused or is a 429 costs the others nothing."""
+    ids = fill(store, 8)
+    lease = store.lease(8, now=NOW)
+    assert len(lease.accounts) == 8
+    versions = {i.account.id: i.version for i in lease.accounts if i.version is not None}
+    passed, failed, moved, limited, relinked, gone, unstorable, beside = ids
+    store.delete(gone)
+    versions[relinked] = "not-its-version"
+    later = NOW + timedelta(seconds=5)
+    outcomes = store.record_many(
+        [
+            (passed, Verified(identity="org:k0", label="Renamed")),
+            (failed, InvalidCredentials("the key was revoked")),
+            (moved, Verified(identity="org:elsewhere", label="?")),
+            (limited, RateLimited("slow down", retry_after=60)),
+            (relinked, Verified(identity="org:k4", label="Org k4")),
+            (gone, Verified(identity="org:k5", label="Org k5")),
+        ],
+        lease=lease.token,
+        versions=versions,
+        now=later,
+    )
+    ok, bad, *refused = outcomes
+    assert not isinstance(ok, Exception)
+    assert (ok.label, ok.status, ok.checked_at) == ("Renamed", Status.ACTIVE, later)
+    assert not isinstance(bad, Exception)
+    assert (bad.label, bad.status, bad.checked_at) == ("Org k1", Status.INVALID, later)
+    assert "revoked" in (bad.last_error or "")
+    assert store.get(passed) == ok
+    assert store.get(failed) == bad
+    assert isinstance(refused[0], Exception)  # another identity
+    assert not isinstance(refused[1], Exception)  # the 429: rescheduled, verdict as it was
+    assert refused[1].checked_at == NOW - timedelta(days=2)
+    assert isinstance(refused[2], Exception)  # another key meanwhile
+    assert isinstance(refused[3], AccountNotFound)
+    for account_id in (moved, limited, relinked):
+        assert store.get(account_id).checked_at == NOW - timedelta(days=2)
+    # A label the database refuses: that account still gets a verdict, saying so, and the
+    # verdict written with it is kept.
+    odd, fine = store.record_many(
+        [
+            (unstorable, Verified(identity="org:k6", label="bad \ud800 label")),
+            (beside, Verified(identity="org:k7", label="Fine")),
+        ],
+        lease=lease.token,
+        now=later,
+    )
+    assert not isinstance(odd, Exception)
+    assert (odd.label, odd.checked_at) == ("Org k6", later)
+    assert odd.status is not Status.ACTIVE
+    assert not isinstance(fine, Exception)
+    assert (fine.label, fine.status) == ("Fine", Status.ACTIVE)
+    # Every lease ended: nothing is leased again before the 429's retry (60 s, jittered up to
+    # a quarter more), then only that one.
+    assert store.lease(10, now=later + timedelta(seconds=59)).accounts == []
+    [retried] = store.lease(10, now=later + timedelta(seconds=76)).accounts
+    assert retried.account.id == limited
