@@ -89,6 +89,7 @@ from .store_rules import (
     check_recordable,
     check_relink,
     decrypt_secrets,
+    decrypt_secrets_many,
     dropped_keys,
     failed_check,
     key_status,
@@ -1361,7 +1362,7 @@ class SqliteStore(SharedMethods):
                 rows, held = self._lease_budgeted(
                     conn, plan_lease(limits, limit, now), free, order, params, now
                 )
-        return Lease(token, until, [self._leased(row, now) for row in rows], **held)
+        return Lease(token, until, self._leased_many(rows, now), **held)
 
     def _lease_budgeted(
         self,
@@ -1415,17 +1416,24 @@ class SqliteStore(SharedMethods):
         ).fetchall()
         return rows, {}
 
-    def _leased(self, row: sqlite3.Row, now: datetime) -> LeasedAccount:
-        account = _account(row, now)
-        if account.status is Status.DAMAGED:
-            return LeasedAccount(account)
+    def _leased_many(self, rows: Sequence[sqlite3.Row], now: datetime) -> list[LeasedAccount]:
+        accounts = [_account(row, now) for row in rows]
         # Not damaged: its config was read whole, every value a string (`_values_of` would
-        # parse the same JSON again).
-        try:
-            secret = self._decrypt(row["secrets"], account.id, row["key_id"])
-        except StoreError as exc:
-            return LeasedAccount(account, error=exc)
-        return LeasedAccount(account, {**account.config, **secret}, _version(row["secrets"]))
+        # parse the same JSON again). Their keys are decrypted together, a few µs each.
+        readable = [n for n, account in enumerate(accounts) if account.status is not Status.DAMAGED]
+        decrypted = decrypt_secrets_many(
+            self._ring,
+            [(rows[n]["secrets"], accounts[n].id, rows[n]["key_id"]) for n in readable],
+        )
+        leased = [LeasedAccount(account) for account in accounts]
+        for n, secret in zip(readable, decrypted, strict=True):
+            account = accounts[n]
+            if isinstance(secret, StoreError):
+                leased[n] = LeasedAccount(account, error=secret)
+            else:
+                values = {**account.config, **secret}
+                leased[n] = LeasedAccount(account, values, _version(rows[n]["secrets"]))
+        return leased
 
     def release(
         self,
