@@ -1036,8 +1036,8 @@ class SqliteStore(SharedMethods):
 
     #: What `_record` reads of an account before it writes its verdict.
     _RECORDED = (
-        "rowid AS row_number, id, identity, verdict, expires_at, expiring_at, details, secrets,"
-        " lease_token"
+        "rowid AS row_number, id, identity, label, verdict, expires_at, expiring_at, details,"
+        " secrets, lease_token"
     )
 
     def _record(
@@ -1092,12 +1092,15 @@ class SqliteStore(SharedMethods):
             end = (texts[1],)
         if isinstance(result, Verified):
             expiring_at = recorded_expiry(result, row, account_id, _iso)
+            # The label only when it changed: writing it, even unchanged, rewrites its entries
+            # in two indexes (the listing's), which cost as much as the rest of the UPDATE.
+            relabel: tuple[str, ...] = () if result.label == row["label"] else (result.label,)
             return (
-                "UPDATE accounts SET label = ?, verdict = 'active', checked_at = ?,"  # noqa: S608
-                " expires_at = ?, expiring_at = ?, last_error = NULL, details = ?"
+                f"UPDATE accounts SET {'label = ?, ' if relabel else ''}verdict = 'active',"  # noqa: S608
+                " checked_at = ?, expires_at = ?, expiring_at = ?, last_error = NULL, details = ?"
                 f"{ended} WHERE rowid = ?",
                 (
-                    result.label,
+                    *relabel,
                     texts[0],
                     _iso(result.expires_at),
                     expiring_at,
