@@ -76,6 +76,7 @@ from .owners import check_owner, clean_owner_name
 from .status import EXPIRING_WINDOW, expiring_from
 from .store_rows import account_from_row as _account
 from .store_rows import account_id_of as _account_id
+from .store_rows import accounts_from_rows as _accounts
 from .store_rows import by_id as _by_id
 from .store_rows import iso as _iso
 from .store_rows import link_from_row as _link
@@ -948,12 +949,13 @@ class SqliteStore(SharedMethods):
         updated: dict[int, Account] = {}
         for start in range(0, len(numbers), 500):  # below SQLite's parameter limit
             part = numbers[start : start + 500]
-            for row in conn.execute(
+            found = conn.execute(
                 "SELECT rowid AS row_number, * FROM accounts"  # noqa: S608
                 f" WHERE rowid IN ({', '.join('?' * len(part))})",
                 part,
-            ):
-                updated[row["row_number"]] = _account(row, now)
+            ).fetchall()
+            for row, account in zip(found, _accounts(found, now), strict=True):
+                updated[row["row_number"]] = account
         for position, row in written:
             out[position] = updated[row["row_number"]]
         recorded = [outcome for outcome in out if outcome is not None]
@@ -1420,7 +1422,7 @@ class SqliteStore(SharedMethods):
         return rows, {}
 
     def _leased_many(self, rows: Sequence[sqlite3.Row], now: datetime) -> list[LeasedAccount]:
-        accounts = [_account(row, now) for row in rows]
+        accounts = _accounts(rows, now)
         # Not damaged: its config was read whole, every value a string (`_values_of` would
         # parse the same JSON again). Their keys are decrypted together, a few µs each.
         readable = [n for n, account in enumerate(accounts) if account.status is not Status.DAMAGED]
