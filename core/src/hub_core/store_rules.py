@@ -397,9 +397,23 @@ def plain_secrets(ring: KeyRing, token: object, key_id: object = None) -> dict[s
         return None
 
 
+#: JSON's C scanner behind a public call (json.loads adds an encoding guess, two regex
+#: searches and a frame: a lease reads hundreds of these).
+_raw_decode = json.JSONDecoder().raw_decode
+
+
 def _secrets_of(text: bytes) -> dict[str, str] | None:
     """Decrypted secrets (a JSON object of strings), or None when they are not that."""
-    values = json_object(text)
+    values: dict[str, Any] | None = None
+    try:  # as hub writes them: one UTF-8 JSON object, nothing around it
+        decoded = text.decode("utf-8")
+        parsed, end = _raw_decode(decoded)
+        if end == len(decoded) and type(parsed) is dict:
+            values = parsed
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        pass
+    if values is None:  # anything else as json.loads reads it
+        values = json_object(text)
     if values is None or not all(isinstance(v, str) for v in values.values()):
         return None
     return values
