@@ -93,7 +93,8 @@ def test_one_leased_batch_records_each_outcome_and_ends_each_lease(store: Accoun
     store.record(ids[3], InvalidCredentials("revoked"), now=NOW - timedelta(days=1))
     lease = store.lease(9, now=NOW, lease_for=timedelta(seconds=60))
     versions = {item.account.id: item.version for item in lease.accounts if item.version}
-    assert len(lease.accounts) == 9 and len(versions) == 9
+    assert len(lease.accounts) == 9
+    assert len(versions) == 9
     store.save(  # relinked while its check ran: the verdict is about the old key
         "acme",
         Verified(identity="org:k4", label="Org k4"),
@@ -125,17 +126,19 @@ def test_one_leased_batch_records_each_outcome_and_ends_each_lease(store: Accoun
         == ["Account"] * 4 + ["KeyReplaced", "AccountNotFound", "StoreError"] + ["Account"] * 2
     )
     by_id = {account.id: account for account in store.accounts()}
-    assert outcomes[0] == by_id[ids[0]] and by_id[ids[0]].checked_at == later
+    assert outcomes[0] == by_id[ids[0]]
+    assert by_id[ids[0]].checked_at == later
     assert by_id[ids[0]].status is Status.ACTIVE
-    assert outcomes[1] == by_id[ids[1]] and by_id[ids[1]].label == "Org k1, renamed"
-    assert outcomes[2] == by_id[ids[2]] and by_id[ids[2]].status is Status.INVALID
+    assert outcomes[1] == by_id[ids[1]]
+    assert by_id[ids[1]].label == "Org k1, renamed"
+    assert outcomes[2] == by_id[ids[2]]
+    assert by_id[ids[2]].status is Status.INVALID
     # The 429 changed no verdict; the relinked and the refused ones kept theirs.
     assert by_id[ids[3]].status is Status.INVALID
     assert by_id[ids[3]].checked_at == NOW - timedelta(days=1)
     assert by_id[ids[4]].status is Status.ACTIVE
-    assert by_id[ids[6]].identity == "org:k6" and by_id[ids[6]].checked_at == NOW - timedelta(
-        days=2
-    )
+    assert by_id[ids[6]].identity == "org:k6"
+    assert by_id[ids[6]].checked_at == NOW - timedelta(days=2)
     for n in (7, 8):  # recorded as not storable, never lost
         assert by_id[ids[n]].status is Status.ERROR
         assert "could not be stored" in (by_id[ids[n]].last_error or "")
