@@ -480,3 +480,61 @@ def test_rotated_rows_hold_no_secret_in_clear(tmp_path: Path) -> None:
     assert stored.startswith(b"hub-v:" + version.encode() + b":")
     assert b"secret-00001" not in stored
     no_key_in(stored.decode("ascii"))
+
+
+# --- many tokens decrypted at once (what a lease does) ----------------------------------------
+
+
+def _outcome(ring: KeyRing, token: bytes | str, key_id: str | None) -> bytes | type[Exception]:
+    try:
+        return ring.decrypt(token, key_id)
+    except (InvalidToken, KeyError, TypeError, ValueError) as exc:
+        return type(exc)
+
+
+def _signed(key: str, body: bytes) -> bytes:
+    """A Fernet token whose ciphertext is *body* as it is (no padding added), HMAC valid."""
+    raw = base64.urlsafe_b64decode(key)
+    data = b"\x80" + bytes(8) + bytes(16) + body
+    return base64.urlsafe_b64encode(data + hmac.digest(raw[:16], data, "sha256"))
+
+
+def test_decrypt_many_gives_what_decrypt_gives_for_every_token() -> None:
+    ring = KeyRing(f"{NEW},{OLD}", source="HUB_SECRET_KEYS")
+    new_id, old_id = ring.ids
+    old_only = KeyRing(OLD, source="the old key")
+    stored: list[tuple[bytes | str, str | None]] = []
+    for size in range(70):  # every padding length, several blocks
+        stored.append(ring.encrypt(bytes(range(size)))[::-1])
+        stored.append((old_only.encrypt(b"x" * size)[1], old_id))
+    token = stored[0][0]
+    assert isinstance(token, bytes)
+    moved = ring.reencrypt(stored[1][0], old_id)
+    stored += [
+        (moved[1], moved[0]),  # re-encrypted by a rotation: its version carried
+        (token.decode(), new_id),  # text, as a hand edit may leave it
+        (token, None),  # no key id: each key is tried
+        (token, old_id),  # the wrong key id
+        (token, "0123456789abcdef"),  # a key id the ring does not have
+        (b"not a token", new_id),
+        (token[:-4] + b"AAAA", new_id),  # the HMAC broken
+        (token[:40] + token[41:], new_id),  # a byte missing
+        (b"", new_id),
+        (_signed(NEW, bytes(32)), new_id),  # a valid HMAC over a ciphertext that does not unpad
+        (_signed(NEW, bytes(15)), new_id),  # not whole AES blocks
+    ]
+    got = ring.decrypt_many(stored)
+    assert [g if isinstance(g, bytes) else type(g) for g in got] == [
+        _outcome(ring, t, k) for t, k in stored
+    ]
+    assert got[0] == b""
+    assert got[-1].__class__ is InvalidToken
+    # Every byte of a token changed in turn: refused, as Fernet refuses it.
+    base = bytearray(base64.urlsafe_b64decode(token))
+    flipped = []
+    for n in range(len(base)):
+        copy = bytearray(base)
+        copy[n] ^= 0x01
+        flipped.append((base64.urlsafe_b64encode(bytes(copy)), new_id))
+    assert all(isinstance(g, InvalidToken) for g in ring.decrypt_many(flipped))
+    assert ring.decrypt_many([]) == []

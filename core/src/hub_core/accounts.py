@@ -798,6 +798,8 @@ class _Verdicts:
                     self.deliveries.clear()
 
     def _checked(self, account: Account, before: Account, error: HubError | None) -> None:
+        if self.accounts._on_event is None:  # nobody to tell: no event built per verdict
+            return
         event = AccountChecked(
             account.id,
             account.provider_id,

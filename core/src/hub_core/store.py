@@ -76,6 +76,7 @@ from .owners import check_owner, clean_owner_name
 from .status import EXPIRING_WINDOW, expiring_from
 from .store_rows import account_from_row as _account
 from .store_rows import account_id_of as _account_id
+from .store_rows import accounts_from_rows as _accounts
 from .store_rows import by_id as _by_id
 from .store_rows import iso as _iso
 from .store_rows import link_from_row as _link
@@ -89,6 +90,7 @@ from .store_rules import (
     check_recordable,
     check_relink,
     decrypt_secrets,
+    decrypt_secrets_many,
     dropped_keys,
     failed_check,
     key_status,
@@ -843,12 +845,17 @@ class SqliteStore(SharedMethods):
                         part,
                     )
                 )
-            if len(set(ids)) != len(ids):
+            duplicated = len(set(ids)) != len(ids)
+            if duplicated:
                 seen: set[str] = set()
                 for account_id in ids:
                     if account_id in seen:
                         rows.pop(account_id, None)
                     seen.add(account_id)
+            if not duplicated and not any(i.startswith("#") for i in ids):
+                # Every account read above (or plainly gone): the verdicts are written
+                # together, each to a row no other verdict of this call touches.
+                return self._record_batch(conn, results, rows, now, versions, lease, next_check_in)
             for account_id, result in results:
                 version = versions.get(account_id)
                 row = rows.pop(account_id, None)
@@ -861,6 +868,100 @@ class SqliteStore(SharedMethods):
                         )
                     )
         return out
+
+    def _record_batch(
+        self,
+        conn: sqlite3.Connection,
+        results: list[tuple[str, Verified | HubError]],
+        rows: dict[str, sqlite3.Row],
+        now: datetime,
+        versions: Mapping[str, str],
+        lease: str | None,
+        next_check_in: timedelta,
+    ) -> list[Account | StoreError]:
+        """`record_many` of *results* whose rows are *rows* (read in this transaction, one per
+        account, none listed twice): the same outcomes as recording each in turn, in a few
+        statements instead of two per verdict."""
+        out: list[Account | StoreError | None] = [None] * len(results)
+        due = None if lease is None else now + next_check_in
+        ended = None if lease is None or due is None else (lease, due)
+        texts = (_iso(now), None if due is None else _iso(due))
+        # Per statement (a passed check's, a failed one's): the verdicts it writes, as their
+        # place in *results*, the UPDATE's parameters and the row read.
+        planned: dict[str, list[tuple[int, tuple[Any, ...], sqlite3.Row]]] = {}
+        for position, (account_id, result) in enumerate(results):
+            if not isinstance(result, Verified | HubError):
+                raise TypeError(f"expected Verified or HubError, got {type(result).__name__}")
+            version = versions.get(account_id)
+            row = rows.get(account_id)
+            if ended is not None and isinstance(result, RateLimited):
+                out[position] = self._record_leased(
+                    conn, account_id, result, now, version, ended[0], next_check_in, row
+                )
+                continue
+            try:
+                try:
+                    sql, params, row = self._verdict(
+                        account_id, result, row, now, version, ended, texts
+                    )
+                except _UNSTORABLE as exc:
+                    failed = unstorable(exc)
+                    sql, params, row = self._verdict(
+                        account_id, failed, row, now, version, ended, texts
+                    )
+            except StoreError as exc:
+                out[position] = exc
+                if ended is not None and not isinstance(exc, AccountNotFound | LeaseLost):
+                    # The verdict was refused (relinked meanwhile, say), the lease ends all
+                    # the same.
+                    _end_lease(conn, _by_id(account_id), ended[0], ended[1])
+                continue
+            planned.setdefault(sql, []).append((position, params, row))
+        written: list[tuple[int, sqlite3.Row]] = []
+        for sql, group in planned.items():
+            # One statement for the group; should the database refuse one verdict of it (text
+            # it cannot hold), the group is undone and written one verdict at a time, so only
+            # that one is recorded as not storable.
+            conn.execute("SAVEPOINT record_batch")
+            try:
+                conn.executemany(sql, [params for _, params, _ in group])
+            except _UNSTORABLE:
+                conn.execute("ROLLBACK TO record_batch")
+                conn.execute("RELEASE record_batch")
+                for position, _, row in group:
+                    account_id, result = results[position]
+                    version = versions.get(account_id)
+                    outcome = self._record_one(
+                        conn, account_id, result, now, version, lease=ended, row=row
+                    )
+                    if (
+                        isinstance(outcome, StoreError)
+                        and not isinstance(outcome, AccountNotFound | LeaseLost)
+                        and ended is not None
+                    ):
+                        _end_lease(conn, _by_id(account_id), ended[0], ended[1])
+                    out[position] = outcome
+                continue
+            conn.execute("RELEASE record_batch")
+            written += [(position, row) for position, _, row in group]
+        # Each account as written, read back in the same transaction (a few statements).
+        numbers = [row["row_number"] for _, row in written]
+        updated: dict[int, Account] = {}
+        for start in range(0, len(numbers), 500):  # below SQLite's parameter limit
+            part = numbers[start : start + 500]
+            found = conn.execute(
+                "SELECT rowid AS row_number, * FROM accounts"  # noqa: S608
+                f" WHERE rowid IN ({', '.join('?' * len(part))})",
+                part,
+            ).fetchall()
+            for row, account in zip(found, _accounts(found, now), strict=True):
+                updated[row["row_number"]] = account
+        for position, row in written:
+            out[position] = updated[row["row_number"]]
+        recorded = [outcome for outcome in out if outcome is not None]
+        if len(recorded) != len(results):  # each verdict has its outcome, or none is kept
+            raise AssertionError("a verdict of the batch has no outcome")
+        return recorded
 
     def _record_leased(
         self,
@@ -937,8 +1038,8 @@ class SqliteStore(SharedMethods):
 
     #: What `_record` reads of an account before it writes its verdict.
     _RECORDED = (
-        "rowid AS row_number, id, identity, verdict, expires_at, expiring_at, details, secrets,"
-        " lease_token"
+        "rowid AS row_number, id, identity, label, verdict, expires_at, expiring_at, details,"
+        " secrets, lease_token"
     )
 
     def _record(
@@ -955,44 +1056,14 @@ class SqliteStore(SharedMethods):
         """Write one verdict; with *lease* (its token, and when the account is due again),
         only while that lease holds the account, ending it in the same UPDATE. *row* is the
         account's row (its `_RECORDED` columns) when it was read already, in this transaction."""
-        key = _by_id(account_id)
         if row is None:
             row = conn.execute(
                 f"SELECT {self._RECORDED} FROM accounts WHERE (id = ? OR rowid = ?)",  # noqa: S608
-                key,
+                _by_id(account_id),
             ).fetchone()
-        row = check_recordable(row, account_id, lease, version)
-        # The end of the lease, set with the verdict: cleared, and when the account is due.
-        ended: str = ""
-        end: tuple[str | None, ...] = ()
-        if lease is not None:
-            ended = ", lease_token = NULL, lease_until = NULL, next_check_at = ?, retry_at = NULL"
-            end = (_iso(lease[1]),)
-        if isinstance(result, Verified):
-            expiring_at = recorded_expiry(result, row, account_id, _iso)
-            conn.execute(
-                "UPDATE accounts SET label = ?, verdict = 'active', checked_at = ?,"  # noqa: S608
-                " expires_at = ?, expiring_at = ?, last_error = NULL, details = ?"
-                f"{ended} WHERE rowid = ?",
-                (
-                    result.label,
-                    _iso(now),
-                    _iso(result.expires_at),
-                    expiring_at,
-                    _details_json(result.details),
-                    *end,
-                    row["row_number"],
-                ),
-            )
-        else:
-            # A hand-edited row must not stop its verdict from being recorded: what cannot be
-            # read is treated as absent (`error_outcome`).
-            verdict, message, details = failed_check(self._ring, result, row, now)
-            conn.execute(
-                "UPDATE accounts SET verdict = ?, checked_at = ?, last_error = ?,"  # noqa: S608
-                f" details = ?{ended} WHERE rowid = ?",
-                (verdict, _iso(now), message, details, *end, row["row_number"]),
-            )
+        texts = (_iso(now), None if lease is None else _iso(lease[1]))
+        sql, params, row = self._verdict(account_id, result, row, now, version, lease, texts)
+        conn.execute(sql, params)
         # By the rowid just read, in the same transaction: an UPDATE that finds its row by
         # ``(id = ? OR rowid = ?)`` and RETURNING it cost twice this UPDATE and SELECT (bench:
         # 123 against 61 µs per verdict).
@@ -1000,6 +1071,56 @@ class SqliteStore(SharedMethods):
             "SELECT rowid AS row_number, * FROM accounts WHERE rowid = ?", (row["row_number"],)
         ).fetchone()
         return _account(updated, now)
+
+    def _verdict(
+        self,
+        account_id: str,
+        result: Verified | HubError,
+        row: sqlite3.Row | None,
+        now: datetime,
+        version: str | None,
+        lease: tuple[str, datetime] | None,
+        texts: tuple[str | None, str | None],
+    ) -> tuple[str, tuple[Any, ...], sqlite3.Row]:
+        """The UPDATE (its SQL and parameters) that writes *result* on the account of *row*
+        (`_record`), and that row; the `StoreError` when it may not be written. *texts* are
+        *now* and the lease's due time as stored."""
+        row = check_recordable(row, account_id, lease, version)
+        # The end of the lease, set with the verdict: cleared, and when the account is due.
+        ended: str = ""
+        end: tuple[str | None, ...] = ()
+        if lease is not None:
+            ended = ", lease_token = NULL, lease_until = NULL, next_check_at = ?, retry_at = NULL"
+            end = (texts[1],)
+        if isinstance(result, Verified):
+            expiring_at = recorded_expiry(result, row, account_id, _iso)
+            # The label only when it changed: writing it, even unchanged, rewrites its entries
+            # in two indexes (the listing's), which cost as much as the rest of the UPDATE.
+            relabel: tuple[str, ...] = () if result.label == row["label"] else (result.label,)
+            return (
+                f"UPDATE accounts SET {'label = ?, ' if relabel else ''}verdict = 'active',"  # noqa: S608
+                " checked_at = ?, expires_at = ?, expiring_at = ?, last_error = NULL, details = ?"
+                f"{ended} WHERE rowid = ?",
+                (
+                    *relabel,
+                    texts[0],
+                    _iso(result.expires_at),
+                    expiring_at,
+                    _details_json(result.details),
+                    *end,
+                    row["row_number"],
+                ),
+                row,
+            )
+        # A hand-edited row must not stop its verdict from being recorded: what cannot be
+        # read is treated as absent (`error_outcome`).
+        verdict, message, details = failed_check(self._ring, result, row, now)
+        return (
+            "UPDATE accounts SET verdict = ?, checked_at = ?, last_error = ?,"  # noqa: S608
+            f" details = ?{ended} WHERE rowid = ?",
+            (verdict, texts[0], message, details, *end, row["row_number"]),
+            row,
+        )
 
     def get(self, id_or_prefix: str, *, owner: str | None = None) -> Account:
         """Return the account with this id, or the only one whose id starts with it.
@@ -1246,7 +1367,7 @@ class SqliteStore(SharedMethods):
                 rows, held = self._lease_budgeted(
                     conn, plan_lease(limits, limit, now), free, order, params, now
                 )
-        return Lease(token, until, [self._leased(row, now) for row in rows], **held)
+        return Lease(token, until, self._leased_many(rows, now), **held)
 
     def _lease_budgeted(
         self,
@@ -1300,17 +1421,24 @@ class SqliteStore(SharedMethods):
         ).fetchall()
         return rows, {}
 
-    def _leased(self, row: sqlite3.Row, now: datetime) -> LeasedAccount:
-        account = _account(row, now)
-        if account.status is Status.DAMAGED:
-            return LeasedAccount(account)
+    def _leased_many(self, rows: Sequence[sqlite3.Row], now: datetime) -> list[LeasedAccount]:
+        accounts = _accounts(rows, now)
         # Not damaged: its config was read whole, every value a string (`_values_of` would
-        # parse the same JSON again).
-        try:
-            secret = self._decrypt(row["secrets"], account.id, row["key_id"])
-        except StoreError as exc:
-            return LeasedAccount(account, error=exc)
-        return LeasedAccount(account, {**account.config, **secret}, _version(row["secrets"]))
+        # parse the same JSON again). Their keys are decrypted together, a few µs each.
+        readable = [n for n, account in enumerate(accounts) if account.status is not Status.DAMAGED]
+        decrypted = decrypt_secrets_many(
+            self._ring,
+            [(rows[n]["secrets"], accounts[n].id, rows[n]["key_id"]) for n in readable],
+        )
+        leased = [LeasedAccount(account) for account in accounts]
+        for n, secret in zip(readable, decrypted, strict=True):
+            account = accounts[n]
+            if isinstance(secret, StoreError):
+                leased[n] = LeasedAccount(account, error=secret)
+            else:
+                values = {**account.config, **secret}
+                leased[n] = LeasedAccount(account, values, _version(rows[n]["secrets"]))
+        return leased
 
     def release(
         self,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import operator
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from .store_types import Link, OutboxEntry
 __all__ = [
     "account_from_row",
     "account_id_of",
+    "accounts_from_rows",
     "by_id",
     "iso",
     "json_object",
@@ -135,6 +136,21 @@ def account_from_row(row: sqlite3.Row, now: datetime) -> Account:
     return account if account is not None else _read_closely(row, now)
 
 
+def accounts_from_rows(rows: Sequence[sqlite3.Row], now: datetime) -> list[Account]:
+    """`account_from_row` of each of *rows*, the rows of one query (one order of columns,
+    looked up once instead of once per row)."""
+    if not rows:
+        return []
+    getter = _getter(rows[0])
+    if getter is None:  # a column is missing: `_read_closely` says which, row by row
+        return [account_from_row(row, now) for row in rows]
+    accounts = []
+    for row in rows:
+        account = _as_written(row, now, getter(row))
+        accounts.append(account if account is not None else _read_closely(row, now))
+    return accounts
+
+
 #: Every status by its stored text.
 _STATUSES = {status.value: status for status in Status}
 #: JSON's C scanner behind a public call (json.loads adds two regex searches and a frame).
@@ -171,9 +187,15 @@ def _written_columns(row: sqlite3.Row | Mapping[str, Any]) -> tuple[Any, ...] | 
             return tuple(_BY_NAME(row))
         except KeyError:  # a column is missing: `_read_closely` says which
             return None
+    getter = _getter(row)
+    return None if getter is None else getter(row)
+
+
+def _getter(row: sqlite3.Row) -> Callable[[sqlite3.Row], tuple[Any, ...]] | None:
+    """The itemgetter of `_WRITTEN` for the order of *row*'s columns (None: one is missing)."""
     names = tuple(row.keys())
     try:
-        getter = _GETTERS[names]
+        return _GETTERS[names]
     except KeyError:
         if len(_GETTERS) > 32:
             _GETTERS.clear()
@@ -182,16 +204,20 @@ def _written_columns(row: sqlite3.Row | Mapping[str, Any]) -> tuple[Any, ...] | 
         except ValueError:  # a column is missing: `_read_closely` says which
             getter = None
         _GETTERS[names] = getter
-    return None if getter is None else getter(row)
+        return getter
 
 
-def _as_written(row: sqlite3.Row, now: datetime) -> Account | None:
-    """The account of a row that holds exactly what hub writes, or None for any other.
+def _as_written(
+    row: sqlite3.Row, now: datetime, columns: tuple[Any, ...] | None = None
+) -> Account | None:
+    """The account of a row that holds exactly what hub writes, or None for any other;
+    *columns* are its `_WRITTEN` columns, when they were read already.
 
     None does not mean damaged: `_read_closely` decides. What this accepts reads as the same
     account there: each check below is one of its checks, or stricter (exact types).
     """
-    columns = _written_columns(row)
+    if columns is None:
+        columns = _written_columns(row)
     if columns is None:
         return None
     (

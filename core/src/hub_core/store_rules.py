@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -53,6 +53,7 @@ __all__ = [
     "check_recordable",
     "check_relink",
     "decrypt_secrets",
+    "decrypt_secrets_many",
     "dropped_keys",
     "error_outcome",
     "failed_check",
@@ -391,9 +392,28 @@ def plain_secrets(ring: KeyRing, token: object, key_id: object = None) -> dict[s
     if not isinstance(token, bytes | str) or not isinstance(key_id, str | None):
         return None
     try:
-        values = json_object(ring.decrypt(token, key_id))
+        return _secrets_of(ring.decrypt(token, key_id))
     except (InvalidToken, KeyError, ValueError, TypeError):
         return None
+
+
+#: JSON's C scanner behind a public call (json.loads adds an encoding guess, two regex
+#: searches and a frame: a lease reads hundreds of these).
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _secrets_of(text: bytes) -> dict[str, str] | None:
+    """Decrypted secrets (a JSON object of strings), or None when they are not that."""
+    values: dict[str, Any] | None = None
+    try:  # as hub writes them: one UTF-8 JSON object, nothing around it
+        decoded = text.decode("utf-8")
+        parsed, end = _raw_decode(decoded)
+        if end == len(decoded) and type(parsed) is dict:
+            values = parsed
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        pass
+    if values is None:  # anything else as json.loads reads it
+        values = json_object(text)
     if values is None or not all(isinstance(v, str) for v in values.values()):
         return None
     return values
@@ -404,20 +424,51 @@ def decrypt_secrets(
 ) -> dict[str, str]:
     """The decrypted secrets of account *account_id*, or the `StoreError` saying why not."""
     if isinstance(key_id, str) and key_id not in ring:
-        # Refused on opening; here only when another process wrote it with another ring.
-        raise StoreError(
-            f"the stored key of account {account_id} is encrypted with key id {key_id}, "
-            f"which is not among the configured keys ({ring.source}); add that key "
-            f"to {KEYS_ENV}"
-        )
+        raise _unknown_key(ring, account_id, key_id)
     values = plain_secrets(ring, token, key_id)
     if values is None:
-        raise StoreError(
-            f"the stored key of account {account_id} cannot be read: it cannot be "
-            "decrypted with this store's secret key (it was changed or copied outside "
-            f"hub); give it its key again with `hub relink {account_id}`, or unlink it"
-        )
+        raise _unreadable(account_id)
     return values
+
+
+def decrypt_secrets_many(
+    ring: KeyRing, stored: Sequence[tuple[object, str, object]]
+) -> list[dict[str, str] | StoreError]:
+    """`decrypt_secrets` of each of *stored* (token, account id, key id): the secrets, or the
+    `StoreError` it raises; the keys decrypted together (`KeyRing.decrypt_many`)."""
+    out: list[dict[str, str] | StoreError | None] = [None] * len(stored)
+    readable: list[int] = []
+    tokens: list[tuple[bytes | str, str | None]] = []
+    for n, (token, account_id, key_id) in enumerate(stored):
+        if isinstance(key_id, str) and key_id not in ring:
+            out[n] = _unknown_key(ring, account_id, key_id)
+        elif not isinstance(token, bytes | str) or not isinstance(key_id, str | None):
+            out[n] = _unreadable(account_id)
+        else:
+            readable.append(n)
+            tokens.append((token, key_id))
+    texts = ring.decrypt_many(tokens)
+    for n, text in zip(readable, texts, strict=True):
+        values = None if isinstance(text, Exception) else _secrets_of(text)
+        out[n] = _unreadable(stored[n][1]) if values is None else values
+    return [values for values in out if values is not None]
+
+
+def _unknown_key(ring: KeyRing, account_id: str, key_id: str) -> StoreError:
+    # Refused on opening; here only when another process wrote it with another ring.
+    return StoreError(
+        f"the stored key of account {account_id} is encrypted with key id {key_id}, "
+        f"which is not among the configured keys ({ring.source}); add that key "
+        f"to {KEYS_ENV}"
+    )
+
+
+def _unreadable(account_id: str) -> StoreError:
+    return StoreError(
+        f"the stored key of account {account_id} cannot be read: it cannot be "
+        "decrypted with this store's secret key (it was changed or copied outside "
+        f"hub); give it its key again with `hub relink {account_id}`, or unlink it"
+    )
 
 
 # --- keys -----------------------------------------------------------------------------------

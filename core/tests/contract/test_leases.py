@@ -86,14 +86,89 @@ def test_release_gives_accounts_back_at_once(store: AccountStore) -> None:
     assert store.release(lease.token) == 0
 
 
-def test_a_batch_of_verdicts_records_each_as_it_would_alone(store: AccountStore) -> None:
-    """A lease's verdicts written together: each outcome is the one it would have alone, and
-    one that cannot be stored, is refused or is a 429 costs the others nothing."""
-    ids = fill(store, 8)
-    lease = store.lease(8, now=NOW)
-    assert len(lease.accounts) == 8
+def test_one_leased_batch_records_each_outcome_and_ends_each_lease(store: AccountStore) -> None:
+    # One record_many under a lease, as `hub check --all` writes 250 verdicts at once: every
+    # kind of outcome side by side, each recorded as if it were alone.
+    ids = fill(store, 9)
+    store.record(ids[3], InvalidCredentials("revoked"), now=NOW - timedelta(days=1))
+    lease = store.lease(9, now=NOW, lease_for=timedelta(seconds=60))
+    versions = {item.account.id: item.version for item in lease.accounts if item.version}
+    assert len(lease.accounts) == 9
+    assert len(versions) == 9
+    store.save(  # relinked while its check ran: the verdict is about the old key
+        "acme",
+        Verified(identity="org:k4", label="Org k4"),
+        Credentials({"api_key": "k4-new"}, secret=["api_key"]),
+        account_id=ids[4],
+        now=NOW,
+    )
+    store.delete(ids[5])  # unlinked while its check ran
+    later = NOW + timedelta(seconds=5)
+    outcomes = store.record_many(
+        [
+            (ids[0], Verified(identity="org:k0", label="Org k0")),
+            (ids[1], Verified(identity="org:k1", label="Org k1, renamed")),
+            (ids[2], InvalidCredentials("revoked at the provider")),
+            (ids[3], RateLimited("slow down", retry_after=30)),
+            (ids[4], InvalidCredentials("old key revoked")),
+            (ids[5], Verified(identity="org:k5", label="Org k5")),
+            (ids[6], Verified(identity="org:other", label="Someone else")),
+            (ids[7], Verified(identity="org:k7", label="Org \ud800 k7")),  # not storable
+            (ids[8], InvalidCredentials("revoked \udfff too")),  # not storable
+        ],
+        versions=versions,
+        lease=lease.token,
+        now=later,
+    )
+    kinds = [type(outcome).__name__ for outcome in outcomes]
+    assert (
+        kinds
+        == ["Account"] * 4 + ["KeyReplaced", "AccountNotFound", "StoreError"] + ["Account"] * 2
+    )
+    by_id = {account.id: account for account in store.accounts()}
+    assert outcomes[0] == by_id[ids[0]]
+    assert by_id[ids[0]].checked_at == later
+    assert by_id[ids[0]].status is Status.ACTIVE
+    assert outcomes[1] == by_id[ids[1]]
+    assert by_id[ids[1]].label == "Org k1, renamed"
+    assert outcomes[2] == by_id[ids[2]]
+    assert by_id[ids[2]].status is Status.INVALID
+    # The 429 changed no verdict; the relinked and the refused ones kept theirs.
+    assert by_id[ids[3]].status is Status.INVALID
+    assert by_id[ids[3]].checked_at == NOW - timedelta(days=1)
+    assert by_id[ids[4]].status is Status.ACTIVE
+    assert by_id[ids[6]].identity == "org:k6"
+    assert by_id[ids[6]].checked_at == NOW - timedelta(days=2)
+    for n in (7, 8):  # recorded as not storable, never lost
+        assert by_id[ids[n]].status is Status.ERROR
+        assert "could not be stored" in (by_id[ids[n]].last_error or "")
+        assert outcomes[n] == by_id[ids[n]]
+    assert ids[5] not in by_id
+    # Every lease ended, the refused verdicts' too (nothing is held, on any account), and the
+    # refused one is free at once for a run; the 429 one is due after its Retry-After (30 s,
+    # up to 37.5 s jittered), the others a day after their verdict.
+    assert store.held_elsewhere([], checked_before=later + timedelta(seconds=1), now=later) is None
+    again = store.record_many(
+        [(ids[n], InvalidCredentials("late")) for n in (0, 2, 7)], lease=lease.token, now=later
+    )
+    assert [type(outcome) for outcome in again] == [LeaseLost] * 3
+    run = NOW - timedelta(hours=1)
+    free = store.lease(20, now=later + timedelta(seconds=1), checked_before=run)
+    assert {item.account.id for item in free.accounts} == {ids[6]}
+    store.release(free.token)
+    assert store.lease(20, now=later + timedelta(seconds=29)).accounts == []
+    returned = store.lease(20, now=later + timedelta(seconds=39))
+    assert {item.account.id for item in returned.accounts} == {ids[3]}
+
+
+def test_a_batch_with_nothing_unstorable_records_each_outcome(store: AccountStore) -> None:
+    """The batch every run writes: no value the database refuses, so it is written as one
+    (one UPDATE on PostgreSQL); each outcome is still the one it would have alone."""
+    ids = fill(store, 6)
+    lease = store.lease(6, now=NOW)
+    assert len(lease.accounts) == 6
     versions = {i.account.id: i.version for i in lease.accounts if i.version is not None}
-    passed, failed, moved, limited, relinked, gone, unstorable, beside = ids
+    passed, failed, moved, limited, relinked, gone = ids
     store.delete(gone)
     versions[relinked] = "not-its-version"
     later = NOW + timedelta(seconds=5)
@@ -125,23 +200,3 @@ def test_a_batch_of_verdicts_records_each_as_it_would_alone(store: AccountStore)
     assert isinstance(refused[3], AccountNotFound)
     for account_id in (moved, limited, relinked):
         assert store.get(account_id).checked_at == NOW - timedelta(days=2)
-    # A label the database refuses: that account still gets a verdict, saying so, and the
-    # verdict written with it is kept.
-    odd, fine = store.record_many(
-        [
-            (unstorable, Verified(identity="org:k6", label="bad \ud800 label")),
-            (beside, Verified(identity="org:k7", label="Fine")),
-        ],
-        lease=lease.token,
-        now=later,
-    )
-    assert not isinstance(odd, Exception)
-    assert (odd.label, odd.checked_at) == ("Org k6", later)
-    assert odd.status is not Status.ACTIVE
-    assert not isinstance(fine, Exception)
-    assert (fine.label, fine.status) == ("Fine", Status.ACTIVE)
-    # Every lease ended: nothing is leased again before the 429's retry (60 s, jittered up to
-    # a quarter more), then only that one.
-    assert store.lease(10, now=later + timedelta(seconds=59)).accounts == []
-    [retried] = store.lease(10, now=later + timedelta(seconds=76)).accounts
-    assert retried.account.id == limited
