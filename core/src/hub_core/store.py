@@ -90,10 +90,10 @@ from .store_rules import (
     check_recordable,
     check_relink,
     decrypt_secrets,
-    decrypt_secrets_many,
     dropped_keys,
     failed_check,
     key_status,
+    leased_accounts,
     limit_or_cleared,
     limit_or_none,
     link_values,
@@ -1367,7 +1367,7 @@ class SqliteStore(SharedMethods):
                 rows, held = self._lease_budgeted(
                     conn, plan_lease(limits, limit, now), free, order, params, now
                 )
-        return Lease(token, until, self._leased_many(rows, now), **held)
+        return Lease(token, until, leased_accounts(self._ring, rows, _accounts(rows, now)), **held)
 
     def _lease_budgeted(
         self,
@@ -1420,25 +1420,6 @@ class SqliteStore(SharedMethods):
             [params["token"], params["until"], *(row["rowid"] for row in chosen)],
         ).fetchall()
         return rows, {}
-
-    def _leased_many(self, rows: Sequence[sqlite3.Row], now: datetime) -> list[LeasedAccount]:
-        accounts = _accounts(rows, now)
-        # Not damaged: its config was read whole, every value a string (`_values_of` would
-        # parse the same JSON again). Their keys are decrypted together, a few µs each.
-        readable = [n for n, account in enumerate(accounts) if account.status is not Status.DAMAGED]
-        decrypted = decrypt_secrets_many(
-            self._ring,
-            [(rows[n]["secrets"], accounts[n].id, rows[n]["key_id"]) for n in readable],
-        )
-        leased = [LeasedAccount(account) for account in accounts]
-        for n, secret in zip(readable, decrypted, strict=True):
-            account = accounts[n]
-            if isinstance(secret, StoreError):
-                leased[n] = LeasedAccount(account, error=secret)
-            else:
-                values = {**account.config, **secret}
-                leased[n] = LeasedAccount(account, values, _version(rows[n]["secrets"]))
-        return leased
 
     def release(
         self,

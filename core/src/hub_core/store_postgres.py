@@ -63,7 +63,7 @@ from .errors import (
     StoreError,
 )
 from .keyring import KEY_ENV, KEYS_ENV, KeyRing, KeyStatus, RotationReport
-from .leases import CHECK_INTERVAL, LEASE_DEFAULT, Lease, LeasedAccount
+from .leases import CHECK_INTERVAL, LEASE_DEFAULT, Lease
 from .model import Account, Credentials, Status, Verified
 from .owners import check_owner, clean_owner_name
 from .status import EXPIRING_WINDOW, expiring_from
@@ -94,6 +94,7 @@ from .store_rules import (
     failed_check,
     key_status,
     lease_lost,
+    leased_accounts,
     limit_or_cleared,
     limit_or_none,
     link_values,
@@ -1497,17 +1498,8 @@ class PostgresStore(SharedMethods):
                 params | {"seqs": [row["seq"] for row in chosen]},
             ).fetchall()
         rows.sort(key=lambda row: (row[order] or epoch, row["row_number"]))
-        return Lease(token, until, [self._leased(row, now) for row in rows], **held)
-
-    def _leased(self, row: dict[str, Any], now: datetime) -> LeasedAccount:
-        account = _account(row, now)
-        if account.status is Status.DAMAGED:
-            return LeasedAccount(account)
-        try:
-            values = stored_values(self._ring, row, account.id)
-        except StoreError as exc:
-            return LeasedAccount(account, error=exc)
-        return LeasedAccount(account, values, _version(row["secrets"]))
+        accounts = [_account(row, now) for row in rows]
+        return Lease(token, until, leased_accounts(self._ring, rows, accounts), **held)
 
     @_reconnecting
     def release(

@@ -33,7 +33,8 @@ from .errors import (
     redact,
 )
 from .keyring import KEYS_ENV, KeyRing, KeyState, KeyStatus, secrets_version
-from .model import Account, Credentials, Verified
+from .leases import LeasedAccount
+from .model import Account, Credentials, Status, Verified
 from .owners import check_owner, clean_owner_name
 from .status import expiring_from
 from .store_rows import json_object, parse_time
@@ -60,6 +61,7 @@ __all__ = [
     "key_replaced",
     "key_status",
     "lease_lost",
+    "leased_accounts",
     "limit_or_cleared",
     "limit_or_none",
     "link_values",
@@ -452,6 +454,30 @@ def decrypt_secrets_many(
         values = None if isinstance(text, Exception) else _secrets_of(text)
         out[n] = _unreadable(stored[n][1]) if values is None else values
     return [values for values in out if values is not None]
+
+
+def leased_accounts(
+    ring: KeyRing, rows: Sequence[Any], accounts: Sequence[Account]
+) -> list[LeasedAccount]:
+    """The leased form of *accounts*, read from *rows* (each with ``secrets`` and ``key_id``):
+    each with its field values, its keys decrypted together, or the error that stops its check.
+
+    A damaged account gets neither (the run reports it); the others' config was read whole,
+    every value a string, when the account was built, so it is not parsed again.
+    """
+    readable = [n for n, account in enumerate(accounts) if account.status is not Status.DAMAGED]
+    decrypted = decrypt_secrets_many(
+        ring, [(rows[n]["secrets"], accounts[n].id, rows[n]["key_id"]) for n in readable]
+    )
+    leased = [LeasedAccount(account) for account in accounts]
+    for n, secret in zip(readable, decrypted, strict=True):
+        account = accounts[n]
+        if isinstance(secret, StoreError):
+            leased[n] = LeasedAccount(account, error=secret)
+        else:
+            values = {**account.config, **secret}
+            leased[n] = LeasedAccount(account, values, secrets_version(rows[n]["secrets"]))
+    return leased
 
 
 def _unknown_key(ring: KeyRing, account_id: str, key_id: str) -> StoreError:
