@@ -93,6 +93,7 @@ from .store_rules import (
     dropped_keys,
     failed_check,
     key_status,
+    lease_ends_anyway,
     leased_accounts,
     limit_or_cleared,
     limit_or_none,
@@ -911,9 +912,7 @@ class SqliteStore(SharedMethods):
                     )
             except StoreError as exc:
                 out[position] = exc
-                if ended is not None and not isinstance(exc, AccountNotFound | LeaseLost):
-                    # The verdict was refused (relinked meanwhile, say), the lease ends all
-                    # the same.
+                if ended is not None and lease_ends_anyway(exc):
                     _end_lease(conn, _by_id(account_id), ended[0], ended[1])
                 continue
             planned.setdefault(sql, []).append((position, params, row))
@@ -934,11 +933,7 @@ class SqliteStore(SharedMethods):
                     outcome = self._record_one(
                         conn, account_id, result, now, version, lease=ended, row=row
                     )
-                    if (
-                        isinstance(outcome, StoreError)
-                        and not isinstance(outcome, AccountNotFound | LeaseLost)
-                        and ended is not None
-                    ):
+                    if ended is not None and lease_ends_anyway(outcome):
                         _end_lease(conn, _by_id(account_id), ended[0], ended[1])
                     out[position] = outcome
                 continue
@@ -982,10 +977,7 @@ class SqliteStore(SharedMethods):
             outcome = self._record_one(
                 conn, account_id, result, now, version, lease=(lease, due), row=row
             )
-            if isinstance(outcome, StoreError) and not isinstance(
-                outcome, AccountNotFound | LeaseLost
-            ):
-                # The verdict was refused (relinked meanwhile, say), the lease ends all the same.
+            if lease_ends_anyway(outcome):
                 _end_lease(conn, _by_id(account_id), lease, due)
             return outcome
         key = _by_id(account_id)

@@ -93,6 +93,7 @@ from .store_rules import (
     dropped_keys,
     failed_check,
     key_status,
+    lease_ends_anyway,
     lease_lost,
     leased_accounts,
     limit_or_cleared,
@@ -109,7 +110,6 @@ from .store_rules import (
 from .store_types import (
     AccountPage,
     KeysetPage,
-    LeaseLost,
     Link,
     ListingKey,
     OutboxEntry,
@@ -1218,13 +1218,13 @@ class PostgresStore(SharedMethods):
         its own: a 429 (it ends the lease without a verdict), an account named by ``#number``
         or twice, and, when the UPDATE refuses a value (a NUL from a plugin), the whole batch.
         """
-        ids = [account_id for account_id, _ in results]
+        named = collections.Counter(account_id for account_id, _ in results)
         batch = [
             (index, account_id, result)
             for index, (account_id, result) in enumerate(results)
             if not isinstance(result, RateLimited)
             and not account_id.startswith("#")
-            and ids.count(account_id) == 1
+            and named[account_id] == 1
         ]
         if len(batch) < 2:
             return
@@ -1263,8 +1263,7 @@ class PostgresStore(SharedMethods):
                     values = (False, None, verdict, None, None, message, details)
             except StoreError as exc:
                 out[index] = exc
-                if lease is not None and not isinstance(exc, AccountNotFound | LeaseLost):
-                    # The verdict was refused (relinked meanwhile, say): the lease ends anyway.
+                if lease is not None and lease_ends_anyway(exc):
                     self._end_lease(conn, account_id, lease, due)
                 continue
             except _UNSTORABLE:
@@ -1302,10 +1301,7 @@ class PostgresStore(SharedMethods):
         if not isinstance(result, RateLimited):
             due = now + next_check_in
             outcome = self._record_one(conn, account_id, result, now, version, lease=(lease, due))
-            if isinstance(outcome, StoreError) and not isinstance(
-                outcome, AccountNotFound | LeaseLost
-            ):
-                # The verdict was refused (relinked meanwhile, say); the lease ends all the same.
+            if lease_ends_anyway(outcome):
                 self._end_lease(conn, account_id, lease, due)
             return outcome
         # One key's 429 says nothing of its verdict: only when to ask it again.

@@ -60,6 +60,7 @@ __all__ = [
     "failed_check",
     "key_replaced",
     "key_status",
+    "lease_ends_anyway",
     "lease_lost",
     "leased_accounts",
     "limit_or_cleared",
@@ -249,6 +250,12 @@ def lease_lost(account_id: str) -> LeaseLost:
         f"the lease on account {account_id} expired and another checker took it; "
         "this verdict was dropped"
     )
+
+
+def lease_ends_anyway(outcome: object) -> bool:
+    """Whether *outcome*, of a verdict recorded under a lease, is a refusal that must still end
+    the lease: refused (relinked meanwhile, another identity), not gone nor taken over."""
+    return isinstance(outcome, StoreError) and not isinstance(outcome, AccountNotFound | LeaseLost)
 
 
 def key_replaced(account_id: str) -> KeyReplaced:
