@@ -393,3 +393,51 @@ def test_conformance_fails_a_plugin_copying_an_encoded_key_into_its_label(echo: 
     report = check_plugin(EchoPlugin(build), happy=happy())
     failures = [f.message for f in report.findings if f.outcome == "fail"]
     assert any("the Verified result shows a secret" in message for message in failures)
+
+
+def test_a_result_with_nothing_to_clean_is_kept_as_the_plugin_built_it() -> None:
+    built: list[Verified] = []
+
+    def build(body: dict[str, Any], credentials: Credentials) -> Verified:
+        built.append(
+            Verified(
+                identity="team:42",
+                label="Team",
+                details={"plan": "pro", "seats": [1, 2.5, None, True], "nested": {"deep": "x"}},
+                config={"team": "sales"},
+            )
+        )
+        return built[-1]
+
+    verified = hub_for(build, {}).verify("echo", {"api_key": CANARY})
+    assert verified is built[0]
+
+
+@pytest.mark.parametrize(
+    ("details", "cleaned"),
+    [
+        ({"t": ("a", 1)}, {"t": ["a", 1]}),
+        ({2: "two", None: "none", False: "no"}, {"2": "two", "null": "none", "false": "no"}),
+        ({"n": float("nan"), "i": [float("inf")]}, {"n": None, "i": [None]}),
+        ({"s": "\ud800 lone"}, {"s": "\ufffd lone"}),
+        ({"\ud800": 1}, {"\ufffd": 1}),
+    ],
+)
+def test_details_that_json_or_a_store_cannot_hold_as_they_are_are_converted(
+    details: dict[Any, Any], cleaned: dict[str, Any]
+) -> None:
+    def build(body: dict[str, Any], credentials: Credentials) -> Verified:
+        return Verified(identity="team:42", label="Team", details=details)
+
+    verified = hub_for(build, {}).verify("echo", {"api_key": CANARY})
+    assert verified.details == cleaned
+    assert json.loads(json.dumps(verified.details, allow_nan=False)) == cleaned
+
+
+def test_a_label_or_config_that_a_store_cannot_hold_is_made_storable() -> None:
+    def build(body: dict[str, Any], credentials: Credentials) -> Verified:
+        return Verified(identity="team:\ud800", label="Team \udfff", config={"team": "s\ud800"})
+
+    verified = hub_for(build, {}).verify("echo", {"api_key": CANARY})
+    assert (verified.identity, verified.label) == ("team:\ufffd", "Team \ufffd")
+    assert verified.config == {"team": "s\ufffd"}

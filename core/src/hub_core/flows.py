@@ -388,14 +388,10 @@ def _clean_result(
     `redact` knows. A masked identity or field value would no longer name what the key
     reaches, so a secret there refuses the result (`UnexpectedResponse`) and nothing is
     stored. ``details`` must be JSON: anything else is the plugin's bug (`PluginError`).
+    A result that needs none of this is returned as it is.
     """
     mask = redactor(secrets)
-    identity = storable(result.identity)
-    if mask.find(identity) is not None:
-        raise UnexpectedResponse(
-            f"{provider.name}'s answer repeats the key inside the identity of what the key "
-            "reaches; nothing was stored"
-        )
+    identity, label = storable(result.identity), storable(result.label)
     config: dict[str, str] = {}
     for name, value in result.config.items():
         if not isinstance(name, str) or not isinstance(value, str):
@@ -405,50 +401,75 @@ def _clean_result(
                 "it to its authors",
                 plugin=plugin,
             )
-        name, value = storable(name), storable(value)
-        if mask.find(name) is not None or mask.find(value) is not None:
+        config[storable(name)] = storable(value)
+    texts = [identity, label, *config, *config.values()]
+
+    def noted(text: str) -> str:
+        texts.append(text := storable(text))
+        return text
+
+    details = _json_details(plugin, result.details, noted)
+    # A piece of a key in one of the strings is also in the strings joined, in every form
+    # `redact` knows (folding and the quick test read a text a character at a time), so one
+    # question to *mask* clears the whole result; only a result holding key material (or a
+    # word that happens to match) is looked at string by string.
+    joined = "\n".join(texts)
+    if mask(joined) != joined:
+        if mask.find(identity) is not None:
+            raise UnexpectedResponse(
+                f"{provider.name}'s answer repeats the key inside the identity of what the "
+                "key reaches; nothing was stored"
+            )
+        if any(mask.find(text) is not None for pair in config.items() for text in pair):
             raise UnexpectedResponse(
                 f"{provider.name}'s answer repeats the key inside the account's settings; "
                 "nothing was stored"
             )
-        config[name] = value
-    details = _masked_details(plugin, result.details, mask)
-    return attrs.evolve(
-        result,
-        identity=identity,
-        label=storable(mask(result.label)),
-        details=details,
-        config=config,
+        label = storable(mask(label))
+        details = _json_details(plugin, result.details, lambda text: storable(mask(text)))
+    unchanged = (
+        identity is result.identity
+        and label is result.label
+        and details is result.details
+        and all(config.get(name) is value for name, value in result.config.items())
     )
+    if unchanged:  # nothing to clean: no copy, no second validation
+        return result
+    return attrs.evolve(result, identity=identity, label=label, details=details, config=config)
 
 
-def _masked_details(plugin: str, details: object, mask: Redactor) -> Any:
-    """`_clean_details` with every string masked, asking *mask* once for the whole result.
+class _NotJson(Exception):
+    """A value of ``details`` JSON cannot hold; *path* is where, built on the way out."""
 
-    A piece of a key in one of the strings is also in the strings joined, in every form
-    `redact` knows (folding and the quick test read a text a character at a time), so when
-    the joined text holds none, no string does, and each is kept as it is. Masking each of
-    the dozen names and values of a result on its own was a tenth of a check's own time.
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+        self.path: list[str] = []
+
+
+def _json_details(plugin: str, details: object, each: Callable[[str], str]) -> Any:
+    """*details* as JSON data, each string (key or value) as *each* gives it back; *details*
+    itself when nothing changed (*each* gives back the same object for a string it keeps)."""
+    try:
+        return _clean_json(details, each, 0)
+    except _NotJson as exc:
+        where = "details" + "".join(reversed(exc.path))
+        raise PluginError(
+            f"the plugin {plugin} finished the check with details that are not "
+            f"JSON-serialisable ({exc.what} at {where}), so hub cannot store them; this is a "
+            "bug in the plugin, please report it to its authors",
+            plugin=plugin,
+        ) from None
+
+
+def _clean_json(value: object, each: Callable[[str], str], depth: int) -> Any:
+    """*value* as storable JSON data, the same object when it already is one.
+
+    Where it went wrong is added to `_NotJson` as it propagates: building a path for every
+    value (most results hold no fault) was a fifth of cleaning a result.
     """
-    texts: list[str] = []
-
-    def seen(text: str) -> str:
-        texts.append(text)
-        return text
-
-    cleaned = _clean_details(plugin, details, seen, "details")
-    joined = "\n".join(texts)
-    if mask(joined) == joined:
-        return cleaned
-    return _clean_details(plugin, details, mask, "details")
-
-
-def _clean_details(
-    plugin: str, value: object, mask: Callable[[str], str], where: str, depth: int = 0
-) -> Any:
-    """*value*, the part of ``Verified.details`` at *where*, as storable JSON data, masked."""
     if isinstance(value, str):
-        return storable(mask(value))
+        return each(value)
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int) and value.bit_length() <= _INT_BITS:
@@ -456,38 +477,43 @@ def _clean_details(
     if isinstance(value, float):
         return value if math.isfinite(value) else None  # JSON has no NaN nor infinity
     if isinstance(value, dict | list | tuple) and depth >= DETAILS_DEPTH:
-        raise _not_json(plugin, f"nested more than {DETAILS_DEPTH} deep", where)
+        raise _NotJson(f"nested more than {DETAILS_DEPTH} deep")
     if isinstance(value, dict):
         out = {}
+        same = type(value) is dict
         for key, item in value.items():
             if isinstance(key, str):
-                name = storable(mask(key))
+                name = _clean_json(key, each, depth)
             elif key is None or isinstance(key, bool | int | float):
-                name = json.dumps(key)  # the name JSON gives it
+                name, same = json.dumps(key), False  # the name JSON gives it
             else:
-                raise _not_json(plugin, f"{_a(key)} as a key", where)
-            out[name] = _clean_details(plugin, item, mask, f"{where}[{name!r}]", depth + 1)
-        return out
+                raise _NotJson(f"{_a(key)} as a key")
+            try:
+                cleaned = _clean_json(item, each, depth + 1)
+            except _NotJson as exc:
+                exc.path.append(f"[{name!r}]")
+                raise
+            out[name] = cleaned
+            same = same and name is key and cleaned is item
+        return value if same else out
     if isinstance(value, list | tuple):
-        return [
-            _clean_details(plugin, item, mask, f"{where}[{index}]", depth + 1)
-            for index, item in enumerate(value)
-        ]
-    raise _not_json(plugin, _a(value), where)
+        items = []
+        same = type(value) is list
+        for index, item in enumerate(value):
+            try:
+                cleaned = _clean_json(item, each, depth + 1)
+            except _NotJson as exc:
+                exc.path.append(f"[{index}]")
+                raise
+            items.append(cleaned)
+            same = same and cleaned is item
+        return value if same else items
+    raise _NotJson(_a(value))
 
 
 def _a(value: object) -> str:
     kind = type(value).__name__
     return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
-
-
-def _not_json(plugin: str, what: str, where: str) -> PluginError:
-    return PluginError(
-        f"the plugin {plugin} finished the check with details that are not "
-        f"JSON-serialisable ({what} at {where}), so hub cannot store them; this is a bug in "
-        "the plugin, please report it to its authors",
-        plugin=plugin,
-    )
 
 
 # --- the runners ---------------------------------------------------------------------------

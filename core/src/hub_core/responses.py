@@ -72,21 +72,20 @@ def read_json(response: httpx.Response, shape: type[T] | None = None, *, what: s
     deeply) or is JSON of another type. ``bool`` never passes for a number.
     """
     expected = f", where hub expected {what}" if what else ""
-    where = _where(response)
     try:
         body = json.loads(response.content)
     except (ValueError, RecursionError):
         kind = response.headers.get("content-type", "").split(";")[0].strip()
         typed = f" ({clean_text(kind, limit=60)})" if kind else ""
         raise UnexpectedResponse(
-            f"{where} with something that is not JSON{typed}{expected}; it may be having "
-            "problems, try again later"
+            f"{_where(response)} with something that is not JSON{typed}{expected}; it may be "
+            "having problems, try again later"
         ) from None
     if shape is not None and (
         not isinstance(body, shape) or (isinstance(body, bool) and shape is not bool)
     ):
         got = _KINDS.get(type(body), "null" if body is None else type(body).__name__)
-        raise UnexpectedResponse(f"{where} with JSON of another shape ({got}){expected}")
+        raise UnexpectedResponse(f"{_where(response)} with JSON of another shape ({got}){expected}")
     return body
 
 
