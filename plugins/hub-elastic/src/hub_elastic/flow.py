@@ -23,6 +23,7 @@ from hub_core import (
     UnexpectedResponse,
     Verified,
 )
+from hub_core.requests import request
 from hub_core.responses import MASK, clean_text, read_int, read_json, read_time, redact
 
 from .provider import API_KEY, DEFAULT_ENVIRONMENT, ENVIRONMENT, ENVIRONMENTS, Environment
@@ -175,7 +176,7 @@ def verify(credentials: Mapping[str, str]) -> Flow:
     """Check a Cloud API key by listing the organizations it reaches."""
     key = normalize_key(credentials.get(API_KEY, ""))
     environment = _environment(credentials)
-    response = yield httpx.Request(
+    response = yield request(
         "GET",
         _ORGANIZATIONS_URLS[environment.value],
         headers={"Authorization": f"ApiKey {key}", "Accept": "application/json"},

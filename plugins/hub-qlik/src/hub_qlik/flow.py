@@ -26,6 +26,7 @@ from hub_core import (
     UnexpectedResponse,
     Verified,
 )
+from hub_core.requests import request
 from hub_core.responses import KEY_PIECE, clean_text, read_json, read_time, redact
 
 from .apikey import ApiKey, looks_like_key, read_key
@@ -86,7 +87,7 @@ def _verify(credentials: Mapping[str, str], secrets: tuple[str, ...]) -> Flow:
     host = tenant.host
     headers = {"Authorization": f"Bearer {key.token}", "Accept": "application/json"}
     try:
-        response = yield httpx.Request("GET", f"https://{host}/api/v1/users/me", headers=headers)
+        response = yield request("GET", f"https://{host}/api/v1/users/me", headers=headers)
     except ProviderUnavailable as exc:
         # No name lookup, or a proxy that could not connect, proves nothing about the tenant
         # (there may be no network): it stays unreachable, so `hub check` never calls the
@@ -169,7 +170,7 @@ def _verify(credentials: Mapping[str, str], secrets: tuple[str, ...]) -> Flow:
 def _lookup(url: str, headers: Mapping[str, str]) -> Lookup:
     """GET a JSON object, best effort: any failure gives None, and the detail is left out."""
     try:
-        response = yield httpx.Request("GET", url, headers=headers)
+        response = yield request("GET", url, headers=headers)
     except HubError:
         # What the driver throws in here (unreachable, rate limited, a redirect elsewhere)
         # only costs this detail: an optional lookup never fails a link.
