@@ -458,9 +458,11 @@ def _during(times: list[float], spans: list[tuple[float, float]]) -> int:
     return sum(1 for t in times for start, end in spans if start + 0.02 < t < end - 0.02)
 
 
-@pytest.mark.parametrize("call", ["lease", "record_many"])
+@pytest.mark.parametrize(
+    ("how", "call"), [("check_all", "lease"), ("check_all", "record_many"), ("work", "record_many")]
+)
 async def test_checks_keep_running_while_the_store_answers(
-    make: Any, provider: Provider, monkeypatch: pytest.MonkeyPatch, call: str
+    make: Any, provider: Provider, monkeypatch: pytest.MonkeyPatch, how: str, call: str
 ) -> None:
     # A slow database (lease or record) holds up its own thread, not the event loop: requests
     # keep leaving while it answers. On the loop, no request could leave during a store call.
@@ -471,35 +473,20 @@ async def test_checks_keep_running_while_the_store_answers(
     fill(accounts.store, 80)
     provider.delay = 0.05  # the last quarter of a lease outlasts the next lease's fetch
     spans = _slowed(monkeypatch, call, lambda: 0.15)
-    run = await asyncio.wait_for(accounts.check_all(batch=40, concurrency=3), timeout=60)
+    if how == "check_all":
+        running = accounts.check_all(batch=40, concurrency=3)
+    else:
+        stop = asyncio.Event()
+
+        def checked(account: Any) -> None:
+            if sum(provider.seen.values()) == 80:
+                asyncio.get_running_loop().call_later(0.2, stop.set)
+
+        running = accounts.work(stop=stop, batch=40, concurrency=3, idle=0.05, on_result=checked)
+    run = await asyncio.wait_for(running, timeout=60)
     assert run.total == 80
     assert sorted(provider.seen.values()) == [1] * 80
     assert spans
-    assert _during(provider.times, spans) >= 3
-
-
-async def test_the_worker_keeps_checking_while_the_store_answers(
-    make: Any, provider: Provider, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from hub_core import accounts as accounts_module
-
-    monkeypatch.setattr(accounts_module, "BATCH_SIZE", 5)
-    accounts = make()
-    fill(accounts.store, 60)
-    provider.delay = 0.01
-    spans = _slowed(monkeypatch, "record_many", lambda: 0.15)
-    stop = asyncio.Event()
-
-    def checked(account: Any) -> None:
-        if sum(provider.seen.values()) == 60:
-            asyncio.get_running_loop().call_later(0.2, stop.set)
-
-    run = await asyncio.wait_for(
-        accounts.work(stop=stop, batch=20, concurrency=3, idle=0.05, on_result=checked),
-        timeout=60,
-    )
-    assert run.total == 60
-    assert sorted(provider.seen.values()) == [1] * 60
     assert _during(provider.times, spans) >= 3
 
 
