@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -320,24 +321,27 @@ def test_a_killed_runs_start_is_forgotten_after_it_stops_renewing(make: Any) -> 
 
 
 async def test_check_all_leases_the_next_batch_while_the_last_checks_finish(
-    make: Any, provider: Provider, monkeypatch: pytest.MonkeyPatch
+    make: Any, provider: Provider, monkeypatch: pytest.MonkeyPatch, db: Path
 ) -> None:
+    import sqlite3
+
     accounts = make()
     fill(accounts.store, 12)
     provider.delay = 0.02
     held: list[int] = []
-    lease = accounts.store.lease
+    lease = Store.lease
 
-    def watched(*args: Any, **kwargs: Any) -> Any:
+    def watched(self: Store, *args: Any, **kwargs: Any) -> Any:
         # Leases that still hold accounts when the next one is taken (its checks in flight).
-        with accounts.store._write() as conn:
+        # On the run's store thread, over its own connection: this one is the test's.
+        with contextlib.closing(sqlite3.connect(db)) as conn:
             row = conn.execute(
                 "SELECT count(DISTINCT lease_token) FROM accounts WHERE lease_token IS NOT NULL"
             ).fetchone()
         held.append(row[0])
-        return lease(*args, **kwargs)
+        return lease(self, *args, **kwargs)
 
-    monkeypatch.setattr(accounts.store, "lease", watched)
+    monkeypatch.setattr(Store, "lease", watched)
     run = await accounts.check_all(batch=4, concurrency=3)
     assert run.total == 12
     assert sorted(provider.seen.values()) == [1] * 12
@@ -428,3 +432,131 @@ async def test_a_provider_rate_limiting_many_keys_is_left_for_later(
     assert {i: accounts.store.get(i).status for i in ids} == before  # no verdict changed
     [limit] = accounts.store.limits()
     assert limit.pause.until == run.paused_until
+
+
+# --- store calls off the event loop (issue 20, performance) -------------------------------
+
+
+def _slowed(monkeypatch: pytest.MonkeyPatch, name: str, seconds: Any) -> list[tuple[float, float]]:
+    """Make every ``Store.<name>`` call sleep *seconds()* first; gives (start, end) of each."""
+    original = getattr(Store, name)
+    spans: list[tuple[float, float]] = []
+
+    def slow(self: Store, *args: Any, **kwargs: Any) -> Any:
+        start = time.monotonic()
+        time.sleep(seconds())  # as a database that takes its time: the GIL is let go
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            spans.append((start, time.monotonic()))
+
+    monkeypatch.setattr(Store, name, slow)
+    return spans
+
+
+def _during(times: list[float], spans: list[tuple[float, float]]) -> int:
+    return sum(1 for t in times for start, end in spans if start + 0.02 < t < end - 0.02)
+
+
+@pytest.mark.parametrize(
+    ("how", "call"), [("check_all", "lease"), ("check_all", "record_many"), ("work", "record_many")]
+)
+async def test_checks_keep_running_while_the_store_answers(
+    make: Any, provider: Provider, monkeypatch: pytest.MonkeyPatch, how: str, call: str
+) -> None:
+    # A slow database (lease or record) holds up its own thread, not the event loop: requests
+    # keep leaving while it answers. On the loop, no request could leave during a store call.
+    from hub_core import accounts as accounts_module
+
+    monkeypatch.setattr(accounts_module, "BATCH_SIZE", 5)
+    accounts = make()
+    fill(accounts.store, 80)
+    provider.delay = 0.05  # the last quarter of a lease outlasts the next lease's fetch
+    spans = _slowed(monkeypatch, call, lambda: 0.15)
+    if how == "check_all":
+        running = accounts.check_all(batch=40, concurrency=3)
+    else:
+        stop = asyncio.Event()
+
+        def checked(account: Any) -> None:
+            if sum(provider.seen.values()) == 80:
+                asyncio.get_running_loop().call_later(0.2, stop.set)
+
+        running = accounts.work(stop=stop, batch=40, concurrency=3, idle=0.05, on_result=checked)
+    run = await asyncio.wait_for(running, timeout=60)
+    assert run.total == 80
+    assert sorted(provider.seen.values()) == [1] * 80
+    assert spans
+    assert _during(provider.times, spans) >= 3
+
+
+async def test_store_calls_run_in_order_and_each_verdict_is_reported_once_recorded(
+    make: Any, provider: Provider, monkeypatch: pytest.MonkeyPatch, db: Path
+) -> None:
+    # Records of random length: were two store calls ever run at once, or their outcomes
+    # handled out of turn, a later write would overtake an earlier one.
+    import random
+    import sqlite3
+
+    from hub_core import accounts as accounts_module
+
+    monkeypatch.setattr(accounts_module, "BATCH_SIZE", 3)
+    accounts = make()
+    fill(accounts.store, 48)
+    provider.delay = 0.005
+    order: list[tuple[str, Any]] = []
+    running = threading.Lock()
+    lease, record_many = Store.lease, Store.record_many
+
+    def leased(self: Store, *args: Any, **kwargs: Any) -> Any:
+        assert running.acquire(blocking=False), "two store calls at once"
+        try:
+            got = lease(self, *args, **kwargs)
+            order.append(("lease", {item.account.id for item in got.accounts}))
+            return got
+        finally:
+            running.release()
+
+    def recorded(self: Store, results: Any, **kwargs: Any) -> Any:
+        assert running.acquire(blocking=False), "two store calls at once"
+        try:
+            results = list(results)
+            time.sleep(random.uniform(0, 0.03))
+            outcomes = record_many(self, results, **kwargs)
+            order.append(("record", [account_id for account_id, _ in results]))
+            return outcomes
+        finally:
+            running.release()
+
+    monkeypatch.setattr(Store, "lease", leased)
+    monkeypatch.setattr(Store, "record_many", recorded)
+    told: list[str] = []
+
+    def on_result(account: Any) -> None:
+        # Recorded before it is told: the test's own connection already sees the verdict.
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            [(checked_at,)] = conn.execute(
+                "SELECT checked_at FROM accounts WHERE id = ?", (account.id,)
+            ).fetchall()
+        assert checked_at is not None
+        assert checked_at > NOW.isoformat()
+        told.append(account.id)
+
+    run = await asyncio.wait_for(
+        accounts.check_all(batch=8, concurrency=4, on_result=on_result), timeout=60
+    )
+    assert run.total == 48
+    written = [i for kind, ids in order if kind == "record" for i in ids]
+    assert told == written  # told in the order written, each once
+    assert sorted(written) == sorted(a.id for a in accounts.store.accounts())
+    # Each verdict is written after its lease and before the lease after the next one: a
+    # lease is fetched ahead only once the one before it has every verdict written.
+    leases = [ids for kind, ids in order if kind == "lease"]
+    seen_leases = 0
+    for kind, ids in order:
+        if kind == "lease":
+            seen_leases += 1
+            continue
+        for account_id in ids:
+            mine = next(n for n, held in enumerate(leases) if account_id in held)
+            assert mine < seen_leases <= mine + 2

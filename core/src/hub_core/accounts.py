@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
@@ -48,6 +58,7 @@ from .store_types import utc_now
 if TYPE_CHECKING:
     from .hub import CheckItem, CheckResult, Hub
     from .store_protocol import AccountStore
+    from .store_thread import StoreThread
     from .store_types import Link
 
 __all__ = ["Accounts", "CheckRun", "StoreRunner"]
@@ -508,43 +519,69 @@ class Accounts:
         than its bucket grants; while its bucket is empty the run waits for it, telling
         *on_wait* the providers and how long. The due accounts of a provider paused after rate
         limits are left for later (`CheckRun.paused`).
+
+        The run's store calls (leases, verdicts, releases) run on a thread of their own, over
+        its own connection (`Store.connect_again`), or through *run_store* when one was given:
+        the checks keep running while the database answers.
         """
-        token, started = self.store.join_run(alive_for=lease_for)
+        async with self._run_calls() as calls:
+            return await self._check_all(calls, concurrency, batch, lease_for, on_result, on_wait)
+
+    async def _check_all(
+        self,
+        calls: _StoreCalls,
+        concurrency: int,
+        batch: int,
+        lease_for: timedelta,
+        on_result: Callable[[Account], None] | None,
+        on_wait: Callable[[tuple[str, ...], timedelta], None] | None,
+    ) -> CheckRun:
+        token, started = await calls(lambda store: store.join_run(alive_for=lease_for))
         run = CheckRun()
         held: list[str] = []  # leases kept until the end: accounts reported, never checked
-        verdicts = _Verdicts(self, on_result=on_result, on_recorded=lambda _, a: run.count(a))
+        verdicts = _Verdicts(
+            self,
+            calls,
+            on_result=on_result,
+            on_recorded=lambda _, a: run.count(a),
+            on_reported=run.count,
+        )
         last: list[Lease] = []
 
-        def next_lease() -> Lease:
-            self.store.keep_run(token, alive_for=lease_for)
-            lease = self.store.lease(batch, checked_before=started, lease_for=lease_for)
+        def next_lease(store: AccountStore) -> Lease:  # on the store thread
+            store.keep_run(token, alive_for=lease_for)
+            return store.lease(batch, checked_before=started, lease_for=lease_for)
+
+        def leased(lease: Lease | None) -> None:  # back on the loop
+            if lease is None:
+                return
             if any(i.values is None and i.error is None for i in lease.accounts):
                 held.append(lease.token)
             last[:] = [lease]
-            return lease
 
         try:
             while True:
-                await verdicts.stream(next_lease, run, concurrency=concurrency)
+                await verdicts.stream(next_lease, leased, concurrency=concurrency)
                 if last and last[0].wait is not None:
                     # Accounts wait for their provider's budget to refill: not done yet. A
                     # paused provider's are left for later (its pause may last an hour).
                     if on_wait is not None:
                         on_wait(last[0].waiting_for, last[0].wait)
-                    self.store.keep_run(token, alive_for=lease_for)
+                    await calls(lambda store: store.keep_run(token, alive_for=lease_for))
                     await asyncio.sleep(min(max(last[0].wait.total_seconds(), 0.05), 1.0))
                     continue
                 if last:
                     run.paused, run.paused_until = last[0].paused, last[0].paused_until
-                wait_until = self.store.held_elsewhere(held, checked_before=started)
+                wait_until = await calls(
+                    lambda store: store.held_elsewhere(held, checked_before=started)
+                )
                 if wait_until is None:
                     break
                 pause = (wait_until - utc_now()).total_seconds()
                 await asyncio.sleep(min(max(pause, 0.05), 1.0))
         finally:
-            for lease_token in held:
-                self.store.release(lease_token)
-            self.store.end_run(token)
+            await calls(_release_all(held))
+            await calls(lambda store: store.end_run(token))
         return run
 
     async def work(
@@ -562,14 +599,37 @@ class Accounts:
 
         Each account is due again *every* after its verdict (a `RateLimited` one after its
         ``Retry-After``). Due accounts are leased and checked as in `check_all` (one stream of
-        checks across the leases, while accounts are due), so any number of workers share
-        them; a lease whose checks are all recorded is released at once, what it holds that
-        cannot be checked due again in *every*. With nothing due it sleeps until the next
-        account is (at most *idle* seconds, to see accounts linked meanwhile). When *stop* is
-        set it stops leasing; the checks in flight are cancelled, the verdicts they reached are
-        recorded and the accounts not started are released at once for another worker.
+        checks across the leases, while accounts are due; the store calls on a thread of
+        their own), so any number of workers share them; a lease whose checks are all
+        recorded is released at once, what it holds that cannot be checked due again in
+        *every*. With nothing due it sleeps until the next account is (at most *idle*
+        seconds, to see accounts linked meanwhile). When *stop* is set it stops leasing; the
+        checks in flight are cancelled, the verdicts they reached are recorded and the
+        accounts not started are released at once for another worker.
         """
-        stop = stop or asyncio.Event()
+        async with self._run_calls() as calls:
+            return await self._work(
+                calls,
+                every,
+                stop or asyncio.Event(),
+                concurrency,
+                batch,
+                lease_for,
+                idle,
+                on_result,
+            )
+
+    async def _work(
+        self,
+        calls: _StoreCalls,
+        every: timedelta,
+        stop: asyncio.Event,
+        concurrency: int,
+        batch: int,
+        lease_for: timedelta,
+        idle: float,
+        on_result: Callable[[Account], None] | None,
+    ) -> CheckRun:
         run = CheckRun()
         unfinished: set[str] = set()  # leases whose checks have not all been recorded
 
@@ -577,31 +637,35 @@ class Accounts:
             # Every check of it recorded: only accounts that cannot be checked are left; due
             # again in *every*, so a worker does not lease them again and again.
             unfinished.discard(token)
-            self.store.release(token, next_check_in=every)
+            verdicts.submit(lambda store: store.release(token, next_check_in=every))
 
         verdicts = _Verdicts(
             self,
+            calls,
             next_check_in=every,
             on_result=on_result,
             on_recorded=lambda _, a: run.count(a),
+            on_reported=run.count,
             on_lease_done=finished,
         )
 
         last: list[Lease] = []
 
-        def next_lease() -> Lease | None:
+        def next_lease(store: AccountStore) -> Lease | None:  # on the store thread
             if stop.is_set():
                 return None
-            lease = self.store.lease(batch, lease_for=lease_for)
-            if lease.accounts:
-                unfinished.add(lease.token)
-            last[:] = [lease]
-            return lease
+            return store.lease(batch, lease_for=lease_for)
+
+        def leased(lease: Lease | None) -> None:  # back on the loop
+            if lease is not None:
+                if lease.accounts:
+                    unfinished.add(lease.token)
+                last[:] = [lease]
 
         while not stop.is_set():
             # One stream of checks across the leases while accounts are due, as `check_all`.
             checking = asyncio.ensure_future(
-                verdicts.stream(next_lease, run, concurrency=concurrency)
+                verdicts.stream(next_lease, leased, concurrency=concurrency)
             )
             stopping = asyncio.ensure_future(stop.wait())
             try:
@@ -615,13 +679,14 @@ class Accounts:
             finally:
                 stopping.cancel()
                 # Stopped (or a store error): what the stream had not started is free for
-                # another worker now.
-                for token in sorted(unfinished):
-                    self.store.release(token)
+                # another worker now. The stream has waited for its store calls, a lease
+                # fetched ahead included, so `unfinished` names every lease it holds.
+                tokens = sorted(unfinished)
                 unfinished.clear()
+                await calls(_release_all(tokens))
             if stop.is_set():
                 break
-            due = self.store.next_due()
+            due = await calls(lambda store: store.next_due())
             pause = idle if due is None else (due - utc_now()).total_seconds()
             if last and last[0].wait is not None:  # due, but held back by a budget
                 pause = max(pause, last[0].wait.total_seconds())
@@ -630,6 +695,20 @@ class Accounts:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=min(max(pause, 0.05), idle))
         return run
+
+    @contextlib.asynccontextmanager
+    async def _run_calls(self) -> AsyncIterator[_StoreCalls]:
+        """Where one run's store calls go: *run_store*, or a `StoreThread` of the run's own."""
+        if self._run_store is not None:
+            yield _StoreCalls(self.store, run_store=self._run_store)
+            return
+        from .store_thread import StoreThread
+
+        thread = StoreThread(self.store)
+        try:
+            yield _StoreCalls(self.store, thread=thread)
+        finally:
+            await thread.aclose()
 
     async def _check_items(
         self,
@@ -642,15 +721,65 @@ class Accounts:
     ) -> list[Account]:
         """Check *items* and record each verdict (under *lease*, when given)."""
         recorded: dict[int, Account] = {}
+        reported: list[Account] = []
         verdicts = _Verdicts(
             self,
+            _StoreCalls(self.store),  # `check` keeps its store calls on the loop, as they were
             next_check_in=next_check_in,
             on_result=on_result,
             on_recorded=recorded.__setitem__,
+            on_reported=reported.append,
         )
         checkable = verdicts.take(items, lease)
         await verdicts.check(checkable, concurrency=concurrency, first=0)
-        return verdicts.reported + [recorded[index] for index in sorted(recorded)]
+        return reported + [recorded[index] for index in sorted(recorded)]
+
+
+class _StoreCalls:
+    """Where the store calls of one run go, in the order asked, each given back as a future.
+
+    On a `StoreThread` (the run's own connection, on a thread the event loop never waits
+    on); through a *run_store* (each call after the one before has ended); or, with neither,
+    on the loop itself: run at once, the future done when `submit` returns (`Accounts.check`).
+    """
+
+    def __init__(
+        self,
+        store: AccountStore,
+        *,
+        thread: StoreThread | None = None,
+        run_store: StoreRunner[object] | None = None,
+    ) -> None:
+        self._store = store
+        self._thread = thread
+        self._run_store = run_store
+        self._last: asyncio.Future[object] | None = None
+
+    def submit(self, method: Callable[[AccountStore], T]) -> asyncio.Future[T]:
+        """Start ``method(store)`` after every call submitted before it; never waits."""
+        if self._thread is not None:
+            return self._thread.submit(method)
+        if self._run_store is not None:
+            run_store, store, previous = self._run_store, self._store, self._last
+
+            async def in_turn() -> T:
+                if previous is not None:
+                    await asyncio.wait([previous])
+                return await run_store(lambda: method(store))  # type: ignore[return-value]
+
+            task = asyncio.ensure_future(in_turn())
+            self._last = task  # type: ignore[assignment]
+            return task
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        try:
+            future.set_result(method(self._store))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+    async def __call__(self, method: Callable[[AccountStore], T]) -> T:
+        """``method(store)``, in turn, awaited."""
+        return await self.submit(method)
 
 
 class _Verdicts:
@@ -661,26 +790,33 @@ class _Verdicts:
     `BATCH_SIZE` (or `BATCH_SECONDS`), written with one `Store.record_many` per lease it holds;
     an account is forgotten as soon as its verdict is recorded, so memory holds the checks in
     flight and that buffer, however many accounts the stream has.
+
+    Store calls go to *calls* (`_StoreCalls`) without waiting: the outcomes of a write are
+    handled on the loop when it is done, in the order the writes were submitted, while the
+    checks go on. A store call that fails ends the stream; the checks in flight finish and
+    are recorded, then `check` raises it.
     """
 
     def __init__(
         self,
         accounts: Accounts,
+        calls: _StoreCalls,
         *,
         next_check_in: timedelta = CHECK_INTERVAL,
         on_result: Callable[[Account], None] | None,
         on_recorded: Callable[[int, Account], None],
+        on_reported: Callable[[Account], None],
         on_lease_done: Callable[[str], None] | None = None,
     ) -> None:
         self.accounts = accounts
+        self.calls = calls
         self.on_lease_done = on_lease_done
         #: Per lease, how many of its checks are given out and not yet recorded.
         self.outstanding: dict[str, int] = {}
         self.next_check_in = next_check_in
         self.on_result = on_result
         self.on_recorded = on_recorded
-        #: Accounts reported without a check, for the caller to take (and clear).
-        self.reported: list[Account] = []
+        self.on_reported = on_reported
         # Per item given out and not yet recorded: the account, its lease, its key's version.
         self.items: dict[int, tuple[Account, str | None, str | None]] = {}
         self.pending: list[tuple[int, CheckResult]] = []
@@ -689,6 +825,50 @@ class _Verdicts:
         # An async on_event's deliveries run as tasks alongside the check, all awaited before
         # `check` returns: the verdicts are recorded from a sync callback of `Hub.check_many`.
         self.deliveries: list[asyncio.Task[None]] = []
+        #: Store calls submitted and not yet handled; what they raised (or their handlers).
+        self.inflight: set[asyncio.Future[object]] = set()
+        self.failures: list[Exception] = []
+        # The stream's state (`stream`): how the next lease is fetched, and told to its caller;
+        # the lease fetched ahead; the lease being given out, once its first check has been;
+        # per lease, its checks given out whose verdict has not been reached.
+        self.next_lease: Callable[[AccountStore], Lease | None] | None = None
+        self.leased: Callable[[Lease | None], None] = lambda _: None
+        self.ahead: asyncio.Future[Lease | None] | None = None
+        self.current: str | None = None
+        self.unreached: dict[str | None, int] = {}
+        self.all_reached = asyncio.Event()
+
+    # --- store calls ----------------------------------------------------------------------------
+
+    def submit(self, method: Callable[[AccountStore], object]) -> None:
+        """Submit a store call whose result nobody needs (a release): its failure is kept."""
+        self._submit(method, lambda _: None)
+
+    def _submit(
+        self, method: Callable[[AccountStore], T], handle: Callable[[T], None]
+    ) -> asyncio.Future[T]:
+        future = self.calls.submit(method)
+        if future.done():  # run on the loop (`Accounts.check`): handled, or raised, now
+            handle(future.result())
+            return future
+        self.inflight.add(future)  # type: ignore[arg-type]
+        future.add_done_callback(lambda done: self._handle(done, handle))
+        return future
+
+    def _handle(self, done: asyncio.Future[T], handle: Callable[[T], None]) -> None:
+        self.inflight.discard(done)
+        try:
+            handle(done.result())
+        except Exception as exc:  # the store's, or a callback's: raised when the checks end
+            self.failures.append(exc)
+
+    async def settle(self) -> None:
+        """Wait until every store call submitted (and those their outcomes submit) is handled."""
+        while self.inflight:
+            # Not cancelled with the caller: each call's outcome is still handled.
+            await asyncio.wait(set(self.inflight))
+
+    # --- leases ---------------------------------------------------------------------------------
 
     def take(self, items: Sequence[LeasedAccount], lease: str | None) -> list[CheckItem]:
         """Note *items* (of *lease*); record those that cannot be checked; the rest to check."""
@@ -704,16 +884,19 @@ class _Verdicts:
                 self.items[self.numbered + len(checkable)] = (item.account, lease, item.version)
                 checkable.append((item.account.provider_id, item.values))
         if unreadable:
-            outcomes = self.accounts.store.record_many(
-                unreadable,
-                versions={},
-                lease=lease,
-                next_check_in=self.next_check_in,
+
+            def reported(outcomes: Sequence[Account | StoreError]) -> None:
+                for (_, error), outcome in zip(unreadable, outcomes, strict=True):
+                    if isinstance(outcome, Account):
+                        self._report(outcome)
+                        self._checked(outcome, before[outcome.id], error)
+
+            self._submit(
+                _record_many(
+                    unreadable, versions={}, lease=lease, next_check_in=self.next_check_in
+                ),
+                reported,
             )
-            for (_, error), outcome in zip(unreadable, outcomes, strict=True):
-                if isinstance(outcome, Account):
-                    self._report(outcome)
-                    self._checked(outcome, before[outcome.id], error)
         self.numbered += len(checkable)
         if lease is not None:
             self.outstanding[lease] = len(checkable)
@@ -735,52 +918,132 @@ class _Verdicts:
         if self.on_lease_done is not None:
             self.on_lease_done(lease)
 
+    def _fetch_ahead(self) -> None:
+        """Ask for the next lease, unless it is asked for already or the stream is over.
+
+        The verdicts waiting in the buffer are written first (the store runs its calls in
+        order): with them written, only the lease being given out still holds accounts.
+        """
+        if self.ahead is not None or self.next_lease is None or self.failures:
+            return
+        self.flush()
+        self.ahead = self._submit(self.next_lease, self.leased)
+
+    def _given_out(self, lease: str | None, near_end: bool) -> None:
+        """A check of *lease* is given out. Once the lease is *near_end* and the earlier
+        leases' checks have all reached their verdicts, the next lease is fetched, while this
+        one's last checks run."""
+        self.unreached[lease] = self.unreached.get(lease, 0) + 1
+        if near_end:
+            self.current = lease
+            if len(self.unreached) == 1:
+                self._fetch_ahead()
+
+    async def _drained(self) -> None:
+        """Wait until every check given out has reached its verdict and it is recorded."""
+        while self.unreached:
+            self.all_reached.clear()
+            await self.all_reached.wait()
+        self.flush()
+        await self.settle()
+
+    def _reached(self, lease: str | None) -> None:
+        count = self.unreached.get(lease)
+        if count is None:  # not a stream's (`Accounts.check`)
+            return
+        if count > 1:
+            self.unreached[lease] = count - 1
+        else:
+            del self.unreached[lease]
+            if not self.unreached:
+                self.all_reached.set()
+        if self.current is not None and (
+            not self.unreached or (len(self.unreached) == 1 and self.current in self.unreached)
+        ):
+            self._fetch_ahead()
+
     async def stream(
         self,
-        next_lease: Callable[[], Lease | None],
-        run: CheckRun,
+        next_lease: Callable[[AccountStore], Lease | None],
+        leased: Callable[[Lease | None], None],
         *,
         concurrency: int,
     ) -> None:
-        """Check the accounts of lease after lease (*next_lease*, until it gives none), as
-        one stream: what `Accounts.check_all` and `Accounts.work` run.
+        """Check the accounts of lease after lease (*next_lease*, run on the store's side
+        until it gives none or an empty one; each told to *leased* on the loop), as one
+        stream: what `Accounts.check_all` and `Accounts.work` run.
 
-        `Hub._check_each`'s workers read the stream as they free up, so the next batch is
-        leased when the last check of this one has started, while the others are still in
-        flight (at most two leases are being checked, and the pool's connections stay open
-        and busy from the first batch to the last). A store error ends the stream; the
-        checks in flight still finish and are recorded, then it is raised.
+        `Hub._check_each`'s workers read the stream as they free up. The next lease is
+        fetched ahead, once the lease being checked has a quarter of its checks (at least
+        *concurrency*) left to start and every check of the one before has reached its
+        verdict (so at most two leases are being checked, and memory holds about two
+        batches), and the workers read on into it without waiting for the database. A store
+        error ends the stream; the checks in flight still finish and are recorded, then it is
+        raised.
         """
-        failed: list[BaseException] = []
+        self.next_lease, self.leased = next_lease, leased
+        self.ahead, self.current, self.unreached = None, None, {}
 
-        def leased() -> Iterator[CheckItem]:
-            while True:
-                try:
-                    # The verdicts waiting in the buffer first: with them written, only the
-                    # batch whose last checks are in flight still holds a lease.
-                    self.flush()
-                    lease = next_lease()
-                    if lease is None or not lease.accounts:
-                        return
-                    checkable = self.take(lease.accounts, lease.token)
-                except Exception as exc:
-                    failed.append(exc)
+        async def each_lease() -> AsyncGenerator[CheckItem, None]:
+            while not self.failures:
+                self._fetch_ahead()
+                ahead = self.ahead
+                if ahead is None:
                     return
-                for account in self.reported:
-                    run.count(account)
-                self.reported.clear()
-                yield from checkable
+                # Not `await ahead`: a stream stopped meanwhile must not cancel the lease,
+                # which its handler tells to *leased* (so a stopped worker releases it).
+                await asyncio.wait([ahead])
+                self.ahead, self.current = None, None
+                if ahead.exception() is not None:
+                    return  # kept by its handler: raised once the checks in flight end
+                lease = ahead.result()
+                if lease is None:
+                    return
+                if not lease.accounts:
+                    if not (self.unreached or self.pending or self.inflight):
+                        return
+                    # Nothing due when it was fetched ahead, while checks were in flight: their
+                    # verdicts may have paused a provider or brought accounts back; the stream
+                    # ends on what the store says with every verdict recorded.
+                    await self._drained()
+                    continue
+                checkable = self.take(lease.accounts, lease.token)
+                # Fetched ahead with a quarter of the lease to go (time enough for the
+                # database to answer): earlier, a worker would hold two batches all along.
+                ahead_at = len(checkable) - max(len(checkable) // 4, concurrency)
+                for n, item in enumerate(checkable):
+                    if self.failures:
+                        return
+                    self._given_out(lease.token, n >= ahead_at)
+                    yield item
 
-        await self.check(leased(), concurrency=concurrency, first=self.numbered)
-        if failed:
-            raise failed[0]
+        items = each_lease()
+        try:
+            await self.check(items, concurrency=concurrency, first=self.numbered)
+        finally:
+            await items.aclose()
+            # Stopped (Ctrl-C, a store error) with a lease fetched ahead and never begun: its
+            # accounts are free for another checker now, not when the lease expires.
+            unstarted = self._unstarted()
+            if unstarted is not None:
+                await self.calls(_release_all([unstarted]))
+
+    def _unstarted(self) -> str | None:
+        """The token of the lease fetched ahead and never begun, if it holds accounts."""
+        ahead, self.ahead = self.ahead, None
+        if ahead is None or not ahead.done() or ahead.exception() is not None:
+            return None
+        lease = ahead.result()
+        return lease.token if lease is not None and lease.accounts else None
 
     def _report(self, account: Account) -> None:
-        self.reported.append(account)
+        self.on_reported(account)
         if self.on_result is not None:
             self.on_result(account)
 
-    async def check(self, items: Iterable[CheckItem], *, concurrency: int, first: int) -> None:
+    async def check(
+        self, items: Iterable[CheckItem] | AsyncIterable[CheckItem], *, concurrency: int, first: int
+    ) -> None:
         """Check *items* and record every verdict; *first* is the number `take` gave the
         first of them (the numbers of one stream follow on, as `take` gave them out)."""
 
@@ -790,12 +1053,17 @@ class _Verdicts:
         try:
             await self.accounts.hub._check_each(items, concurrency=concurrency, on_result=record)
         finally:  # interrupted too (Ctrl-C): the verdicts already reached are kept
+            self.next_lease = None  # no lease fetched ahead from now on
             try:
                 self.flush()
+                await self.settle()
             finally:
                 if self.deliveries:
                     await asyncio.gather(*self.deliveries)
                     self.deliveries.clear()
+        if self.failures:
+            failure, self.failures = self.failures[0], []
+            raise failure
 
     def _checked(self, account: Account, before: Account, error: HubError | None) -> None:
         if self.accounts._on_event is None:  # nobody to tell: no event built per verdict
@@ -813,51 +1081,60 @@ class _Verdicts:
             self.deliveries.append(asyncio.ensure_future(pending))
 
     def _record(self, index: int, result: CheckResult) -> None:
+        lease = self.items[index][1]
         self.pending.append((index, result))
         if len(self.pending) >= BATCH_SIZE or time.monotonic() - self.flushed >= BATCH_SECONDS:
-            self._flush()
+            self._flush()  # on the loop (`Accounts.check`), the item is forgotten already
+        self._reached(lease)
 
     def flush(self) -> None:
-        """Record the verdicts waiting in the buffer now."""
+        """Submit the verdicts waiting in the buffer now."""
         if self.pending:
             self._flush()
 
     def _flush(self) -> None:
-        from .store import KeyReplaced, LeaseLost  # loaded already: it made the store
-
         by_lease: dict[str | None, list[tuple[int, CheckResult]]] = {}
         for index, result in self.pending:
             by_lease.setdefault(self.items[index][1], []).append((index, result))
         self.pending = []
-        retry: list[tuple[int, CheckResult]] = []
+        self.flushed = time.monotonic()
         for lease, group in by_lease.items():
             versions: dict[str, str] = {}
             for index, _ in group:
                 account, _, version = self.items[index]
                 if version is not None:
                     versions[account.id] = version
-            outcomes = self.accounts.store.record_many(
-                [(self.items[index][0].id, result) for index, result in group],
-                versions=versions,
-                lease=lease,
-                next_check_in=self.next_check_in,
+            ids = [(self.items[index][0].id, result) for index, result in group]
+            next_check_in = self.next_check_in
+
+            self._submit(
+                _record_many(ids, versions=versions, lease=lease, next_check_in=next_check_in),
+                functools.partial(self._recorded, group),
             )
-            for (index, result), outcome in zip(group, outcomes, strict=True):
-                if isinstance(outcome, AccountNotFound | KeyReplaced | LeaseLost):
-                    self._forget(index)  # unlinked, relinked or taken over while it ran
-                    continue
-                if isinstance(outcome, HubError):  # the key now reaches another identity
-                    retry.append((index, InvalidCredentials(outcome.message)))
-                    continue
-                before = self._forget(index)
-                self.on_recorded(index, outcome)
-                if self.on_result is not None:
-                    self.on_result(outcome)
-                self._checked(outcome, before, result if isinstance(result, HubError) else None)
-        self.flushed = time.monotonic()
+
+    def _recorded(
+        self, group: list[tuple[int, CheckResult]], outcomes: Sequence[Account | StoreError]
+    ) -> None:
+        """Handle the outcomes of one `record_many` (on the loop, in the order written)."""
+        from .store import KeyReplaced, LeaseLost  # loaded already: it made the store
+
+        retry: list[tuple[int, CheckResult]] = []
+        for (index, result), outcome in zip(group, outcomes, strict=True):
+            if isinstance(outcome, AccountNotFound | KeyReplaced | LeaseLost):
+                self._forget(index)  # unlinked, relinked or taken over while it ran
+                continue
+            if isinstance(outcome, HubError):  # the key now reaches another identity
+                retry.append((index, InvalidCredentials(outcome.message)))
+                continue
+            before = self._forget(index)
+            self.on_recorded(index, outcome)
+            if self.on_result is not None:
+                self.on_result(outcome)
+            self._checked(outcome, before, result if isinstance(result, HubError) else None)
         if retry:
-            self.pending = retry
+            self.pending, waiting = retry, self.pending
             self._flush()
+            self.pending = waiting
 
 
 @attrs.define
@@ -888,6 +1165,29 @@ class CheckRun:
                 self.flagged.append(account)
             else:
                 self.more_flagged += 1
+
+
+def _release_all(tokens: Sequence[str]) -> Callable[[AccountStore], None]:
+    """Release each of *tokens*' leases, for the store's side: free for any checker now."""
+
+    def release(store: AccountStore) -> None:
+        for token in tokens:
+            store.release(token)
+
+    return release
+
+
+def _record_many(
+    results: Sequence[tuple[str, CheckResult]],
+    *,
+    versions: Mapping[str, str],
+    lease: str | None,
+    next_check_in: timedelta,
+) -> Callable[[AccountStore], Sequence[Account | StoreError]]:
+    """One `record_many`, for the store's side (its arguments bound now, on the loop)."""
+    return lambda store: store.record_many(
+        results, versions=versions, lease=lease, next_check_in=next_check_in
+    )
 
 
 _log = logging.getLogger("hub_core.events")

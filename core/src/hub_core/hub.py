@@ -20,6 +20,8 @@ from .policy import Policy
 # accounts` and every Hub that never checks a key need not pay (bench: `hub providers`
 # went from 1.19x to 1.34x of its baseline with them at the top).
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterable, Awaitable
+
     from .flows import Driver
     from .transports import AsyncSender, EnvironmentProxy
 
@@ -189,7 +191,7 @@ class Hub:
 
     async def _check_each(
         self,
-        items: Iterable[CheckItem],
+        items: Iterable[CheckItem] | AsyncIterable[CheckItem],
         *,
         concurrency: int,
         on_result: Callable[[int, CheckResult], None],
@@ -197,8 +199,10 @@ class Hub:
         """`check_many` without its list of results: *on_result* gets each, nothing is kept.
 
         *items* is read lazily, one item as a check slot frees up, so it may be an endless
-        stream (`Accounts.check_all` leases its next batch from inside it): memory holds the
-        checks in flight, never the results of the whole stream.
+        stream: memory holds the checks in flight, never the results of the whole stream. An
+        async iterable may wait for its next item (`Accounts.check_all` waits there for a
+        lease its store thread fetches) while the checks in flight go on; it is read by one
+        check slot at a time.
         """
         import asyncio
 
@@ -206,10 +210,11 @@ class Hub:
 
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        pending = enumerate(items)
+        take = _taker(items)
 
         async def worker(client: AsyncSender) -> None:
-            for index, (provider_id, values) in pending:
+            while (taken := await take()) is not None:
+                index, (provider_id, values) = taken
                 result: CheckResult
                 try:
                     provider, driver = self._prepare(provider_id, values)
@@ -304,6 +309,39 @@ class Hub:
         if self._sender is not None:
             await self._sender.aclose()
             self._sender = None
+
+
+def _taker(
+    items: Iterable[CheckItem] | AsyncIterable[CheckItem],
+) -> Callable[[], Awaitable[tuple[int, CheckItem] | None]]:
+    """What `Hub._check_each`'s check slots call for their next item and its index (None:
+    no more)."""
+    import asyncio
+    from collections.abc import AsyncIterable
+
+    if not isinstance(items, AsyncIterable):
+        pending = enumerate(items)
+
+        async def next_item() -> tuple[int, CheckItem] | None:
+            return next(pending, None)
+
+        return next_item
+    source = aiter(items)
+    # An async generator cannot be resumed while it waits: one slot reads it at a time.
+    reading = asyncio.Lock()
+    count = 0
+
+    async def next_async_item() -> tuple[int, CheckItem] | None:
+        nonlocal count
+        async with reading:
+            try:
+                item = await anext(source)
+            except StopAsyncIteration:
+                return None
+            count += 1
+            return count - 1, item
+
+    return next_async_item
 
 
 def _before_first_send(driver: Driver, callback: Callable[[], object]) -> Driver:

@@ -27,6 +27,7 @@ import attrs
 from hub_core.accounts import Accounts
 from hub_core.errors import describe
 from hub_core.status import Status
+from hub_core.store_thread import StoreThread as _StoreThread
 
 if TYPE_CHECKING:
     from hub_core.events import EventHandler
@@ -39,33 +40,17 @@ __all__ = ["CheckAll", "Checker", "StoreThread"]
 T = TypeVar("T")
 
 
-class StoreThread:
-    """One thread that owns a connection to the store; `run` hands it a call."""
+class StoreThread(_StoreThread):
+    """One thread that owns a connection to the store (`hub_core.store_thread.StoreThread`),
+    with the `Accounts` of the web Hub's pages over it."""
 
     def __init__(
         self, hub: Hub, store: AccountStore, *, on_event: EventHandler | None = None
     ) -> None:
-        self._origin = store
+        super().__init__(store)
         self._on_event = on_event
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hub-store")
-        self._store: AccountStore | None = None
         self._accounts: Accounts | None = None
         self._hub = hub
-
-    def _open(self) -> AccountStore:
-        if self._store is None:
-            self._store = self._origin.connect_again()
-        return self._store
-
-    async def run(self, call: Callable[[], T]) -> T:
-        """Run *call* on the store thread and return (or raise) what it does."""
-        loop = asyncio.get_running_loop()
-
-        def opened_then_call() -> T:
-            self._open()
-            return call()
-
-        return await loop.run_in_executor(self._executor, opened_then_call)
 
     async def accounts(self) -> Accounts:
         """`Accounts` over the thread's own store, its store calls run on the thread."""
@@ -75,27 +60,6 @@ class StoreThread:
                 self._hub, store, run_store=self.run, on_event=self._on_event, via="dashboard"
             )
         return self._accounts
-
-    async def call(self, method: Callable[[AccountStore], T]) -> T:
-        """Run ``method(store)`` on the thread, with the thread's store."""
-        return await self.run(lambda: method(self._open()))
-
-    def call_sync(self, method: Callable[[AccountStore], T]) -> T:
-        """`call` for a caller off the event loop: blocks until the thread has run it."""
-        return self._executor.submit(lambda: method(self._open())).result()
-
-    def close(self) -> None:
-        """Close the thread's connection and stop the thread."""
-
-        def close_store() -> None:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
-
-        # Already shut down, or stuck: then the connection goes with the process.
-        with contextlib.suppress(RuntimeError, concurrent.futures.TimeoutError):
-            self._executor.submit(close_store).result(timeout=10)
-        self._executor.shutdown(wait=False)
 
 
 @attrs.define
