@@ -238,31 +238,38 @@ def bulk(
         with fake_elastic(work) as server:
             env = bulk_environ(server, work / "home")
             samples: dict[tuple[str, int], list[Sample]] = {}
+            cli: dict[int, list[Sample]] = {}
             for client in CLIENTS:  # warm-up: bytecode caches, the server's first connections
                 run_client(client, 100, server, env)
             for count in sizes:
-                for rep in range(reps):
+                (work / f"store-{count}").mkdir()
+                populate(work / f"store-{count}", count)
+            for count in sizes:
+                # `hub check --all` runs between the clients' runs, not after them all: its
+                # ratio to check_many compares runs minutes apart otherwise, and this machine's
+                # speed drifts by more than the target's margin in that time.
+                for rep in range(max(reps, cli_reps)):
                     # httpx's own pool is slow enough (encode/httpx#3215) that one run of the
                     # largest size takes a minute: it runs once there.
                     clients = [
                         c
                         for c in CLIENTS
-                        if c != "httpx" or (count <= httpx_max and (count == sizes[0] or rep == 0))
+                        if rep < reps
+                        and (
+                            c != "httpx" or (count <= httpx_max and (count == sizes[0] or rep == 0))
+                        )
                     ]
+                    if rep < cli_reps:
+                        clients.append("hub check --all")
                     shift = rep % len(clients)
                     for client in clients[shift:] + clients[:shift]:
-                        sample = run_client(client, count, server, env)
-                        samples.setdefault((client, count), []).append(sample)
+                        if client == "hub check --all":
+                            sample = run_cli(work / f"store-{count}", count, server, env, work)
+                            cli.setdefault(count, []).append(sample)
+                        else:
+                            sample = run_client(client, count, server, env)
+                            samples.setdefault((client, count), []).append(sample)
                         _progress(sample)
-            cli: dict[int, list[Sample]] = {}
-            for count in sizes:
-                home = work / f"store-{count}"
-                home.mkdir()
-                populate(home, count)
-                for _ in range(cli_reps):
-                    sample = run_cli(home, count, server, env, work)
-                    cli.setdefault(count, []).append(sample)
-                    _progress(sample)
             largest = max(sizes)
             for count in sorted(rss_sizes):
                 home = work / f"store-{count}"

@@ -451,6 +451,8 @@ def _slowed(monkeypatch: pytest.MonkeyPatch, name: str, seconds: Any) -> list[tu
             spans.append((start, time.monotonic()))
 
     monkeypatch.setattr(Store, name, slow)
+    # As a database server would: SQLite's own calls stay on the loop (`waits_on_server`).
+    monkeypatch.setattr(Store, "waits_on_server", True)
     return spans
 
 
@@ -501,6 +503,7 @@ async def test_store_calls_run_in_order_and_each_verdict_is_reported_once_record
     from hub_core import accounts as accounts_module
 
     monkeypatch.setattr(accounts_module, "BATCH_SIZE", 3)
+    monkeypatch.setattr(Store, "waits_on_server", True)
     accounts = make()
     fill(accounts.store, 48)
     provider.delay = 0.005
@@ -560,3 +563,45 @@ async def test_store_calls_run_in_order_and_each_verdict_is_reported_once_record
         for account_id in ids:
             mine = next(n for n, held in enumerate(leases) if account_id in held)
             assert mine < seen_leases <= mine + 2
+
+
+@pytest.mark.parametrize("server", [False, True], ids=["in-process", "server"])
+@pytest.mark.parametrize("how", ["check_all", "work"])
+async def test_a_run_calls_its_store_from_a_thread_only_when_the_store_waits_on_a_server(
+    make: Any, provider: Provider, monkeypatch: pytest.MonkeyPatch, how: str, server: bool
+) -> None:
+    # SQLite's calls are this process's own work: another thread would only add GIL
+    # hand-offs. A server's calls are mostly waiting, which the loop should not do.
+    monkeypatch.setattr(Store, "waits_on_server", server)
+    threads: set[int] = set()
+    lease, record_many = Store.lease, Store.record_many
+
+    def leased(self: Store, *args: Any, **kwargs: Any) -> Any:
+        threads.add(threading.get_ident())
+        return lease(self, *args, **kwargs)
+
+    def recorded(self: Store, *args: Any, **kwargs: Any) -> Any:
+        threads.add(threading.get_ident())
+        return record_many(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "lease", leased)
+    monkeypatch.setattr(Store, "record_many", recorded)
+    accounts = make()
+    fill(accounts.store, 12)
+    if how == "check_all":
+        run = await asyncio.wait_for(accounts.check_all(batch=5, concurrency=2), timeout=30)
+    else:
+        stop = asyncio.Event()
+
+        def checked(account: Any) -> None:
+            if sum(provider.seen.values()) == 12:
+                stop.set()
+
+        run = await asyncio.wait_for(
+            accounts.work(stop=stop, batch=5, concurrency=2, idle=0.05, on_result=checked),
+            timeout=30,
+        )
+    assert run.total == 12
+    assert threads
+    loop_thread = threading.get_ident()
+    assert (loop_thread not in threads) if server else (threads == {loop_thread})

@@ -698,9 +698,13 @@ class Accounts:
 
     @contextlib.asynccontextmanager
     async def _run_calls(self) -> AsyncIterator[_StoreCalls]:
-        """Where one run's store calls go: *run_store*, or a `StoreThread` of the run's own."""
+        """Where one run's store calls go: *run_store*, a `StoreThread` of the run's own for
+        a store that waits on a server, or the loop itself (`AccountStore.waits_on_server`)."""
         if self._run_store is not None:
             yield _StoreCalls(self.store, run_store=self._run_store)
+            return
+        if not self.store.waits_on_server:
+            yield _StoreCalls(self.store)
             return
         from .store_thread import StoreThread
 

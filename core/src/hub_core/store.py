@@ -481,6 +481,11 @@ class SqliteStore(SharedMethods):
     # --- lifecycle ------------------------------------------------------------------------------
 
     @property
+    def waits_on_server(self) -> bool:
+        """No: SQLite's calls are this process's own work (`AccountStore.waits_on_server`)."""
+        return False
+
+    @property
     def path(self) -> Path:
         """The database file."""
         return self._path

@@ -770,6 +770,11 @@ class PostgresStore(SharedMethods):
     # --- lifecycle ------------------------------------------------------------------------------
 
     @property
+    def waits_on_server(self) -> bool:
+        """Yes: a call mostly waits for the server (`AccountStore.waits_on_server`)."""
+        return True
+
+    @property
     def path(self) -> Path:
         """The database's URL, its password masked (a PostgreSQL store has no file)."""
         from pathlib import Path

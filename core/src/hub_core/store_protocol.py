@@ -16,7 +16,8 @@ What every backend guarantees, beside each method's own contract:
   and replays; omitted, the current time is used.
 - A store object is used from one thread; `connect_again` gives another thread its own.
   Its methods block (they are quick): an event loop calls them through a thread
-  (`hub_core.web.workers.StoreThread`, `Accounts(run_store=...)`).
+  (`hub_core.store_thread.StoreThread`, `Accounts(run_store=...)`); a run of checks does so
+  itself when the store `waits_on_server`.
 - Every error a store raises is a `hub_core.errors.HubError` (`StoreError` and its kin), whose
   message says what happened and what was left unchanged.
 
@@ -56,6 +57,17 @@ class AccountStore(Protocol):
     @property
     def path(self) -> Path:
         """Where the database is (a file for SQLite); shown in messages, never a secret."""
+        ...
+
+    @property
+    def waits_on_server(self) -> bool:
+        """Whether its calls mostly wait for a database server (PostgreSQL), not work here.
+
+        A run of checks (`Accounts.check_all`, `Accounts.work`) then makes its store calls
+        from a thread of its own, so the event loop checks on while the server answers. A
+        store whose calls are this process's own work (SQLite) gains nothing from a thread
+        but the hand-offs of the GIL, and keeps them on the loop.
+        """
         ...
 
     def connect_again(self) -> AccountStore:
