@@ -112,12 +112,13 @@ def psql(server: PostgresCluster, url: str, script: str) -> subprocess.Completed
 
 
 def behind(url: str, key: str) -> str:
-    """A database a hub of schema 1 made (an account in it), before migration 2: its id."""
+    """A database a hub of schema 1 made (an account in it), before migrations 2 and 3: its id."""
     from hub_core.store_postgres import PostgresStore
 
     with PostgresStore(url, secret_key=key) as store:
         account_id = save(store)
     pg(url, "DROP TABLE provider_limits")
+    pg(url, "DROP INDEX accounts_leased")
     pg(url, "UPDATE hub_meta SET schema_version = 1, min_reader_version = 1")
     return account_id
 
@@ -164,16 +165,18 @@ def test_an_old_schema_is_shown_then_upgraded_once(postgres_url: str) -> None:
     assert status.exit_code == 0, status.output
     assert "Database: PostgreSQL postgresql://hub:***@127.0.0.1" in status.stdout
     assert f"Schema version: 1 (this hub: {SCHEMA_VERSION}" in status.stdout
-    assert f"would apply 1 migration (2): schema 1 to {SCHEMA_VERSION}" in status.stdout
+    pending = list(range(2, SCHEMA_VERSION + 1))
+    assert f"would apply {len(pending)} migrations (2 to {SCHEMA_VERSION})" in status.stdout
     data = json.loads(hub("db", "status", "--json", **env).stdout)
     assert data["schema_version"] == 1
     assert data["min_reader_version"] == 1
-    assert data["pending"] == [2]
+    assert data["pending"] == pending
     assert data["usable"] is True
     # --sql prints only what is pending, and changes nothing.
     script = hub("db", "upgrade", "--sql", **env).stdout
-    assert script.count("BEGIN;") == 1
+    assert script.count("BEGIN;") == len(pending)
     assert "CREATE TABLE provider_limits" in script
+    assert "CREATE INDEX accounts_leased" in script
     assert "CREATE TABLE accounts" not in script
     assert meta(postgres_url) == (1, 1)
     done = hub("db", "upgrade", **env)  # no key needed
@@ -308,7 +311,8 @@ def test_an_application_role_without_ddl_is_told_to_run_hub_db_upgrade(
         denied = hub("db", "upgrade", HUB_DATABASE_URL=role_url)
         assert denied.exit_code == 2
         assert "run `hub db upgrade` as a role that may" in denied.stderr
-        assert "would apply 1 migration" in hub("db", "status", HUB_DATABASE_URL=role_url).stdout
+        status = hub("db", "status", HUB_DATABASE_URL=role_url).stdout
+        assert f"would apply {SCHEMA_VERSION - 1} migrations" in status
         script = hub("db", "upgrade", "--sql", HUB_DATABASE_URL=role_url).stdout
         # The DBA runs the script, grants the application its rows, and the application works.
         ran = psql(postgres_server, postgres_url, script)

@@ -109,6 +109,37 @@ def test_hosts_starting_together_migrate_once(postgres_url: str) -> None:
     assert meta(postgres_url) == (SCHEMA_VERSION, 1)
 
 
+def test_the_schema_before_gains_the_index_of_leases_and_keeps_every_account(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub_core import store_postgres
+
+    key = Fernet.generate_key().decode()
+    with monkeypatch.context() as before:
+        before.setattr(store_postgres, "MIGRATIONS", store_postgres.MIGRATIONS[:-1])
+        before.setattr(store_postgres, "SCHEMA_VERSION", SCHEMA_VERSION - 1)
+        with PostgresStore(postgres_url, secret_key=key) as store:
+            ids = [save(store, f"org:{n}") for n in range(3)]
+            lease = store.lease(2)
+        assert meta(postgres_url) == (SCHEMA_VERSION - 1, 1)
+    with PostgresStore(postgres_url, secret_key=key) as store:
+        assert meta(postgres_url) == (SCHEMA_VERSION, 1)
+        assert sorted(account.id for account in store.accounts()) == sorted(ids)
+        assert store.credentials(ids[0])["api_key"] == "sekrit-value"
+        assert store.release(lease.token) == 2
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("SET enable_seqscan = off")  # a table of three rows: show the index is fit
+        plans = [
+            str(conn.execute(f"EXPLAIN {sql}").fetchall())
+            for sql in (
+                "UPDATE accounts SET lease_token = NULL WHERE lease_token = 'a-token'",
+                "SELECT min(lease_until) FROM accounts WHERE lease_until >= now()"
+                " AND lease_token IS NOT NULL AND lease_token <> ALL('{}'::text[])",
+            )
+        ]
+    assert all("accounts_leased" in plan for plan in plans), plans
+
+
 def test_a_newer_schema_is_used_while_it_allows_and_refused_after(postgres_url: str) -> None:
     key = Fernet.generate_key().decode()
     with PostgresStore(postgres_url, secret_key=key) as store:
