@@ -5,7 +5,8 @@ A store object is used from one thread (`hub_core.store_protocol`); the thread o
 time, in the order handed. sqlite3 and psycopg release the GIL while they wait on the
 database, so the loop's checks keep running meanwhile. The web Hub runs a page's store calls
 on one (`hub_core.web.workers.StoreThread`); `Accounts.check_all` and `Accounts.work` run each
-run's lease, record and release calls on one of their own.
+run's lease, record and release calls on one of their own when the store waits on a server
+(`AccountStore.waits_on_server`).
 """
 
 from __future__ import annotations
