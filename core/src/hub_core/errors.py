@@ -48,6 +48,7 @@ _SEPARATORS = " \t\n\r\v\f\0.-_:,;|/\\%+='\"`"
 _SEPARATOR_SET = frozenset(_SEPARATORS)
 _UPPER, _LOWER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"
 _ASCII_LOWER = bytes.maketrans(_UPPER.encode("ascii"), _LOWER.encode("ascii"))
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
 # The quick test compares 4-byte words: every run of 7 bytes or more of the forms holds one
 # whole word at a multiple of 4, so a text holding a piece of a key holds, at one of four
 # offsets, one of the forms' aligned words. (Keeping the forms' words at every offset instead,
@@ -56,8 +57,8 @@ _ASCII_LOWER = bytes.maketrans(_UPPER.encode("ascii"), _LOWER.encode("ascii"))
 _WORD = 4
 
 
-def _forms(secret: str) -> list[str]:
-    """*secret* as a provider may echo it: as is, reversed, in hex and in base64.
+def _forms(secret: str) -> list[bytes]:
+    """*secret* as a provider may echo it, in UTF-8: as is, reversed, in hex and in base64.
 
     Base64 encodes three bytes in four characters, so a key encoded inside a longer string
     looks different at each of the three byte offsets it can start at: for each, the part of
@@ -67,20 +68,22 @@ def _forms(secret: str) -> list[str]:
     import binascii  # a built-in module; imported here so `import hub_core` stays as it was
 
     raw = secret.encode("utf-8", "surrogatepass")
-    forms = [secret, secret[::-1], raw.hex()]
+    forms = [raw, secret[::-1].encode("utf-8", "surrogatepass"), raw.hex().encode("ascii")]
     for offset in range(3):
-        encoded = binascii.b2a_base64(bytes(offset) + raw, newline=False).decode("ascii")
+        encoded = binascii.b2a_base64(bytes(offset) + raw, newline=False)
         # The first characters also carry bits of the bytes before the key: drop them.
         tail = encoded[(8 * offset + 5) // 6 :]
-        forms += [tail, tail.replace("+", "-").replace("/", "_")]
+        forms += [tail, tail.translate(_URL_SAFE)]
     return forms
 
 
 @functools.lru_cache(maxsize=32)
-def _folding(own: frozenset[str]) -> tuple[str, dict[int, int | None]]:
-    """The separators for secrets holding the separators *own*, and the table that folds text."""
+def _folding(own: frozenset[str]) -> tuple[str, dict[int, int | None], bytes, frozenset[str]]:
+    """For secrets holding the separators *own*: their separators, the table that folds text
+    (as str), the separators to delete from bytes, and the separators as a set."""
     separators = "".join(sorted(set(_SEPARATORS) - own))
-    return separators, str.maketrans(_UPPER, _LOWER, separators)
+    table = str.maketrans(_UPPER, _LOWER, separators)
+    return separators, table, separators.encode("ascii"), frozenset(separators)
 
 
 class Redactor:
@@ -109,15 +112,11 @@ class Redactor:
         self._piece = piece
         self._keys = frozenset(s for s in secrets if isinstance(s, str) and len(s) >= piece)
         own = _SEPARATOR_SET.intersection("".join(self._keys))
-        separators, self._table = _folding(own)
-        self._separators = frozenset(separators)
-        self._delete = separators.encode("ascii")
+        separators, self._table, self._delete, self._separators = _folding(own)
         # The forms, folded as bytes (C speed), a separator between them: folded text holds
         # none, so none of its windows spans two forms.
         forms = {
-            form.encode("utf-8", "surrogatepass").lower().translate(None, self._delete)
-            for key in self._keys
-            for form in _forms(key)
+            form.lower().translate(None, self._delete) for key in self._keys for form in _forms(key)
         }
         hay = self._hay_bytes = separators[:1].encode("ascii").join(forms)
         self._hay = hay.decode("utf-8", "surrogatepass")
