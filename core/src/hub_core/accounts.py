@@ -520,9 +520,10 @@ class Accounts:
         *on_wait* the providers and how long. The due accounts of a provider paused after rate
         limits are left for later (`CheckRun.paused`).
 
-        The run's store calls (leases, verdicts, releases) run on a thread of their own, over
-        its own connection (`Store.connect_again`), or through *run_store* when one was given:
-        the checks keep running while the database answers.
+        The run's store calls (leases, verdicts, releases) go through *run_store* when one was
+        given; on a store that waits on a server (`AccountStore.waits_on_server`), to a thread
+        of the run's own over its own connection, so the checks keep running while the
+        database answers; otherwise they run on the loop (SQLite's are this process's work).
         """
         async with self._run_calls() as calls:
             return await self._check_all(calls, concurrency, batch, lease_for, on_result, on_wait)
@@ -599,8 +600,8 @@ class Accounts:
 
         Each account is due again *every* after its verdict (a `RateLimited` one after its
         ``Retry-After``). Due accounts are leased and checked as in `check_all` (one stream of
-        checks across the leases, while accounts are due; the store calls on a thread of
-        their own), so any number of workers share them; a lease whose checks are all
+        checks across the leases, while accounts are due; the store calls where `check_all`
+        makes them), so any number of workers share them; a lease whose checks are all
         recorded is released at once, what it holds that cannot be checked due again in
         *every*. With nothing due it sleeps until the next account is (at most *idle*
         seconds, to see accounts linked meanwhile). When *stop* is set it stops leasing; the
@@ -1109,10 +1110,8 @@ class _Verdicts:
                 if version is not None:
                     versions[account.id] = version
             ids = [(self.items[index][0].id, result) for index, result in group]
-            next_check_in = self.next_check_in
-
             self._submit(
-                _record_many(ids, versions=versions, lease=lease, next_check_in=next_check_in),
+                _record_many(ids, versions=versions, lease=lease, next_check_in=self.next_check_in),
                 functools.partial(self._recorded, group),
             )
 

@@ -78,12 +78,12 @@ def _forms(secret: str) -> list[bytes]:
 
 
 @functools.lru_cache(maxsize=32)
-def _folding(own: frozenset[str]) -> tuple[str, dict[int, int | None], bytes, frozenset[str]]:
-    """For secrets holding the separators *own*: their separators, the table that folds text
-    (as str), the separators to delete from bytes, and the separators as a set."""
+def _folding(own: frozenset[str]) -> tuple[dict[int, int | None], bytes, frozenset[str]]:
+    """For secrets holding the separators *own*: the table that folds text (as str), their
+    separators to delete from bytes, and their separators as a set."""
     separators = "".join(sorted(set(_SEPARATORS) - own))
     table = str.maketrans(_UPPER, _LOWER, separators)
-    return separators, table, separators.encode("ascii"), frozenset(separators)
+    return table, separators.encode("ascii"), frozenset(separators)
 
 
 class Redactor:
@@ -112,13 +112,13 @@ class Redactor:
         self._piece = piece
         self._keys = frozenset(s for s in secrets if isinstance(s, str) and len(s) >= piece)
         own = _SEPARATOR_SET.intersection("".join(self._keys))
-        separators, self._table, self._delete, self._separators = _folding(own)
+        self._table, self._delete, self._separators = _folding(own)
         # The forms, folded as bytes (C speed), a separator between them: folded text holds
         # none, so none of its windows spans two forms.
         forms = {
             form.lower().translate(None, self._delete) for key in self._keys for form in _forms(key)
         }
-        hay = self._hay_bytes = separators[:1].encode("ascii").join(forms)
+        hay = self._hay_bytes = self._delete[:1].join(forms)
         self._hay = hay.decode("utf-8", "surrogatepass")
         # The forms' aligned words (none for pieces too short to hold one).
         self._words = set(_words(hay)) if piece >= 2 * _WORD - 1 else set()
