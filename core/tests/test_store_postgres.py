@@ -247,6 +247,31 @@ def test_a_write_without_a_lease_is_not_repeated_when_its_connection_drops(
         assert store.record(account_id, Verified(identity="org:1", label="Now")).label == "Now"
 
 
+def test_a_nul_the_database_refuses_in_a_batch_costs_only_its_own_verdict(
+    postgres_url: str,
+) -> None:
+    # The batch's arrays go to PostgreSQL in binary, where the server (not psycopg) refuses a
+    # NUL in text: the batch's statement fails inside its savepoint and each verdict is then
+    # written alone, so only that one is recorded as not storable.
+    key = Fernet.generate_key().decode()
+    with PostgresStore(postgres_url, secret_key=key) as store:
+        ids = [save(store, f"org:{n}") for n in range(3)]
+        lease = store.lease(3)
+        outcomes = store.record_many(
+            [
+                (ids[0], Verified(identity="org:0", label="Zero")),
+                (ids[1], Verified(identity="org:1", label="O\x00ne")),
+                (ids[2], Verified(identity="org:2", label="Two")),
+            ],
+            lease=lease.token,
+        )
+        assert [getattr(outcome, "label", None) for outcome in outcomes] == ["Zero", "One", "Two"]
+        assert [store.get(i) for i in ids] == outcomes
+        assert "could not be stored" in (store.get(ids[1]).last_error or "")
+        assert [store.get(i).last_error for i in (ids[0], ids[2])] == [None, None]
+        assert store.release(lease.token) == 0  # every lease ended with its verdict
+
+
 def test_a_database_away_for_longer_than_the_wait_is_a_clear_error(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -576,6 +576,10 @@ _UNSTORABLE: tuple[type[Exception], ...] = (*UNSTORABLE, psycopg.DataError, psyc
 
 # A batch of verdicts in one UPDATE (`PostgresStore._record_batch`): a failed check keeps the
 # label and the expiry, a passed one writes them; under a lease, only where it still holds.
+# The arrays go in binary (``%b``): in text, psycopg writes each element in Python and escapes
+# every quote of it with a regex (details are JSON, full of quotes): a quarter of what a
+# worker's store thread did per check. A value the server then refuses (a NUL in
+# text) fails the statement, as psycopg's own refusal did: `_record_one` writes each alone.
 _BATCH_COLUMNS = ("ids", "ok", "labels", "verdicts", "expires", "expiring", "errors", "details")
 _BATCH_UPDATE = """
     UPDATE accounts AS a SET
@@ -585,9 +589,9 @@ _BATCH_UPDATE = """
         expiring_at = CASE WHEN v.ok THEN v.expiring_at ELSE a.expiring_at END,
         last_error = v.error, details = v.details{ended}
     FROM unnest(
-        %(ids)s::text[], %(ok)s::boolean[], %(labels)s::text[], %(verdicts)s::text[],
-        %(expires)s::timestamptz[], %(expiring)s::timestamptz[], %(errors)s::text[],
-        %(details)s::text[]
+        %(ids)b::text[], %(ok)b::boolean[], %(labels)b::text[], %(verdicts)b::text[],
+        %(expires)b::timestamptz[], %(expiring)b::timestamptz[], %(errors)b::text[],
+        %(details)b::text[]
     ) AS v(id, ok, label, verdict, expires_at, expiring_at, error, details)
     WHERE a.id = v.id AND (%(token)s::text IS NULL OR a.lease_token = %(token)s)
     RETURNING a.seq AS row_number, a.*
@@ -1244,7 +1248,7 @@ class PostgresStore(SharedMethods):
             row["id"]: row
             for row in conn.execute(
                 "SELECT id, identity, verdict, expires_at, expiring_at, details, secrets, key_id,"
-                " lease_token FROM accounts WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE",
+                " lease_token FROM accounts WHERE id = ANY(%(ids)b) ORDER BY id FOR UPDATE",
                 {"ids": [account_id for _, account_id, _ in batch]},
             )
         }
@@ -1502,7 +1506,7 @@ class PostgresStore(SharedMethods):
                     held = held_back(plan, now, has_due)
             rows = conn.execute(
                 "UPDATE accounts SET lease_token = %(token)s, lease_until = %(until)s"
-                " WHERE seq = ANY(%(seqs)s) RETURNING seq AS row_number, *",
+                " WHERE seq = ANY(%(seqs)b) RETURNING seq AS row_number, *",
                 params | {"seqs": [row["seq"] for row in chosen]},
             ).fetchall()
         rows.sort(key=lambda row: (row[order] or epoch, row["row_number"]))
