@@ -266,6 +266,48 @@ async def test_the_worker_checks_its_leases_as_one_stream(
     assert [n for n in streams if n] == [10]
 
 
+async def test_the_worker_releases_only_a_lease_that_holds_an_account_it_cannot_check(
+    make: Any, provider: Provider, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each verdict ends its account's lease; a release reads the whole table on SQLite (no
+    # index of lease tokens), so the worker sends one only for the lease keeping a damaged
+    # account, which is then due again in `every` rather than leased over and over.
+    import sqlite3
+
+    accounts = make()
+    ids = fill(accounts.store, 6)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE accounts SET config = 'not json' WHERE id = ?", (ids[4],))
+    released: list[tuple[str, timedelta | None]] = []
+    original = type(accounts.store).release
+
+    def release(self: Any, token: str, *args: Any, **kwargs: Any) -> int:
+        count: int = original(self, token, *args, **kwargs)
+        released.append((token, kwargs.get("next_check_in")))
+        return count
+
+    monkeypatch.setattr(type(accounts.store), "release", release)
+    stop = asyncio.Event()
+    seen: list[str] = []
+
+    def checked(account: Any) -> None:
+        seen.append(account.id)
+        if len(seen) == 6:
+            asyncio.get_running_loop().call_later(0.2, stop.set)
+
+    every = timedelta(hours=1)
+    run = await asyncio.wait_for(
+        accounts.work(every=every, stop=stop, batch=3, idle=0.05, on_result=checked),
+        timeout=30,
+    )
+    assert run.statuses == {Status.ACTIVE: 5, Status.DAMAGED: 1}
+    assert sorted(provider.seen.values()) == [1] * 5
+    assert [due for _, due in released] == [every]  # one lease of two, and only once
+    due = accounts.store.next_due()
+    assert due is not None
+    assert due > datetime.now(UTC) + timedelta(minutes=59)  # the damaged one too
+
+
 async def test_a_stopped_worker_releases_what_it_had_not_started(
     make: Any, provider: Provider
 ) -> None:

@@ -556,7 +556,7 @@ class Accounts:
         def leased(lease: Lease | None) -> None:  # back on the loop
             if lease is None:
                 return
-            if any(i.values is None and i.error is None for i in lease.accounts):
+            if _keeps_unchecked(lease):
                 held.append(lease.token)
             last[:] = [lease]
 
@@ -601,12 +601,13 @@ class Accounts:
         Each account is due again *every* after its verdict (a `RateLimited` one after its
         ``Retry-After``). Due accounts are leased and checked as in `check_all` (one stream of
         checks across the leases, while accounts are due; the store calls where `check_all`
-        makes them), so any number of workers share them; a lease whose checks are all
-        recorded is released at once, what it holds that cannot be checked due again in
-        *every*. With nothing due it sleeps until the next account is (at most *idle*
-        seconds, to see accounts linked meanwhile). When *stop* is set it stops leasing; the
-        checks in flight are cancelled, the verdicts they reached are recorded and the
-        accounts not started are released at once for another worker.
+        makes them), so any number of workers share them; each verdict ends its account's
+        lease, and a lease holding accounts that cannot be checked is released once its
+        checks are recorded, those due again in *every*. With nothing due it sleeps until the
+        next account is (at most *idle* seconds, to see accounts linked meanwhile). When
+        *stop* is set it stops leasing; the checks in flight are cancelled, the verdicts they
+        reached are recorded and the accounts not started are released at once for another
+        worker.
         """
         async with self._run_calls() as calls:
             return await self._work(
@@ -633,12 +634,18 @@ class Accounts:
     ) -> CheckRun:
         run = CheckRun()
         unfinished: set[str] = set()  # leases whose checks have not all been recorded
+        # Leases holding accounts that cannot be checked, which no verdict ends: released
+        # when their checks are done. The others' verdicts have ended them, and a release
+        # finds its rows by token (on SQLite by reading the whole table).
+        keeping: set[str] = set()
 
         def finished(token: str) -> None:
             # Every check of it recorded: only accounts that cannot be checked are left; due
             # again in *every*, so a worker does not lease them again and again.
             unfinished.discard(token)
-            verdicts.submit(lambda store: store.release(token, next_check_in=every))
+            if token in keeping:
+                keeping.discard(token)
+                verdicts.submit(lambda store: store.release(token, next_check_in=every))
 
         verdicts = _Verdicts(
             self,
@@ -661,6 +668,8 @@ class Accounts:
             if lease is not None:
                 if lease.accounts:
                     unfinished.add(lease.token)
+                if _keeps_unchecked(lease):
+                    keeping.add(lease.token)
                 last[:] = [lease]
 
         while not stop.is_set():
@@ -684,6 +693,7 @@ class Accounts:
                 # fetched ahead included, so `unfinished` names every lease it holds.
                 tokens = sorted(unfinished)
                 unfinished.clear()
+                keeping.difference_update(tokens)
                 await calls(_release_all(tokens))
             if stop.is_set():
                 break
@@ -1168,6 +1178,12 @@ class CheckRun:
                 self.flagged.append(account)
             else:
                 self.more_flagged += 1
+
+
+def _keeps_unchecked(lease: Lease) -> bool:
+    """Whether *lease* holds accounts a run reports without checking them (damaged rows): no
+    verdict ends their lease, so it is released once the lease's checks are done."""
+    return any(item.values is None and item.error is None for item in lease.accounts)
 
 
 def _release_all(tokens: Sequence[str]) -> Callable[[AccountStore], None]:
