@@ -107,7 +107,7 @@ def _cluster() -> Any:
     if bindir is None:
         raise Unavailable("no PostgreSQL binaries (initdb, pg_ctl): apt-get install postgresql")
 
-    class BenchCluster(PostgresCluster):  # type: ignore[misc,valid-type]
+    class BenchCluster(PostgresCluster):
         """The test kit's throwaway cluster, with pg_stat_statements when it can be loaded."""
 
         statements = False
@@ -335,6 +335,18 @@ def reap(workers: Sequence[Worker], tick: Callable[[], None] | None = None) -> N
             time.sleep(0.02)
 
 
+def stop_workers(workers: Sequence[Worker]) -> None:
+    """SIGKILL every worker still running and wait for it."""
+    for worker in workers:
+        if worker.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(worker.pid, 0)
+            worker.out.close()
+            worker.err.close()
+
+
 def worker_argv(lease: str) -> list[str]:
     # core/tests/peak_rss.py runs hub's CLI as the `hub` script does and says its VmHWM.
     return [
@@ -457,7 +469,13 @@ class Bench:
                 os.kill(spawned[0].pid, signal.SIGKILL)
                 killed["at"] = time.perf_counter()
 
-        reap(spawned, tick)
+        try:
+            reap(spawned, tick)
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM): the workers go too, rather than check on alone
+            # for an hour against a server and a store that are gone.
+            stop_workers(spawned)
+            raise
         ended = max(worker.ended for worker in spawned)
         wall = ended - started
         time.sleep(0.2)  # the backends of the workers' connections end and are reaped
