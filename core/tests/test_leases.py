@@ -7,7 +7,7 @@ import collections
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -206,21 +206,30 @@ async def test_one_keys_429_reschedules_only_that_account(make: Any, provider: P
 # --- the worker ------------------------------------------------------------------------------
 
 
+def stop_after(count: int, stop: asyncio.Event) -> Callable[[Any], None]:
+    """An ``on_result`` that sets *stop* a moment after the *count*-th account reported (the
+    worker would otherwise wait for accounts to fall due again)."""
+    reported = 0
+
+    def checked(account: Any) -> None:
+        nonlocal reported
+        reported += 1
+        if reported == count:
+            asyncio.get_running_loop().call_later(0.2, stop.set)
+
+    return checked
+
+
 async def test_the_worker_checks_what_is_due_then_waits_and_stops(
     make: Any, provider: Provider
 ) -> None:
     accounts = make()
     fill(accounts.store, 5)
     stop = asyncio.Event()
-    seen: list[str] = []
-
-    def checked(account: Any) -> None:
-        seen.append(account.id)
-        if len(seen) == 5:
-            asyncio.get_running_loop().call_later(0.2, stop.set)
-
     run = await asyncio.wait_for(
-        accounts.work(every=timedelta(hours=1), stop=stop, idle=0.05, on_result=checked),
+        accounts.work(
+            every=timedelta(hours=1), stop=stop, idle=0.05, on_result=stop_after(5, stop)
+        ),
         timeout=30,
     )
     assert run.total == 5
@@ -288,16 +297,9 @@ async def test_the_worker_releases_only_a_lease_that_holds_an_account_it_cannot_
 
     monkeypatch.setattr(type(accounts.store), "release", release)
     stop = asyncio.Event()
-    seen: list[str] = []
-
-    def checked(account: Any) -> None:
-        seen.append(account.id)
-        if len(seen) == 6:
-            asyncio.get_running_loop().call_later(0.2, stop.set)
-
     every = timedelta(hours=1)
     run = await asyncio.wait_for(
-        accounts.work(every=every, stop=stop, batch=3, idle=0.05, on_result=checked),
+        accounts.work(every=every, stop=stop, batch=3, idle=0.05, on_result=stop_after(6, stop)),
         timeout=30,
     )
     assert run.statuses == {Status.ACTIVE: 5, Status.DAMAGED: 1}
