@@ -257,9 +257,10 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
         ),
     ),
-    # The accounts a lease holds, found by its token: `hub worker` releases each lease when
-    # its checks are done, which read the whole table without it. Partial: only the rows
-    # leased at the moment are in it, so it stays a few batches small. Only adds an index.
+    # The accounts a lease holds, found by its token: a release, `held_elsewhere` and the
+    # batch of verdicts (`_BATCH_UPDATE`, whose plan starts from it) read the whole table
+    # without it. Partial: only the rows leased at the moment are in it, so it stays a few
+    # batches small. Only adds an index.
     (
         1,
         ("CREATE INDEX accounts_leased ON accounts (lease_token) WHERE lease_token IS NOT NULL",),
