@@ -17,6 +17,7 @@ import base64
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -55,6 +56,13 @@ QLIK_USER_ID = "usr-4b21"
 QLIK_KEY_ID = "key-77e0"
 #: Inside the signature of every Qlik test key: must never show anywhere.
 QLIK_CANARY = "CANARYqLiKsEcReT4e5f6a7b8c"
+
+
+# A shell starts a background job with SIGINT ignored, and an ignored signal stays ignored
+# across exec: the Ctrl-C tests would then send it to `hub` processes deaf to it. The suite
+# restores Python's own handler; the processes it starts then begin with the default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # --- keys ----------------------------------------------------------------------------------
