@@ -633,18 +633,16 @@ class Accounts:
         on_result: Callable[[Account], None] | None,
     ) -> CheckRun:
         run = CheckRun()
-        unfinished: set[str] = set()  # leases whose checks have not all been recorded
-        # Leases holding accounts that cannot be checked, which no verdict ends: released
-        # when their checks are done. The others' verdicts have ended them, and a release
-        # finds its rows by token (on SQLite by reading the whole table).
-        keeping: set[str] = set()
+        # The leases whose checks have not all been recorded, each with whether it holds
+        # accounts that cannot be checked (`_keeps_unchecked`), which no verdict ends.
+        unfinished: dict[str, bool] = {}
 
         def finished(token: str) -> None:
-            # Every check of it recorded: only accounts that cannot be checked are left; due
-            # again in *every*, so a worker does not lease them again and again.
-            unfinished.discard(token)
-            if token in keeping:
-                keeping.discard(token)
+            # Every check of it recorded, so every verdict has ended its account's lease. What
+            # cannot be checked is left: due again in *every*, so a worker does not lease it
+            # again and again. Only then a release, which finds its rows by token (on SQLite
+            # by reading the whole table).
+            if unfinished.pop(token, False):
                 verdicts.submit(lambda store: store.release(token, next_check_in=every))
 
         verdicts = _Verdicts(
@@ -667,9 +665,7 @@ class Accounts:
         def leased(lease: Lease | None) -> None:  # back on the loop
             if lease is not None:
                 if lease.accounts:
-                    unfinished.add(lease.token)
-                if _keeps_unchecked(lease):
-                    keeping.add(lease.token)
+                    unfinished[lease.token] = _keeps_unchecked(lease)
                 last[:] = [lease]
 
         while not stop.is_set():
@@ -693,7 +689,6 @@ class Accounts:
                 # fetched ahead included, so `unfinished` names every lease it holds.
                 tokens = sorted(unfinished)
                 unfinished.clear()
-                keeping.difference_update(tokens)
                 await calls(_release_all(tokens))
             if stop.is_set():
                 break
