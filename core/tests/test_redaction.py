@@ -111,6 +111,50 @@ def test_a_key_split_by_separators_never_survives(
     assert find_secret(masked, [secret]) is None
 
 
+class _EveryPlace(Redactor):
+    """A `Redactor` without the quick test: every place of a text compared with the forms."""
+
+    __slots__ = ()
+
+    def _starts(self, folded: str) -> range:
+        return range(len(folded) - self._piece + 1)
+
+
+def _echoes(secret: str) -> list[str]:
+    """Texts a provider may echo *secret* in, whole: the forms `redact` documents."""
+    raw = secret.encode("utf-8", "surrogatepass")
+    encoded = [base64.b64encode(bytes(n) + raw).decode() for n in range(3)]
+    return [secret, secret[::-1], raw.hex(), raw.hex().upper(), *encoded]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    secrets=st.lists(st.one_of(keys, st.text(min_size=KEY_PIECE, max_size=40)), max_size=3),
+    parts=st.lists(
+        st.one_of(surroundings, st.tuples(st.integers(0, 2), st.integers(0, 99))), max_size=8
+    ),
+    piece=st.sampled_from([5, 6, 7, KEY_PIECE, 9, 12]),
+)
+def test_the_quick_test_masks_exactly_what_comparing_every_place_masks(
+    secrets: list[str], parts: list[str | tuple[int, int]], piece: int
+) -> None:
+    # Texts made of ordinary text and cuts of the secrets' forms (pieces, a form whole, a
+    # form cut short at either end): whatever the quick test lets through or not, the result
+    # is that of comparing every place of the text with the forms.
+    text = ""
+    for part in parts:
+        if isinstance(part, str) or not secrets:
+            text += str(part)
+            continue
+        which, cut = part
+        echoes = _echoes(secrets[which % len(secrets)])
+        echo = echoes[cut % len(echoes)]
+        text += echo[cut % 5 : len(echo) - cut % 3]
+    quick, every = Redactor(secrets, piece), _EveryPlace(secrets, piece)
+    assert quick(text) == every(text)
+    assert quick.find(text) == every.find(text)
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -10,7 +10,8 @@ secret value of the submission from any error that passes through it (`HubError.
 from __future__ import annotations
 
 import functools
-import sys
+import struct
+from binascii import b2a_base64
 from collections.abc import Iterable, Mapping
 
 __all__ = [
@@ -45,83 +46,109 @@ KEY_PIECE = 8
 # either case (or a key in capitals) is still the key. A character that occurs in a secret is
 # not a separator for it: every run of KEY_PIECE of the key's own characters stays one.
 _SEPARATORS = " \t\n\r\v\f\0.-_:,;|/\\%+='\"`"
-_SEPARATOR_SET = frozenset(_SEPARATORS)
 _UPPER, _LOWER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"
 _ASCII_LOWER = bytes.maketrans(_UPPER.encode("ascii"), _LOWER.encode("ascii"))
 _URL_SAFE = bytes.maketrans(b"+/", b"-_")
-# The quick test compares 4-byte words: every run of 7 bytes or more of the forms holds one
-# whole word at a multiple of 4, so a text holding a piece of a key holds, at one of four
-# offsets, one of the forms' aligned words. (Keeping the forms' words at every offset instead,
-# and the text's at one, made the set four times larger: building it was most of a check's
-# redaction, and a check builds one Redactor and tests a few short texts.)
-_WORD = 4
+_SEPARATOR_BYTES = "".join(sorted(_SEPARATORS)).encode("ascii")
+# The quick test looks for the forms' words (_WORD characters) in a text. A piece of a key is
+# KEY_PIECE characters of one form; words cut from the forms every KEY_PIECE + 1 - _WORD
+# characters leave none of those pieces without a whole word, so a text that holds a piece of
+# a key holds one of those words. `str.__contains__` finds one in C: a text is read once per
+# word, and a key's forms have a few dozen. (Reading the text's own words instead made a
+# Python int of each, which cost more than the whole search.) Five characters rather than
+# four: a key's four-character words turn up in ordinary text (its hex in dates and ids, a
+# word a key and a name share), and each such text was then compared place by place.
+_WORD = 5
 
 
-def _forms(secret: str) -> list[bytes]:
-    """*secret* as a provider may echo it, in UTF-8: as is, reversed, in hex and in base64.
+def _forms(secret: str, delete: bytes, url_safe: bool) -> set[bytes]:
+    """*secret* as a provider may echo it, in UTF-8: as is, reversed, in hex and in base64;
+    each folded as text is (ASCII letters in lower case, the separators *delete* left out).
 
     Base64 encodes three bytes in four characters, so a key encoded inside a longer string
     looks different at each of the three byte offsets it can start at: for each, the part of
     the encoding that depends on the key's bytes alone (and, at the end of a string, its
-    padding) is a form, in the standard and the URL-safe alphabet.
+    padding) is a form, in the standard alphabet and, when folding does not make the two the
+    same (*url_safe*), in the URL-safe one.
     """
-    import binascii  # a built-in module; imported here so `import hub_core` stays as it was
-
     raw = secret.encode("utf-8", "surrogatepass")
-    forms = [raw, secret[::-1].encode("utf-8", "surrogatepass"), raw.hex().encode("ascii")]
-    for offset in range(3):
-        encoded = binascii.b2a_base64(bytes(offset) + raw, newline=False)
-        # The first characters also carry bits of the bytes before the key: drop them.
-        tail = encoded[(8 * offset + 5) // 6 :]
-        forms += [tail, tail.translate(_URL_SAFE)]
+    folded = raw.translate(_ASCII_LOWER, delete)
+    # Folding goes byte by byte, so it commutes with reversing the bytes of an ASCII key;
+    # other keys are reversed by character. Hex digits are folded already.
+    backwards = (
+        folded[::-1]
+        if secret.isascii()
+        else secret[::-1].encode("utf-8", "surrogatepass").translate(_ASCII_LOWER, delete)
+    )
+    # At offsets 1 and 2 the first 2 and 3 characters also carry bits of the bytes before the
+    # key: dropped.
+    tails = (
+        b2a_base64(raw, newline=False),
+        b2a_base64(b"\0" + raw, newline=False)[2:],
+        b2a_base64(b"\0\0" + raw, newline=False)[3:],
+    )
+    forms = {folded, backwards, raw.hex().encode("ascii")}
+    forms.update([tail.translate(_ASCII_LOWER, delete) for tail in tails])
+    if url_safe:
+        # Mapped first, then folded: "+" becomes "-", which may be the key's own (kept).
+        forms.update([tail.translate(_URL_SAFE).translate(_ASCII_LOWER, delete) for tail in tails])
     return forms
 
 
 @functools.lru_cache(maxsize=32)
-def _folding(own: frozenset[str]) -> tuple[dict[int, int | None], bytes, frozenset[str]]:
-    """For secrets holding the separators *own*: the table that folds text (as str), their
-    separators to delete from bytes, and their separators as a set."""
-    separators = "".join(sorted(set(_SEPARATORS) - own))
+def _folding(delete: bytes) -> tuple[dict[int, int | None], frozenset[str], bool]:
+    """For secrets whose separators are *delete* (those they do not hold themselves): the
+    table that folds text (as str), the separators as a set, and whether the URL-safe base64
+    alphabet folds to other text than the standard one."""
+    separators = delete.decode("ascii")
     table = str.maketrans(_UPPER, _LOWER, separators)
-    return table, separators.encode("ascii"), frozenset(separators)
+    url_safe = not set(separators).issuperset("+/-_")
+    return table, frozenset(separators), url_safe
+
+
+def _long_enough(secrets: Iterable[str], piece: int) -> frozenset[str]:
+    """The secrets of *secrets* at least *piece* characters long: those a `Redactor` masks."""
+    if isinstance(secrets, tuple | list) and len(secrets) == 1:  # most often one key: no loop
+        (secret,) = secrets
+        long_enough = isinstance(secret, str) and len(secret) >= piece
+        return frozenset(secrets) if long_enough else _NO_KEYS
+    return frozenset([s for s in secrets if isinstance(s, str) and len(s) >= piece])
+
+
+_NO_KEYS: frozenset[str] = frozenset()
 
 
 class Redactor:
     """Masks a set of secrets in text, in every form `redact` documents; build it once, reuse it.
 
     The forms are computed once, when it is built. Masking a text then starts with a quick
-    test at C speed: the text, folded into bytes, is read in machine words at each of their
-    four offsets, each looked up in the set of the forms' aligned words. Only a text that
-    passes (it holds key material or, rarely, a word that happens to match) is scanned
-    character by character.
-    ``repr()`` never shows a secret.
+    test at C speed: the text, folded, is searched for each of the words cut from the forms
+    (`_WORD` characters, one every ``piece + 1 - _WORD``). Only a text that holds one (it
+    holds key material or, rarely, a word that happens to match) is compared with the forms
+    piece by piece. ``repr()`` never shows a secret.
     """
 
-    __slots__ = (
-        "_delete",
-        "_hay",
-        "_hay_bytes",
-        "_keys",
-        "_piece",
-        "_separators",
-        "_table",
-        "_words",
-    )
+    __slots__ = ("_delete", "_hay", "_keys", "_piece", "_separators", "_table", "_words")
 
     def __init__(self, secrets: Iterable[str], piece: int = KEY_PIECE) -> None:
         self._piece = piece
-        self._keys = frozenset(s for s in secrets if isinstance(s, str) and len(s) >= piece)
-        own = _SEPARATOR_SET.intersection("".join(self._keys))
-        self._table, self._delete, self._separators = _folding(own)
-        # The forms, folded as bytes (C speed), a separator between them: folded text holds
-        # none, so none of its windows spans two forms.
-        forms = {
-            form.lower().translate(None, self._delete) for key in self._keys for form in _forms(key)
-        }
-        hay = self._hay_bytes = self._delete[:1].join(forms)
+        self._keys = keys = _long_enough(secrets, piece)
+        # The separators, less any character of a key (its UTF-8 bytes: a separator is ASCII).
+        joined = "".join(keys).encode("utf-8", "surrogatepass")
+        self._delete = delete = _SEPARATOR_BYTES.translate(None, joined)
+        self._table, self._separators, url_safe = _folding(delete)
+        # The forms, folded (bytes: C speed), a separator between them: folded text holds
+        # none, so none of its windows spans two forms. In order, so that the words cut from
+        # them are the same in every process.
+        forms = sorted(
+            _forms(next(iter(keys)), delete, url_safe)
+            if len(keys) == 1
+            else set().union(*[_forms(key, delete, url_safe) for key in keys])
+        )
+        hay = delete[:1].join(forms)
         self._hay = hay.decode("utf-8", "surrogatepass")
-        # The forms' aligned words (none for pieces too short to hold one).
-        self._words = set(_words(hay)) if piece >= 2 * _WORD - 1 else set()
+        # The quick test's words (none for pieces too short to hold one).
+        self._words = _words(hay, self._hay, piece + 1 - _WORD) if piece > _WORD else ()
 
     def __repr__(self) -> str:
         return f"<Redactor of {len(self._keys)} secret(s)>"
@@ -164,18 +191,14 @@ class Redactor:
         """Where *text* holds key material: sorted, disjoint (start, end) spans."""
         if not self._keys or len(text) < self._piece:
             return []
-        piece = self._piece
-        folded: str | bytes  # and *hay* of the same type
-        hay: str | bytes
+        piece, hay = self._piece, self._hay
         if text.isascii():  # most text: folded as bytes, several times faster than as str
-            folded = text.encode("ascii").translate(_ASCII_LOWER, self._delete)
-            data, hay = folded, self._hay_bytes
+            folded = text.encode("ascii").translate(_ASCII_LOWER, self._delete).decode("ascii")
         else:
             folded = text.translate(self._table)
-            data, hay = folded.encode("utf-8", "surrogatepass"), self._hay
         found: list[tuple[int, int]] = []
-        for start in self._starts(data, len(folded)):
-            if folded[start : start + piece] in hay:  # type: ignore[operator]
+        for start in self._starts(folded):
+            if folded[start : start + piece] in hay:
                 end = start + piece
                 if found and start <= found[-1][1]:
                     found[-1] = (found[-1][0], end)
@@ -186,46 +209,49 @@ class Redactor:
         kept = [i for i, char in enumerate(text) if char not in self._separators]
         return [(kept[start], kept[end - 1] + 1) for start, end in found]
 
-    def _starts(self, data: bytes, length: int) -> Iterable[int]:
-        """Where in a folded text of *length* characters, *data* in UTF-8, a piece of a key
-        may start.
+    def _starts(self, folded: str) -> Iterable[int]:
+        """Where in *folded* (a text, folded) a piece of a key may start.
 
-        The quick test: the text's words at each of their four offsets, looked up at C speed
-        in the forms' aligned words. A piece of a key holds one of those at most a word after
-        its start, so in an ASCII text only the places just before each word found are
-        compared with the forms. (Elsewhere characters and bytes do not line up: every place
-        is, once a word is found.)
+        The quick test: the forms' words, each looked for in the text at C speed. A piece of
+        a key holds one of them within its first ``piece - _WORD`` characters, so only the
+        places just before each word found are compared with the forms.
         """
-        last = length - self._piece
-        if not self._words:  # pieces shorter than two words: no quick test
+        last = len(folded) - self._piece
+        if not self._words:  # pieces too short to hold a word: no quick test
             return range(last + 1)
-        size = len(data)
-        shifted = b"".join(
-            (
-                data[: size // 4 * 4],
-                data[1 : 1 + (size - 1) // 4 * 4],
-                data[2 : 2 + (size - 2) // 4 * 4],
-                data[3 : 3 + (size - 3) // 4 * 4],
-            )
-        )
-        found = self._words.intersection(memoryview(shifted).cast("I"))
+        found = [word for word in self._words if word in folded]
         if not found:
             return ()
-        if size != length:
-            return range(last + 1)
+        reach = self._piece - _WORD  # how far into a piece its word may start
         starts: set[int] = set()
         for word in found:
-            needle = word.to_bytes(_WORD, sys.byteorder)
-            at = data.find(needle)
+            at = folded.find(word)
             while at >= 0:
-                starts.update(range(max(0, at - _WORD), min(at, last) + 1))
-                at = data.find(needle, at + 1)
+                starts.update(range(max(0, at - reach), min(at, last) + 1))
+                at = folded.find(word, at + 1)
         return sorted(starts)
 
 
-def _words(data: bytes) -> memoryview:
-    """*data*'s whole 4-byte words, as ints."""
-    return memoryview(data[: len(data) // _WORD * _WORD]).cast("I")
+def _words(hay: bytes, text: str, stride: int) -> tuple[str, ...]:
+    """The `_WORD`-long words of *text* (*hay* decoded) that start every *stride* characters."""
+    if len(hay) != len(text) or b"\n" in hay:  # not ASCII (or odd): a slice at a time
+        return tuple(text[i : i + _WORD] for i in range(0, len(text) - _WORD + 1, stride))
+    # ASCII: cut in C. Words that overlap are cut in several passes, each of words apart.
+    passes = -(-_WORD // stride)
+    step = passes * stride
+    cut: list[bytes] = []
+    for first in range(0, step, stride):
+        count = (len(hay) - first - _WORD) // step + 1
+        if count > 0:
+            cut += _cutter(count, step).unpack_from(hay, first)
+    return tuple(b"\n".join(cut).decode("ascii").split("\n")) if cut else ()
+
+
+@functools.lru_cache(maxsize=256)
+def _cutter(count: int, step: int) -> struct.Struct:
+    """What cuts *count* words, one every *step* bytes (at least `_WORD`)."""
+    word = f"{_WORD}s"
+    return struct.Struct((word + f"{step - _WORD}x" * (step > _WORD)) * (count - 1) + word)
 
 
 _NONE = Redactor(())
@@ -247,7 +273,7 @@ def redactor(secrets: Iterable[str] | Redactor, piece: int = KEY_PIECE) -> Redac
     """
     if isinstance(secrets, Redactor):
         return secrets
-    keys = frozenset(s for s in secrets if isinstance(s, str) and len(s) >= piece)
+    keys = _long_enough(secrets, piece)
     return _cached(keys, piece) if keys else _NONE
 
 
