@@ -867,6 +867,42 @@ def test_record_many_stores_every_outcome_in_one_transaction_and_reports_failure
     assert store.get(second.id).status is Status.ACTIVE  # unchanged
 
 
+@pytest.mark.parametrize("leased", [False, True], ids=["unleased", "leased"])
+def test_each_account_record_many_gives_is_the_one_stored(store: Store, leased: bool) -> None:
+    # What the batch gives back for each verdict (passed, renamed, expiring, failed, a row
+    # edited by hand) is the account reading its row gives: `get`, now.
+    now = datetime.now(UTC)
+    created, expires = now - timedelta(hours=20), now + timedelta(hours=4)
+    results: list[Verified | HubError] = [
+        Verified(identity="org:1", label="Renamed", expires_at=expires, created_at=created),
+        Verified(identity="org:2", label="Two", details={"plan": "gold", "seats": [1, 2]}),
+        InvalidCredentials("the key was revoked"),
+        ProviderUnavailable("down"),
+        Verified(identity="org:5", label="Five"),  # its row edited by hand: read closely
+    ]
+    ids = [
+        store.save(
+            "acme",
+            verified(f"org:{n}", ("One", "Two", "Three", "Four", "Five")[n - 1]),
+            creds(f"key-{n}"),
+            now=now - timedelta(days=2),
+        ).id
+        for n in range(1, 6)
+    ]
+    store._db.execute("UPDATE accounts SET config = 'not json' WHERE id = ?", (ids[4],))
+    lease = store.lease(10, now=now).token if leased else None
+    outcomes = store.record_many(list(zip(ids, results, strict=True)), lease=lease, now=now)
+    for account_id, outcome in zip(ids, outcomes, strict=True):
+        assert isinstance(outcome, Account)
+        assert outcome == store.get(account_id)
+    first, second, third, fourth, fifth = outcomes
+    assert (first.label, first.status, first.expires_at) == ("Renamed", Status.EXPIRING, expires)
+    assert second.details == {"plan": "gold", "seats": [1, 2]}
+    assert (third.status, fourth.status) == (Status.INVALID, Status.ERROR)
+    assert fifth.status is Status.DAMAGED
+    assert "config" in (fifth.last_error or "")
+
+
 # --- one page of accounts ------------------------------------------------------------------------
 
 
