@@ -76,7 +76,9 @@ def main(argv: Sequence[str]) -> int:
         "warmups": warmups,
         "bulk_sizes": list(sizes),
         "bulk_reps": 1 if quick else 5,
-        "cli_reps": 1 if quick else 2,
+        # As many `hub check --all` runs as check_many's: this machine's speed drifts by a
+        # fifth from one run to the next, and two runs left the ratio to chance.
+        "cli_reps": 1 if quick else 5,
         # One `hub check --all` over each, for its peak RSS (100,000: about 3 minutes).
         "rss_sizes": [] if quick else [100_000] + ([1_000_000] if options.full else []),
         # httpx's own pool manages ~170 requests/s here: at 10,000 it runs once, not 3 times.
