@@ -140,11 +140,7 @@ class Redactor:
         # The forms, folded (bytes: C speed), a separator between them: folded text holds
         # none, so none of its windows spans two forms. In order, so that the words cut from
         # them are the same in every process.
-        forms = sorted(
-            _forms(next(iter(keys)), delete, url_safe)
-            if len(keys) == 1
-            else set().union(*[_forms(key, delete, url_safe) for key in keys])
-        )
+        forms = sorted(set().union(*[_forms(key, delete, url_safe) for key in keys]))
         hay = delete[:1].join(forms)
         self._hay = hay.decode("utf-8", "surrogatepass")
         # The quick test's words (none for pieces too short to hold one).
