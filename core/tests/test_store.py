@@ -30,7 +30,7 @@ from hub_core.errors import (
     StoreError,
 )
 from hub_core.model import Account, Credentials, Status, Verified
-from hub_core.store import Store, default_path
+from hub_core.store import LeaseLost, Store, default_path
 
 CANARY = "hubcanary-7f3a9c-SECRET"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -901,6 +901,125 @@ def test_each_account_record_many_gives_is_the_one_stored(store: Store, leased: 
     assert (third.status, fourth.status) == (Status.INVALID, Status.ERROR)
     assert fifth.status is Status.DAMAGED
     assert "config" in (fifth.last_error or "")
+
+
+def _selects(store: Store, call: Callable[[], object]) -> tuple[object, list[str]]:
+    """What *call* returns, and the SELECTs it ran on *store*'s connection."""
+    ran: list[str] = []
+    store._db.set_trace_callback(ran.append)
+    try:
+        returned = call()
+    finally:
+        store._db.set_trace_callback(None)
+    return returned, [sql for sql in ran if sql.lstrip().upper().startswith("SELECT")]
+
+
+def _three_leased(store: Store, now: datetime) -> tuple[list[str], str]:
+    ids = [store.save("acme", verified(f"org:{n}"), creds(f"key-{n}")).id for n in (1, 2, 3)]
+    return ids, store.lease(10, now=now).token
+
+
+def test_verdicts_under_this_stores_lease_read_no_row_and_give_what_get_reads(
+    store: Store,
+) -> None:
+    # The rows as leased are the rows as they are: recording reads none of them, before the
+    # verdicts or after, and gives the accounts reading them would.
+    now = datetime.now(UTC)
+    ids, token = _three_leased(store, now)
+    other = store.lease(10, now=now)  # nothing left: an empty lease, released below
+    store.release(other.token)  # a release of another lease keeps this one's rows
+    results: list[Verified | HubError] = [
+        Verified(identity="org:1", label="Renamed", expires_at=now + timedelta(days=2)),
+        InvalidCredentials("the key was revoked"),
+        ProviderUnavailable("down"),
+    ]
+    outcomes, selects = _selects(
+        store, lambda: store.record_many(list(zip(ids, results, strict=True)), lease=token)
+    )
+    assert selects == []
+    assert isinstance(outcomes, list)
+    assert [outcome.status for outcome in outcomes] == [
+        Status.EXPIRING,
+        Status.INVALID,
+        Status.ERROR,
+    ]
+    assert outcomes == [store.get(account_id) for account_id in ids]
+
+
+def test_a_commit_by_another_connection_since_the_lease_has_the_rows_read_again(
+    store: Store,
+) -> None:
+    # A hand edit (or another checker) since the lease: the rows as leased may be stale.
+    now = datetime.now(UTC)
+    ids, token = _three_leased(store, now)
+    other = sqlite3.connect(store.path)
+    with other:
+        other.execute("UPDATE accounts SET owner_name = 'Edited' WHERE id = ?", (ids[0],))
+    other.close()
+    outcomes, selects = _selects(
+        store,
+        lambda: store.record_many(
+            [(i, verified(f"org:{n}")) for n, i in enumerate(ids, 1)], lease=token
+        ),
+    )
+    assert selects
+    assert isinstance(outcomes, list)
+    assert outcomes[0].owner_name == "Edited"
+    assert outcomes == [store.get(account_id) for account_id in ids]
+
+
+def test_a_write_of_this_store_since_the_lease_has_the_rows_read_again(store: Store) -> None:
+    # A relink through the same store (the web Hub's, say) changes what the lease read.
+    now = datetime.now(UTC)
+    ids, token = _three_leased(store, now)
+    store.save("acme", verified("org:1"), creds("key-new"), owner_name="Relinked")
+    outcomes = store.record_many(
+        [(i, verified(f"org:{n}")) for n, i in enumerate(ids, 1)], lease=token, now=now
+    )
+    assert isinstance(outcomes[0], Account)
+    assert outcomes[0].owner_name == "Relinked"
+    assert outcomes == [store.get(account_id) for account_id in ids]
+
+
+def test_a_verdict_under_an_expired_lease_this_store_leased_again_is_not_recorded(
+    store: Store,
+) -> None:
+    # The first lease expired and the same store leased the accounts again: the first lease's
+    # verdicts change nothing, though its rows are still held.
+    now = datetime.now(UTC)
+    ids = [store.save("acme", verified(f"org:{n}"), creds(f"key-{n}")).id for n in (1, 2)]
+    first = store.lease(10, lease_for=timedelta(minutes=1), now=now)
+    second = store.lease(10, now=now + timedelta(minutes=2))
+    assert {item.account.id for item in second.accounts} == set(ids)
+    late = store.record_many(
+        [(i, InvalidCredentials("late")) for i in ids], lease=first.token, now=now
+    )
+    assert all(isinstance(outcome, LeaseLost) for outcome in late)
+    assert {store.get(i).status for i in ids} == {Status.ACTIVE}
+    outcomes = store.record_many(
+        [(i, verified(f"org:{n}")) for n, i in enumerate(ids, 1)], lease=second.token
+    )
+    assert outcomes == [store.get(account_id) for account_id in ids]
+    assert store.lease(10, now=now + timedelta(minutes=3)).accounts == []  # none still leased
+
+
+def test_held_rows_keep_the_last_leases_and_none_past_another_connections_commit() -> None:
+    from hub_core.store_held import Held, HeldRows
+
+    held = HeldRows()
+    row, account = object(), object()  # what is held is only handed back
+    for n in range(HeldRows.LEASES + 1):
+        held.keep(f"t{n}", 7, {f"a{n}": Held(row, account)})  # type: ignore[arg-type]
+    assert len(held) == HeldRows.LEASES
+    assert held.take("t0", 7, ["a0"]) == {}  # the oldest lease, forgotten
+    assert held.take("t1", 8, ["a1"]) == {}  # another connection committed since
+    assert held.take("t1", 7, ["a1"]) == {}  # and the lease was forgotten with it
+    assert held.take("t2", 7, ["a2", "other"]) == {"a2": Held(row, account)}  # type: ignore[arg-type]
+    assert held.take("t2", 7, ["a2"]) == {}  # given once
+    held.forget("t3")
+    assert len(held) == 1
+    held.clear()
+    assert len(held) == 0
 
 
 # --- one page of accounts ------------------------------------------------------------------------

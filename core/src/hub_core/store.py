@@ -74,6 +74,9 @@ from .leases import CHECK_INTERVAL, LEASE_DEFAULT, Lease, LeasedAccount
 from .model import Account, Credentials, Status, Verified
 from .owners import check_owner, clean_owner_name
 from .status import EXPIRING_WINDOW, expiring_from
+from .store_held import Held, HeldRows
+from .store_held import data_version as _data_version
+from .store_rows import Written
 from .store_rows import account_from_row as _account
 from .store_rows import account_id_of as _account_id
 from .store_rows import accounts_from_rows as _accounts
@@ -82,6 +85,8 @@ from .store_rows import iso as _iso
 from .store_rows import link_from_row as _link
 from .store_rows import outbox_entry_from_row as _outbox_entry
 from .store_rows import parse_time as _parse
+from .store_rows import read_accounts as _read_accounts
+from .store_rows import recorded_account as _recorded_account
 from .store_rows import text_or_none as _text_or_none
 from .store_rules import (
     UNSTORABLE,
@@ -216,6 +221,8 @@ class SqliteStore(SharedMethods):
         self._path = Path(path) if path is not None else default_path()
         self._key_path = self._path.parent / _KEY_FILE_NAME
         self._conn: sqlite3.Connection | None = None
+        # The rows this connection leased, until their verdicts are recorded (`HeldRows`).
+        self._held = HeldRows()
         # Read before anything on disk is touched: a bad key creates nothing.
         ring = self._configured_ring(secret_key)
 
@@ -499,12 +506,13 @@ class SqliteStore(SharedMethods):
         """
         other = object.__new__(SqliteStore)
         other._path, other._key_path, other.readonly = self._path, self._key_path, self.readonly
-        other._conn = None
+        other._conn, other._held = None, HeldRows()
         other._conn, other._ring = other._connect_and_open(self._ring)
         return other
 
     def close(self) -> None:
         """Close the database connection; closing twice is harmless."""
+        self._held.clear()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -544,7 +552,11 @@ class SqliteStore(SharedMethods):
             raise StoreError(f"the account database {self._path} failed: {exc}") from exc
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, keeps_held: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction. Unless *keeps_held* (the write touches no leased row but
+        its own lease's), the rows held since their lease are forgotten (`HeldRows`)."""
+        if not keeps_held:
+            self._held.clear()
         if self.readonly:
             raise StoreError(
                 f"the account database {self._path} is read-only for you (no write access to "
@@ -833,14 +845,21 @@ class SqliteStore(SharedMethods):
         versions = versions or {}
         results = list(results)
         out: list[Account | StoreError] = []
-        with self._write() as conn:
-            # Each account's row read for the whole batch, in a few statements: one SELECT per
-            # verdict cost more than its UPDATE. Only ids as stored are read so (an id of the
-            # ``#<rowid>`` form, an account that is gone, one listed twice: `_record` reads it
-            # itself, after the verdicts before it were written).
+        # Under a lease, each verdict writes only its own lease's rows: what other leases of
+        # this store hold stays as it was.
+        with self._write(keeps_held=lease is not None) as conn:
             ids = [account_id for account_id, _ in results]
-            wanted = sorted({i for i in ids if not i.startswith("#")})
-            rows: dict[str, sqlite3.Row] = {}
+            # The rows this store leased, as the lease wrote them, while nothing else has
+            # written them: neither read again before the verdict nor after.
+            held: dict[str, Held] = {}
+            if lease is not None:
+                held = self._held.take(lease, _data_version(conn), ids)
+            # Each other account's row read for the whole batch, in a few statements: one
+            # SELECT per verdict cost more than its UPDATE. Only ids as stored are read so (an
+            # id of the ``#<rowid>`` form, an account that is gone, one listed twice: `_record`
+            # reads it itself, after the verdicts before it were written).
+            wanted = sorted({i for i in ids if not i.startswith("#") and i not in held})
+            rows: dict[str, sqlite3.Row] = {i: kept.row for i, kept in held.items()}
             for start in range(0, len(wanted), 500):  # below SQLite's parameter limit
                 part = wanted[start : start + 500]
                 rows.update(
@@ -861,7 +880,10 @@ class SqliteStore(SharedMethods):
             if not duplicated and not any(i.startswith("#") for i in ids):
                 # Every account read above (or plainly gone): the verdicts are written
                 # together, each to a row no other verdict of this call touches.
-                return self._record_batch(conn, results, rows, now, versions, lease, next_check_in)
+                accounts = {i: kept.account for i, kept in held.items()}
+                return self._record_batch(
+                    conn, results, rows, accounts, now, versions, lease, next_check_in
+                )
             for account_id, result in results:
                 version = versions.get(account_id)
                 row = rows.pop(account_id, None)
@@ -880,21 +902,23 @@ class SqliteStore(SharedMethods):
         conn: sqlite3.Connection,
         results: list[tuple[str, Verified | HubError]],
         rows: dict[str, sqlite3.Row],
+        held: Mapping[str, Account],
         now: datetime,
         versions: Mapping[str, str],
         lease: str | None,
         next_check_in: timedelta,
     ) -> list[Account | StoreError]:
-        """`record_many` of *results* whose rows are *rows* (read in this transaction, one per
-        account, none listed twice): the same outcomes as recording each in turn, in a few
-        statements instead of two per verdict."""
+        """`record_many` of *results* whose rows are *rows* (read in this transaction, or held
+        since their lease: one per account, none listed twice): the same outcomes as recording
+        each in turn, in a few statements instead of two per verdict. *held* are the accounts
+        read from the held rows, which give the recorded accounts without reading them back."""
         out: list[Account | StoreError | None] = [None] * len(results)
         due = None if lease is None else now + next_check_in
         ended = None if lease is None or due is None else (lease, due)
         texts = (_iso(now), None if due is None else _iso(due))
         # Per statement (a passed check's, a failed one's): the verdicts it writes, as their
-        # place in *results*, the UPDATE's parameters and the row read.
-        planned: dict[str, list[tuple[int, tuple[Any, ...], sqlite3.Row]]] = {}
+        # place in *results*, the UPDATE's parameters, the row and what the UPDATE writes.
+        planned: dict[str, list[tuple[int, tuple[Any, ...], sqlite3.Row, Written]]] = {}
         for position, (account_id, result) in enumerate(results):
             if not isinstance(result, Verified | HubError):
                 raise TypeError(f"expected Verified or HubError, got {type(result).__name__}")
@@ -902,17 +926,17 @@ class SqliteStore(SharedMethods):
             row = rows.get(account_id)
             if ended is not None and isinstance(result, RateLimited):
                 out[position] = self._record_leased(
-                    conn, account_id, result, now, version, ended[0], next_check_in, row
+                    conn, account_id, result, now, version, ended[0], next_check_in
                 )
                 continue
             try:
                 try:
-                    sql, params, row = self._verdict(
+                    sql, params, row, written = self._verdict(
                         account_id, result, row, now, version, ended, texts
                     )
                 except _UNSTORABLE as exc:
                     failed = unstorable(exc)
-                    sql, params, row = self._verdict(
+                    sql, params, row, written = self._verdict(
                         account_id, failed, row, now, version, ended, texts
                     )
             except StoreError as exc:
@@ -920,32 +944,40 @@ class SqliteStore(SharedMethods):
                 if ended is not None and lease_ends_anyway(exc):
                     _end_lease(conn, _by_id(account_id), ended[0], ended[1])
                 continue
-            planned.setdefault(sql, []).append((position, params, row))
-        written: list[tuple[int, sqlite3.Row]] = []
+            planned.setdefault(sql, []).append((position, params, row, written))
+        unread: list[tuple[int, sqlite3.Row]] = []  # written; read back below
         for sql, group in planned.items():
-            # One statement for the group; should the database refuse one verdict of it (text
-            # it cannot hold), the group is undone and written one verdict at a time, so only
-            # that one is recorded as not storable.
+            # One statement for the group. Should the database refuse one verdict of it (text
+            # it cannot hold), or a verdict find its row no longer under its lease (another
+            # lease of this store took it, the first having expired), the group is undone and
+            # written one verdict at a time, each row read afresh: only that verdict is
+            # recorded as not storable, or lost with its lease.
             conn.execute("SAVEPOINT record_batch")
             try:
-                conn.executemany(sql, [params for _, params, _ in group])
+                count = conn.executemany(sql, [params for _, params, _, _ in group]).rowcount
             except _UNSTORABLE:
+                count = -1
+            if count != len(group):
                 conn.execute("ROLLBACK TO record_batch")
                 conn.execute("RELEASE record_batch")
-                for position, _, row in group:
+                for position, _, _, _ in group:
                     account_id, result = results[position]
                     version = versions.get(account_id)
-                    outcome = self._record_one(
-                        conn, account_id, result, now, version, lease=ended, row=row
-                    )
+                    outcome = self._record_one(conn, account_id, result, now, version, lease=ended)
                     if ended is not None and lease_ends_anyway(outcome):
                         _end_lease(conn, _by_id(account_id), ended[0], ended[1])
                     out[position] = outcome
                 continue
             conn.execute("RELEASE record_batch")
-            written += [(position, row) for position, _, row in group]
-        # Each account as written, read back in the same transaction (a few statements).
-        numbers = [row["row_number"] for _, row in written]
+            for position, _, row, written in group:
+                kept = held.get(results[position][0])
+                recorded = None if kept is None else _recorded_account(kept, written, now)
+                if recorded is None:
+                    unread.append((position, row))
+                else:
+                    out[position] = recorded
+        # Each other account as written, read back in the same transaction (a few statements).
+        numbers = [row["row_number"] for _, row in unread]
         updated: dict[int, Account] = {}
         for start in range(0, len(numbers), 500):  # below SQLite's parameter limit
             part = numbers[start : start + 500]
@@ -956,12 +988,12 @@ class SqliteStore(SharedMethods):
             ).fetchall()
             for row, account in zip(found, _accounts(found, now), strict=True):
                 updated[row["row_number"]] = account
-        for position, row in written:
+        for position, row in unread:
             out[position] = updated[row["row_number"]]
-        recorded = [outcome for outcome in out if outcome is not None]
-        if len(recorded) != len(results):  # each verdict has its outcome, or none is kept
+        recorded_all = [outcome for outcome in out if outcome is not None]
+        if len(recorded_all) != len(results):  # each verdict has its outcome, or none is kept
             raise AssertionError("a verdict of the batch has no outcome")
-        return recorded
+        return recorded_all
 
     def _record_leased(
         self,
@@ -1059,7 +1091,7 @@ class SqliteStore(SharedMethods):
                 _by_id(account_id),
             ).fetchone()
         texts = (_iso(now), None if lease is None else _iso(lease[1]))
-        sql, params, row = self._verdict(account_id, result, row, now, version, lease, texts)
+        sql, params, row, _ = self._verdict(account_id, result, row, now, version, lease, texts)
         conn.execute(sql, params)
         # By the rowid just read, in the same transaction: an UPDATE that finds its row by
         # ``(id = ? OR rowid = ?)`` and RETURNING it cost twice this UPDATE and SELECT (bench:
@@ -1078,45 +1110,62 @@ class SqliteStore(SharedMethods):
         version: str | None,
         lease: tuple[str, datetime] | None,
         texts: tuple[str | None, str | None],
-    ) -> tuple[str, tuple[Any, ...], sqlite3.Row]:
+    ) -> tuple[str, tuple[Any, ...], sqlite3.Row, Written]:
         """The UPDATE (its SQL and parameters) that writes *result* on the account of *row*
-        (`_record`), and that row; the `StoreError` when it may not be written. *texts* are
-        *now* and the lease's due time as stored."""
+        (`_record`), that row and what the UPDATE writes; the `StoreError` when it may not be
+        written. *texts* are *now* and the lease's due time as stored."""
         row = check_recordable(row, account_id, lease, version)
-        # The end of the lease, set with the verdict: cleared, and when the account is due.
-        ended: str = ""
+        # The end of the lease, set with the verdict: cleared, and when the account is due;
+        # only while the lease holds the row (a held row may have been leased again since).
+        ended, guard = "", ""
         end: tuple[str | None, ...] = ()
+        held: tuple[str, ...] = ()
         if lease is not None:
             ended = ", lease_token = NULL, lease_until = NULL, next_check_at = ?, retry_at = NULL"
-            end = (texts[1],)
+            guard, end, held = " AND lease_token = ?", (texts[1],), (lease[0],)
+        checked_at = texts[0]
+        assert checked_at is not None
         if isinstance(result, Verified):
+            expires_at = _iso(result.expires_at)
             expiring_at = recorded_expiry(result, row, account_id, _iso)
+            details = _details_json(result.details)
             # The label only when it changed: writing it, even unchanged, rewrites its entries
             # in two indexes (the listing's), which cost as much as the rest of the UPDATE.
             relabel: tuple[str, ...] = () if result.label == row["label"] else (result.label,)
             return (
                 f"UPDATE accounts SET {'label = ?, ' if relabel else ''}verdict = 'active',"  # noqa: S608
                 " checked_at = ?, expires_at = ?, expiring_at = ?, last_error = NULL, details = ?"
-                f"{ended} WHERE rowid = ?",
+                f"{ended} WHERE rowid = ?{guard}",
                 (
                     *relabel,
-                    texts[0],
-                    _iso(result.expires_at),
+                    checked_at,
+                    expires_at,
                     expiring_at,
-                    _details_json(result.details),
+                    details,
                     *end,
                     row["row_number"],
+                    *held,
                 ),
                 row,
+                Written(result.label, "active", checked_at, expires_at, expiring_at, None, details),
             )
         # A hand-edited row must not stop its verdict from being recorded: what cannot be
         # read is treated as absent (`error_outcome`).
         verdict, message, details = failed_check(self._ring, result, row, now)
         return (
             "UPDATE accounts SET verdict = ?, checked_at = ?, last_error = ?,"  # noqa: S608
-            f" details = ?{ended} WHERE rowid = ?",
-            (verdict, texts[0], message, details, *end, row["row_number"]),
+            f" details = ?{ended} WHERE rowid = ?{guard}",
+            (verdict, checked_at, message, details, *end, row["row_number"], *held),
             row,
+            Written(
+                row["label"],
+                verdict,
+                checked_at,
+                row["expires_at"],
+                row["expiring_at"],
+                message,
+                details,
+            ),
         )
 
     def get(self, id_or_prefix: str, *, owner: str | None = None) -> Account:
@@ -1349,8 +1398,9 @@ class SqliteStore(SharedMethods):
             f"{due} AND (lease_until IS NULL OR lease_until < :now)"
             " AND (retry_at IS NULL OR retry_at <= :now)"
         )
-        held: dict[str, Any] = {}
-        with self._write() as conn:
+        waits: dict[str, Any] = {}
+        # A lease writes only the rows it takes, which no other lease holds.
+        with self._write(keeps_held=True) as conn:
             limits = [limit_from_row(row) for row in conn.execute("SELECT * FROM provider_limits")]
             if not limits:  # no budget, no pause: the one statement
                 rows = conn.execute(
@@ -1361,10 +1411,19 @@ class SqliteStore(SharedMethods):
                     params,
                 ).fetchall()
             else:
-                rows, held = self._lease_budgeted(
+                rows, waits = self._lease_budgeted(
                     conn, plan_lease(limits, limit, now), free, order, params, now
                 )
-        return Lease(token, until, leased_accounts(self._ring, rows, _accounts(rows, now)), **held)
+            version = _data_version(conn)
+        read = _read_accounts(rows, now)
+        accounts = [account for account, _ in read]
+        held = {
+            account.id: Held(row, account)
+            for row, (account, as_written) in zip(rows, read, strict=True)
+            if as_written
+        }
+        self._held.keep(token, version, held)
+        return Lease(token, until, leased_accounts(self._ring, rows, accounts), **waits)
 
     def _lease_budgeted(
         self,
@@ -1430,7 +1489,9 @@ class SqliteStore(SharedMethods):
         checker may take them at once, or, with *next_check_in*, once that has passed (an
         account that cannot be checked, so a worker does not lease it again and again).
         Return how many were released."""
-        with self._write() as conn:
+        # Only this lease's rows change: what other leases of this store hold stays.
+        self._held.forget(token)
+        with self._write(keeps_held=True) as conn:
             if account_ids is None:
                 due = None if next_check_in is None else _iso(_now(now) + next_check_in)
                 cursor = conn.execute(
@@ -1503,7 +1564,7 @@ class SqliteStore(SharedMethods):
         """
         now = _now(now)
         token = secrets.token_hex(16)
-        with self._write() as conn:
+        with self._write(keeps_held=True) as conn:
             conn.execute("DELETE FROM check_runs WHERE alive_until < ?", (_iso(now),))
             earliest = conn.execute("SELECT min(started_at) FROM check_runs").fetchone()[0]
             started = _parse(earliest) if earliest else now
@@ -1518,7 +1579,7 @@ class SqliteStore(SharedMethods):
         self, token: str, *, alive_for: timedelta = LEASE_DEFAULT, now: datetime | None = None
     ) -> None:
         """Tell other checkers the run *token* is still under way."""
-        with self._write() as conn:
+        with self._write(keeps_held=True) as conn:
             conn.execute(
                 "UPDATE check_runs SET alive_until = ? WHERE token = ?",
                 (_iso(_now(now) + alive_for), token),
@@ -1526,7 +1587,7 @@ class SqliteStore(SharedMethods):
 
     def end_run(self, token: str) -> None:
         """The run *token* is over (what it leased is recorded or released)."""
-        with self._write() as conn:
+        with self._write(keeps_held=True) as conn:
             conn.execute("DELETE FROM check_runs WHERE token = ?", (token,))
 
     def credentials(self, account_id: str) -> dict[str, str]:
@@ -1655,7 +1716,7 @@ class SqliteStore(SharedMethods):
         Each is due at once. An event id already there is left as it is (adding twice is
         harmless). Return how many rows were added.
         """
-        with self._write() as conn:
+        with self._write(keeps_held=True) as conn:
             before = conn.total_changes
             conn.executemany(
                 "INSERT OR IGNORE INTO webhook_outbox"
@@ -1671,7 +1732,7 @@ class SqliteStore(SharedMethods):
         leased by another sender (a lease that ran out, as a killed sender leaves it, is free).
         Oldest first.
         """
-        with self._write() as conn:
+        with self._write(keeps_held=True) as conn:
             rows = conn.execute(
                 "SELECT * FROM webhook_outbox WHERE delivered_at IS NULL AND failed_at IS NULL"
                 " AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)"
@@ -1697,7 +1758,7 @@ class SqliteStore(SharedMethods):
         *delivered*: the receiver took them. *retry*: ``(seq, next_attempt_at, error)``.
         *failed*: ``(seq, error)``, retries exhausted: the row stays, marked failed.
         """
-        with self._write() as conn:
+        with self._write(keeps_held=True) as conn:
             conn.executemany(
                 "UPDATE webhook_outbox SET delivered_at = ?, attempts = attempts + 1,"
                 " lease_until = NULL WHERE seq = ?",
@@ -1749,7 +1810,7 @@ class SqliteStore(SharedMethods):
 
     def outbox_prune(self, *, delivered_before: float) -> int:
         """Remove rows delivered before *delivered_before*; return how many."""
-        with self._write() as conn:
+        with self._write(keeps_held=True) as conn:
             return conn.execute(
                 "DELETE FROM webhook_outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?",
                 (delivered_before,),
@@ -1757,7 +1818,7 @@ class SqliteStore(SharedMethods):
 
     def outbox_retry_failed(self, *, now: float) -> int:
         """Make every failed row due again with a fresh count of attempts; return how many."""
-        with self._write() as conn:
+        with self._write(keeps_held=True) as conn:
             return conn.execute(
                 "UPDATE webhook_outbox SET failed_at = NULL, attempts = 0, next_attempt_at = ?,"
                 " lease_until = NULL WHERE failed_at IS NOT NULL",
@@ -1787,7 +1848,7 @@ class SqliteStore(SharedMethods):
         """
         now = _now(now)
         rate, burst = budget_values(rate, burst)
-        with self._write() as conn:
+        with self._write(keeps_held=True) as conn:
             conn.execute(
                 "INSERT INTO provider_limits (provider_id, rate, burst, tokens, refilled_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider_id) DO UPDATE SET"
@@ -1808,7 +1869,7 @@ class SqliteStore(SharedMethods):
 
     def lift_pause(self, provider_id: str) -> ProviderLimit | None:
         """End *provider_id*'s pause after its rate limits now; None when it has no record."""
-        with self._write() as conn:
+        with self._write(keeps_held=True) as conn:
             row = conn.execute(
                 "UPDATE provider_limits SET paused_until = NULL, limited_count = 0,"
                 " limited_since = NULL WHERE provider_id = ? RETURNING *",

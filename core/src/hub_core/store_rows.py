@@ -18,13 +18,14 @@ import operator
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from .model import Account, Status, trusted_account
 from .status import status_at
 from .store_types import Link, OutboxEntry
 
 __all__ = [
+    "Written",
     "account_from_row",
     "account_id_of",
     "accounts_from_rows",
@@ -34,6 +35,8 @@ __all__ = [
     "link_from_row",
     "outbox_entry_from_row",
     "parse_time",
+    "read_accounts",
+    "recorded_account",
     "status_of",
     "text_or_none",
 ]
@@ -139,16 +142,86 @@ def account_from_row(row: sqlite3.Row, now: datetime) -> Account:
 def accounts_from_rows(rows: Sequence[sqlite3.Row], now: datetime) -> list[Account]:
     """`account_from_row` of each of *rows*, the rows of one query (one order of columns,
     looked up once instead of once per row)."""
+    return [account for account, _ in read_accounts(rows, now)]
+
+
+def read_accounts(rows: Sequence[sqlite3.Row], now: datetime) -> list[tuple[Account, bool]]:
+    """`accounts_from_rows` of *rows*, each with whether its row holds exactly what hub
+    writes (read in one pass; `recorded_account` may then build it again without reading)."""
     if not rows:
         return []
     getter = _getter(rows[0])
     if getter is None:  # a column is missing: `_read_closely` says which, row by row
-        return [account_from_row(row, now) for row in rows]
+        return [(account_from_row(row, now), False) for row in rows]
     accounts = []
     for row in rows:
         account = _as_written(row, now, getter(row))
-        accounts.append(account if account is not None else _read_closely(row, now))
+        if account is None:
+            accounts.append((_read_closely(row, now), False))
+        else:
+            accounts.append((account, True))
     return accounts
+
+
+class Written(NamedTuple):
+    """The columns a verdict writes on an account's row, as stored."""
+
+    label: str
+    verdict: str
+    checked_at: str
+    expires_at: str | None
+    #: As `recorded_expiry` gives it: the stored value when it stands, whatever it holds.
+    expiring_at: object
+    last_error: str | None
+    details: str
+
+
+def recorded_account(held: Account, written: Written, now: datetime) -> Account | None:
+    """The account *held*, read from a row exactly as hub writes it (`read_accounts`), once
+    the verdict *written* is on that row and nothing else has changed it: what reading the
+    row back gives, without reading it. None when that is not certain: read it back.
+
+    The columns the verdict wrote are checked as `_as_written` checks them; the others are
+    *held*'s, which passed those checks when it was read.
+    """
+    status = _STATUSES.get(written.verdict)
+    label, last_error, details_text = written.label, written.last_error, written.details
+    expiring_text = written.expiring_at
+    if (
+        status is None
+        or type(label) is not str
+        or not label
+        or (last_error is not None and type(last_error) is not str)
+        or type(details_text) is not str
+        or (expiring_text is not None and type(expiring_text) is not str)
+    ):
+        return None
+    try:
+        checked_at = parse_time(written.checked_at)
+        expires_at = parse_time(written.expires_at)
+        expiring_at = parse_time(expiring_text)
+        details, end = _raw_decode(details_text)
+    except (TypeError, ValueError, OverflowError):  # JSONDecodeError is a ValueError
+        return None
+    if end != len(details_text) or type(details) is not dict:
+        return None
+    if status is Status.ACTIVE and expires_at is not None:
+        status = status_at(status, now, expires_at=expires_at, expiring_at=expiring_at)
+    return trusted_account(
+        held.id,
+        held.provider_id,
+        held.identity,
+        label,
+        status,
+        dict(held.config),
+        held.linked_at,
+        checked_at,
+        expires_at,
+        last_error,
+        details,
+        held.owner,
+        held.owner_name,
+    )
 
 
 #: Every status by its stored text.

@@ -476,14 +476,18 @@ def leased_accounts(
     decrypted = decrypt_secrets_many(
         ring, [(rows[n]["secrets"], accounts[n].id, rows[n]["key_id"]) for n in readable]
     )
-    leased = [LeasedAccount(account) for account in accounts]
-    for n, secret in zip(readable, decrypted, strict=True):
-        account = accounts[n]
+    secrets = iter(decrypted)  # one per readable account, in order
+    leased = []
+    for row, account in zip(rows, accounts, strict=True):
+        if account.status is Status.DAMAGED:
+            leased.append(LeasedAccount(account))
+            continue
+        secret = next(secrets)
         if isinstance(secret, StoreError):
-            leased[n] = LeasedAccount(account, error=secret)
+            leased.append(LeasedAccount(account, error=secret))
         else:
             values = {**account.config, **secret}
-            leased[n] = LeasedAccount(account, values, secrets_version(rows[n]["secrets"]))
+            leased.append(LeasedAccount(account, values, secrets_version(row["secrets"])))
     return leased
 
 
