@@ -1003,6 +1003,23 @@ def test_a_verdict_under_an_expired_lease_this_store_leased_again_is_not_recorde
     assert store.lease(10, now=now + timedelta(minutes=3)).accounts == []  # none still leased
 
 
+def test_a_late_verdict_recorded_one_at_a_time_is_not_recorded_either(store: Store) -> None:
+    # A `#<rowid>` id has the batch recorded one verdict at a time: the rows are read afresh
+    # there too, so the first lease's verdicts are lost, not reported as written.
+    now = datetime.now(UTC)
+    ids = [store.save("acme", verified(f"org:{n}"), creds(f"key-{n}")).id for n in (1, 2)]
+    first = store.lease(10, lease_for=timedelta(minutes=1), now=now)
+    store.lease(10, now=now + timedelta(minutes=2))
+    before = [store.get(i) for i in ids]
+    rowid = store._db.execute("SELECT rowid FROM accounts WHERE id = ?", (ids[1],)).fetchone()[0]
+    late = store.record_many(
+        [(ids[0], InvalidCredentials("late")), (f"#{rowid}", InvalidCredentials("late"))],
+        lease=first.token,
+    )
+    assert all(isinstance(outcome, LeaseLost) for outcome in late)
+    assert [store.get(i) for i in ids] == before
+
+
 def test_held_rows_keep_the_last_leases_and_none_past_another_connections_commit() -> None:
     from hub_core.store_held import Held, HeldRows
 

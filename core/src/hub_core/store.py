@@ -849,11 +849,17 @@ class SqliteStore(SharedMethods):
         # this store hold stays as it was.
         with self._write(keeps_held=lease is not None) as conn:
             ids = [account_id for account_id, _ in results]
+            duplicated = len(set(ids)) != len(ids)
+            # Every id as stored, none listed twice: the verdicts are written together, each
+            # to a row no other verdict of this call touches.
+            batched = not duplicated and not any(i.startswith("#") for i in ids)
             # The rows this store leased, as the lease wrote them, while nothing else has
-            # written them: neither read again before the verdict nor after.
+            # written them: in a batch, neither read again before the verdicts nor after.
             held: dict[str, Held] = {}
-            if lease is not None:
+            if lease is not None and batched:
                 held = self._held.take(lease, _data_version(conn), ids)
+            elif lease is not None:
+                self._held.forget(lease)
             # Each other account's row read for the whole batch, in a few statements: one
             # SELECT per verdict cost more than its UPDATE. Only ids as stored are read so (an
             # id of the ``#<rowid>`` form, an account that is gone, one listed twice: `_record`
@@ -870,20 +876,16 @@ class SqliteStore(SharedMethods):
                         part,
                     )
                 )
-            duplicated = len(set(ids)) != len(ids)
-            if duplicated:
-                seen: set[str] = set()
-                for account_id in ids:
-                    if account_id in seen:
-                        rows.pop(account_id, None)
-                    seen.add(account_id)
-            if not duplicated and not any(i.startswith("#") for i in ids):
-                # Every account read above (or plainly gone): the verdicts are written
-                # together, each to a row no other verdict of this call touches.
+            if batched:
                 accounts = {i: kept.account for i, kept in held.items()}
                 return self._record_batch(
                     conn, results, rows, accounts, now, versions, lease, next_check_in
                 )
+            seen: set[str] = set()
+            for account_id in ids:
+                if account_id in seen:
+                    rows.pop(account_id, None)
+                seen.add(account_id)
             for account_id, result in results:
                 version = versions.get(account_id)
                 row = rows.pop(account_id, None)
