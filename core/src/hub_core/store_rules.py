@@ -473,17 +473,14 @@ def leased_accounts(
     every value a string, when the account was built, so it is not parsed again.
     """
     readable = [n for n, account in enumerate(accounts) if account.status is not Status.DAMAGED]
-    decrypted = decrypt_secrets_many(
-        ring, [(rows[n]["secrets"], accounts[n].id, rows[n]["key_id"]) for n in readable]
-    )
-    secrets = iter(decrypted)  # one per readable account, in order
+    stored = [(rows[n]["secrets"], accounts[n].id, rows[n]["key_id"]) for n in readable]
+    decrypted = dict(zip(readable, decrypt_secrets_many(ring, stored), strict=True))
     leased = []
-    for row, account in zip(rows, accounts, strict=True):
-        if account.status is Status.DAMAGED:
+    for n, (row, account) in enumerate(zip(rows, accounts, strict=True)):
+        secret = decrypted.get(n)
+        if secret is None:  # damaged
             leased.append(LeasedAccount(account))
-            continue
-        secret = next(secrets)
-        if isinstance(secret, StoreError):
+        elif isinstance(secret, StoreError):
             leased.append(LeasedAccount(account, error=secret))
         else:
             values = {**account.config, **secret}
