@@ -34,7 +34,13 @@ def editable(*paths: str) -> list[str]:
 def tests(session: nox.Session) -> None:
     """Run every test: core, each plugin under plugins/, and the cross-distribution tests."""
     session.install(*editable(f"{CORE}[web,postgres]", *PLUGINS), *group("test"))
-    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    session.run("coverage", "erase")
+    # On every core, each idle worker taking tests from the busiest: the slow process tests
+    # wait on real commands and servers more than they compute.
+    session.run(
+        "coverage", "run", "-m", "pytest", "-n", "auto", "--dist", "worksteal", *session.posargs
+    )
+    session.run("coverage", "combine", "--quiet")
     session.run("coverage", "report", "--fail-under=85")
 
 

@@ -474,6 +474,16 @@ def cookie_payloads(response: httpx.Response) -> list[str]:
     return found
 
 
+def tampered(token: str) -> str:
+    """The signed token with the first character of its signature changed.
+
+    Never the last characters: base64 ignores the low bits of the last one, so a change there
+    can leave the signature as it was.
+    """
+    payload, signature = token.rsplit(".", 1)
+    return f"{payload}.{'B' if signature[0] == 'A' else 'A'}{signature[1:]}"
+
+
 def pieces(secret: str, size: int = 8) -> list[str]:
     """Every *size*-character piece of *secret*."""
     return [secret[i : i + size] for i in range(len(secret) - size + 1)]
