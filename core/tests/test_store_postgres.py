@@ -7,12 +7,16 @@ runs against PostgreSQL too; these are the PostgreSQL store's own.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
 
-from hub_core.errors import StoreError
-from hub_core.model import Credentials, Verified
+from hub_core.errors import InvalidCredentials, StoreError
+from hub_core.model import Account, Credentials, Verified
+from hub_core.store_types import KeyReplaced, LeaseLost
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -270,6 +274,116 @@ def test_a_nul_the_database_refuses_in_a_batch_costs_only_its_own_verdict(
         assert "could not be stored" in (store.get(ids[1]).last_error or "")
         assert [store.get(i).last_error for i in (ids[0], ids[2])] == [None, None]
         assert store.release(lease.token) == 0  # every lease ended with its verdict
+
+
+@pytest.fixture
+def pg_store(postgres_url: str) -> Iterator[PostgresStore]:
+    with PostgresStore(postgres_url, secret_key=Fernet.generate_key().decode()) as store:
+        yield store
+
+
+def _statements(monkeypatch: pytest.MonkeyPatch, call: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """What *call* returns, and the statements it ran on any connection."""
+    ran: list[str] = []
+    execute = psycopg.Connection.execute
+
+    def traced(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        ran.append(str(query))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", traced)
+    try:
+        return call(), ran
+    finally:
+        monkeypatch.setattr(psycopg.Connection, "execute", execute)
+
+
+def _edit(url: str, sql: str, *params: object) -> None:
+    """A hand edit, committed on a connection of its own."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql, params)
+
+
+def test_verdicts_under_this_stores_lease_lock_and_read_no_row(
+    pg_store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rows as leased, each with its version: one UPDATE writes the verdicts, with no
+    # SELECT ... FOR UPDATE before it, and gives the accounts reading them would.
+    ids = [save(pg_store, f"org:{n}") for n in range(3)]
+    lease = pg_store.lease(10)
+    results = [
+        Verified(identity="org:0", label="Zero"),
+        InvalidCredentials("the key was revoked"),
+        Verified(identity="org:2", label="Two"),
+    ]
+    outcomes, ran = _statements(
+        monkeypatch,
+        lambda: pg_store.record_many(list(zip(ids, results, strict=True)), lease=lease.token),
+    )
+    assert not [sql for sql in ran if "FOR UPDATE" in sql]
+    assert [getattr(outcome, "label", None) for outcome in outcomes] == ["Zero", "One", "Two"]
+    assert outcomes == [pg_store.get(account_id) for account_id in ids]
+    assert pg_store.release(lease.token) == 0  # every lease ended with its verdict
+
+
+def test_a_relink_since_the_lease_is_seen_by_the_verdict_of_the_old_key(
+    pg_store: PostgresStore, postgres_url: str
+) -> None:
+    # The row as leased holds the old key: written on it, the verdict about that key would
+    # land on the new one. Its version changed with the relink, so it is read again.
+    ids = [save(pg_store, f"org:{n}") for n in range(2)]
+    lease = pg_store.lease(10)
+    versions = {item.account.id: item.version for item in lease.accounts if item.version}
+    other = pg_store.connect_again()  # the web Hub's, say: it holds none of this lease's rows
+    creds = Credentials({"api_key": "the-new-key", "region": "us"}, secret=["api_key"])
+    other.save("acme", Verified(identity="org:0", label="Relinked"), creds)
+    other.close()
+    outcomes = pg_store.record_many(
+        [(i, InvalidCredentials("revoked")) for i in ids], lease=lease.token, versions=versions
+    )
+    assert isinstance(outcomes[0], KeyReplaced)
+    assert isinstance(outcomes[1], Account)
+    relinked = pg_store.get(ids[0])
+    assert (relinked.label, relinked.status.value) == ("Relinked", "active")
+    assert pg_store.credentials(ids[0])["api_key"] == "the-new-key"
+
+
+def test_a_verdict_the_row_as_leased_would_refuse_is_decided_on_the_row_as_it_is(
+    pg_store: PostgresStore, postgres_url: str
+) -> None:
+    # Edited by hand since the lease: the key now reaches the identity the row says.
+    ids = [save(pg_store, f"org:{n}") for n in range(2)]
+    lease = pg_store.lease(10)
+    _edit(postgres_url, "UPDATE accounts SET identity = 'org:9' WHERE id = %s", ids[0])
+    outcomes = pg_store.record_many(
+        [
+            (ids[0], Verified(identity="org:9", label="Nine")),
+            (ids[1], Verified(identity="org:1", label="One")),
+        ],
+        lease=lease.token,
+    )
+    assert [getattr(outcome, "label", None) for outcome in outcomes] == ["Nine", "One"]
+    assert outcomes == [pg_store.get(account_id) for account_id in ids]
+
+
+def test_a_verdict_under_an_expired_lease_this_store_leased_again_is_lost(
+    pg_store: PostgresStore,
+) -> None:
+    ids = [save(pg_store, f"org:{n}") for n in range(2)]
+    start = datetime.now(UTC)
+    first = pg_store.lease(10, now=start, lease_for=timedelta(minutes=1))
+    second = pg_store.lease(10, now=start + timedelta(minutes=2))
+    assert {item.account.id for item in second.accounts} == set(ids)
+    late = pg_store.record_many(
+        [(i, Verified(identity="org:0", label="Late")) for i in ids], lease=first.token
+    )
+    assert all(isinstance(outcome, LeaseLost) for outcome in late)
+    assert [pg_store.get(i).label for i in ids] == ["One", "One"]
+    fresh = pg_store.record_many(
+        [(i, Verified(identity=f"org:{n}", label="Now")) for n, i in enumerate(ids)],
+        lease=second.token,
+    )
+    assert [getattr(outcome, "label", None) for outcome in fresh] == ["Now", "Now"]
 
 
 def test_a_database_away_for_longer_than_the_wait_is_a_clear_error(

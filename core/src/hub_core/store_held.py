@@ -1,12 +1,13 @@
-"""The rows a SQLite store leased, kept until their verdicts are recorded.
+"""The rows a store leased, kept until their verdicts are recorded.
 
-`SqliteStore.lease` reads every leased row whole (``UPDATE ... RETURNING``) and builds its
-account; `SqliteStore.record_many` under that lease would read each row again before its
-verdict, and once more after, to give back the account as recorded. While nothing else has
-written those rows, the rows as leased are the rows as they are: `HeldRows` keeps them, so
-that recording needs neither read (they were about a third of what recording cost).
+A lease reads every leased row whole (``UPDATE ... RETURNING``) and builds its account;
+recording its verdicts would read each row again before the verdict (and, on SQLite, once
+more after, to give back the account as recorded). While nothing else has written those rows,
+the rows as leased are the rows as they are: `HeldRows` keeps them, so that recording needs
+neither read. Each backend says how it knows that nothing else has written them.
 
-Nothing else has written them when both hold:
+**SQLite** (`SqliteStore`; the reads were about a third of what recording cost). Nothing else
+has written them when both hold:
 
 - no other connection has committed anything since the lease: SQLite's
   ``PRAGMA data_version`` changes on every commit by another connection (a second
@@ -17,14 +18,24 @@ Nothing else has written them when both hold:
 
 And each verdict's UPDATE still names its lease, so a row another lease of this same store
 took meanwhile (the first one expired) is counted as not written and read as before.
+
+**PostgreSQL** (`PostgresStore`; the read before the verdicts was a ``SELECT ... FOR UPDATE``,
+which also locked each row). The guard is in the database, row by row: the lease keeps each
+row's ``xmin`` (the transaction that wrote its current version), and the verdicts' UPDATE
+writes a held row only while its ``xmin`` is still that one. A row any other transaction
+wrote since (a relink, another lease after this one expired, a hand edit) is counted as not
+written, and its verdict is then recorded on a fresh read, as it would be without. A held row
+never decides more than that: a verdict it would refuse (the key now reaches another identity,
+say) is also decided on a fresh read.
 """
 
 from __future__ import annotations
 
 import collections
 import sqlite3
+import threading
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .model import Account
 
@@ -34,15 +45,17 @@ __all__ = ["Held", "HeldRows", "data_version"]
 class Held(NamedTuple):
     """One leased account: its row as the lease wrote it, and the account read from it."""
 
-    row: sqlite3.Row
+    #: A `sqlite3.Row`, or PostgreSQL's row as a dict (with its ``row_version``, the ``xmin``).
+    row: Any
     account: Account
 
 
 class HeldRows:
-    """What one store's connection leased and has not recorded yet, per lease token.
+    """What one store leased and has not recorded yet, per lease token.
 
     At most `LEASES` leases are kept (a run holds two at a time); one more forgets the
     oldest, whose verdicts are then recorded by reading their rows, as they would be without.
+    Safe to share between threads (a `PostgresStore` may be).
     """
 
     LEASES = 4
@@ -51,41 +64,48 @@ class HeldRows:
         self._leases: collections.OrderedDict[str, tuple[int, dict[str, Held]]] = (
             collections.OrderedDict()
         )
+        self._lock = threading.Lock()
 
     def keep(self, token: str, version: int, held: dict[str, Held]) -> None:
-        """Keep *held* (by account id), leased by *token* at data version *version*."""
+        """Keep *held* (by account id), leased by *token* at data version *version* (SQLite's
+        ``data_version``; a backend that checks each row as it writes it passes 0)."""
         if not held:
             return
-        self._leases[token] = (version, held)
-        while len(self._leases) > self.LEASES:
-            self._leases.popitem(last=False)
+        with self._lock:
+            self._leases[token] = (version, held)
+            while len(self._leases) > self.LEASES:
+                self._leases.popitem(last=False)
 
     def take(self, token: str, version: int, account_ids: Iterable[str]) -> dict[str, Held]:
         """The rows of *account_ids* leased by *token*, forgotten as they are given: only
         while the data version is still *version* (else nothing, and the lease is forgotten)."""
-        kept = self._leases.get(token)
-        if kept is None:
-            return {}
-        if kept[0] != version:
-            del self._leases[token]
-            return {}
-        held = kept[1]
-        taken = {i: held.pop(i) for i in account_ids if i in held}
-        if not held:
-            del self._leases[token]
-        return taken
+        with self._lock:
+            kept = self._leases.get(token)
+            if kept is None:
+                return {}
+            if kept[0] != version:
+                del self._leases[token]
+                return {}
+            held = kept[1]
+            taken = {i: held.pop(i) for i in account_ids if i in held}
+            if not held:
+                del self._leases[token]
+            return taken
 
     def forget(self, token: str) -> None:
         """Forget what lease *token* holds (released)."""
-        self._leases.pop(token, None)
+        with self._lock:
+            self._leases.pop(token, None)
 
     def clear(self) -> None:
         """Forget everything: the store wrote what may have changed a leased row."""
-        self._leases.clear()
+        with self._lock:
+            self._leases.clear()
 
     def __len__(self) -> int:
         """How many accounts are held, over every lease."""
-        return sum(len(held) for _, held in self._leases.values())
+        with self._lock:
+            return sum(len(held) for _, held in self._leases.values())
 
 
 def data_version(conn: sqlite3.Connection) -> int:

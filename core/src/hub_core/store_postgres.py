@@ -76,6 +76,7 @@ from .store import (
     _wanted_status,
     retry_due,
 )
+from .store_held import Held, HeldRows
 from .store_rows import (
     account_from_row,
     account_id_of,
@@ -574,6 +575,13 @@ def _version_check(version: int) -> str:
 
 #: What a verdict's values raise that PostgreSQL cannot store (`store_rules.UNSTORABLE`).
 _UNSTORABLE: tuple[type[Exception], ...] = (*UNSTORABLE, psycopg.DataError, psycopg.IntegrityError)
+# A batch of verdicts is also written one at a time after a deadlock: rows held since their
+# lease are written in the batch's order, not locked by id first, so two checkers on rows each
+# leased after the other's lease expired (a rare race) may wait on each other.
+_UNSTORABLE_OR_DEADLOCK: tuple[type[Exception], ...] = (
+    *_UNSTORABLE,
+    psycopg.errors.DeadlockDetected,
+)
 
 # A batch of verdicts in one UPDATE (`PostgresStore._record_batch`): a failed check keeps the
 # label and the expiry, a passed one writes them; under a lease, only where it still holds.
@@ -581,7 +589,17 @@ _UNSTORABLE: tuple[type[Exception], ...] = (*UNSTORABLE, psycopg.DataError, psyc
 # every quote of it with a regex (details are JSON, full of quotes): a quarter of what a
 # worker's store thread did per check. A value the server then refuses (a NUL in
 # text) fails the statement, as psycopg's own refusal did: `_record_one` writes each alone.
-_BATCH_COLUMNS = ("ids", "ok", "labels", "verdicts", "expires", "expiring", "errors", "details")
+_BATCH_COLUMNS = (
+    "ids",
+    "ok",
+    "labels",
+    "verdicts",
+    "expires",
+    "expiring",
+    "errors",
+    "details",
+    "row_versions",
+)
 _BATCH_UPDATE = """
     UPDATE accounts AS a SET
         label = CASE WHEN v.ok THEN v.label ELSE a.label END,
@@ -592,9 +610,10 @@ _BATCH_UPDATE = """
     FROM unnest(
         %(ids)b::text[], %(ok)b::boolean[], %(labels)b::text[], %(verdicts)b::text[],
         %(expires)b::timestamptz[], %(expiring)b::timestamptz[], %(errors)b::text[],
-        %(details)b::text[]
-    ) AS v(id, ok, label, verdict, expires_at, expiring_at, error, details)
+        %(details)b::text[], %(row_versions)b::text[]
+    ) AS v(id, ok, label, verdict, expires_at, expiring_at, error, details, row_version)
     WHERE a.id = v.id AND (%(token)s::text IS NULL OR a.lease_token = %(token)s)
+        AND (v.row_version IS NULL OR a.xmin = v.row_version::xid)
     RETURNING a.seq AS row_number, a.*
 """
 
@@ -656,6 +675,8 @@ class PostgresStore(SharedMethods):
         self._url = url
         self._shown = redact_url(url)
         self._pool: _Pool | None = None
+        # The rows this store leased, until their verdicts are recorded (`HeldRows`).
+        self._held = HeldRows()
         ring = self._configured_ring(secret_key)
         self._ring = self._open(ring)
         pool = _Pool(url)
@@ -803,6 +824,7 @@ class PostgresStore(SharedMethods):
         other = object.__new__(PostgresStore)
         other._url, other._shown, other._ring = self._url, self._shown, self._ring
         other._pool = self._live.share()
+        other._held = HeldRows()
         return other
 
     def close(self) -> None:
@@ -1225,9 +1247,10 @@ class PostgresStore(SharedMethods):
         lease: str | None,
         next_check_in: timedelta,
     ) -> None:
-        """Write the verdicts of *results* that need no statement of their own in two: one
-        SELECT locks and reads their rows, one UPDATE writes them all (and ends the lease);
-        each outcome goes to its place in *out*.
+        """Write the verdicts of *results* that need no statement of their own in at most two:
+        one SELECT locks and reads the rows this store does not hold since their lease
+        (`HeldRows`), one UPDATE writes them all (and ends the lease); each outcome goes to its
+        place in *out*.
 
         A round trip per statement is what a verdict cost on PostgreSQL (a savepoint, a
         SELECT, an UPDATE and a release each): with these two per batch, leases and verdicts
@@ -1245,22 +1268,30 @@ class PostgresStore(SharedMethods):
         ]
         if len(batch) < 2:
             return
-        rows = {
-            row["id"]: row
-            for row in conn.execute(
-                "SELECT id, identity, verdict, expires_at, expiring_at, details, secrets, key_id,"
-                " lease_token FROM accounts WHERE id = ANY(%(ids)b) ORDER BY id FOR UPDATE",
-                {"ids": [account_id for _, account_id, _ in batch]},
+        # Rows as leased carry their version: the UPDATE writes each only while it is still
+        # that one. The others are locked and read now.
+        ids = [account_id for _, account_id, _ in batch]
+        held = {} if lease is None else self._held.take(lease, 0, ids)
+        rows: dict[str, Any] = {account_id: kept.row for account_id, kept in held.items()}
+        unheld = [account_id for account_id in ids if account_id not in held]
+        if unheld:
+            rows.update(
+                (row["id"], row)
+                for row in conn.execute(
+                    "SELECT id, identity, verdict, expires_at, expiring_at, details, secrets,"
+                    " key_id, lease_token, NULL AS row_version FROM accounts"
+                    " WHERE id = ANY(%(ids)b) ORDER BY id FOR UPDATE",
+                    {"ids": unheld},
+                )
             )
-        }
         due = now + next_check_in
-        held = (lease, due) if lease is not None else None
-        columns: list[list[object]] = [[] for _ in range(8)]
+        ends = (lease, due) if lease is not None else None
+        columns: list[list[object]] = [[] for _ in range(len(_BATCH_COLUMNS))]
         written: dict[str, int] = {}
         for index, account_id, result in batch:
             try:
                 row = check_recordable(
-                    rows.get(account_id), account_id, held, versions.get(account_id)
+                    rows.get(account_id), account_id, ends, versions.get(account_id)
                 )
                 if isinstance(result, Verified):
                     expiring_at = recorded_expiry(result, row, account_id, _as_stored)
@@ -1279,13 +1310,17 @@ class PostgresStore(SharedMethods):
                     )
                     values = (False, None, verdict, None, None, message, details)
             except StoreError as exc:
+                if account_id in held:
+                    continue  # decided by `_record_one` on the row as it is now
                 out[index] = exc
                 if lease is not None and lease_ends_anyway(exc):
                     self._end_lease(conn, account_id, lease, due)
                 continue
             except _UNSTORABLE:
                 continue  # `_record_one` records that it could not be stored
-            for column, value in zip(columns, (account_id, *values), strict=True):
+            for column, value in zip(
+                columns, (account_id, *values, row["row_version"]), strict=True
+            ):
                 column.append(value)
             written[account_id] = index
         if not written:
@@ -1300,8 +1335,10 @@ class PostgresStore(SharedMethods):
         try:
             with conn.transaction():
                 updated = conn.execute(_BATCH_UPDATE.format(ended=ended), params).fetchall()
-        except _UNSTORABLE:
-            return  # one value the database refused: `_record_one` writes each on its own
+        except _UNSTORABLE_OR_DEADLOCK:
+            return  # `_record_one` writes each on its own
+        # A held row that another transaction wrote since its lease was not written: its
+        # outcome stays None, for `_record_one` on the row as it is now.
         for row in updated:
             out[written[row["id"]]] = _account(row, now)
 
@@ -1505,13 +1542,19 @@ class PostgresStore(SharedMethods):
                         )
 
                     held = held_back(plan, now, has_due)
+            # Each row with its version (`xmin`): its verdict is written on the row as leased
+            # only while no other transaction has written it since (`HeldRows`).
             rows = conn.execute(
                 "UPDATE accounts SET lease_token = %(token)s, lease_until = %(until)s"
-                " WHERE seq = ANY(%(seqs)b) RETURNING seq AS row_number, *",
+                " WHERE seq = ANY(%(seqs)b)"
+                " RETURNING seq AS row_number, xmin::text AS row_version, *",
                 params | {"seqs": [row["seq"] for row in chosen]},
             ).fetchall()
         rows.sort(key=lambda row: (row[order] or epoch, row["row_number"]))
         accounts = [_account(row, now) for row in rows]
+        self._held.keep(
+            token, 0, {a.id: Held(row, a) for row, a in zip(rows, accounts, strict=True)}
+        )
         return Lease(token, until, leased_accounts(self._ring, rows, accounts), **held)
 
     @_reconnecting
@@ -1524,6 +1567,7 @@ class PostgresStore(SharedMethods):
         now: datetime | None = None,
     ) -> int:
         """Give back the accounts of lease *token* unchecked (`AccountStore.release`)."""
+        self._held.forget(token)
         with self._write() as conn:
             if account_ids is None:
                 due = None
