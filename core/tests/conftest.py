@@ -102,6 +102,16 @@ class Recorder:
 
 
 @pytest.fixture
+def pg_store(postgres_url: str) -> Iterator[Any]:
+    """A `PostgresStore` on a fresh schema of the test kit's PostgreSQL, with a key of its own."""
+    pytest.importorskip("psycopg")
+    from hub_core.store_postgres import PostgresStore
+
+    with PostgresStore(postgres_url, secret_key=Fernet.generate_key().decode()) as store:
+        yield store
+
+
+@pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
 

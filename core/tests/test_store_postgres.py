@@ -6,6 +6,8 @@ runs against PostgreSQL too; these are the PostgreSQL store's own.
 
 from __future__ import annotations
 
+import contextlib
+import re
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -113,35 +115,72 @@ def test_hosts_starting_together_migrate_once(postgres_url: str) -> None:
     assert meta(postgres_url) == (SCHEMA_VERSION, 1)
 
 
-def test_the_schema_before_gains_the_index_of_leases_and_keeps_every_account(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@contextlib.contextmanager
+def at_schema(version: int) -> Iterator[None]:
+    """A hub that knows the migrations only up to *version* (one that shipped before)."""
     from hub_core import store_postgres
 
+    with pytest.MonkeyPatch.context() as before:
+        before.setattr(store_postgres, "MIGRATIONS", store_postgres.MIGRATIONS[:version])
+        before.setattr(store_postgres, "SCHEMA_VERSION", version)
+        yield
+
+
+def plans(url: str, *statements: str) -> list[str]:
+    """The plan of each statement, on a table too small for any plan but an index's."""
+    with psycopg.connect(url) as conn:
+        conn.execute("SET enable_seqscan = off")
+        return ["\n".join(line for (line,) in conn.execute(f"EXPLAIN {sql}")) for sql in statements]
+
+
+def test_the_schema_before_gains_the_index_of_leases_and_keeps_every_account(
+    postgres_url: str,
+) -> None:
     key = Fernet.generate_key().decode()
-    with monkeypatch.context() as before:
-        before.setattr(store_postgres, "MIGRATIONS", store_postgres.MIGRATIONS[:-1])
-        before.setattr(store_postgres, "SCHEMA_VERSION", SCHEMA_VERSION - 1)
-        with PostgresStore(postgres_url, secret_key=key) as store:
-            ids = [save(store, f"org:{n}") for n in range(3)]
-            lease = store.lease(2)
-        assert meta(postgres_url) == (SCHEMA_VERSION - 1, 1)
+    with at_schema(2), PostgresStore(postgres_url, secret_key=key) as store:
+        ids = [save(store, f"org:{n}") for n in range(3)]
+        lease = store.lease(2)
+        assert meta(postgres_url) == (2, 1)
     with PostgresStore(postgres_url, secret_key=key) as store:
         assert meta(postgres_url) == (SCHEMA_VERSION, 1)
         assert sorted(account.id for account in store.accounts()) == sorted(ids)
         assert store.credentials(ids[0])["api_key"] == "sekrit-value"
         assert store.release(lease.token) == 2
-    with psycopg.connect(postgres_url) as conn:
-        conn.execute("SET enable_seqscan = off")  # a table of three rows: show the index is fit
-        plans = [
-            str(conn.execute(f"EXPLAIN {sql}").fetchall())
-            for sql in (
-                "UPDATE accounts SET lease_token = NULL WHERE lease_token = 'a-token'",
-                "SELECT min(lease_until) FROM accounts WHERE lease_until >= now()"
-                " AND lease_token IS NOT NULL AND lease_token <> ALL('{}'::text[])",
-            )
-        ]
-    assert all("accounts_leased" in plan for plan in plans), plans
+    found = plans(
+        postgres_url,
+        "UPDATE accounts SET lease_token = NULL WHERE lease_token = 'a-token'",
+        "SELECT min(lease_until) FROM accounts WHERE lease_until >= now()"
+        " AND lease_token IS NOT NULL AND lease_token <> ALL('{}'::text[])",
+    )
+    assert all("accounts_leased" in plan for plan in found), found
+
+
+def test_the_schema_before_gains_the_indexes_of_the_lease_orders(postgres_url: str) -> None:
+    # Schema 3 indexed the due times alone: a lease's ORDER BY due time, seq read and sorted
+    # every due row. Schema 4's indexes hold the whole order, so a lease reads only its rows.
+    key = Fernet.generate_key().decode()
+    with at_schema(3), PostgresStore(postgres_url, secret_key=key) as store:
+        ids = [save(store, f"org:{n}") for n in range(3)]
+        lease = store.lease(1, checked_before=datetime.now(UTC))
+    with PostgresStore(postgres_url, secret_key=key) as store:
+        assert meta(postgres_url) == (SCHEMA_VERSION, 1)
+        assert sorted(account.id for account in store.accounts()) == sorted(ids)
+        assert store.release(lease.token) == 1
+        assert len(store.lease(5, checked_before=datetime.now(UTC)).accounts) == 3
+    run, worker, next_due = plans(
+        postgres_url,
+        "SELECT seq FROM accounts WHERE coalesce(checked_at, '-infinity') < now()"
+        " AND (coalesce(checked_at, '-infinity'), seq) > ('-infinity', 0)"
+        " ORDER BY coalesce(checked_at, '-infinity'), seq LIMIT 10 FOR UPDATE SKIP LOCKED",
+        "SELECT seq FROM accounts WHERE coalesce(next_check_at, '-infinity') <= now()"
+        " ORDER BY coalesce(next_check_at, '-infinity'), seq LIMIT 10",
+        "SELECT next_check_at FROM accounts ORDER BY coalesce(next_check_at, '-infinity') LIMIT 1",
+    )
+    assert "accounts_checked" in run
+    assert re.search(r"Index Cond: .*ROW\(", run), run  # a range of the index, no filter
+    assert "accounts_due" in worker
+    assert "accounts_due" in next_due
+    assert "Sort" not in run + worker, (run, worker)
 
 
 def test_a_newer_schema_is_used_while_it_allows_and_refused_after(postgres_url: str) -> None:
@@ -274,12 +313,6 @@ def test_a_nul_the_database_refuses_in_a_batch_costs_only_its_own_verdict(
         assert "could not be stored" in (store.get(ids[1]).last_error or "")
         assert [store.get(i).last_error for i in (ids[0], ids[2])] == [None, None]
         assert store.release(lease.token) == 0  # every lease ended with its verdict
-
-
-@pytest.fixture
-def pg_store(postgres_url: str) -> Iterator[PostgresStore]:
-    with PostgresStore(postgres_url, secret_key=Fernet.generate_key().decode()) as store:
-        yield store
 
 
 def _statements(monkeypatch: pytest.MonkeyPatch, call: Callable[[], Any]) -> tuple[Any, list[str]]:

@@ -63,6 +63,7 @@ from .errors import (
     StoreError,
 )
 from .keyring import KEY_ENV, KEYS_ENV, KeyRing, KeyStatus, RotationReport
+from .lease_cursors import LeaseCursors
 from .leases import CHECK_INTERVAL, LEASE_DEFAULT, Lease
 from .model import Account, Credentials, Status, Verified
 from .owners import check_owner, clean_owner_name
@@ -141,6 +142,12 @@ _MIGRATE_LOCK, _KEYS_LOCK, _RUNS_LOCK, _SAVE_LOCK = 1, 2, 3, 4
 #: How many connections one process's stores share (`connect_again` shares the pool).
 POOL_SIZE_ENV = "HUB_DATABASE_POOL_SIZE"
 _CONNECT_TIMEOUT = 10
+
+
+def _due_key(column: str) -> str:
+    """*column*, a time, in the order of the leases' indexes: a NULL comes first."""
+    return f"coalesce({column}, '-infinity'::timestamptz)"
+
 
 # Forward-only migrations: (min_reader_version, statements). Migration N brings the schema to
 # version N in one transaction; its min_reader_version is the oldest schema version whose hub
@@ -266,6 +273,19 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         1,
         ("CREATE INDEX accounts_leased ON accounts (lease_token) WHERE lease_token IS NOT NULL",),
     ),
+    # The orders leases take accounts in, whole, as indexes: the due time (no time: first, as
+    # -infinity), then seq. With the due time alone, a lease's ORDER BY ... seq LIMIT read and
+    # sorted every due row; and a NULL cannot stand in the row comparison a lease looks on
+    # from (`PostgresStore.lease`). Only replaces two indexes: older hubs keep running.
+    (
+        1,
+        (
+            "DROP INDEX accounts_due",
+            "DROP INDEX accounts_checked",
+            f"CREATE INDEX accounts_due ON accounts ({_due_key('next_check_at')}, seq)",
+            f"CREATE INDEX accounts_checked ON accounts ({_due_key('checked_at')}, seq)",
+        ),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -279,7 +299,7 @@ _STATUS_SQL = (
 )
 _ROW = "seq AS row_number, *"
 _BY_ID = "(id = %(id)s OR seq = %(seq)s)"
-_NOT_CHECKED_SINCE = "(checked_at IS NULL OR checked_at < %(before)s)"
+_NOT_CHECKED_SINCE = f"{_due_key('checked_at')} < %(before)s"
 _DB_NOW = "coalesce(%(now)s::timestamptz, now())"
 
 
@@ -677,6 +697,7 @@ class PostgresStore(SharedMethods):
         self._pool: _Pool | None = None
         # The rows this store leased, until their verdicts are recorded (`HeldRows`).
         self._held = HeldRows()
+        self._cursors = LeaseCursors()
         ring = self._configured_ring(secret_key)
         self._ring = self._open(ring)
         pool = _Pool(url)
@@ -825,6 +846,7 @@ class PostgresStore(SharedMethods):
         other._url, other._shown, other._ring = self._url, self._shown, self._ring
         other._pool = self._live.share()
         other._held = HeldRows()
+        other._cursors = LeaseCursors()
         return other
 
     def close(self) -> None:
@@ -1472,16 +1494,22 @@ class PostgresStore(SharedMethods):
         now: datetime | None = None,
     ) -> Lease:
         """Lease up to *limit* due accounts nobody holds (`AccountStore.lease`): claimed with
-        ``FOR UPDATE SKIP LOCKED`` and committed before any check runs."""
+        ``FOR UPDATE SKIP LOCKED`` and committed before any check runs.
+
+        The rows are taken in the order of an index (the due time, then ``seq``), each lease
+        looking on from where this store's last one of the run ended (`LeaseCursors`).
+        """
         token = secrets.token_hex(16)
         if checked_before is None:
-            order, due = "next_check_at", "(next_check_at IS NULL OR next_check_at <= %(now)s)"
+            column, due = "next_check_at", f"{_due_key('next_check_at')} <= %(now)s"
         else:
-            order, due = "checked_at", _NOT_CHECKED_SINCE
+            column, due = "checked_at", _NOT_CHECKED_SINCE
+        order = f"{_due_key(column)}, seq"
         free = (
             f"{due} AND (lease_until IS NULL OR lease_until < %(now)s)"
             " AND (retry_at IS NULL OR retry_at <= %(now)s)"
         )
+        run = (column, checked_before)
         held: dict[str, Any] = {}
         with self._write() as conn:
             now = self._db_now(conn, now)
@@ -1501,7 +1529,7 @@ class PostgresStore(SharedMethods):
                 for row in conn.execute("SELECT * FROM provider_limits FOR UPDATE")
             ]
             plan = plan_lease(limits, limit, now) if limits else None
-            picked = f"SELECT seq, provider_id, {order} AS due_at FROM accounts WHERE {free}"  # noqa: S608
+            picked = f"SELECT seq, provider_id, {column} AS due_at FROM accounts WHERE {free}"  # noqa: S608
             # The providers without a budget in one query, each budgeted one in its own (at
             # most what its bucket grants), merged in the lease's order and cut to the limit.
             queries: list[tuple[str, dict[str, Any]]] = [
@@ -1513,16 +1541,28 @@ class PostgresStore(SharedMethods):
                     ("provider_id = %(provider)s", {"provider": p, "cap": cap})
                     for p, cap in plan.caps.items()
                 ]
+            cursor = self._cursors.start(run, now)
+            # A row comparison the index answers as a range: the rows after the cursor.
+            on = f" AND ({order}) > ({_due_key('%(after)s::timestamptz')}, %(after_seq)s)"
             found: list[dict[str, Any]] = []
-            for condition, extra in queries:
-                found += conn.execute(
-                    f"{picked} AND {condition} ORDER BY {order} NULLS FIRST, seq"
-                    " LIMIT %(cap)s FOR UPDATE SKIP LOCKED",
-                    params | extra,
-                ).fetchall()
+            for after in ([] if cursor is None else [cursor]) + [None]:
+                where = {"after": after and after.due, "after_seq": after and after.seq}
+                for condition, extra in queries:
+                    found += conn.execute(
+                        f"{picked} AND {condition}{on if after else ''} ORDER BY {order}"
+                        " LIMIT %(cap)s FOR UPDATE SKIP LOCKED",
+                        params | extra | where,
+                    ).fetchall()
+                if found:
+                    break
             epoch = datetime.min.replace(tzinfo=UTC)
             found.sort(key=lambda row: (row["due_at"] or epoch, row["seq"]))
             chosen = found[: params["limit"]]
+            self._cursors.ended(
+                run,
+                (chosen[-1]["due_at"], chosen[-1]["seq"]) if chosen else None,
+                since=after.since if after else now,
+            )
             if plan is not None:
                 taken = collections.Counter(str(row["provider_id"]) for row in chosen)
                 for provider_id, budget in plan.settle(taken, now).items():
@@ -1550,7 +1590,7 @@ class PostgresStore(SharedMethods):
                 " RETURNING seq AS row_number, xmin::text AS row_version, *",
                 params | {"seqs": [row["seq"] for row in chosen]},
             ).fetchall()
-        rows.sort(key=lambda row: (row[order] or epoch, row["row_number"]))
+        rows.sort(key=lambda row: (row[column] or epoch, row["row_number"]))
         accounts = [_account(row, now) for row in rows]
         self._held.keep(
             token, 0, {a.id: Held(row, a) for row, a in zip(rows, accounts, strict=True)}
@@ -1568,6 +1608,7 @@ class PostgresStore(SharedMethods):
     ) -> int:
         """Give back the accounts of lease *token* unchecked (`AccountStore.release`)."""
         self._held.forget(token)
+        self._cursors.clear()
         with self._write() as conn:
             if account_ids is None:
                 due = None
@@ -1614,7 +1655,7 @@ class PostgresStore(SharedMethods):
         """When the next account falls due (None: no account; a past time: one is due now)."""
         with self._read() as conn:
             row = conn.execute(
-                "SELECT next_check_at FROM accounts ORDER BY next_check_at NULLS FIRST LIMIT 1"
+                f"SELECT next_check_at FROM accounts ORDER BY {_due_key('next_check_at')} LIMIT 1"  # noqa: S608
             ).fetchone()
         if row is None:
             return None
