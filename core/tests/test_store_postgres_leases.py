@@ -94,6 +94,39 @@ def test_accounts_given_back_are_leased_next(pg_store: PostgresStore) -> None:
     assert leased(pg_store, 2, checked_before=start) == ids[4:6]
 
 
+def test_a_budgeted_provider_keeps_its_place_beside_the_others(pg_store: PostgresStore) -> None:
+    # A budgeted provider's rows are leased by a query of their own, which goes on from its
+    # own last row: a place shared with the other providers would leave its rows behind.
+    creds = Credentials({"api_key": "sekrit-value"}, secret=["api_key"])
+    budgeted = []
+    for n in range(8):
+        pg_store.save("acme", Verified(identity=f"org:{n}", label="L"), creds)
+        budgeted.append(pg_store.save("slow", Verified(identity=f"org:{n}", label="L"), creds).id)
+    t0 = datetime.now(UTC) + SECOND
+    pg_store.set_limit("slow", 0.5, burst=1, now=t0)
+    batches = [leased(pg_store, 4, checked_before=t0, now=t0 + n * SECOND) for n in range(6)]
+    taken = [budgeted.index(i) for batch in batches for i in batch if i in budgeted]
+    # One every two seconds, in order, none skipped.
+    assert taken == [0, 1, 2], taken
+
+
+def test_a_provider_whose_budget_is_lifted_is_leased_from_its_first_row(
+    pg_store: PostgresStore,
+) -> None:
+    creds = Credentials({"api_key": "sekrit-value"}, secret=["api_key"])
+    budgeted = []
+    for n in range(6):
+        pg_store.save("acme", Verified(identity=f"org:{n}", label="L"), creds)
+        budgeted.append(pg_store.save("slow", Verified(identity=f"org:{n}", label="L"), creds).id)
+    t0 = datetime.now(UTC) + SECOND
+    pg_store.set_limit("slow", 0.001, burst=1, now=t0)
+    first = leased(pg_store, 4, checked_before=t0, now=t0)  # slow's first, then acme's
+    assert [i for i in first if i in budgeted] == budgeted[:1]
+    pg_store.set_limit("slow", None, now=t0)
+    # slow's rows now share the others' query, behind where it had gone on to.
+    assert leased(pg_store, 2, checked_before=t0, now=t0) == budgeted[1:3]
+
+
 def _lease_reads(monkeypatch: pytest.MonkeyPatch, call: Callable[[], Any]) -> list[int]:
     """The buffers each lease query of *call* that found rows read: the query run first
     under EXPLAIN ANALYZE, in its own transaction (whose row locks the query then shares)."""

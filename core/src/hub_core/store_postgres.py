@@ -1496,8 +1496,8 @@ class PostgresStore(SharedMethods):
         """Lease up to *limit* due accounts nobody holds (`AccountStore.lease`): claimed with
         ``FOR UPDATE SKIP LOCKED`` and committed before any check runs.
 
-        The rows are taken in the order of an index (the due time, then ``seq``), each lease
-        looking on from where this store's last one of the run ended (`LeaseCursors`).
+        The rows are taken in the order of an index (the due time, then ``seq``), each of the
+        lease's queries looking on from where this store's last one ended (`LeaseCursors`).
         """
         token = secrets.token_hex(16)
         if checked_before is None:
@@ -1509,7 +1509,6 @@ class PostgresStore(SharedMethods):
             f"{due} AND (lease_until IS NULL OR lease_until < %(now)s)"
             " AND (retry_at IS NULL OR retry_at <= %(now)s)"
         )
-        run = (column, checked_before)
         held: dict[str, Any] = {}
         with self._write() as conn:
             now = self._db_now(conn, now)
@@ -1541,28 +1540,28 @@ class PostgresStore(SharedMethods):
                     ("provider_id = %(provider)s", {"provider": p, "cap": cap})
                     for p, cap in plan.caps.items()
                 ]
-            cursor = self._cursors.start(run, now)
-            # A row comparison the index answers as a range: the rows after the cursor.
+            # A row comparison the index answers as a range: the rows after a cursor.
             on = f" AND ({order}) > ({_due_key('%(after)s::timestamptz')}, %(after_seq)s)"
             found: list[dict[str, Any]] = []
-            for after in ([] if cursor is None else [cursor]) + [None]:
-                where = {"after": after and after.due, "after_seq": after and after.seq}
-                for condition, extra in queries:
-                    found += conn.execute(
+            since: dict[str | None, datetime] = {}
+            for condition, extra in queries:
+                group = extra.get("provider")
+                cursor = self._cursors.start((column, checked_before, group), now)
+                for after in ([] if cursor is None else [cursor]) + [None]:
+                    where = {"after": after and after.due, "after_seq": after and after.seq}
+                    rows = conn.execute(
                         f"{picked} AND {condition}{on if after else ''} ORDER BY {order}"
                         " LIMIT %(cap)s FOR UPDATE SKIP LOCKED",
                         params | extra | where,
                     ).fetchall()
-                if found:
-                    break
+                    if rows:
+                        break
+                since[group] = after.since if after else now
+                found += rows
             epoch = datetime.min.replace(tzinfo=UTC)
             found.sort(key=lambda row: (row["due_at"] or epoch, row["seq"]))
             chosen = found[: params["limit"]]
-            self._cursors.ended(
-                run,
-                (chosen[-1]["due_at"], chosen[-1]["seq"]) if chosen else None,
-                since=after.since if after else now,
-            )
+            self._advance_cursors(column, checked_before, since, found, chosen, params["limited"])
             if plan is not None:
                 taken = collections.Counter(str(row["provider_id"]) for row in chosen)
                 for provider_id, budget in plan.settle(taken, now).items():
@@ -1596,6 +1595,29 @@ class PostgresStore(SharedMethods):
             token, 0, {a.id: Held(row, a) for row, a in zip(rows, accounts, strict=True)}
         )
         return Lease(token, until, leased_accounts(self._ring, rows, accounts), **held)
+
+    def _advance_cursors(
+        self,
+        column: str,
+        checked_before: datetime | None,
+        since: dict[str | None, datetime],
+        found: list[dict[str, Any]],
+        chosen: list[dict[str, Any]],
+        limited: list[str],
+    ) -> None:
+        """Move each of a lease's queries (the unbudgeted providers: None; each budgeted one)
+        on to the last row it gave the lease, having last looked from the start at *since*."""
+
+        def query(row: dict[str, Any]) -> str | None:
+            provider_id = str(row["provider_id"])
+            return provider_id if provider_id in limited else None
+
+        last = {query(row): (row["due_at"], row["seq"]) for row in chosen}
+        seen = {query(row) for row in found}
+        for group, started in since.items():
+            if group in last or group not in seen:
+                self._cursors.ended((column, checked_before, group), last.get(group), since=started)
+            # Rows found but all cut from the lease: the query stays where it was, to take them.
 
     @_reconnecting
     def release(
@@ -1858,6 +1880,7 @@ class PostgresStore(SharedMethods):
         """Give *provider_id* a budget of *rate* checks per second, at most *burst* at once
         (`AccountStore.set_limit`); *rate* None removes it."""
         rate, burst = budget_values(rate, burst)
+        self._cursors.clear()  # the provider's rows change query: each looks from the start
         with self._write() as conn:
             at = self._db_now(conn, now)
             row = conn.execute(
