@@ -618,10 +618,14 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"browser: {_chromium_version()}; {playwright}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Debian's Chromium under Playwright, one per session; skipped where it is missing, but a
-    failure under ``CI=true`` (`.ci/run` installs it)."""
+    """Debian's Chromium under Playwright, one per module; skipped where it is missing, but a
+    failure under ``CI=true`` (`.ci/run` installs it).
+
+    Not one per session: while Playwright's sync API runs, its event loop counts as running in
+    this thread, so any later test of the same worker calling `asyncio.run` would fail.
+    """
     reason = None
     if not CHROMIUM.exists():
         reason = f"the browser tests need Debian's Chromium: {CHROMIUM} is missing"
