@@ -160,6 +160,41 @@ def test_database_is_wal_with_busy_timeout_and_foreign_keys(store: Store) -> Non
     assert conn.execute("PRAGMA user_version").fetchone()[0] == store_schema.SCHEMA_VERSION
 
 
+def test_only_what_a_lost_write_costs_nothing_but_a_check_commits_without_waiting_for_the_disk(
+    store: Store,
+) -> None:
+    # synchronous: 2 is FULL (each commit waits for the disk), 1 NORMAL (WAL: intact after a
+    # power cut, its last commits perhaps lost). Each call's commit ran with the level left.
+    def synchronous(call: Callable[[], object]) -> int:
+        call()
+        level: int = store._db.execute("PRAGMA synchronous").fetchone()[0]
+        return level
+
+    now = datetime.now(UTC)
+    account = store.save("acme", verified("org:1"), creds())
+    run = ""
+
+    def join() -> None:
+        nonlocal run
+        run = store.join_run(now=now)[0]
+
+    levels = {
+        "lease": synchronous(lambda: store.lease(10, now=now)),
+        "record": synchronous(lambda: store.record(account.id, verified("org:1"), now=now)),
+        "link": synchronous(lambda: store.save("acme", verified("org:2"), creds("key-2"))),
+        "join": synchronous(join),
+        "keep": synchronous(lambda: store.keep_run(run, now=now)),
+        "limit": synchronous(lambda: store.set_limit("acme", 5.0)),
+        "release": synchronous(lambda: store.release("no-such-lease")),
+        "unlink": synchronous(lambda: store.delete(account.id)),
+        "end": synchronous(lambda: store.end_run(run)),
+    }
+    assert levels == {
+        "lease": 1, "record": 1, "link": 2, "join": 1, "keep": 1, "limit": 2, "release": 1,
+        "unlink": 2, "end": 1,
+    }  # fmt: skip
+
+
 # --- the secret key ----------------------------------------------------------------------------
 
 

@@ -336,6 +336,8 @@ class SqliteStore(SharedMethods):
 
     def _open(self, conn: sqlite3.Connection, ring: KeyRing | None) -> KeyRing:
         conn.row_factory = sqlite3.Row
+        # Whether this connection's commits wait for the disk (`_write`); SQLite's default.
+        self._synced = True
         conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
         # Only reads until every key is known to be right: a missing or wrong key, a key
@@ -552,9 +554,18 @@ class SqliteStore(SharedMethods):
             raise StoreError(f"the account database {self._path} failed: {exc}") from exc
 
     @contextlib.contextmanager
-    def _write(self, *, keeps_held: bool = False) -> Iterator[sqlite3.Connection]:
+    def _write(
+        self, *, keeps_held: bool = False, durable: bool = True
+    ) -> Iterator[sqlite3.Connection]:
         """One write transaction. Unless *keeps_held* (the write touches no leased row but
-        its own lease's), the rows held since their lease are forgotten (`HeldRows`)."""
+        its own lease's), the rows held since their lease are forgotten (`HeldRows`).
+
+        Unless *durable*, its commit does not wait for the disk (``synchronous = NORMAL``, in
+        WAL mode): what it writes survives a killed process as any commit does, and is lost to
+        a power cut only until the next durable commit or checkpoint, the database intact.
+        That is for what a lost write costs nothing but work: verdicts, leases and runs (an
+        account checked again). Links, keys, budgets and webhooks wait for the disk.
+        """
         if not keeps_held:
             self._held.clear()
         if self.readonly:
@@ -563,8 +574,12 @@ class SqliteStore(SharedMethods):
                 f"it or to {self._path.parent}): accounts can be listed, not changed; nothing "
                 "was changed"
             )
-        with self._sqlite_errors(), _transaction(self._db) as conn:
-            yield conn
+        with self._sqlite_errors():
+            if durable != self._synced:  # outside a transaction, where SQLite allows it
+                self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+                self._synced = durable
+            with _transaction(self._db) as conn:
+                yield conn
 
     # --- accounts -------------------------------------------------------------------------------
 
@@ -812,7 +827,7 @@ class SqliteStore(SharedMethods):
         be stored (text that is not valid Unicode, say) is recorded as an ``error`` saying so.
         """
         now = _now(now)
-        with self._write() as conn:
+        with self._write(durable=False) as conn:
             outcome = self._record_one(conn, account_id, result, now, version)
         if isinstance(outcome, StoreError):
             raise outcome
@@ -847,7 +862,7 @@ class SqliteStore(SharedMethods):
         out: list[Account | StoreError] = []
         # Under a lease, each verdict writes only its own lease's rows: what other leases of
         # this store hold stays as it was.
-        with self._write(keeps_held=lease is not None) as conn:
+        with self._write(keeps_held=lease is not None, durable=False) as conn:
             ids = [account_id for account_id, _ in results]
             duplicated = len(set(ids)) != len(ids)
             # Every id as stored, none listed twice: the verdicts are written together, each
@@ -1402,7 +1417,7 @@ class SqliteStore(SharedMethods):
         )
         waits: dict[str, Any] = {}
         # A lease writes only the rows it takes, which no other lease holds.
-        with self._write(keeps_held=True) as conn:
+        with self._write(keeps_held=True, durable=False) as conn:
             limits = [limit_from_row(row) for row in conn.execute("SELECT * FROM provider_limits")]
             if not limits:  # no budget, no pause: the one statement
                 rows = conn.execute(
@@ -1493,7 +1508,7 @@ class SqliteStore(SharedMethods):
         Return how many were released."""
         # Only this lease's rows change: what other leases of this store hold stays.
         self._held.forget(token)
-        with self._write(keeps_held=True) as conn:
+        with self._write(keeps_held=True, durable=False) as conn:
             if account_ids is None:
                 due = None if next_check_in is None else _iso(_now(now) + next_check_in)
                 cursor = conn.execute(
@@ -1566,7 +1581,7 @@ class SqliteStore(SharedMethods):
         """
         now = _now(now)
         token = secrets.token_hex(16)
-        with self._write(keeps_held=True) as conn:
+        with self._write(keeps_held=True, durable=False) as conn:
             conn.execute("DELETE FROM check_runs WHERE alive_until < ?", (_iso(now),))
             earliest = conn.execute("SELECT min(started_at) FROM check_runs").fetchone()[0]
             started = _parse(earliest) if earliest else now
@@ -1581,7 +1596,7 @@ class SqliteStore(SharedMethods):
         self, token: str, *, alive_for: timedelta = LEASE_DEFAULT, now: datetime | None = None
     ) -> None:
         """Tell other checkers the run *token* is still under way."""
-        with self._write(keeps_held=True) as conn:
+        with self._write(keeps_held=True, durable=False) as conn:
             conn.execute(
                 "UPDATE check_runs SET alive_until = ? WHERE token = ?",
                 (_iso(_now(now) + alive_for), token),
@@ -1589,7 +1604,7 @@ class SqliteStore(SharedMethods):
 
     def end_run(self, token: str) -> None:
         """The run *token* is over (what it leased is recorded or released)."""
-        with self._write(keeps_held=True) as conn:
+        with self._write(keeps_held=True, durable=False) as conn:
             conn.execute("DELETE FROM check_runs WHERE token = ?", (token,))
 
     def credentials(self, account_id: str) -> dict[str, str]:
