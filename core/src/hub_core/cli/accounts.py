@@ -9,6 +9,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -629,8 +630,42 @@ def lease_duration(text: str) -> timedelta:
         raise click.BadParameter(str(exc), param_hint="--lease") from None
 
 
-def _progress(length: int) -> Any:
-    return click.progressbar(length=length, label="Checking", file=sys.stderr, show_pos=True)
+#: Seconds between two drawings of the progress bar. click draws it at every step, and on a
+#: terminal each drawing is a write: about 12 µs per account checked, a few per cent of a check.
+PROGRESS_EVERY = 0.1
+
+
+class Progress:
+    """A click progress bar told every step, drawn at most every `PROGRESS_EVERY` seconds
+    and once more at the end."""
+
+    def __init__(self, bar: Any) -> None:
+        self._bar = bar
+        self._steps = 0
+        self._drawn = time.monotonic()
+
+    def update(self, steps: int) -> None:
+        """*steps* more done; drawn when the last drawing is old enough."""
+        self._steps += steps
+        if time.monotonic() - self._drawn >= PROGRESS_EVERY:
+            self.draw()
+
+    def draw(self) -> None:
+        """Draw the steps done since the last drawing, now."""
+        if self._steps:
+            self._bar.update(self._steps)
+            self._steps = 0
+        self._drawn = time.monotonic()
+
+
+@contextlib.contextmanager
+def _progress(length: int) -> Iterator[Progress]:
+    with click.progressbar(length=length, label="Checking", file=sys.stderr, show_pos=True) as bar:
+        progress = Progress(bar)
+        try:
+            yield progress
+        finally:
+            progress.draw()
 
 
 class CheckReport:
