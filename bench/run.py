@@ -167,6 +167,7 @@ def main(argv: Sequence[str]) -> int:
     elapsed = time.monotonic() - started
     about["load_average_end"] = list(machine()["load_average"])
     report = _report(about, settings, figures, skipped, elapsed)
+    options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     text = table(figures)
     print()

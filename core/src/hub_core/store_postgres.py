@@ -1549,15 +1549,15 @@ class PostgresStore(SharedMethods):
                 cursor = self._cursors.start((column, checked_before, group), now)
                 for after in ([] if cursor is None else [cursor]) + [None]:
                     where = {"after": after and after.due, "after_seq": after and after.seq}
-                    rows = conn.execute(
+                    batch = conn.execute(
                         f"{picked} AND {condition}{on if after else ''} ORDER BY {order}"
                         " LIMIT %(cap)s FOR UPDATE SKIP LOCKED",
                         params | extra | where,
                     ).fetchall()
-                    if rows:
+                    if batch:
                         break
                 since[group] = after.since if after else now
-                found += rows
+                found += batch
             epoch = datetime.min.replace(tzinfo=UTC)
             found.sort(key=lambda row: (row["due_at"] or epoch, row["seq"]))
             chosen = found[: params["limit"]]
