@@ -94,14 +94,20 @@ def test_accounts_given_back_are_leased_next(pg_store: PostgresStore) -> None:
     assert leased(pg_store, 2, checked_before=start) == ids[4:6]
 
 
+def save_alternately(store: PostgresStore, count: int) -> list[str]:
+    """*count* accounts of "acme" and of "slow", saved in turn; the ids of slow's."""
+    creds = Credentials({"api_key": "sekrit-value"}, secret=["api_key"])
+    slow = []
+    for n in range(count):
+        store.save("acme", Verified(identity=f"org:{n}", label="L"), creds)
+        slow.append(store.save("slow", Verified(identity=f"org:{n}", label="L"), creds).id)
+    return slow
+
+
 def test_a_budgeted_provider_keeps_its_place_beside_the_others(pg_store: PostgresStore) -> None:
     # A budgeted provider's rows are leased by a query of their own, which goes on from its
     # own last row: a place shared with the other providers would leave its rows behind.
-    creds = Credentials({"api_key": "sekrit-value"}, secret=["api_key"])
-    budgeted = []
-    for n in range(8):
-        pg_store.save("acme", Verified(identity=f"org:{n}", label="L"), creds)
-        budgeted.append(pg_store.save("slow", Verified(identity=f"org:{n}", label="L"), creds).id)
+    budgeted = save_alternately(pg_store, 8)
     t0 = datetime.now(UTC) + SECOND
     pg_store.set_limit("slow", 0.5, burst=1, now=t0)
     batches = [leased(pg_store, 4, checked_before=t0, now=t0 + n * SECOND) for n in range(6)]
@@ -113,11 +119,7 @@ def test_a_budgeted_provider_keeps_its_place_beside_the_others(pg_store: Postgre
 def test_a_provider_whose_budget_is_lifted_is_leased_from_its_first_row(
     pg_store: PostgresStore,
 ) -> None:
-    creds = Credentials({"api_key": "sekrit-value"}, secret=["api_key"])
-    budgeted = []
-    for n in range(6):
-        pg_store.save("acme", Verified(identity=f"org:{n}", label="L"), creds)
-        budgeted.append(pg_store.save("slow", Verified(identity=f"org:{n}", label="L"), creds).id)
+    budgeted = save_alternately(pg_store, 6)
     t0 = datetime.now(UTC) + SECOND
     pg_store.set_limit("slow", 0.001, burst=1, now=t0)
     first = leased(pg_store, 4, checked_before=t0, now=t0)  # slow's first, then acme's
