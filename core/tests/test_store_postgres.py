@@ -341,7 +341,8 @@ def test_verdicts_under_this_stores_lease_lock_and_read_no_row(
     pg_store: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The rows as leased, each with its version: one UPDATE writes the verdicts, with no
-    # SELECT ... FOR UPDATE before it, and gives the accounts reading them would.
+    # SELECT ... FOR UPDATE before it nor the rows read back after it (it returns their ids),
+    # and gives the accounts reading them would.
     ids = [save(pg_store, f"org:{n}") for n in range(3)]
     lease = pg_store.lease(10)
     results = [
@@ -354,9 +355,33 @@ def test_verdicts_under_this_stores_lease_lock_and_read_no_row(
         lambda: pg_store.record_many(list(zip(ids, results, strict=True)), lease=lease.token),
     )
     assert not [sql for sql in ran if "FOR UPDATE" in sql]
+    assert [sql.split("RETURNING")[-1].strip() for sql in ran if "UPDATE accounts" in sql] == [
+        "a.id"
+    ]
+    assert not [sql for sql in ran if "SELECT" in sql and "accounts" in sql]
     assert [getattr(outcome, "label", None) for outcome in outcomes] == ["Zero", "One", "Two"]
     assert outcomes == [pg_store.get(account_id) for account_id in ids]
     assert pg_store.release(lease.token) == 0  # every lease ended with its verdict
+
+
+def test_a_row_not_quite_as_hub_writes_it_is_read_back_with_its_verdict(
+    pg_store: PostgresStore, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A hand edit hub still reads (spaces around the config's JSON): the lease does not hold
+    # that row, so the batch's UPDATE gives the rows back and that account is read from its.
+    ids = [save(pg_store, f"org:{n}") for n in range(3)]
+    _edit(postgres_url, "UPDATE accounts SET config = ' ' || config || ' ' WHERE id = %s", ids[1])
+    lease = pg_store.lease(10)
+    results = [Verified(identity=f"org:{n}", label=f"Org {n}") for n in range(3)]
+    outcomes, ran = _statements(
+        monkeypatch,
+        lambda: pg_store.record_many(list(zip(ids, results, strict=True)), lease=lease.token),
+    )
+    assert [sql.split("RETURNING")[-1].strip() for sql in ran if "UPDATE accounts" in sql] == [
+        "a.seq AS row_number, a.*"
+    ]
+    assert outcomes == [pg_store.get(account_id) for account_id in ids]
+    assert [getattr(outcome, "label", None) for outcome in outcomes] == ["Org 0", "Org 1", "Org 2"]
 
 
 def test_a_relink_since_the_lease_is_seen_by_the_verdict_of_the_old_key(

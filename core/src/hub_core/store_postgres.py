@@ -79,11 +79,14 @@ from .store import (
 )
 from .store_held import Held, HeldRows
 from .store_rows import (
+    Written,
     account_from_row,
     account_id_of,
     by_id,
     link_from_row,
     outbox_entry_from_row,
+    read_accounts,
+    recorded_account,
     text_or_none,
 )
 from .store_rules import (
@@ -634,7 +637,7 @@ _BATCH_UPDATE = """
     ) AS v(id, ok, label, verdict, expires_at, expiring_at, error, details, row_version)
     WHERE a.id = v.id AND (%(token)s::text IS NULL OR a.lease_token = %(token)s)
         AND (v.row_version IS NULL OR a.xmin = v.row_version::xid)
-    RETURNING a.seq AS row_number, a.*
+    RETURNING {returned}
 """
 
 
@@ -1310,6 +1313,7 @@ class PostgresStore(SharedMethods):
         ends = (lease, due) if lease is not None else None
         columns: list[list[object]] = [[] for _ in range(len(_BATCH_COLUMNS))]
         written: dict[str, int] = {}
+        wrote: dict[str, Written] = {}  # per held row, what the UPDATE writes on it
         for index, account_id, result in batch:
             try:
                 row = check_recordable(
@@ -1317,6 +1321,7 @@ class PostgresStore(SharedMethods):
                 )
                 if isinstance(result, Verified):
                     expiring_at = recorded_expiry(result, row, account_id, _as_stored)
+                    details = _details_json(result.details)
                     values: tuple[object, ...] = (
                         True,
                         result.label,
@@ -1324,13 +1329,23 @@ class PostgresStore(SharedMethods):
                         result.expires_at,
                         expiring_at,
                         None,
-                        _details_json(result.details),
+                        details,
                     )
+                    if account_id in held:
+                        what = Written(
+                            result.label, "active", now, result.expires_at, expiring_at, None,
+                            details,
+                        )  # fmt: skip
                 else:
                     verdict, message, details = failed_check(
                         self._ring, result, row, now, row["key_id"]
                     )
                     values = (False, None, verdict, None, None, message, details)
+                    if account_id in held:  # a held row is whole: the columns kept are on it
+                        what = Written(
+                            row["label"], verdict, now, row["expires_at"], row["expiring_at"],
+                            message, details,
+                        )  # fmt: skip
             except StoreError as exc:
                 if account_id in held:
                     continue  # decided by `_record_one` on the row as it is now
@@ -1345,6 +1360,8 @@ class PostgresStore(SharedMethods):
             ):
                 column.append(value)
             written[account_id] = index
+            if account_id in held:
+                wrote[account_id] = what
         if not written:
             return
         ended = ""
@@ -1354,15 +1371,36 @@ class PostgresStore(SharedMethods):
             ended = ", lease_token = NULL, lease_until = NULL, next_check_at = %(due)s"
             ended += ", retry_at = NULL"
             params["due"] = due
+        # Every row held: the UPDATE gives back the ids it wrote, not the rows.
+        returned = "a.id" if len(wrote) == len(written) else "a.seq AS row_number, a.*"
         try:
             with conn.transaction():
-                updated = conn.execute(_BATCH_UPDATE.format(ended=ended), params).fetchall()
+                updated = conn.execute(
+                    _BATCH_UPDATE.format(ended=ended, returned=returned), params
+                ).fetchall()
         except _UNSTORABLE_OR_DEADLOCK:
             return  # `_record_one` writes each on its own
         # A held row that another transaction wrote since its lease was not written: its
         # outcome stays None, for `_record_one` on the row as it is now.
+        unread: list[str] = []
         for row in updated:
-            out[written[row["id"]]] = _account(row, now)
+            account_id = row["id"]
+            kept = held.get(account_id)
+            recorded = None
+            if kept is not None and account_id in wrote:
+                recorded = recorded_account(kept.account, wrote[account_id], now)
+            if recorded is not None:
+                out[written[account_id]] = recorded
+            elif "seq" in row:
+                out[written[account_id]] = _account(row, now)
+            else:
+                unread.append(account_id)
+        if unread:  # read back what the verdict cannot be added to on its own
+            for row in conn.execute(
+                "SELECT seq AS row_number, * FROM accounts WHERE id = ANY(%(ids)b)",
+                {"ids": unread},
+            ):
+                out[written[row["id"]]] = _account(row, now)
 
     def _record_leased(
         self,
@@ -1590,9 +1628,18 @@ class PostgresStore(SharedMethods):
                 params | {"seqs": [row["seq"] for row in chosen]},
             ).fetchall()
         rows.sort(key=lambda row: (row[column] or epoch, row["row_number"]))
-        accounts = [_account(row, now) for row in rows]
+        read = read_accounts(cast("list[sqlite3.Row]", rows), now)
+        accounts = [account for account, _ in read]
+        # The rows as hub writes them: their verdicts give their accounts without reading
+        # them back (`recorded_account`); any other row is read again with its verdict.
         self._held.keep(
-            token, 0, {a.id: Held(row, a) for row, a in zip(rows, accounts, strict=True)}
+            token,
+            0,
+            {
+                a.id: Held(row, a)
+                for row, (a, as_written) in zip(rows, read, strict=True)
+                if as_written
+            },
         )
         return Lease(token, until, leased_accounts(self._ring, rows, accounts), **held)
 

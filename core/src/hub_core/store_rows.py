@@ -150,7 +150,8 @@ def read_accounts(rows: Sequence[sqlite3.Row], now: datetime) -> list[tuple[Acco
     writes (read in one pass; `recorded_account` may then build it again without reading)."""
     if not rows:
         return []
-    getter = _getter(rows[0])
+    # A PostgreSQL row (a dict) looks its columns up by name at C speed.
+    getter = _getter(rows[0]) if isinstance(rows[0], sqlite3.Row) else _written_columns
     if getter is None:  # a column is missing: `_read_closely` says which, row by row
         return [(account_from_row(row, now), False) for row in rows]
     accounts = []
@@ -164,12 +165,13 @@ def read_accounts(rows: Sequence[sqlite3.Row], now: datetime) -> list[tuple[Acco
 
 
 class Written(NamedTuple):
-    """The columns a verdict writes on an account's row, as stored."""
+    """The columns a verdict writes on an account's row, as stored (times: text on SQLite,
+    datetimes on PostgreSQL)."""
 
     label: str
     verdict: str
-    checked_at: str
-    expires_at: str | None
+    checked_at: str | datetime
+    expires_at: str | datetime | None
     #: As `recorded_expiry` gives it: the stored value when it stands, whatever it holds.
     expiring_at: object
     last_error: str | None
@@ -193,7 +195,7 @@ def recorded_account(held: Account, written: Written, now: datetime) -> Account 
         or not label
         or (last_error is not None and type(last_error) is not str)
         or type(details_text) is not str
-        or (expiring_text is not None and type(expiring_text) is not str)
+        or (expiring_text is not None and not isinstance(expiring_text, str | datetime))
     ):
         return None
     try:
