@@ -1303,8 +1303,8 @@ class PostgresStore(SharedMethods):
             rows.update(
                 (row["id"], row)
                 for row in conn.execute(
-                    "SELECT id, identity, verdict, expires_at, expiring_at, details, secrets,"
-                    " key_id, lease_token, NULL AS row_version FROM accounts"
+                    "SELECT id, identity, label, verdict, expires_at, expiring_at, details,"
+                    " secrets, key_id, lease_token, NULL AS row_version FROM accounts"
                     " WHERE id = ANY(%(ids)b) ORDER BY id FOR UPDATE",
                     {"ids": unheld},
                 )
@@ -1331,21 +1331,18 @@ class PostgresStore(SharedMethods):
                         None,
                         details,
                     )
-                    if account_id in held:
-                        what = Written(
-                            result.label, "active", now, result.expires_at, expiring_at, None,
-                            details,
-                        )  # fmt: skip
+                    what = Written(
+                        result.label, "active", now, result.expires_at, expiring_at, None, details
+                    )
                 else:
                     verdict, message, details = failed_check(
                         self._ring, result, row, now, row["key_id"]
                     )
                     values = (False, None, verdict, None, None, message, details)
-                    if account_id in held:  # a held row is whole: the columns kept are on it
-                        what = Written(
-                            row["label"], verdict, now, row["expires_at"], row["expiring_at"],
-                            message, details,
-                        )  # fmt: skip
+                    what = Written(
+                        row["label"], verdict, now, row["expires_at"], row["expiring_at"],
+                        message, details,
+                    )  # fmt: skip
             except StoreError as exc:
                 if account_id in held:
                     continue  # decided by `_record_one` on the row as it is now
@@ -1385,10 +1382,9 @@ class PostgresStore(SharedMethods):
         unread: list[str] = []
         for row in updated:
             account_id = row["id"]
-            kept = held.get(account_id)
             recorded = None
-            if kept is not None and account_id in wrote:
-                recorded = recorded_account(kept.account, wrote[account_id], now)
+            if account_id in wrote:
+                recorded = recorded_account(held[account_id].account, wrote[account_id], now)
             if recorded is not None:
                 out[written[account_id]] = recorded
             elif "seq" in row:
