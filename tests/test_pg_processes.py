@@ -107,7 +107,9 @@ def verdicts(url: str) -> collections.Counter[str]:
 
 
 def held_leases(url: str) -> int:
-    count: int = sql(url, "SELECT count(*) FROM accounts WHERE lease_token IS NOT NULL")[0][0]
+    count: int = sql(url, "SELECT count(*) FROM account_schedule WHERE lease_token IS NOT NULL")[0][
+        0
+    ]
     return count
 
 
@@ -223,10 +225,15 @@ def test_a_killed_workers_accounts_are_taken_over_when_its_lease_ends(
     doomed = start(pg_hub, workers, *options)
     wait_for(lambda: len(elastic.requests) - before >= 4, "the first worker's checks in flight")
     (lease_until,) = sql(
-        url, "SELECT DISTINCT lease_until FROM accounts WHERE lease_token IS NOT NULL"
+        url, "SELECT DISTINCT lease_until FROM account_schedule WHERE lease_token IS NOT NULL"
     )[0]
     its_accounts = {
-        row[0] for row in sql(url, "SELECT id FROM accounts WHERE lease_token IS NOT NULL")
+        row[0]
+        for row in sql(
+            url,
+            "SELECT a.id FROM accounts AS a JOIN account_schedule AS s ON s.seq = a.seq"
+            " WHERE s.lease_token IS NOT NULL",
+        )
     }
     assert len(its_accounts) == 100
     survivor = start(pg_hub, workers, *options)
@@ -422,7 +429,12 @@ def test_a_429_for_one_key_reschedules_only_that_account_and_keeps_its_verdict(
     assert second.returncode == 1, second.stderr  # still invalid: a 429 says nothing of it
     assert checks_per_key(elastic, before)[limited] == 1
     assert sql(url, row, (account,))[0] == invalid  # verdict, time and error unchanged
-    (retry_at,) = sql(url, "SELECT retry_at FROM accounts WHERE id = %s", (account,))[0]
+    (retry_at,) = sql(
+        url,
+        "SELECT s.retry_at FROM accounts AS a JOIN account_schedule AS s ON s.seq = a.seq"
+        " WHERE a.id = %s",
+        (account,),
+    )[0]
     assert asked + timedelta(seconds=119) <= retry_at <= datetime.now(UTC) + timedelta(seconds=151)
     recorded = verdicts(url)
     assert recorded[account] == 1  # the first run's only
@@ -544,7 +556,7 @@ def test_a_provider_limiting_every_key_is_paused_for_every_checker(pg_hub, elast
     shown = json.loads(pg_hub.run("limits", "--json").stdout)
     assert [(p["provider"], p["paused_until"] is not None) for p in shown] == [("elastic", True)]
     # Accounts that fall due meanwhile wait for the pause, in every checker: not one request.
-    sql(url, "UPDATE accounts SET retry_at = NULL")
+    sql(url, "UPDATE account_schedule SET retry_at = NULL")
     asked = len(elastic.requests)
     second = pg_hub.run("check", "--all")
     assert second.returncode == 0, second.stderr

@@ -112,14 +112,11 @@ def psql(server: PostgresCluster, url: str, script: str) -> subprocess.Completed
 
 
 def behind(url: str, key: str) -> str:
-    """A database a hub of schema 1 made (an account in it), before migrations 2 and 3: its id."""
-    from hub_core.store_postgres import PostgresStore
+    """A database a hub of schema 1 made (an account in it), before the migrations after: its id."""
+    from core.tests.pg_schemas import saved_at
 
-    with PostgresStore(url, secret_key=key) as store:
-        account_id = save(store)
-    pg(url, "DROP TABLE provider_limits")
-    pg(url, "DROP INDEX accounts_leased")
-    pg(url, "UPDATE hub_meta SET schema_version = 1, min_reader_version = 1")
+    creds = Credentials({"api_key": "sekrit-value"}, secret=["api_key"])
+    (account_id,) = saved_at(url, key, 1, label="Kept", credentials=creds)
     return account_id
 
 
@@ -128,6 +125,7 @@ def test_the_sql_script_makes_the_schema_the_store_makes(
 ) -> None:
     by_store, by_script = postgres_server.create_schema(), postgres_server.create_schema()
     try:
+        from core.tests.pg_schemas import MIN_READER
         from hub_core.store_postgres import SCHEMA_VERSION, PostgresStore
 
         PostgresStore(by_store, secret_key=Fernet.generate_key()).close()
@@ -142,7 +140,7 @@ def test_the_sql_script_makes_the_schema_the_store_makes(
         ran = psql(postgres_server, by_script, script)
         assert ran.returncode == 0, ran.stderr
         assert shape(by_script) == shape(by_store)
-        assert meta(by_script) == (SCHEMA_VERSION, 1)
+        assert meta(by_script) == (SCHEMA_VERSION, MIN_READER)
         # The schema a DBA made is one the store opens as it is, with nothing left to do.
         assert "Already at schema" in hub("db", "upgrade", HUB_DATABASE_URL=by_script).stdout
         # Run again, the script stops at its first check and changes nothing.
@@ -156,6 +154,7 @@ def test_the_sql_script_makes_the_schema_the_store_makes(
 
 
 def test_an_old_schema_is_shown_then_upgraded_once(postgres_url: str) -> None:
+    from core.tests.pg_schemas import MIN_READER
     from hub_core.store_postgres import SCHEMA_VERSION, PostgresStore
 
     key = Fernet.generate_key().decode()
@@ -177,12 +176,13 @@ def test_an_old_schema_is_shown_then_upgraded_once(postgres_url: str) -> None:
     assert script.count("BEGIN;") == len(pending)
     assert "CREATE TABLE provider_limits" in script
     assert "CREATE INDEX accounts_leased" in script
+    assert "CREATE TABLE account_schedule" in script
     assert "CREATE TABLE accounts" not in script
     assert meta(postgres_url) == (1, 1)
     done = hub("db", "upgrade", **env)  # no key needed
     assert done.exit_code == 0, done.output
     assert done.stdout.strip() == f"Upgraded the schema from 1 to {SCHEMA_VERSION}."
-    assert meta(postgres_url) == (SCHEMA_VERSION, 1)
+    assert meta(postgres_url) == (SCHEMA_VERSION, MIN_READER)
     assert hub("db", "upgrade", **env).stdout.strip() == f"Already at schema {SCHEMA_VERSION}."
     assert "Up to date" in hub("db", "status", **env).stdout
     with PostgresStore(postgres_url, secret_key=key) as store:
@@ -284,6 +284,7 @@ def test_an_application_role_without_ddl_is_told_to_run_hub_db_upgrade(
     postgres_server: PostgresCluster,
     postgres_url: str,
 ) -> None:
+    from core.tests.pg_schemas import MIN_READER
     from hub_core.store_postgres import SCHEMA_VERSION, PostgresStore
 
     key = Fernet.generate_key().decode()
@@ -321,7 +322,7 @@ def test_an_application_role_without_ddl_is_told_to_run_hub_db_upgrade(
         with PostgresStore(role_url, secret_key=key) as store:
             assert store.get(save(store, label="By the app")).label == "By the app"
             store.set_limit("acme", 2.0)
-        assert meta(postgres_url) == (SCHEMA_VERSION, 1)
+        assert meta(postgres_url) == (SCHEMA_VERSION, MIN_READER)
 
 
 # --- SQLite -----------------------------------------------------------------------------------

@@ -6,10 +6,10 @@ runs against PostgreSQL too; these are the PostgreSQL store's own.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from hub_core.store_types import KeyReplaced, LeaseLost
 
 psycopg = pytest.importorskip("psycopg")
 
+from core.tests.pg_schemas import MIN_READER, edit, saved_at  # noqa: E402
 from hub_core.store_postgres import (  # noqa: E402
     SCHEMA_VERSION,
     PostgresStore,
@@ -112,18 +113,7 @@ def test_hosts_starting_together_migrate_once(postgres_url: str) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert meta(postgres_url) == (SCHEMA_VERSION, 1)
-
-
-@contextlib.contextmanager
-def at_schema(version: int) -> Iterator[None]:
-    """A hub that knows the migrations only up to *version* (one that shipped before)."""
-    from hub_core import store_postgres
-
-    with pytest.MonkeyPatch.context() as before:
-        before.setattr(store_postgres, "MIGRATIONS", store_postgres.MIGRATIONS[:version])
-        before.setattr(store_postgres, "SCHEMA_VERSION", version)
-        yield
+    assert meta(postgres_url) == (SCHEMA_VERSION, MIN_READER)
 
 
 def plans(url: str, *statements: str) -> list[str]:
@@ -133,54 +123,97 @@ def plans(url: str, *statements: str) -> list[str]:
         return ["\n".join(line for (line,) in conn.execute(f"EXPLAIN {sql}")) for sql in statements]
 
 
-def test_the_schema_before_gains_the_index_of_leases_and_keeps_every_account(
-    postgres_url: str,
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
+def test_each_schema_that_shipped_upgrades_with_every_account_and_lease(
+    postgres_url: str, version: int
 ) -> None:
     key = Fernet.generate_key().decode()
-    with at_schema(2), PostgresStore(postgres_url, secret_key=key) as store:
-        ids = [save(store, f"org:{n}") for n in range(3)]
-        lease = store.lease(2)
-        assert meta(postgres_url) == (2, 1)
-    with PostgresStore(postgres_url, secret_key=key) as store:
-        assert meta(postgres_url) == (SCHEMA_VERSION, 1)
-        assert sorted(account.id for account in store.accounts()) == sorted(ids)
-        assert store.credentials(ids[0])["api_key"] == "sekrit-value"
-        assert store.release(lease.token) == 2
-    found = plans(
+    ids = saved_at(postgres_url, key, version, [f"org:{n}" for n in range(4)])
+    soon = datetime.now(UTC) + timedelta(hours=1)
+    # What a hub of that schema left: two accounts leased, one due in an hour.
+    edit(
         postgres_url,
-        "UPDATE accounts SET lease_token = NULL WHERE lease_token = 'a-token'",
-        "SELECT min(lease_until) FROM accounts WHERE lease_until >= now()"
-        " AND lease_token IS NOT NULL AND lease_token <> ALL('{}'::text[])",
+        "UPDATE accounts SET lease_token = 'old-lease', lease_until = now() + interval '1 hour'"
+        " WHERE id = ANY(%s)",
+        ids[:2],
     )
-    assert all("accounts_leased" in plan for plan in found), found
+    edit(postgres_url, "UPDATE accounts SET next_check_at = %s WHERE id = %s", soon, ids[2])
+    with PostgresStore(postgres_url, secret_key=key) as store:
+        assert meta(postgres_url) == (SCHEMA_VERSION, MIN_READER)
+        assert sorted(account.id for account in store.accounts()) == sorted(ids)
+        assert all(store.credentials(i)["api_key"] == "sekrit-value" for i in ids)
+        # The lease still holds its accounts; the one due later waits.
+        assert [held.account.id for held in store.lease(10).accounts] == [ids[3]]
+        assert store.release("old-lease") == 2
+        assert sorted(held.account.id for held in store.lease(10).accounts) == sorted(ids[:2])
+        # An hour on, every lease above has expired and the one due then is due.
+        later = store.lease(10, now=soon + timedelta(seconds=1))
+        assert sorted(held.account.id for held in later.accounts) == sorted(ids)
+        # And it is the schema a new database gets: a new account is leased as any other.
+        new = save(store, "org:new")
+        assert [held.account.id for held in store.lease(10).accounts] == [new]
 
 
-def test_the_schema_before_gains_the_indexes_of_the_lease_orders(postgres_url: str) -> None:
-    # Schema 3 indexed the due times alone: a lease's ORDER BY due time, seq read and sorted
-    # every due row. Schema 4's indexes hold the whole order, so a lease reads only its rows.
+def test_the_leases_read_the_schedule_through_its_indexes(postgres_url: str) -> None:
     key = Fernet.generate_key().decode()
-    with at_schema(3), PostgresStore(postgres_url, secret_key=key) as store:
-        ids = [save(store, f"org:{n}") for n in range(3)]
-        lease = store.lease(1, checked_before=datetime.now(UTC))
     with PostgresStore(postgres_url, secret_key=key) as store:
-        assert meta(postgres_url) == (SCHEMA_VERSION, 1)
-        assert sorted(account.id for account in store.accounts()) == sorted(ids)
-        assert store.release(lease.token) == 1
-        assert len(store.lease(5, checked_before=datetime.now(UTC)).accounts) == 3
-    run, worker, next_due = plans(
+        for n in range(3):
+            save(store, f"org:{n}")
+    run, worker, next_due, held, release = plans(
         postgres_url,
-        "SELECT seq FROM accounts WHERE coalesce(checked_at, '-infinity') < now()"
-        " AND (coalesce(checked_at, '-infinity'), seq) > ('-infinity', 0)"
-        " ORDER BY coalesce(checked_at, '-infinity'), seq LIMIT 10 FOR UPDATE SKIP LOCKED",
-        "SELECT seq FROM accounts WHERE coalesce(next_check_at, '-infinity') <= now()"
+        "SELECT s.seq FROM account_schedule AS s JOIN accounts AS a ON a.seq = s.seq"
+        " WHERE coalesce(s.checked_at, '-infinity') < now()"
+        " AND (coalesce(s.checked_at, '-infinity'), s.seq) > ('-infinity', 0)"
+        " ORDER BY coalesce(s.checked_at, '-infinity'), s.seq LIMIT 10"
+        " FOR UPDATE OF s SKIP LOCKED",
+        "SELECT seq FROM account_schedule WHERE coalesce(next_check_at, '-infinity') <= now()"
         " ORDER BY coalesce(next_check_at, '-infinity'), seq LIMIT 10",
-        "SELECT next_check_at FROM accounts ORDER BY coalesce(next_check_at, '-infinity') LIMIT 1",
+        "SELECT next_check_at FROM account_schedule"
+        " ORDER BY coalesce(next_check_at, '-infinity') LIMIT 1",
+        "SELECT min(lease_until) FROM account_schedule WHERE lease_until >= now()"
+        " AND lease_token IS NOT NULL AND lease_token <> ALL('{}'::text[])",
+        "UPDATE account_schedule SET lease_token = NULL WHERE lease_token = 'a-token'",
     )
-    assert "accounts_checked" in run
+    assert "account_schedule_checked" in run
     assert re.search(r"Index Cond: .*ROW\(", run), run  # a range of the index, no filter
-    assert "accounts_due" in worker
-    assert "accounts_due" in next_due
+    assert "account_schedule_due" in worker
+    assert "account_schedule_due" in next_due
     assert "Sort" not in run + worker, (run, worker)
+    assert "account_schedule_leased" in held
+    assert "account_schedule_leased" in release
+
+
+def test_a_verdict_rewrites_no_index_entry_of_its_account(
+    pg_store: PostgresStore, postgres_url: str
+) -> None:
+    # The lease writes only the schedule's row; the verdict changes no indexed column of the
+    # account's, and its page has room (fillfactor 50): a HOT update, no index entry written.
+    ids = [save(pg_store, f"org:{n}") for n in range(20)]
+    lease = pg_store.lease(50)
+    before = _account_updates(postgres_url)
+    outcomes = pg_store.record_many(
+        [(i, Verified(identity=f"org:{n}", label="One")) for n, i in enumerate(ids)],
+        lease=lease.token,
+    )
+    assert all(isinstance(outcome, Account) for outcome in outcomes)
+    updates, hot = _account_updates(postgres_url, more_than=before[0] + 19)
+    assert (updates - before[0], hot - before[1]) == (20, 20)
+
+
+def _account_updates(url: str, more_than: int = -1) -> tuple[int, int]:
+    """The updates of ``accounts`` and how many were HOT, once more than *more_than* are
+    counted (a backend reports its counts within a second of going idle)."""
+    deadline = time.monotonic() + 10
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            row = conn.execute(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+                " WHERE relid = 'accounts'::regclass"
+            ).fetchone()
+            if row[0] > more_than or time.monotonic() > deadline:
+                return int(row[0]), int(row[1])
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            time.sleep(0.1)
 
 
 def test_a_newer_schema_is_used_while_it_allows_and_refused_after(postgres_url: str) -> None:
@@ -245,15 +278,15 @@ def test_a_store_shares_its_pool_with_connect_again(postgres_url: str) -> None:
 
 
 def _kill_the_next_update(url: str, times: int = 1) -> None:
-    """The next *times* UPDATEs of an account end their own session mid-transaction, as a
-    server restart or a reset link ends a worker's (a sequence: its count survives the
-    rollback the termination causes)."""
+    """The next *times* UPDATEs of an account's schedule (a lease's, a verdict's first) end
+    their own session mid-transaction, as a server restart or a reset link ends a worker's (a
+    sequence: its count survives the rollback the termination causes)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             f"CREATE SEQUENCE kills; CREATE FUNCTION kill_session() RETURNS trigger"
             f" LANGUAGE plpgsql AS $$ BEGIN IF nextval('kills') <= {times} THEN"
             " PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NEW; END $$;"
-            " CREATE TRIGGER kill_session BEFORE UPDATE ON accounts FOR EACH ROW"
+            " CREATE TRIGGER kill_session BEFORE UPDATE ON account_schedule FOR EACH ROW"
             " EXECUTE FUNCTION kill_session()"
         )
 
@@ -331,16 +364,10 @@ def _statements(monkeypatch: pytest.MonkeyPatch, call: Callable[[], Any]) -> tup
         monkeypatch.setattr(psycopg.Connection, "execute", execute)
 
 
-def _edit(url: str, sql: str, *params: object) -> None:
-    """A hand edit, committed on a connection of its own."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql, params)
-
-
 def test_verdicts_under_this_stores_lease_lock_and_read_no_row(
     pg_store: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The rows as leased, each with its version: one UPDATE writes the verdicts, with no
+    # The rows as leased, each with its version: one statement writes the verdicts, with no
     # SELECT ... FOR UPDATE before it nor the rows read back after it (it returns their ids),
     # and gives the accounts reading them would.
     ids = [save(pg_store, f"org:{n}") for n in range(3)]
@@ -358,7 +385,7 @@ def test_verdicts_under_this_stores_lease_lock_and_read_no_row(
     assert [sql.split("RETURNING")[-1].strip() for sql in ran if "UPDATE accounts" in sql] == [
         "a.id"
     ]
-    assert not [sql for sql in ran if "SELECT" in sql and "accounts" in sql]
+    assert not [sql for sql in ran if "FROM accounts" in sql or "seq AS row_number" in sql]
     assert [getattr(outcome, "label", None) for outcome in outcomes] == ["Zero", "One", "Two"]
     assert outcomes == [pg_store.get(account_id) for account_id in ids]
     assert pg_store.release(lease.token) == 0  # every lease ended with its verdict
@@ -370,7 +397,7 @@ def test_a_row_not_quite_as_hub_writes_it_is_read_back_with_its_verdict(
     # A hand edit hub still reads (spaces around the config's JSON): the lease does not hold
     # that row, so the batch's UPDATE gives the rows back and that account is read from its.
     ids = [save(pg_store, f"org:{n}") for n in range(3)]
-    _edit(postgres_url, "UPDATE accounts SET config = ' ' || config || ' ' WHERE id = %s", ids[1])
+    edit(postgres_url, "UPDATE accounts SET config = ' ' || config || ' ' WHERE id = %s", ids[1])
     lease = pg_store.lease(10)
     results = [Verified(identity=f"org:{n}", label=f"Org {n}") for n in range(3)]
     outcomes, ran = _statements(
@@ -412,7 +439,7 @@ def test_a_verdict_the_row_as_leased_would_refuse_is_decided_on_the_row_as_it_is
     # Edited by hand since the lease: the key now reaches the identity the row says.
     ids = [save(pg_store, f"org:{n}") for n in range(2)]
     lease = pg_store.lease(10)
-    _edit(postgres_url, "UPDATE accounts SET identity = 'org:9' WHERE id = %s", ids[0])
+    edit(postgres_url, "UPDATE accounts SET identity = 'org:9' WHERE id = %s", ids[0])
     outcomes = pg_store.record_many(
         [
             (ids[0], Verified(identity="org:9", label="Nine")),

@@ -19,6 +19,7 @@ from hub_core.model import Credentials, Verified
 
 psycopg = pytest.importorskip("psycopg")
 
+from core.tests.pg_schemas import edit  # noqa: E402
 from hub_core.store_postgres import PostgresStore  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("hermetic_store_env")
@@ -38,17 +39,22 @@ def leased(store: PostgresStore, limit: int, **options: Any) -> list[str]:
     return [held.account.id for held in store.lease(limit, **options).accounts]
 
 
-def edit(url: str, sql: str, *params: object) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql, params)
-
-
 def test_ties_on_the_due_time_go_by_seq_and_each_lease_goes_on_from_the_last(
     pg_store: PostgresStore, postgres_url: str
 ) -> None:
     ids = save_many(pg_store, 7)
-    edit(postgres_url, "UPDATE accounts SET checked_at = %s", datetime(2026, 1, 1, tzinfo=UTC))
-    edit(postgres_url, "UPDATE accounts SET checked_at = NULL WHERE id = %s", ids[5])
+    # The order leases take: the schedule's copy of checked_at.
+    edit(
+        postgres_url,
+        "UPDATE account_schedule SET checked_at = %s",
+        datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    edit(
+        postgres_url,
+        "UPDATE account_schedule SET checked_at = NULL"
+        " WHERE seq = (SELECT seq FROM accounts WHERE id = %s)",
+        ids[5],
+    )
     start = datetime.now(UTC)
     batches = [leased(pg_store, 2, checked_before=start) for _ in range(5)]
     assert batches == [[ids[5], ids[0]], [ids[1], ids[2]], [ids[3], ids[4]], [ids[6]], []]
@@ -60,7 +66,13 @@ def test_the_workers_order_starts_with_accounts_never_scheduled(
     # No due time sorts first; the place a lease ended may itself have no due time.
     ids = save_many(pg_store, 5)
     soon = datetime.now(UTC) + timedelta(days=1)
-    edit(postgres_url, "UPDATE accounts SET next_check_at = %s WHERE id = ANY(%s)", soon, ids[::2])
+    edit(
+        postgres_url,
+        "UPDATE account_schedule SET next_check_at = %s"
+        " WHERE seq IN (SELECT seq FROM accounts WHERE id = ANY(%s))",
+        soon,
+        ids[::2],
+    )
     later = datetime.now(UTC) + timedelta(days=30)
     batches = [leased(pg_store, 1, now=later) for _ in range(6)]
     assert batches == [[ids[1]], [ids[3]], [ids[0]], [ids[2]], [ids[4]], []]
@@ -136,7 +148,7 @@ def _lease_reads(monkeypatch: pytest.MonkeyPatch, call: Callable[[], Any]) -> li
     execute = psycopg.Connection.execute
 
     def measured(self: Any, query: Any, params: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if str(query).startswith("SELECT seq") and "SKIP LOCKED" in str(query):
+        if str(query).startswith("SELECT s.") and "SKIP LOCKED" in str(query):
             # A table this small is read whole and sorted; a large one is read in the
             # index's order, as here (the bench's 100,000 accounts are).
             execute(self, "SET LOCAL enable_seqscan = off")

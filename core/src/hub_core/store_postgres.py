@@ -289,6 +289,55 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             f"CREATE INDEX accounts_checked ON accounts ({_due_key('checked_at')}, seq)",
         ),
     ),
+    # When each account is due and who holds it, in a narrow table of its own: a lease
+    # writes only there (4 index entries, not the 9 of an `accounts` row), and a verdict's
+    # `UPDATE` of `accounts` changes no indexed column, so with room left on its page (a
+    # fillfactor of 50) it is a HOT update, writing no index entry at all. `checked_at` stays
+    # in `accounts` for reading; the copy here is the one the leases order by. Every account
+    # gets its row from a trigger, however it is inserted. Older hubs lease by the columns
+    # this drops: they may not run beside it.
+    (
+        5,
+        (
+            """
+            CREATE TABLE account_schedule (
+                seq           bigint PRIMARY KEY REFERENCES accounts (seq) ON DELETE CASCADE,
+                checked_at    timestamptz,
+                next_check_at timestamptz,
+                retry_at      timestamptz,
+                lease_token   text,
+                lease_until   timestamptz
+            )
+            """,
+            """
+            INSERT INTO account_schedule
+                (seq, checked_at, next_check_at, retry_at, lease_token, lease_until)
+            SELECT seq, checked_at, next_check_at, retry_at, lease_token, lease_until
+            FROM accounts
+            """,
+            "CREATE INDEX account_schedule_due"
+            f" ON account_schedule ({_due_key('next_check_at')}, seq)",
+            "CREATE INDEX account_schedule_checked"
+            f" ON account_schedule ({_due_key('checked_at')}, seq)",
+            "CREATE INDEX account_schedule_leased ON account_schedule (lease_token)"
+            " WHERE lease_token IS NOT NULL",
+            """
+            CREATE FUNCTION hub_account_scheduled() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                INSERT INTO account_schedule (seq, checked_at) VALUES (NEW.seq, NEW.checked_at);
+                RETURN NULL;
+            END $$
+            """,
+            "CREATE TRIGGER accounts_scheduled AFTER INSERT ON accounts"
+            " FOR EACH ROW EXECUTE FUNCTION hub_account_scheduled()",
+            "DROP INDEX accounts_due",
+            "DROP INDEX accounts_checked",
+            "DROP INDEX accounts_leased",
+            "ALTER TABLE accounts DROP COLUMN next_check_at, DROP COLUMN retry_at,"
+            " DROP COLUMN lease_token, DROP COLUMN lease_until",
+            "ALTER TABLE accounts SET (fillfactor = 50)",
+        ),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -302,8 +351,14 @@ _STATUS_SQL = (
 )
 _ROW = "seq AS row_number, *"
 _BY_ID = "(id = %(id)s OR seq = %(seq)s)"
-_NOT_CHECKED_SINCE = f"{_due_key('checked_at')} < %(before)s"
+#: `_BY_ID` of the accounts row ``a`` in a statement that joins its schedule ``s``.
+_A_BY_ID = "(a.id = %(id)s OR a.seq = %(seq)s)"
+#: An account's row ``a`` and its schedule's ``s``, joined (`account_schedule`).
+_SCHEDULED = "accounts AS a JOIN account_schedule AS s ON s.seq = a.seq"
+_NOT_CHECKED_SINCE = f"{_due_key('s.checked_at')} < %(before)s"
 _DB_NOW = "coalesce(%(now)s::timestamptz, now())"
+#: What a verdict sets on its schedule's row under a lease: the lease ended, due at %(due)s.
+_ENDED = ", lease_token = NULL, lease_until = NULL, next_check_at = %(due)s, retry_at = NULL"
 
 
 def redact_url(url: str) -> str:
@@ -606,8 +661,11 @@ _UNSTORABLE_OR_DEADLOCK: tuple[type[Exception], ...] = (
     psycopg.errors.DeadlockDetected,
 )
 
-# A batch of verdicts in one UPDATE (`PostgresStore._record_batch`): a failed check keeps the
-# label and the expiry, a passed one writes them; under a lease, only where it still holds.
+# A batch of verdicts in one statement (`PostgresStore._record_batch`): a failed check keeps
+# the label and the expiry, a passed one writes them; under a lease, only where it still holds.
+# The schedule's rows first, locked and checked (the lease's token; the account's row as
+# leased, its `xmin`), ending the lease; then each account whose schedule was written, its
+# `xmin` checked again under its lock (a row another transaction wrote meanwhile is left).
 # The arrays go in binary (``%b``): in text, psycopg writes each element in Python and escapes
 # every quote of it with a regex (details are JSON, full of quotes): a quarter of what a
 # worker's store thread did per check. A value the server then refuses (a NUL in
@@ -624,18 +682,27 @@ _BATCH_COLUMNS = (
     "row_versions",
 )
 _BATCH_UPDATE = """
+    WITH v AS (
+        SELECT * FROM unnest(
+            %(ids)b::text[], %(ok)b::boolean[], %(labels)b::text[], %(verdicts)b::text[],
+            %(expires)b::timestamptz[], %(expiring)b::timestamptz[], %(errors)b::text[],
+            %(details)b::text[], %(row_versions)b::text[]
+        ) AS v(id, ok, label, verdict, expires_at, expiring_at, error, details, row_version)
+    ), scheduled AS (
+        UPDATE account_schedule AS s SET checked_at = %(now)s{ended}
+        FROM v JOIN accounts AS a ON a.id = v.id
+        WHERE s.seq = a.seq AND (%(token)s::text IS NULL OR s.lease_token = %(token)s)
+            AND (v.row_version IS NULL OR a.xmin = v.row_version::xid)
+        RETURNING s.seq
+    )
     UPDATE accounts AS a SET
         label = CASE WHEN v.ok THEN v.label ELSE a.label END,
         verdict = v.verdict, checked_at = %(now)s,
         expires_at = CASE WHEN v.ok THEN v.expires_at ELSE a.expires_at END,
         expiring_at = CASE WHEN v.ok THEN v.expiring_at ELSE a.expiring_at END,
-        last_error = v.error, details = v.details{ended}
-    FROM unnest(
-        %(ids)b::text[], %(ok)b::boolean[], %(labels)b::text[], %(verdicts)b::text[],
-        %(expires)b::timestamptz[], %(expiring)b::timestamptz[], %(errors)b::text[],
-        %(details)b::text[], %(row_versions)b::text[]
-    ) AS v(id, ok, label, verdict, expires_at, expiring_at, error, details, row_version)
-    WHERE a.id = v.id AND (%(token)s::text IS NULL OR a.lease_token = %(token)s)
+        last_error = v.error, details = v.details
+    FROM v, scheduled
+    WHERE a.id = v.id AND a.seq = scheduled.seq
         AND (v.row_version IS NULL OR a.xmin = v.row_version::xid)
     RETURNING {returned}
 """
@@ -975,6 +1042,8 @@ class PostgresStore(SharedMethods):
                 values,
             ).fetchone()
             assert row is not None
+            # A new row's schedule is the trigger's; one saved again is checked now too.
+            _schedule_checked(conn, row["row_number"], now)
             saved = _account(row, now)
             if link_id is not None:
                 self._mark_used(conn, link_id, saved.id, now)
@@ -1005,6 +1074,7 @@ class PostgresStore(SharedMethods):
             {**values, **key},
         ).fetchone()
         assert row is not None
+        _schedule_checked(conn, row["row_number"], values["now"])
         return _account(row, values["now"])
 
     def get(self, id_or_prefix: str, *, owner: str | None = None) -> Account:
@@ -1303,9 +1373,9 @@ class PostgresStore(SharedMethods):
             rows.update(
                 (row["id"], row)
                 for row in conn.execute(
-                    "SELECT id, identity, label, verdict, expires_at, expiring_at, details,"
-                    " secrets, key_id, lease_token, NULL AS row_version FROM accounts"
-                    " WHERE id = ANY(%(ids)b) ORDER BY id FOR UPDATE",
+                    "SELECT a.id, a.identity, a.label, a.verdict, a.expires_at, a.expiring_at,"  # noqa: S608
+                    " a.details, a.secrets, a.key_id, s.lease_token, NULL AS row_version"
+                    f" FROM {_SCHEDULED} WHERE a.id = ANY(%(ids)b) ORDER BY a.id FOR UPDATE",
                     {"ids": unheld},
                 )
             )
@@ -1365,8 +1435,7 @@ class PostgresStore(SharedMethods):
         params: dict[str, object] = dict(zip(_BATCH_COLUMNS, columns, strict=True))
         params.update(now=now, token=lease)
         if lease is not None:
-            ended = ", lease_token = NULL, lease_until = NULL, next_check_at = %(due)s"
-            ended += ", retry_at = NULL"
+            ended = _ENDED
             params["due"] = due
         # Every row held: the UPDATE gives back the ids it wrote, not the rows.
         returned = "a.id" if len(wrote) == len(written) else "a.seq AS row_number, a.*"
@@ -1433,11 +1502,13 @@ class PostgresStore(SharedMethods):
         *,
         retry_at: datetime | None = None,
     ) -> dict[str, Any] | None:
-        """End *lease* on the account without a verdict: due again at *due*."""
+        """End *lease* on the account without a verdict: due again at *due*; the account's row."""
         return conn.execute(
-            "UPDATE accounts SET lease_token = NULL, lease_until = NULL,"  # noqa: S608
-            f" next_check_at = %(due)s, retry_at = %(retry)s"
-            f" WHERE {_BY_ID} AND lease_token = %(token)s RETURNING {_ROW}",
+            "WITH ended AS (UPDATE account_schedule AS s SET lease_token = NULL,"  # noqa: S608
+            " lease_until = NULL, next_check_at = %(due)s, retry_at = %(retry)s"
+            f" FROM accounts AS a WHERE s.seq = a.seq AND {_A_BY_ID}"
+            " AND s.lease_token = %(token)s RETURNING s.seq)"
+            " SELECT a.seq AS row_number, a.* FROM accounts AS a JOIN ended ON ended.seq = a.seq",
             {"due": due, "retry": retry_at, "token": lease, **_key(account_id)},
         ).fetchone()
 
@@ -1481,17 +1552,17 @@ class PostgresStore(SharedMethods):
         """Write one verdict; with *lease*, only while it holds the account, ending it."""
         key = _key(account_id)
         row = conn.execute(
-            "SELECT identity, verdict, expires_at, expiring_at, details, secrets, key_id,"  # noqa: S608
-            f" lease_token FROM accounts WHERE {_BY_ID} FOR UPDATE",
+            "SELECT a.seq, a.identity, a.verdict, a.expires_at, a.expiring_at, a.details,"  # noqa: S608
+            f" a.secrets, a.key_id, s.lease_token FROM {_SCHEDULED} WHERE {_A_BY_ID} FOR UPDATE",
             key,
         ).fetchone()
         row = check_recordable(row, account_id, lease, version)
         params: dict[str, object] = {**key, "now": now}
-        ended = ""
+        scheduled = "UPDATE account_schedule SET checked_at = %(now)s"
         if lease is not None:
-            ended = ", lease_token = NULL, lease_until = NULL, next_check_at = %(due)s"
-            ended += ", retry_at = NULL"
+            scheduled += _ENDED
             params["due"] = lease[1]
+        conn.execute(f"{scheduled} WHERE seq = %(at)s", params | {"at": row["seq"]})
         if isinstance(result, Verified):
             expiring_at = recorded_expiry(result, row, account_id, _as_stored)
             params.update(
@@ -1501,16 +1572,16 @@ class PostgresStore(SharedMethods):
                 details=_details_json(result.details),
             )
             sql = (
-                "UPDATE accounts SET label = %(label)s, verdict = 'active', checked_at = %(now)s,"  # noqa: S608
+                "UPDATE accounts SET label = %(label)s, verdict = 'active', checked_at = %(now)s,"
                 " expires_at = %(expires_at)s, expiring_at = %(expiring_at)s,"
-                f" last_error = NULL, details = %(details)s{ended}"
+                " last_error = NULL, details = %(details)s"
             )
         else:
             verdict, message, details = failed_check(self._ring, result, row, now, row["key_id"])
             params.update(verdict=verdict, error=message, details=details)
             sql = (
-                "UPDATE accounts SET verdict = %(verdict)s, checked_at = %(now)s,"  # noqa: S608
-                f" last_error = %(error)s, details = %(details)s{ended}"
+                "UPDATE accounts SET verdict = %(verdict)s, checked_at = %(now)s,"
+                " last_error = %(error)s, details = %(details)s"
             )
         updated = conn.execute(f"{sql} WHERE {_BY_ID} RETURNING {_ROW}", params).fetchone()
         assert updated is not None
@@ -1535,13 +1606,13 @@ class PostgresStore(SharedMethods):
         """
         token = secrets.token_hex(16)
         if checked_before is None:
-            column, due = "next_check_at", f"{_due_key('next_check_at')} <= %(now)s"
+            column, due = "next_check_at", f"{_due_key('s.next_check_at')} <= %(now)s"
         else:
             column, due = "checked_at", _NOT_CHECKED_SINCE
-        order = f"{_due_key(column)}, seq"
+        order = f"{_due_key('s.' + column)}, s.seq"
         free = (
-            f"{due} AND (lease_until IS NULL OR lease_until < %(now)s)"
-            " AND (retry_at IS NULL OR retry_at <= %(now)s)"
+            f"{due} AND (s.lease_until IS NULL OR s.lease_until < %(now)s)"
+            " AND (s.retry_at IS NULL OR s.retry_at <= %(now)s)"
         )
         held: dict[str, Any] = {}
         with self._write() as conn:
@@ -1562,16 +1633,22 @@ class PostgresStore(SharedMethods):
                 for row in conn.execute("SELECT * FROM provider_limits FOR UPDATE")
             ]
             plan = plan_lease(limits, limit, now) if limits else None
-            picked = f"SELECT seq, provider_id, {column} AS due_at FROM accounts WHERE {free}"  # noqa: S608
+            # Each row found read whole, with its version (`xmin`): its verdict is written on
+            # the row as leased only while no other transaction has written it since
+            # (`HeldRows`). Only the schedule's row is locked and written by the lease.
+            picked = (
+                f"SELECT s.{column} AS due_at, a.xmin::text AS row_version, a.seq AS row_number,"  # noqa: S608
+                f" a.* FROM {_SCHEDULED} WHERE {free}"
+            )
             # The providers without a budget in one query, each budgeted one in its own (at
             # most what its bucket grants), merged in the lease's order and cut to the limit.
             queries: list[tuple[str, dict[str, Any]]] = [
-                ("provider_id <> ALL(%(limited)s::text[])", {"cap": params["limit"]})
+                ("a.provider_id <> ALL(%(limited)s::text[])", {"cap": params["limit"]})
             ]
             if plan is not None:
                 params["limited"] = sorted(plan.limited)
                 queries += [
-                    ("provider_id = %(provider)s", {"provider": p, "cap": cap})
+                    ("a.provider_id = %(provider)s", {"provider": p, "cap": cap})
                     for p, cap in plan.caps.items()
                 ]
             # A row comparison the index answers as a range: the rows after a cursor.
@@ -1585,7 +1662,7 @@ class PostgresStore(SharedMethods):
                     where = {"after": after and after.due, "after_seq": after and after.seq}
                     batch = conn.execute(
                         f"{picked} AND {condition}{on if after else ''} ORDER BY {order}"
-                        " LIMIT %(cap)s FOR UPDATE SKIP LOCKED",
+                        " LIMIT %(cap)s FOR UPDATE OF s SKIP LOCKED",
                         params | extra | where,
                     ).fetchall()
                     if batch:
@@ -1609,21 +1686,21 @@ class PostgresStore(SharedMethods):
                     def has_due(provider_id: str) -> bool:
                         return bool(
                             conn.execute(
-                                f"{picked} AND provider_id = %(provider)s LIMIT 1",
+                                f"{picked} AND a.provider_id = %(provider)s LIMIT 1",
                                 params | {"provider": provider_id},
                             ).fetchone()
                         )
 
                     held = held_back(plan, now, has_due)
-            # Each row with its version (`xmin`): its verdict is written on the row as leased
-            # only while no other transaction has written it since (`HeldRows`).
-            rows = conn.execute(
-                "UPDATE accounts SET lease_token = %(token)s, lease_until = %(until)s"
-                " WHERE seq = ANY(%(seqs)b)"
-                " RETURNING seq AS row_number, xmin::text AS row_version, *",
-                params | {"seqs": [row["seq"] for row in chosen]},
-            ).fetchall()
-        rows.sort(key=lambda row: (row[column] or epoch, row["row_number"]))
+            if chosen:
+                conn.execute(
+                    "UPDATE account_schedule SET lease_token = %(token)s, lease_until = %(until)s"
+                    " WHERE seq = ANY(%(seqs)b)",
+                    params | {"seqs": [row["seq"] for row in chosen]},
+                )
+        rows = chosen
+        for row in rows:
+            row["lease_token"] = token  # what the verdict's `check_recordable` compares
         read = read_accounts(cast("list[sqlite3.Row]", rows), now)
         accounts = [account for account, _ in read]
         # The rows as hub writes them: their verdicts give their accounts without reading
@@ -1680,16 +1757,17 @@ class PostgresStore(SharedMethods):
                 if next_check_in is not None:
                     due = self._db_now(conn, now) + next_check_in
                 return conn.execute(
-                    "UPDATE accounts SET lease_token = NULL, lease_until = NULL,"
+                    "UPDATE account_schedule SET lease_token = NULL, lease_until = NULL,"
                     " next_check_at = coalesce(%(due)s::timestamptz, next_check_at)"
                     " WHERE lease_token = %(token)s",
                     {"due": due, "token": token},
                 ).rowcount
             keys = [by_id(account_id) for account_id in account_ids]
             return conn.execute(
-                "UPDATE accounts SET lease_token = NULL, lease_until = NULL"
-                " WHERE (id = ANY(%(ids)s::text[]) OR seq = ANY(%(seqs)s::bigint[]))"
-                " AND lease_token = %(token)s",
+                "UPDATE account_schedule AS s SET lease_token = NULL, lease_until = NULL"
+                " FROM accounts AS a WHERE s.seq = a.seq"
+                " AND (a.id = ANY(%(ids)s::text[]) OR a.seq = ANY(%(seqs)s::bigint[]))"
+                " AND s.lease_token = %(token)s",
                 {
                     "ids": [found for found, _ in keys if found is not None],
                     "seqs": [seq for _, seq in keys if seq is not None],
@@ -1708,9 +1786,10 @@ class PostgresStore(SharedMethods):
         """When the first live lease of another checker expires (`AccountStore.held_elsewhere`)."""
         with self._read() as conn:
             row = conn.execute(
-                f"SELECT min(lease_until) AS until FROM accounts WHERE lease_until >= {_DB_NOW}"  # noqa: S608
-                f" AND {_NOT_CHECKED_SINCE} AND lease_token IS NOT NULL"
-                " AND lease_token <> ALL(%(mine)s::text[])",  # IS NOT NULL: `accounts_leased`
+                "SELECT min(s.lease_until) AS until FROM account_schedule AS s"  # noqa: S608
+                f" WHERE s.lease_until >= {_DB_NOW} AND {_NOT_CHECKED_SINCE}"
+                " AND s.lease_token IS NOT NULL AND s.lease_token <> ALL(%(mine)s::text[])",
+                # IS NOT NULL: the partial index of the leased rows answers it
                 {"now": now and _now(now), "before": checked_before, "mine": list(mine)},
             ).fetchone()
         return _now(row["until"]) if row and row["until"] else None
@@ -1720,7 +1799,8 @@ class PostgresStore(SharedMethods):
         """When the next account falls due (None: no account; a past time: one is due now)."""
         with self._read() as conn:
             row = conn.execute(
-                f"SELECT next_check_at FROM accounts ORDER BY {_due_key('next_check_at')} LIMIT 1"  # noqa: S608
+                "SELECT next_check_at FROM account_schedule"  # noqa: S608
+                f" ORDER BY {_due_key('next_check_at')} LIMIT 1"
             ).fetchone()
         if row is None:
             return None
@@ -1733,7 +1813,7 @@ class PostgresStore(SharedMethods):
         """Accounts not checked since *checked_before*, or all accounts without it."""
         sql = "SELECT count(*) AS n FROM accounts"
         if checked_before is not None:
-            sql += f" WHERE {_NOT_CHECKED_SINCE}"
+            sql = f"SELECT count(*) AS n FROM account_schedule AS s WHERE {_NOT_CHECKED_SINCE}"  # noqa: S608
         with self._read() as conn:
             row = conn.execute(sql, {"before": checked_before}).fetchone()
         return int(row["n"]) if row else 0
@@ -2071,6 +2151,11 @@ class PostgresStore(SharedMethods):
                 " next_attempt_at = %s, lease_until = NULL WHERE failed_at IS NOT NULL",
                 (now,),
             ).rowcount
+
+
+def _schedule_checked(conn: psycopg.Connection[dict[str, Any]], seq: int, now: datetime) -> None:
+    """The schedule of account *seq* follows its ``checked_at``: the order leases take."""
+    conn.execute("UPDATE account_schedule SET checked_at = %s WHERE seq = %s", (now, seq))
 
 
 def _listing_key(row: Mapping[str, Any]) -> ListingKey:
