@@ -12,6 +12,7 @@ import click
 from hub_core.cli import reports_errors, say, shown, state
 from hub_core.cli.accounts import (
     CheckReport,
+    collect_less,
     concurrency_option,
     lease_duration,
     lease_option,
@@ -91,6 +92,8 @@ def worker(every: str, concurrency: int, batch: int, lease: str) -> None:
         if pending:
             batch_done(report)
 
+    current.accounts  # noqa: B018 (built now, to be frozen with the rest of start-up)
+    collect_less()
     asyncio.run(run())
     say(shown("Stopped."), err=True)
 
