@@ -200,6 +200,46 @@ def test_a_verdict_rewrites_no_index_entry_of_its_account(
     assert (updates - before[0], hot - before[1]) == (20, 20)
 
 
+@pytest.mark.parametrize("change", ["relink", "unlink"])
+def test_a_relink_or_unlink_beside_a_batch_of_verdicts_waits_for_it(
+    pg_store: PostgresStore, postgres_url: str, change: str
+) -> None:
+    # A batch of verdicts locks an account's schedule, then its row. A relink or an unlink
+    # touching both locks them in that order too: it waits for the batch, and neither is
+    # aborted as a deadlock (as when it locked the account's row first).
+    account_id = save(pg_store)
+    creds = Credentials({"api_key": "sekrit-value", "region": "us"}, secret=["api_key"])
+    done: list[object] = []
+
+    def write() -> None:
+        try:
+            with pg_store.connect_again() as other:
+                if change == "relink":
+                    verified = Verified(identity="org:1", label="Relinked")
+                    done.append(other.save("acme", verified, creds, account_id=account_id))
+                else:
+                    done.append(other.delete(account_id))
+        except BaseException as exc:  # pragma: no cover - reported below
+            done.append(exc)
+
+    with psycopg.connect(postgres_url) as batch:  # a batch of verdicts, as it locks
+        seq = batch.execute("SELECT seq FROM accounts WHERE id = %s", (account_id,)).fetchone()
+        batch.execute("SELECT 1 FROM account_schedule WHERE seq = %s FOR UPDATE", seq)
+        writer = threading.Thread(target=write)
+        writer.start()
+        time.sleep(0.5)  # the writer is waiting for the schedule's row
+        assert done == []
+        batch.execute("SET LOCAL deadlock_timeout = '100ms'")
+        batch.execute("UPDATE accounts SET verdict = verdict WHERE seq = %s", seq)
+    writer.join(timeout=10)
+    assert len(done) == 1, done
+    assert not isinstance(done[0], BaseException), done
+    if change == "relink":
+        assert pg_store.get(account_id).label == "Relinked"
+    else:
+        assert [a.id for a in pg_store.accounts()] == []
+
+
 def _account_updates(url: str, more_than: int = -1) -> tuple[int, int]:
     """The updates of ``accounts`` and how many were HOT, once more than *more_than* are
     counted (a backend reports its counts within a second of going idle)."""

@@ -359,6 +359,10 @@ _NOT_CHECKED_SINCE = f"{_due_key('s.checked_at')} < %(before)s"
 _DB_NOW = "coalesce(%(now)s::timestamptz, now())"
 #: What a verdict sets on its schedule's row under a lease: the lease ended, due at %(due)s.
 _ENDED = ", lease_token = NULL, lease_until = NULL, next_check_at = %(due)s, retry_at = NULL"
+#: Locks the schedule's row of one account (`_A_BY_ID`). Every write that touches both rows
+#: of an account locks its schedule's first, as a batch of verdicts does, so that a relink or
+#: an unlink beside a worker's verdicts waits instead of deadlocking.
+_LOCK_SCHEDULE = f"SELECT s.seq FROM {_SCHEDULED} WHERE {_A_BY_ID} FOR UPDATE OF s"  # noqa: S608
 
 
 def redact_url(url: str) -> str:
@@ -1011,9 +1015,9 @@ class PostgresStore(SharedMethods):
                 (_SAVE_LOCK, json.dumps([owner or "", provider_id, verified.identity])),
             )
             stored = conn.execute(
-                "SELECT id, label, config FROM accounts"
-                " WHERE owner = %(owner)s AND provider_id = %(provider)s"
-                " AND identity = %(identity)s",
+                f"SELECT a.id, a.label, a.config FROM {_SCHEDULED}"  # noqa: S608
+                " WHERE a.owner = %(owner)s AND a.provider_id = %(provider)s"
+                " AND a.identity = %(identity)s FOR UPDATE OF s",  # `_LOCK_SCHEDULE`'s order
                 values,
             ).fetchone()
             if stored is not None:
@@ -1058,6 +1062,7 @@ class PostgresStore(SharedMethods):
         owner: str | None,
     ) -> Account:
         key = _key(account_id)
+        conn.execute(_LOCK_SCHEDULE, key)
         found = conn.execute(
             f"SELECT provider_id, identity, owner FROM accounts WHERE {_BY_ID} FOR UPDATE",  # noqa: S608
             key,
@@ -1255,6 +1260,7 @@ class PostgresStore(SharedMethods):
     def delete(self, account_id: str) -> None:
         """Remove the account and its key; `AccountNotFound` when there is none."""
         with self._write() as conn:
+            conn.execute(_LOCK_SCHEDULE, _key(account_id))
             done = conn.execute(f"DELETE FROM accounts WHERE {_BY_ID}", _key(account_id))  # noqa: S608
             if done.rowcount == 0:
                 raise AccountNotFound(account_id)
@@ -1375,7 +1381,7 @@ class PostgresStore(SharedMethods):
                 for row in conn.execute(
                     "SELECT a.id, a.identity, a.label, a.verdict, a.expires_at, a.expiring_at,"  # noqa: S608
                     " a.details, a.secrets, a.key_id, s.lease_token, NULL AS row_version"
-                    f" FROM {_SCHEDULED} WHERE a.id = ANY(%(ids)b) ORDER BY a.id FOR UPDATE",
+                    f" FROM {_SCHEDULED} WHERE a.id = ANY(%(ids)b) ORDER BY a.id FOR UPDATE OF s",
                     {"ids": unheld},
                 )
             )
@@ -1553,7 +1559,8 @@ class PostgresStore(SharedMethods):
         key = _key(account_id)
         row = conn.execute(
             "SELECT a.seq, a.identity, a.verdict, a.expires_at, a.expiring_at, a.details,"  # noqa: S608
-            f" a.secrets, a.key_id, s.lease_token FROM {_SCHEDULED} WHERE {_A_BY_ID} FOR UPDATE",
+            f" a.secrets, a.key_id, s.lease_token FROM {_SCHEDULED} WHERE {_A_BY_ID}"
+            " FOR UPDATE OF s",  # the account's row is locked by its UPDATE, after
             key,
         ).fetchone()
         row = check_recordable(row, account_id, lease, version)
