@@ -1046,8 +1046,8 @@ class PostgresStore(SharedMethods):
                 values,
             ).fetchone()
             assert row is not None
-            # A new row's schedule is the trigger's; one saved again is checked now too.
-            _schedule_checked(conn, row["row_number"], now)
+            if stored is not None:  # saved again: checked now (a new row's is the trigger's)
+                _schedule_checked(conn, row["row_number"], now)
             saved = _account(row, now)
             if link_id is not None:
                 self._mark_used(conn, link_id, saved.id, now)
@@ -1565,11 +1565,7 @@ class PostgresStore(SharedMethods):
         ).fetchone()
         row = check_recordable(row, account_id, lease, version)
         params: dict[str, object] = {**key, "now": now}
-        scheduled = "UPDATE account_schedule SET checked_at = %(now)s"
-        if lease is not None:
-            scheduled += _ENDED
-            params["due"] = lease[1]
-        conn.execute(f"{scheduled} WHERE seq = %(at)s", params | {"at": row["seq"]})
+        _schedule_checked(conn, row["seq"], now, due=None if lease is None else lease[1])
         if isinstance(result, Verified):
             expiring_at = recorded_expiry(result, row, account_id, _as_stored)
             params.update(
@@ -2160,9 +2156,20 @@ class PostgresStore(SharedMethods):
             ).rowcount
 
 
-def _schedule_checked(conn: psycopg.Connection[dict[str, Any]], seq: int, now: datetime) -> None:
-    """The schedule of account *seq* follows its ``checked_at``: the order leases take."""
-    conn.execute("UPDATE account_schedule SET checked_at = %s WHERE seq = %s", (now, seq))
+def _schedule_checked(
+    conn: psycopg.Connection[dict[str, Any]],
+    seq: int,
+    now: datetime,
+    *,
+    due: datetime | None = None,
+) -> None:
+    """The schedule of account *seq* follows its ``checked_at`` (the order leases take); with
+    *due*, a verdict under a lease: the lease ended, the account due again then."""
+    ended = "" if due is None else _ENDED
+    conn.execute(
+        f"UPDATE account_schedule SET checked_at = %(now)s{ended} WHERE seq = %(seq)s",  # noqa: S608
+        {"now": now, "due": due, "seq": seq},
+    )
 
 
 def _listing_key(row: Mapping[str, Any]) -> ListingKey:
