@@ -372,8 +372,21 @@ def _rate_figure(
         baseline_name=DESCRIBED[baseline],
         check="ratio>=" if target is not None else "info",
         target=target,
-        details={client: _summary(mine), baseline: _summary(theirs)},
+        details={
+            client: _summary(mine),
+            baseline: _summary(theirs),
+            "ratio_per_round": _per_round(mine, theirs),
+        },
     )
+
+
+def _per_round(mine: Sequence[Sample], theirs: Sequence[Sample]) -> list[float]:
+    """The rate of each of *mine* against the baseline's run of the same round.
+
+    The figure's ratio is of medians; this says whether a miss holds round by round or is the
+    machine's drift between rounds (each round runs every client once, one after another).
+    """
+    return [round(one.rate / other.rate, 3) for one, other in zip(mine, theirs, strict=False)]
 
 
 def _figures(
@@ -448,6 +461,7 @@ def _figures(
                 details={
                     "hub check --all": _summary(cli[count]),
                     "vs raw aiohttp": count / _median(samples[("aiohttp", count)], "seconds"),
+                    "ratio_per_round": _per_round(cli[count], samples[("hub", count)]),
                 },
             )
         )
