@@ -604,7 +604,7 @@ def check(
         if not total:
             say(shown("No linked account to check."))
             return
-        current.accounts  # noqa: B018 (built now, to be frozen with the rest of start-up)
+        accounts = current.accounts  # built before the collector freezes start-up
         collect_less()
         with _progress(total) as bar, _json_stream(as_json) as stream:
 
@@ -631,7 +631,7 @@ def check(
             # The run counts what it reports: the report reads its counts, not a copy of them.
             report = CheckReport(
                 asyncio.run(
-                    current.accounts.check_all(
+                    accounts.check_all(
                         concurrency=concurrency,
                         lease_for=lease_for,
                         on_result=reported,

@@ -56,7 +56,7 @@ def worker(every: str, concurrency: int, batch: int, lease: str) -> None:
         raise click.BadParameter("give at least 1m", param_hint="--every")
     lease_for = lease_duration(lease)
     no_core_dumps()
-    current = state()
+    accounts = state().accounts  # built before the collector freezes start-up
 
     def batch_done(report: CheckReport) -> None:
         say(*report.lines(), err=True)
@@ -81,7 +81,7 @@ def worker(every: str, concurrency: int, batch: int, lease: str) -> None:
             shown("Checking each account every {every}; SIGTERM or Ctrl-C stops.", every=every),
             err=True,
         )
-        await current.accounts.work(
+        await accounts.work(
             every=interval,
             stop=stop,
             concurrency=concurrency,
@@ -92,7 +92,6 @@ def worker(every: str, concurrency: int, batch: int, lease: str) -> None:
         if pending:
             batch_done(report)
 
-    current.accounts  # noqa: B018 (built now, to be frozen with the rest of start-up)
     collect_less()
     asyncio.run(run())
     say(shown("Stopped."), err=True)
