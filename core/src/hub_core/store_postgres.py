@@ -1259,9 +1259,10 @@ class PostgresStore(SharedMethods):
 
     def delete(self, account_id: str) -> None:
         """Remove the account and its key; `AccountNotFound` when there is none."""
+        key = _key(account_id)
         with self._write() as conn:
-            conn.execute(_LOCK_SCHEDULE, _key(account_id))
-            done = conn.execute(f"DELETE FROM accounts WHERE {_BY_ID}", _key(account_id))  # noqa: S608
+            conn.execute(_LOCK_SCHEDULE, key)
+            done = conn.execute(f"DELETE FROM accounts WHERE {_BY_ID}", key)  # noqa: S608
             if done.rowcount == 0:
                 raise AccountNotFound(account_id)
 
