@@ -317,6 +317,7 @@ def _taker(
     """What `Hub._check_each`'s check slots call for their next item and its index (None:
     no more)."""
     import asyncio
+    import collections
     from collections.abc import AsyncIterable
 
     if not isinstance(items, AsyncIterable):
@@ -327,19 +328,44 @@ def _taker(
 
         return next_item
     source = aiter(items)
-    # An async generator cannot be resumed while it waits: one slot reads it at a time.
-    reading = asyncio.Lock()
+    # An async generator cannot be resumed while it waits: one slot reads it at a time. Not
+    # with an asyncio.Lock: a lock hands itself to its waiters in turn, so once the slots had
+    # queued behind one read that waited (for a lease, say), every read after it queued too,
+    # each paying a future and a pass of the loop. Here a slot reads at once when no other is
+    # inside the stream, and waits only while one is.
+    loop = asyncio.get_running_loop()
+    waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+    reading = False
     count = 0
 
+    def wake_one() -> None:
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
     async def next_async_item() -> tuple[int, CheckItem] | None:
-        nonlocal count
-        async with reading:
+        nonlocal reading, count
+        while reading:
+            waiter = loop.create_future()
+            waiters.append(waiter)
             try:
-                item = await anext(source)
-            except StopAsyncIteration:
-                return None
-            count += 1
-            return count - 1, item
+                await waiter
+            except asyncio.CancelledError:
+                if not waiter.cancelled():  # woken, then cancelled: the turn passes on
+                    wake_one()
+                raise  # a cancelled waiter left in the queue is skipped by `wake_one`
+        reading = True
+        try:
+            item = await anext(source)
+        except StopAsyncIteration:
+            return None
+        finally:
+            reading = False
+            wake_one()
+        count += 1
+        return count - 1, item
 
     return next_async_item
 
