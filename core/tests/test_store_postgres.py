@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -526,3 +527,28 @@ def test_a_database_away_for_longer_than_the_wait_is_a_clear_error(
         assert store._url not in str(caught.value)  # the password masked
         with psycopg.connect(postgres_url) as conn:
             assert conn.execute("SELECT nextval('kills')").fetchone()[0] > 2  # tried again
+
+
+def test_a_lease_whose_session_the_idle_timeout_ended_is_tried_again(postgres_url: str) -> None:
+    # docs/deploying.md sets idle_in_transaction_session_timeout for hub's role, so that a
+    # worker stalled inside a transaction gives its row locks back: PostgreSQL then ends the
+    # session (SQLSTATE 25P03), and the call is tried again on a new one, as after a restart.
+    parts = urllib.parse.urlsplit(postgres_url)
+    options = urllib.parse.parse_qs(parts.query)["options"][0]
+    options += " -cidle_in_transaction_session_timeout=300"
+    url = parts._replace(query="options=" + urllib.parse.quote(options)).geturl()
+    with PostgresStore(url, secret_key=Fernet.generate_key().decode()) as store:
+        account_id = save(store)
+        read_clock = store._db_now
+        stalls = [1.0]
+
+        def stalled(conn: Any, now: Any) -> Any:
+            at = read_clock(conn, now)
+            if stalls:
+                time.sleep(stalls.pop())  # inside the lease's transaction, past the timeout
+            return at
+
+        store._db_now = stalled  # type: ignore[method-assign]
+        lease = store.lease(10)
+        assert not stalls
+        assert [held.account.id for held in lease.accounts] == [account_id]

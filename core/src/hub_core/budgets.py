@@ -104,7 +104,11 @@ def draw(budget: Budget, wanted: int, now: datetime) -> Draw:
         raise ValueError("cannot draw a negative number of checks")
     tokens = budget.tokens_at(now)
     granted = min(wanted, math.floor(tokens + 1e-9))
-    after = attrs.evolve(budget, tokens=max(0.0, tokens - granted), refilled_at=now)
+    # Never back: a lease draws at the moment its transaction began, and one that began
+    # before the last draw may take the bucket's lock after it; the refill between the two
+    # moments is in the bucket already and would be counted again.
+    refilled_at = max(now, budget.refilled_at)
+    after = attrs.evolve(budget, tokens=max(0.0, tokens - granted), refilled_at=refilled_at)
     wait = None
     if granted == 0 and wanted > 0:
         wait = timedelta(seconds=max(0.0, 1.0 - after.tokens) / budget.rate)

@@ -405,8 +405,9 @@ def _describe(exc: psycopg.Error, url: str, shown: str) -> str:
 #: and its recovery, a failover, a reset link) before it fails with the last error.
 RECONNECT_FOR = 60.0
 # The session is gone, not the statement refused: a connection exception (class 08), the
-# server shutting down, crashed, or not accepting connections yet (57P01-57P03).
-_LOST_STATES = ("57P01", "57P02", "57P03")
+# server shutting down, crashed, or not accepting connections yet (57P01-57P03), or the session
+# ended by a timeout (idle in a transaction 25P03, idle 57P05: docs/deploying.md sets the first).
+_LOST_STATES = ("57P01", "57P02", "57P03", "25P03", "57P05")
 
 
 def _connection_lost(exc: psycopg.Error) -> bool:
