@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -17,6 +18,8 @@ from hub_core import Hub, InvalidCredentials, Policy, Verified
 from hub_core.cli import State, main
 from hub_core.hookspecs import Flow
 from hub_core.store import Store
+
+from .test_cli_limits import _pause
 
 CANARY = "hubcanary-cli-5b1e-SECRET"
 KEYS = {  # key -> (status, organisation id)
@@ -398,6 +401,26 @@ def test_check_with_ids_and_all_is_a_usage_error(cli: Hubcli) -> None:
 
 def test_check_with_no_account(cli: Hubcli) -> None:
     assert cli.run("check").stdout == "No linked account to check.\n"
+    result = cli.run("check", "--json")  # still the one document, the message on stderr
+    assert (json.loads(result.stdout), result.exit_code) == ([], 0)
+    assert "No linked account to check." in result.stderr
+
+
+def test_an_account_named_twice_is_checked_once(cli: Hubcli) -> None:
+    account = cli.link("good-key-1")
+    result = cli.run("check", account["id"], account["id"][:6], "--json")
+    assert result.exit_code == 0, result.output
+    assert [checked["id"] for checked in json.loads(result.stdout)] == [account["id"]]
+    assert "Checked 1 account: 1 active." in result.stderr
+
+
+def test_check_json_says_on_stderr_what_a_paused_provider_left_unchecked(cli: Hubcli) -> None:
+    cli.link("good-key-1")
+    with Store(cli.path, secret_key=cli.key) as store:  # paused by another checker's 429s
+        _pause(store, "acme", datetime.now(UTC))
+    result = cli.run("check", "--all", "--json")
+    assert json.loads(result.stdout) == []
+    assert "Not checked now: the accounts of acme, paused" in result.stderr
 
 
 # --- secrets ----------------------------------------------------------------------------------

@@ -540,12 +540,16 @@ class Accounts:
         token, started = await calls(lambda store: store.join_run(alive_for=lease_for))
         run = CheckRun()
         held: list[str] = []  # leases kept until the end: accounts reported, never checked
+        # The leases with a check not yet recorded: none once the run is through, but the
+        # accounts of all of them when it is stopped (Ctrl-C, a store error).
+        unfinished: set[str] = set()
         verdicts = _Verdicts(
             self,
             calls,
             on_result=on_result,
             on_recorded=lambda _, a: run.count(a),
             on_reported=run.count,
+            on_lease_done=unfinished.discard,
         )
         last: list[Lease] = []
 
@@ -556,6 +560,8 @@ class Accounts:
         def leased(lease: Lease | None) -> None:  # back on the loop
             if lease is None:
                 return
+            if lease.accounts:
+                unfinished.add(lease.token)
             if _keeps_unchecked(lease):
                 held.append(lease.token)
             last[:] = [lease]
@@ -581,7 +587,10 @@ class Accounts:
                 pause = (wait_until - utc_now()).total_seconds()
                 await asyncio.sleep(min(max(pause, 0.05), 1.0))
         finally:
-            await calls(_release_all(held))
+            # Stopped before the end, what the run had not checked is free for another checker
+            # now, not when its lease expires: a release leaves the accounts whose verdict was
+            # recorded alone (their lease ended with it).
+            await calls(_release_all(sorted({*held, *unfinished})))
             await calls(lambda store: store.end_run(token))
         return run
 

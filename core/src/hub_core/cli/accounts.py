@@ -585,24 +585,26 @@ def check(
     import asyncio  # only the checking commands run an event loop; --help need not load it
 
     if account_ids:
-        targets = [current.store.get(i) for i in account_ids]
-        with _progress(len(targets)) as bar:
-            checked = asyncio.run(
-                current.accounts.check(
-                    [a.id for a in targets],
-                    concurrency=concurrency,
-                    on_result=lambda _: bar.update(1),
-                )
-            )
+        # Each account once, however many of the ids (a full id, a prefix) name it.
+        targets = {a.id: a for a in (current.store.get(i) for i in account_ids)}
         report = CheckReport()
-        for account in checked:
-            report.add(account)
-        if as_json:
-            echo_json([account.to_json() for account in checked])
+        with _progress(len(targets)) as bar, _json_stream(as_json) as stream:
+
+            def checked(account: Account) -> None:
+                bar.update(1)
+                report.add(account)
+                if stream is not None:
+                    stream.put(account.to_json())
+
+            asyncio.run(
+                current.accounts.check(list(targets), concurrency=concurrency, on_result=checked)
+            )
     else:
         total = current.store.due_count()
         if not total:
-            say(shown("No linked account to check."))
+            say(shown("No linked account to check."), err=as_json)
+            if as_json:
+                echo_json([])
             return
         accounts = current.accounts  # built before the collector freezes start-up
         collect_less()
@@ -639,8 +641,8 @@ def check(
                     )
                 )
             )
-    if not as_json:
-        say(*report.lines())
+    # With --json, standard output holds the document alone: the summary goes to stderr.
+    say(*report.lines(), err=as_json)
     code = check_exit_code(report)
     if code:
         sys.exit(code)
