@@ -165,6 +165,18 @@ async def test_check_all_takes_over_a_dead_checkers_lease(make: Any, provider: P
     assert set(stored) == set(ids)
 
 
+async def test_a_batch_whose_checks_outlast_its_lease_keeps_it_and_checks_each_key_once(
+    make: Any, provider: Provider
+) -> None:
+    accounts = make()
+    fill(accounts.store, 8)
+    provider.delay = 0.25  # one at a time: the batch takes twice its lease
+    run = await accounts.check_all(concurrency=1, batch=8, lease_for=timedelta(seconds=1))
+    assert run.total == 8
+    # Renewed as it went: neither this run's next lease nor another checker took them again.
+    assert sorted(provider.seen.values()) == [1] * 8
+
+
 async def test_check_all_reports_a_damaged_account_once_and_lets_it_go(
     make: Any, provider: Provider, db: Path
 ) -> None:

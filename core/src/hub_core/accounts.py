@@ -568,7 +568,9 @@ class Accounts:
 
         try:
             while True:
-                await verdicts.stream(next_lease, leased, concurrency=concurrency)
+                await verdicts.stream(
+                    next_lease, leased, concurrency=concurrency, lease_for=lease_for
+                )
                 if last and last[0].wait is not None:
                     # Accounts wait for their provider's budget to refill: not done yet. A
                     # paused provider's are left for later (its pause may last an hour).
@@ -680,7 +682,7 @@ class Accounts:
         while not stop.is_set():
             # One stream of checks across the leases while accounts are due, as `check_all`.
             checking = asyncio.ensure_future(
-                verdicts.stream(next_lease, leased, concurrency=concurrency)
+                verdicts.stream(next_lease, leased, concurrency=concurrency, lease_for=lease_for)
             )
             stopping = asyncio.ensure_future(stop.wait())
             try:
@@ -987,6 +989,7 @@ class _Verdicts:
         leased: Callable[[Lease | None], None],
         *,
         concurrency: int,
+        lease_for: timedelta,
     ) -> None:
         """Check the accounts of lease after lease (*next_lease*, run on the store's side
         until it gives none or an empty one; each told to *leased* on the loop), as one
@@ -996,8 +999,11 @@ class _Verdicts:
         fetched ahead, once the lease being checked has a quarter of its checks (at least
         *concurrency*) left to start and every check of the one before has reached its
         verdict (so at most two leases are being checked, and memory holds about two
-        batches), and the workers read on into it without waiting for the database. A store
-        error ends the stream; the checks in flight still finish and are recorded, then it is
+        batches), and the workers read on into it without waiting for the database. The
+        leases being checked are renewed every third of *lease_for*, so a batch whose checks
+        outlast its lease (a slow provider, a short ``--lease``) keeps its accounts: no
+        checker, this run's next lease included, takes them again. A store error ends the
+        stream; the checks in flight still finish and are recorded, then it is
         raised.
         """
         self.next_lease, self.leased = next_lease, leased
@@ -1037,15 +1043,31 @@ class _Verdicts:
                     yield item
 
         items = each_lease()
+        renewing = asyncio.ensure_future(self._renew_every(lease_for))
         try:
             await self.check(items, concurrency=concurrency, first=self.numbered)
         finally:
+            renewing.cancel()
             await items.aclose()
             # Stopped (Ctrl-C, a store error) with a lease fetched ahead and never begun: its
             # accounts are free for another checker now, not when the lease expires.
             unstarted = self._unstarted()
             if unstarted is not None:
                 await self.calls(_release_all([unstarted]))
+
+    async def _renew_every(self, lease_for: timedelta) -> None:
+        """Renew the leases with checks to record, and one fetched ahead, every third of
+        *lease_for*, until cancelled."""
+        while True:
+            await asyncio.sleep(lease_for.total_seconds() / 3)
+            tokens = set(self.outstanding)
+            ahead = self.ahead
+            if ahead is not None and ahead.done() and ahead.exception() is None:
+                lease = ahead.result()
+                if lease is not None and lease.accounts:
+                    tokens.add(lease.token)
+            if tokens:
+                self.submit(_renew_all(sorted(tokens), lease_for))
 
     def _unstarted(self) -> str | None:
         """The token of the lease fetched ahead and never begun, if it holds accounts."""
@@ -1188,6 +1210,11 @@ def _keeps_unchecked(lease: Lease) -> bool:
     """Whether *lease* holds accounts a run reports without checking them (damaged rows): no
     verdict ends their lease, so it is released once the lease's checks are done."""
     return any(item.values is None and item.error is None for item in lease.accounts)
+
+
+def _renew_all(tokens: Sequence[str], lease_for: timedelta) -> Callable[[AccountStore], int]:
+    """Renew *tokens*' leases for *lease_for*, for the store's side."""
+    return lambda store: store.renew(tokens, lease_for=lease_for)
 
 
 def _release_all(tokens: Sequence[str]) -> Callable[[AccountStore], None]:

@@ -1527,6 +1527,21 @@ class SqliteStore(SharedMethods):
                 ).rowcount
             return released
 
+    def renew(
+        self, tokens: Iterable[str], *, lease_for: timedelta, now: datetime | None = None
+    ) -> int:
+        """Hold what the leases *tokens* still hold for *lease_for* more (`AccountStore.renew`)."""
+        tokens = list(tokens)
+        if not tokens:
+            return 0
+        # Only these leases' own rows change, and not what a verdict reads of them.
+        with self._write(keeps_held=True, durable=False) as conn:
+            return conn.execute(
+                "UPDATE accounts SET lease_until = ?"  # noqa: S608
+                f" WHERE lease_token IN ({', '.join('?' * len(tokens))})",
+                (_iso(_now(now) + lease_for), *tokens),
+            ).rowcount
+
     def held_elsewhere(
         self,
         mine: Iterable[str] = (),

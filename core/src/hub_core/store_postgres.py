@@ -1781,6 +1781,21 @@ class PostgresStore(SharedMethods):
             ).rowcount
 
     @_reconnecting
+    def renew(
+        self, tokens: Iterable[str], *, lease_for: timedelta, now: datetime | None = None
+    ) -> int:
+        """Hold what the leases *tokens* still hold for *lease_for* more (`AccountStore.renew`)."""
+        tokens = list(tokens)
+        if not tokens:
+            return 0
+        with self._write() as conn:
+            return conn.execute(
+                f"UPDATE account_schedule SET lease_until = {_DB_NOW} + %(lease_for)s"  # noqa: S608
+                " WHERE lease_token = ANY(%(tokens)s::text[])",
+                {"now": now and _now(now), "lease_for": lease_for, "tokens": tokens},
+            ).rowcount
+
+    @_reconnecting
     def held_elsewhere(
         self,
         mine: Iterable[str] = (),

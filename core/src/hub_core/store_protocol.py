@@ -279,6 +279,15 @@ class AccountStore(Protocol):
         """
         ...
 
+    def renew(
+        self, tokens: Iterable[str], *, lease_for: timedelta, now: datetime | None = None
+    ) -> int:
+        """Hold the accounts the leases *tokens* still hold for *lease_for* from now (the
+        database's clock, or *now*): a run whose checks outlast their lease renews it, so no
+        other checker takes them meanwhile. An account another checker leased since is left
+        alone. Return how many were renewed."""
+        ...
+
     def held_elsewhere(
         self,
         mine: Iterable[str] = (),

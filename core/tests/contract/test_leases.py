@@ -44,6 +44,29 @@ def test_a_lease_holds_its_accounts_until_it_expires(store: AccountStore) -> Non
     assert taken.token not in repr(taken)
 
 
+def test_a_renewed_lease_holds_its_accounts_for_another_term(store: AccountStore) -> None:
+    ids = fill(store, 3)
+    minute = timedelta(seconds=60)
+    first = store.lease(2, now=NOW, lease_for=minute)
+    other = store.lease(1, now=NOW, lease_for=minute)
+    assert store.renew([first.token], lease_for=minute, now=NOW + timedelta(seconds=50)) == 2
+    # Past the first term, only the lease that was not renewed is free.
+    [taken] = store.lease(10, now=NOW + timedelta(seconds=70)).accounts
+    assert taken.account.id == other.accounts[0].account.id
+    assert store.lease(10, now=NOW + timedelta(seconds=109)).accounts == []
+    later = store.lease(10, now=NOW + timedelta(seconds=111))
+    assert {item.account.id for item in later.accounts} == set(ids) - {taken.account.id}
+    # Renewing a lease another checker took since changes nothing of theirs.
+    assert store.renew([first.token], lease_for=minute, now=NOW + timedelta(seconds=112)) == 0
+    assert store.renew([], lease_for=minute) == 0
+    account = later.accounts[0].account
+    account_id, ok = account.id, Verified(identity=account.identity, label=account.label)
+    [kept] = store.record_many(
+        [(account_id, ok)], lease=later.token, now=NOW + timedelta(minutes=2)
+    )
+    assert not isinstance(kept, Exception)
+
+
 def test_a_verdict_is_recorded_only_under_the_lease_that_holds_it(store: AccountStore) -> None:
     [account_id] = fill(store, 1)
     old = store.lease(1, now=NOW, lease_for=timedelta(seconds=10))
