@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -180,8 +181,6 @@ async def test_a_batch_whose_checks_outlast_its_lease_keeps_it_and_checks_each_k
 async def test_check_all_reports_a_damaged_account_once_and_lets_it_go(
     make: Any, provider: Provider, db: Path
 ) -> None:
-    import sqlite3
-
     accounts = make()
     ids = fill(accounts.store, 3)
     with sqlite3.connect(db) as conn:
@@ -213,6 +212,28 @@ async def test_one_keys_429_reschedules_only_that_account(make: Any, provider: P
     assert stored[ids[2]].checked_at == NOW - timedelta(days=2)
     assert all(stored[i].checked_at > NOW for i in ids if i != ids[2])
     assert provider.seen["k2"] == 1  # not asked again within the run
+
+
+def _moved(store: Store, account_id: str) -> None:
+    """The account stored as another identity than the one its key now reaches."""
+    with contextlib.closing(sqlite3.connect(store.path)) as conn, conn:
+        conn.execute("UPDATE accounts SET identity = 'org:elsewhere' WHERE id = ?", (account_id,))
+
+
+async def test_a_key_that_reaches_another_identity_now_is_recorded_invalid_once(
+    make: Any, provider: Provider
+) -> None:
+    accounts = make()
+    ids = fill(accounts.store, 3)
+    _moved(accounts.store, ids[1])
+    # The refused verdict ends its lease; the key's failure is recorded all the same, so the
+    # run does not lease the account again and again (it is not checked since it began).
+    run = await asyncio.wait_for(accounts.check_all(), timeout=30)
+    assert (run.total, run.statuses) == (3, {Status.ACTIVE: 2, Status.INVALID: 1})
+    assert sorted(provider.seen.values()) == [1, 1, 1]
+    stored = accounts.store.get(ids[1])
+    assert stored.status is Status.INVALID
+    assert "org:elsewhere" in str(stored.last_error)
 
 
 # --- the worker ------------------------------------------------------------------------------

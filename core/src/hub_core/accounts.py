@@ -1140,16 +1140,20 @@ class _Verdicts:
         self.pending = []
         self.flushed = time.monotonic()
         for lease, group in by_lease.items():
-            versions: dict[str, str] = {}
-            for index, _ in group:
-                account, _, version = self.items[index]
-                if version is not None:
-                    versions[account.id] = version
-            ids = [(self.items[index][0].id, result) for index, result in group]
-            self._submit(
-                _record_many(ids, versions=versions, lease=lease, next_check_in=self.next_check_in),
-                functools.partial(self._recorded, group),
-            )
+            self._write(group, lease)
+
+    def _write(self, group: list[tuple[int, CheckResult]], lease: str | None) -> None:
+        """Submit the verdicts of *group* in one `record_many`, under *lease*."""
+        versions: dict[str, str] = {}
+        for index, _ in group:
+            account, _, version = self.items[index]
+            if version is not None:
+                versions[account.id] = version
+        ids = [(self.items[index][0].id, result) for index, result in group]
+        self._submit(
+            _record_many(ids, versions=versions, lease=lease, next_check_in=self.next_check_in),
+            functools.partial(self._recorded, group),
+        )
 
     def _recorded(
         self, group: list[tuple[int, CheckResult]], outcomes: Sequence[Account | StoreError]
@@ -1171,9 +1175,10 @@ class _Verdicts:
                 self.on_result(outcome)
             self._checked(outcome, before, result if isinstance(result, HubError) else None)
         if retry:
-            self.pending, waiting = retry, self.pending
-            self._flush()
-            self.pending = waiting
+            # Refused, the verdict ended its lease (the account is due again in a day): the
+            # key's failure is recorded without it. Under the ended lease it would be lost, and
+            # the account, not checked since the run began, leased by the run again and again.
+            self._write(retry, None)
 
 
 @attrs.define
