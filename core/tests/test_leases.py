@@ -272,6 +272,31 @@ async def test_the_worker_checks_what_is_due_then_waits_and_stops(
     assert due > datetime.now(UTC) + timedelta(minutes=59)
 
 
+async def test_a_worker_waits_while_another_checker_holds_the_due_accounts(
+    make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = make()
+    fill(other.store, 3)
+    assert len(other.store.lease(10, lease_for=timedelta(minutes=5)).accounts) == 3
+    worker = make()
+    leases: list[Any] = []
+    lease = worker.store.lease
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        leases.append(lease(*args, **kwargs))
+        return leases[-1]
+
+    monkeypatch.setattr(worker.store, "lease", counted)
+    stop = asyncio.Event()
+    running = asyncio.ensure_future(worker.work(stop=stop, idle=30.0))
+    await asyncio.sleep(1.0)
+    stop.set()
+    await asyncio.wait_for(running, timeout=30)
+    # Nothing it may lease for minutes: it sleeps (at most *idle*), it does not ask again.
+    assert len(leases) == 1
+    assert leases[0].accounts == []
+
+
 async def test_the_worker_checks_its_leases_as_one_stream(
     make: Any, provider: Provider, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1508,9 +1508,9 @@ class SqliteStore(SharedMethods):
         Return how many were released."""
         # Only this lease's rows change: what other leases of this store hold stays.
         self._held.forget(token)
+        due = None if next_check_in is None else _iso(_now(now) + next_check_in)
         with self._write(keeps_held=True, durable=False) as conn:
             if account_ids is None:
-                due = None if next_check_in is None else _iso(_now(now) + next_check_in)
                 cursor = conn.execute(
                     "UPDATE accounts SET lease_token = NULL, lease_until = NULL,"
                     " next_check_at = coalesce(?, next_check_at) WHERE lease_token = ?",
@@ -1521,9 +1521,10 @@ class SqliteStore(SharedMethods):
             for account_id in account_ids:
                 key = _by_id(account_id)
                 released += conn.execute(
-                    "UPDATE accounts SET lease_token = NULL, lease_until = NULL"
+                    "UPDATE accounts SET lease_token = NULL, lease_until = NULL,"
+                    " next_check_at = coalesce(?, next_check_at)"
                     " WHERE (id = ? OR rowid = ?) AND lease_token = ?",
-                    (*key, token),
+                    (due, *key, token),
                 ).rowcount
             return released
 
@@ -1565,14 +1566,23 @@ class SqliteStore(SharedMethods):
         return _parse(row[0]) if row and row[0] else None
 
     def next_due(self) -> datetime | None:
-        """When the next account falls due (None: no account; a past time: one is due now)."""
+        """When the next account can be leased (`AccountStore.next_due`)."""
         with self._sqlite_errors():
-            row = self._db.execute(
-                "SELECT next_check_at FROM accounts ORDER BY next_check_at LIMIT 1"
+            first = self._db.execute(
+                "SELECT next_check_at, lease_until, retry_at FROM accounts"
+                " ORDER BY next_check_at LIMIT 1"
             ).fetchone()
-        if row is None:
-            return None
-        return _parse(row[0]) if row[0] else datetime.min.replace(tzinfo=UTC)
+            if first is None:
+                return None
+            at = first[0]
+            if first[1] is not None or first[2] is not None:
+                # The first due is held (by a lease, a Retry-After): the whole table, which
+                # a worker asks only when nothing was free, and then not before that time.
+                (at,) = self._db.execute(
+                    "SELECT min(max(coalesce(next_check_at, ''), coalesce(lease_until, ''),"
+                    " coalesce(retry_at, ''))) FROM accounts"
+                ).fetchone()
+        return _parse(at) if at else datetime.min.replace(tzinfo=UTC)
 
     def due_count(self, *, checked_before: datetime | None = None) -> int:
         """How many accounts a run starting at *checked_before* has to check (all but those

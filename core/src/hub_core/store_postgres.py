@@ -1757,10 +1757,10 @@ class PostgresStore(SharedMethods):
         self._held.forget(token)
         self._cursors.clear()
         with self._write() as conn:
+            due = None
+            if next_check_in is not None:
+                due = self._db_now(conn, now) + next_check_in
             if account_ids is None:
-                due = None
-                if next_check_in is not None:
-                    due = self._db_now(conn, now) + next_check_in
                 return conn.execute(
                     "UPDATE account_schedule SET lease_token = NULL, lease_until = NULL,"
                     " next_check_at = coalesce(%(due)s::timestamptz, next_check_at)"
@@ -1769,11 +1769,13 @@ class PostgresStore(SharedMethods):
                 ).rowcount
             keys = [by_id(account_id) for account_id in account_ids]
             return conn.execute(
-                "UPDATE account_schedule AS s SET lease_token = NULL, lease_until = NULL"
+                "UPDATE account_schedule AS s SET lease_token = NULL, lease_until = NULL,"
+                " next_check_at = coalesce(%(due)s::timestamptz, s.next_check_at)"
                 " FROM accounts AS a WHERE s.seq = a.seq"
                 " AND (a.id = ANY(%(ids)s::text[]) OR a.seq = ANY(%(seqs)s::bigint[]))"
                 " AND s.lease_token = %(token)s",
                 {
+                    "due": due,
                     "ids": [found for found, _ in keys if found is not None],
                     "seqs": [seq for _, seq in keys if seq is not None],
                     "token": token,
@@ -1816,17 +1818,24 @@ class PostgresStore(SharedMethods):
 
     @_reconnecting
     def next_due(self) -> datetime | None:
-        """When the next account falls due (None: no account; a past time: one is due now)."""
+        """When the next account can be leased (`AccountStore.next_due`)."""
         with self._read() as conn:
             row = conn.execute(
-                "SELECT next_check_at FROM account_schedule"  # noqa: S608
+                "SELECT next_check_at AS at, lease_until, retry_at FROM account_schedule"  # noqa: S608
                 f" ORDER BY {_due_key('next_check_at')} LIMIT 1"
             ).fetchone()
-        if row is None:
-            return None
-        return (
-            _now(row["next_check_at"]) if row["next_check_at"] else datetime.min.replace(tzinfo=UTC)
-        )
+            if row is None:
+                return None
+            if row["lease_until"] is not None or row["retry_at"] is not None:
+                # The first due is held (by a lease, a Retry-After): the whole table, which
+                # a worker asks only when nothing was free, and then not before that time.
+                row = conn.execute(
+                    "SELECT nullif(min(greatest("  # noqa: S608
+                    f"{_due_key('next_check_at')}, {_due_key('lease_until')},"
+                    f" {_due_key('retry_at')})), '-infinity') AS at FROM account_schedule"
+                ).fetchone()
+        at = row["at"] if row else None
+        return _now(at) if at is not None else datetime.min.replace(tzinfo=UTC)
 
     @_reconnecting
     def due_count(self, *, checked_before: datetime | None = None) -> int:

@@ -300,7 +300,9 @@ class AccountStore(Protocol):
         ...
 
     def next_due(self) -> datetime | None:
-        """When the next account falls due (None: no account; a past time: one is due now)."""
+        """When the next account can be leased: it falls due, no live lease holds it and its
+        provider's ``Retry-After`` has passed (None: no account; a past time: one can be now).
+        """
         ...
 
     def due_count(self, *, checked_before: datetime | None = None) -> int:

@@ -109,6 +109,16 @@ def test_release_gives_accounts_back_at_once(store: AccountStore) -> None:
     assert store.release(lease.token) == 0
 
 
+def test_released_accounts_wait_for_next_check_in_when_given(store: AccountStore) -> None:
+    ids = fill(store, 3)
+    lease = store.lease(3, now=NOW)
+    hour = timedelta(hours=1)
+    assert store.release(lease.token, [ids[0]], next_check_in=hour, now=NOW) == 1
+    assert store.release(lease.token, next_check_in=hour, now=NOW) == 2
+    assert store.lease(3, now=NOW + timedelta(seconds=1)).accounts == []
+    assert len(store.lease(3, now=NOW + hour + timedelta(seconds=1)).accounts) == 3
+
+
 def test_one_leased_batch_records_each_outcome_and_ends_each_lease(store: AccountStore) -> None:
     # One record_many under a lease, as `hub check --all` writes 250 verdicts at once: every
     # kind of outcome side by side, each recorded as if it were alone.

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from cryptography.fernet import Fernet
 
-from hub_core.errors import AccountNotFound, InvalidCredentials
+from hub_core.errors import AccountNotFound, InvalidCredentials, RateLimited
 from hub_core.model import Status, Verified
 from hub_core.store_protocol import AccountStore
 from hub_core.store_types import LINK_ATTEMPTS
@@ -102,6 +102,23 @@ def test_runs_share_one_start_and_are_forgotten_unless_kept(store: AccountStore)
     store.end_run("unknown")  # harmless
     _, later = store.join_run(now=NOW + timedelta(hours=1))
     assert later == NOW + timedelta(hours=1)
+
+
+def test_the_next_due_account_waits_for_its_lease_and_its_retry_after(
+    store: AccountStore,
+) -> None:
+    ids = fill(store, 2)
+    first = store.next_due()
+    assert first is not None
+    assert first <= NOW
+    lease = store.lease(2, now=NOW, lease_for=timedelta(seconds=60))
+    assert store.next_due() == lease.until  # held: a worker can lease them once it ends
+    store.record_many(
+        [(ids[0], RateLimited("slow down", retry_after=30))], lease=lease.token, now=NOW
+    )
+    due = store.next_due()  # the first: after its Retry-After (jittered up to a quarter more)
+    assert due is not None
+    assert NOW + timedelta(seconds=30) <= due <= NOW + timedelta(seconds=37.5)
 
 
 def test_due_counts_and_leases_held_by_others(store: AccountStore) -> None:
