@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from hub_core.errors import InvalidCredentials, StoreError
+from hub_core.errors import InvalidCredentials, RateLimited, StoreError
 from hub_core.model import Account, Credentials, Verified
 from hub_core.store_types import KeyReplaced, LeaseLost
 
@@ -34,9 +34,9 @@ from hub_core.store_postgres import (  # noqa: E402
 pytestmark = pytest.mark.usefixtures("hermetic_store_env")
 
 
-def save(store: PostgresStore, identity: str = "org:1") -> str:
+def save(store: PostgresStore, identity: str = "org:1", provider: str = "acme") -> str:
     creds = Credentials({"api_key": "sekrit-value", "region": "us"}, secret=["api_key"])
-    return store.save("acme", Verified(identity=identity, label="One"), creds).id
+    return store.save(provider, Verified(identity=identity, label="One"), creds).id
 
 
 def meta(url: str) -> tuple[int, int]:
@@ -552,3 +552,62 @@ def test_a_lease_whose_session_the_idle_timeout_ended_is_tried_again(postgres_ur
         lease = store.lease(10)
         assert not stalls
         assert [held.account.id for held in lease.accounts] == [account_id]
+
+
+def waiting_on_locks(url: str, n: int) -> None:
+    deadline = time.monotonic() + 10
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()"
+            ).fetchone()
+            if count >= n:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"fewer than {n} sessions waiting on a lock")
+
+
+def test_a_lease_beside_verdicts_with_429s_of_several_providers_does_not_deadlock(
+    postgres_url: str,
+) -> None:
+    # Both lock the providers' rows in one order (a lease all of them, verdicts those of their
+    # 429s): in other orders, PostgreSQL rolls one of them back (40P01) and the worker stops.
+    key = Fernet.generate_key().decode()
+    with PostgresStore(postgres_url, secret_key=key) as store:
+        # Rows in this physical order: y, x, w (each provider's 429 record, or a budget).
+        for provider in ("y", "x", "w"):
+            store.set_limit(provider, 1000, burst=1000)
+        x_id, w_id, y_id = (save(store, f"org:{p}", provider=p) for p in "xwy")
+        lease = store.lease(10)
+        assert len(lease.accounts) == 3
+
+        errors: list[BaseException] = []
+
+        def run(what: Any) -> None:
+            try:
+                what()
+            except BaseException as exc:
+                errors.append(exc)
+
+        with psycopg.connect(postgres_url) as other:
+            # Another worker's transaction noting a 429 of provider w, for a moment.
+            other.execute("SELECT * FROM provider_limits WHERE provider_id = 'w' FOR UPDATE")
+            limited = RateLimited("slow down", retry_after=5)
+            verdicts = threading.Thread(
+                target=run,
+                args=(
+                    lambda: store.record_many(
+                        [(x_id, limited), (w_id, limited), (y_id, limited)], lease=lease.token
+                    ),
+                ),
+            )
+            verdicts.start()  # holds x, waits for w
+            waiting_on_locks(postgres_url, 1)
+            leasing = threading.Thread(target=run, args=(lambda: store.lease(10),))
+            leasing.start()  # holds y, waits for x
+            waiting_on_locks(postgres_url, 2)
+            other.commit()
+        verdicts.join(20)
+        leasing.join(20)
+    assert errors == [], [str(e) for e in errors]

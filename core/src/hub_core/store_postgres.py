@@ -1325,6 +1325,7 @@ class PostgresStore(SharedMethods):
             if not isinstance(result, Verified | HubError):
                 raise TypeError(f"expected Verified or HubError, got {type(result).__name__}")
         out: list[Account | StoreError | None] = [None] * len(results)
+        limited: list[tuple[str, float | None]] = []  # (provider, Retry-After) per 429
         with self._write() as conn:
             when = self._db_now(conn, now) if lease is not None else _now(now)
             self._record_batch(conn, results, out, when, versions, lease, next_check_in)
@@ -1336,8 +1337,12 @@ class PostgresStore(SharedMethods):
                     out[index] = self._record_one(conn, account_id, result, when, version)
                 else:
                     out[index] = self._record_leased(
-                        conn, account_id, result, when, version, lease, next_check_in
+                        conn, account_id, result, when, version, lease, next_check_in, limited
                     )
+            # Last, and in the providers' order, as a lease locks their rows: two transactions
+            # that lock them in other orders deadlock, and one of them is rolled back.
+            for provider_id, retry_after in sorted(limited, key=lambda item: item[0]):
+                _note_rate_limited(conn, provider_id, when, retry_after)
         return cast("list[Account | StoreError]", out)
 
     def _record_batch(
@@ -1484,6 +1489,7 @@ class PostgresStore(SharedMethods):
         version: str | None,
         lease: str,
         next_check_in: timedelta,
+        limited: list[tuple[str, float | None]],
     ) -> Account | StoreError:
         if not isinstance(result, RateLimited):
             due = now + next_check_in
@@ -1495,8 +1501,10 @@ class PostgresStore(SharedMethods):
         due = retry_due(result, now)
         row = self._end_lease(conn, account_id, lease, due, retry_at=due)
         if row is not None:
-            # Several of one provider's close together pause the provider for every checker.
-            _note_rate_limited(conn, row["provider_id"], now, result.retry_after)
+            # Several of one provider's close together pause the provider for every checker:
+            # counted (*limited*) once the batch's verdicts are written.
+            if isinstance(row["provider_id"], str):
+                limited.append((row["provider_id"], result.retry_after))
             return _account(row, now)
         exists = conn.execute(f"SELECT 1 FROM accounts WHERE {_BY_ID}", _key(account_id))  # noqa: S608
         return lease_lost(account_id) if exists.fetchone() else AccountNotFound(account_id)
@@ -1635,7 +1643,10 @@ class PostgresStore(SharedMethods):
             # provider's tokens twice (a store with no row pays one short read).
             limits = [
                 limit_from_row(row)
-                for row in conn.execute("SELECT * FROM provider_limits FOR UPDATE")
+                # In the providers' order, as verdicts lock them (`_record_all`).
+                for row in conn.execute(
+                    "SELECT * FROM provider_limits ORDER BY provider_id FOR UPDATE"
+                )
             ]
             plan = plan_lease(limits, limit, now) if limits else None
             # Each row found read whole, with its version (`xmin`): its verdict is written on
@@ -2213,14 +2224,12 @@ if TYPE_CHECKING:
 
 def _note_rate_limited(
     conn: psycopg.Connection[dict[str, Any]],
-    provider_id: object,
+    provider_id: str,
     now: datetime,
     retry_after: float | None,
 ) -> None:
     # The provider's count of recent 429s, and the pause the PAUSE_AFTER-th starts, in the
     # verdict's transaction; the row locked, so two workers' 429s both count.
-    if not isinstance(provider_id, str):
-        return
     conn.execute(
         "INSERT INTO provider_limits (provider_id) VALUES (%s) ON CONFLICT DO NOTHING",
         (provider_id,),
