@@ -1250,10 +1250,10 @@ class SqliteStore(SharedMethods):
 
         The order is provider, label, then id. Each batch is one indexed query that starts
         after the last row of the one before (keyset paging: no OFFSET, no sort), so memory
-        stays at one batch whatever the store holds, and no statement stays open between
-        batches: the store can be written meanwhile. An account added or removed meanwhile
-        is listed or not, but no other is listed twice or skipped. An unknown *status* is a
-        `ValueError` at the call, before anything is read.
+        stays at one batch whatever the store holds. The batches read one snapshot, a read
+        transaction on a connection of the listing's own (in WAL mode the store can be
+        written meanwhile): no account is listed twice or skipped, whatever changes. An
+        unknown *status* is a `ValueError` at the call, before anything is read.
         """
         wanted = _wanted_status(status)
         return self._listing(provider, wanted, owner, max(1, batch), _now(now), None)
@@ -1296,8 +1296,22 @@ class SqliteStore(SharedMethods):
         now: datetime,
         after: ListingKey | None,
     ) -> Iterator[Account]:
-        for _, account in self._keyed(provider, wanted, owner, batch, now, after):
-            yield account
+        # Every batch from one snapshot (a read transaction of a connection of its own, held
+        # until the listing ends; in WAL mode writers go on meanwhile): a re-check that
+        # records a new label moves its row in the order, and batches read at different
+        # moments would list it twice or not at all.
+        self._db  # noqa: B018 - a closed store refuses to list
+        with self._sqlite_errors():
+            snapshot = self._connect()
+        try:
+            snapshot.row_factory = sqlite3.Row
+            with self._sqlite_errors():
+                snapshot.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT * 1000)}")
+                snapshot.execute("BEGIN")
+            for _, account in self._keyed(provider, wanted, owner, batch, now, after, snapshot):
+                yield account
+        finally:
+            snapshot.close()
 
     def _keyed(
         self,
@@ -1307,8 +1321,10 @@ class SqliteStore(SharedMethods):
         batch: int,
         now: datetime,
         after: ListingKey | None,
+        conn: sqlite3.Connection | None = None,
     ) -> Iterator[tuple[sqlite3.Row, Account]]:
-        """The listing as (row, account) pairs, one keyset query per *batch* rows."""
+        """The listing as (row, account) pairs, one keyset query per *batch* rows (on the
+        store's connection, or on *conn*)."""
         where, params = _filters(provider, owner)
         params.update(now=_iso(now), soon=_iso(now + _EXPIRING_WINDOW), batch=batch)
         if wanted is not None and wanted is not Status.DAMAGED:
@@ -1332,7 +1348,7 @@ class SqliteStore(SharedMethods):
                 f"{_LISTING_ORDER} LIMIT :batch"
             )
             with self._sqlite_errors():
-                rows = self._db.execute(sql, params).fetchall()
+                rows = (conn or self._db).execute(sql, params).fetchall()
             for row in rows:
                 account = _account(row, now)
                 if wanted is None or account.status is wanted:

@@ -1135,8 +1135,24 @@ class PostgresStore(SharedMethods):
     ) -> Iterator[Account]:
         """`accounts`, *batch* rows per keyset query (`AccountStore.iter_accounts`)."""
         wanted = _wanted_status(status)
-        keyed = self._keyed(provider, wanted, owner, max(1, batch), _now(now), None)
-        return (account for _, account in keyed)
+        return self._snapshot_listing(provider, wanted, owner, max(1, batch), _now(now))
+
+    def _snapshot_listing(
+        self,
+        provider: str | None,
+        wanted: Status | None,
+        owner: str | None,
+        batch: int,
+        now: datetime,
+    ) -> Iterator[Account]:
+        # Every batch from one snapshot (a read-only REPEATABLE READ transaction on one pooled
+        # connection, held until the listing ends): a re-check that records a new label moves
+        # its row in the order, and batches read at different moments would list it twice or
+        # not at all.
+        with self._read() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            for _, account in self._keyed(provider, wanted, owner, batch, now, None, conn):
+                yield account
 
     def page_after(
         self,
@@ -1182,7 +1198,10 @@ class PostgresStore(SharedMethods):
         batch: int,
         now: datetime,
         after: ListingKey | None,
+        snapshot: psycopg.Connection[dict[str, Any]] | None = None,
     ) -> Iterator[tuple[ListingKey, Account]]:
+        """The listing as (key, account) pairs, one keyset query per *batch* rows, each on
+        a pooled connection of its own or all on *snapshot*."""
         where, params = self._filters(provider, owner, now)
         params["batch"] = batch
         if wanted is not None and wanted is not Status.DAMAGED:
@@ -1199,12 +1218,16 @@ class PostgresStore(SharedMethods):
                 conditions.append(f"{columns} > ({marks})")
                 params.update({f"k{n}": value for n, value in enumerate(key)})
             clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-            with self._read() as conn:
-                rows = conn.execute(
-                    f"SELECT {_ROW} FROM accounts{clause}"  # noqa: S608
-                    " ORDER BY provider_id, label, id, seq LIMIT %(batch)s",
-                    params,
-                ).fetchall()
+            sql = (
+                f"SELECT {_ROW} FROM accounts{clause}"  # noqa: S608
+                " ORDER BY provider_id, label, id, seq LIMIT %(batch)s"
+            )
+            if snapshot is not None:
+                with self._errors():
+                    rows = snapshot.execute(sql, params).fetchall()
+            else:
+                with self._read() as conn:
+                    rows = conn.execute(sql, params).fetchall()
             for row in rows:
                 account = _account(row, now)
                 if wanted is None or account.status is wanted:

@@ -165,8 +165,12 @@ class AccountStore(Protocol):
     ) -> Iterator[Account]:
         """`accounts`, yielded *batch* rows at a time by keyset: memory holds one batch.
 
-        No account is listed twice or skipped while others are added or removed meanwhile;
-        an unknown *status* is a `ValueError` before anything is read.
+        Every batch is read from one snapshot, taken at the first: the store as it was then,
+        whatever is linked, unlinked or re-checked (a new label moves an account in the
+        order) meanwhile, so no account is listed twice or skipped. The snapshot is a read
+        transaction held until the listing is read to its end or closed (SQLite: on a
+        connection of its own, writers go on meanwhile; PostgreSQL: one pooled connection).
+        An unknown *status* is a `ValueError` before anything is read.
         """
         ...
 

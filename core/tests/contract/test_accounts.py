@@ -78,6 +78,26 @@ def test_listing_is_ordered_by_provider_and_label_and_filters(store: AccountStor
         store.accounts(status="nope")
 
 
+def test_a_listing_reads_one_snapshot_while_another_checker_relabels(
+    store: AccountStore,
+) -> None:
+    ids = [link(store, f"org:{n}") for n in range(6)]
+    listed = store.accounts()
+    first, last = listed[0], listed[-1]
+    listing = store.iter_accounts(batch=2)
+    seen = [next(listing).id, next(listing).id]
+    other = store.connect_again()  # another process's `hub check`, between two batches
+    try:  # the provider renamed them: one moves to the end of the order, one to its start
+        other.record(first.id, Verified(identity=first.identity, label="Zeta (renamed)"))
+        other.record(last.id, Verified(identity=last.identity, label="Alpha (renamed)"))
+    finally:
+        other.close()
+    seen += [account.id for account in listing]
+    assert sorted(seen) == sorted(ids)  # each listed once, as it was when the listing began
+    assert seen == [account.id for account in listed]
+    assert [a.label for a in store.accounts()][0] == "Alpha (renamed)"
+
+
 def test_checkout_versions_the_key_and_a_relink_drops_the_old_verdict(
     store: AccountStore,
 ) -> None:
