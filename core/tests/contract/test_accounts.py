@@ -95,7 +95,7 @@ def test_a_listing_reads_one_snapshot_while_another_checker_relabels(
     seen += [account.id for account in listing]
     assert sorted(seen) == sorted(ids)  # each listed once, as it was when the listing began
     assert seen == [account.id for account in listed]
-    assert [a.label for a in store.accounts()][0] == "Alpha (renamed)"
+    assert store.accounts()[0].label == "Alpha (renamed)"
 
 
 def test_checkout_versions_the_key_and_a_relink_drops_the_old_verdict(
