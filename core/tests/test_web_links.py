@@ -256,3 +256,60 @@ def test_link_attempts_are_rate_limited_and_a_refused_one_sends_nothing(web: Any
     assert refused.response.headers["retry-after"].isdigit()
     assert hub.provider.sent() == sent
     assert hub.account_ids() == []
+
+
+def _slow_provider(w: Web, delay: float = 0.3) -> None:
+    plain = w.provider.answer
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(delay)
+        w.provider.answer = plain
+        w.provider.requests.pop()  # counted once, by the call below
+        return w.provider(request)
+
+    w.provider.answer = slow  # type: ignore[assignment]
+
+
+def _double_click(w: Web, client: Any, values: dict[str, str]) -> list[httpx.Response]:
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=w.app),
+            base_url=LOOPBACK,
+            cookies=dict(client.cookies),
+            headers={"Origin": LOOPBACK, "Sec-Fetch-Site": "same-origin"},
+        ) as ac:
+            first = asyncio.create_task(ac.post("/link", data=values))
+            await asyncio.sleep(0.05)
+            second = asyncio.create_task(ac.post("/link", data=values))
+            return list(await asyncio.gather(first, second))
+
+    return asyncio.run(run())
+
+
+def test_a_double_click_on_a_link_form_makes_one_check(web: Any) -> None:
+    # WEB.md §2 "Checking": a double submit makes one check, as the dashboard's form does.
+    w = web()
+    path, _ = make_link(w)
+    client = w.new_client()
+    page = w.follow(w.get(path, client=client), client=client)
+    values = {**page.form().values, "api_key": "good", "region": "us"}
+    _slow_provider(w)
+    first, second = _double_click(w, client, values)
+    assert first.status_code == 303
+    assert w.provider.sent() == 1
+    assert second.status_code == 303
+    assert second.headers["location"] == first.headers["location"]
+
+
+def test_a_double_click_with_a_wrong_key_counts_one_failed_attempt(web: Any) -> None:
+    # One person's double click is one attempt towards the link's lock, not two.
+    w = web()
+    path, link_id = make_link(w)
+    client = w.new_client()
+    page = w.follow(w.get(path, client=client), client=client)
+    values = {**page.form().values, "api_key": "wrong", "region": "us"}
+    _slow_provider(w)
+    first, second = _double_click(w, client, values)
+    assert first.status_code == second.status_code == 422
+    assert w.store.link(link_id).failed_attempts == 1
+    assert w.provider.sent() == 1

@@ -849,6 +849,17 @@ class HubApp:
         if missing is not None:
             view = form_view(provider, _public(provider, values), missing)
             return self._connect(request, provider, view, error=missing, account=account)
+        # The same form sent again while its check runs (a double click): one check, one
+        # failed attempt towards the link's lock, and both get its outcome.
+        form_id = form.get("form_id")
+        key = None
+        if isinstance(form_id, str) and form_id:
+            key = self.outcomes.key(f"{session.id}:link:{link.id}", form_id, values)
+            if not self.outcomes.begin(key):
+                earlier = await self.outcomes.wait(key, timeout=self.hub.policy.flow_timeout + 5)
+                if earlier is not None:
+                    return self._link_outcome(request, provider, link, earlier, account)
+                key = None  # lost (expired, or it ended in a refusal): this one runs on its own
         # Per session, per link (a new session does not reset it) and per provider.
         wait = (
             self.session_attempts.retry_after(session.id)
@@ -856,32 +867,70 @@ class HubApp:
             or self.provider_attempts.retry_after(provider.id)
         )
         if wait is not None:
+            if key is not None:
+                self.outcomes.forget(key)
             return self._too_many(request, provider, values, max(1, math.ceil(wait)), account)
+        try:
+            outcome = await self._link_attempt(session, provider, link, values, account)
+        except BaseException as exc:
+            if key is not None:
+                self.outcomes.forget(key)
+            if not isinstance(exc, LinkUsed):
+                raise
+            # Used (a racing submit won), revoked or expired meanwhile.
+            finished = self._finished_link(request)
+            if finished is not None:  # the racing submit was this person's own
+                return finished
+            raise self._unusable(exc.reason, link) from None
+        if key is not None:
+            self.outcomes.finish(key, outcome)
+        return self._link_outcome(request, provider, link, outcome, account)
+
+    async def _link_attempt(
+        self,
+        session: Session,
+        provider: Provider,
+        link: Link,
+        values: dict[str, str],
+        account: Account | None,
+    ) -> Outcome:
+        """One check of a link's form: the account linked, or the error to show with it."""
         accounts = await self.db.accounts()
         try:
             if account is None:
                 linked = await accounts.alink(provider.id, values, link=link)
             else:
                 linked = await accounts.arelink(account.id, values, link=link)
-        except LinkUsed as exc:  # used (a racing submit won), revoked or expired meanwhile
-            finished = self._finished_link(request)
-            if finished is not None:  # the racing submit was this person's own
-                return finished
-            raise self._unusable(exc.reason, link) from None
+        except LinkUsed:
+            raise  # the caller's to say
         except HubError as exc:
             failed = await self.db.call(lambda store: store.link_failed(link.id))
             if failed.state() == "locked":
                 raise self._unusable("locked") from None
-            view = form_view(provider, _public(provider, values), exc)
-            return self._connect(request, provider, view, error=exc, account=account)
+            return Outcome(error=exc, values=_public(provider, values))
         updated = account is not None or linked.linked_at != linked.checked_at
-        response = self.redirect(request, _path(request, "link_done"))
         done = {"link": link.id, "done": linked.id, "updated": updated}
-        self.link_cookies.write(request, response, done)
         self._link_outcomes[link.id] = (session.id, done)
         while len(self._link_outcomes) > 1000:
             self._link_outcomes.pop(next(iter(self._link_outcomes)))
-        return response
+        return Outcome(account_id=linked.id, updated=updated)
+
+    def _link_outcome(
+        self,
+        request: Request,
+        provider: Provider,
+        link: Link,
+        outcome: Outcome,
+        account: Account | None,
+    ) -> Response:
+        """The page of a link's attempt: its confirmation, or the form again with its error."""
+        if outcome.error is None:
+            response = self.redirect(request, _path(request, "link_done"))
+            done = {"link": link.id, "done": outcome.account_id, "updated": outcome.updated}
+            self.link_cookies.write(request, response, done)
+            return response
+        view = form_view(provider, outcome.values, outcome.error)
+        return self._connect(request, provider, view, error=outcome.error, account=account)
 
     def _finished_link(self, request: Request) -> Response | None:
         """The confirmation again, when this session's earlier submit used the link."""
