@@ -313,3 +313,17 @@ def test_a_double_click_with_a_wrong_key_counts_one_failed_attempt(web: Any) -> 
     assert first.status_code == second.status_code == 422
     assert w.store.link(link_id).failed_attempts == 1
     assert w.provider.sent() == 1
+
+
+def test_a_link_visitors_error_page_has_no_way_into_the_dashboard(web: Any) -> None:
+    # WEB.md §3: a link visitor sees no navigation into the dashboard, error pages included.
+    w = web(base_url=f"{LOOPBACK}/")
+    made = w.app.create_session(owner="cust-a")  # any provider: the visitor chooses
+    client = w.new_client()
+    w.follow(w.get(made.url.removeprefix(LOOPBACK), client=client), client=client)
+    page = w.get("/link?provider=nope", client=client)
+    assert page.status == 404
+    assert "/accounts" not in page.links()
+    assert not page.find_all("nav")
+    assert w.get("/no-such-page", client=client).find_all("nav") == []
+    assert w.get("/no-such-page").find_all("nav")  # the dashboard's own user has it

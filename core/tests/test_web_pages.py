@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import threading
@@ -309,6 +310,35 @@ def test_an_unexpected_exception_is_500_without_a_traceback(web: WebFactory) -> 
     assert page.find("h1").text == "Something went wrong"
     for leak in ("Traceback", "RuntimeError", "internal detail", CANARY):
         assert leak not in page.html
+
+
+def test_an_unexpected_exception_reaches_no_log_of_the_server_but_hubs_line(
+    web: WebFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Starlette raises it on after the 500 page for the server to log it whole (uvicorn
+    # does), and its text may quote a submitted value: hub logs its type and place instead.
+    w = web()
+
+    def fail() -> Any:
+        raise RuntimeError(f"internal detail {CANARY}")
+
+    w.hub.providers = fail  # type: ignore[method-assign]
+
+    async def fetch() -> httpx.Response:
+        transport = httpx.ASGITransport(app=w.app)  # raises what the app raises
+        cookies = dict(w.client.cookies)
+        async with httpx.AsyncClient(
+            transport=transport, base_url=w.base_url, cookies=cookies
+        ) as client:
+            return await client.get("/")
+
+    with caplog.at_level("ERROR"):
+        answer = asyncio.run(fetch())
+    assert answer.status_code == 500
+    [record] = [r for r in caplog.records if r.name == "hub_core.web"]
+    assert record.getMessage().startswith("GET / failed: RuntimeError at ")
+    assert record.exc_info is None
+    assert CANARY not in caplog.text
 
 
 # --- confirmation -----------------------------------------------------------------------------

@@ -245,9 +245,25 @@ class HubApp:
         self._asgi = SecurityHeaders(self.starlette, frame_ancestors=config.frame_ancestors)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope = {**scope, ROOT_PATH: scope.get("root_path", "")}
-        await self._asgi(scope, receive, send)
+        if scope["type"] != "http":
+            await self._asgi(scope, receive, send)
+            return
+        scope = {**scope, ROOT_PATH: scope.get("root_path", "")}
+        try:
+            await self._asgi(scope, receive, send)
+        except Exception as exc:
+            # Answered already with the 500 page (`_server_error`), which Starlette raises
+            # on for the server to log, traceback and message: its text could quote a
+            # submitted value. Logged here instead, its type and where it was raised.
+            frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            where = f" at {frame.filename}:{frame.lineno}" if frame else ""
+            _log.error(
+                "%s %s failed: %s%s",
+                scope.get("method"),
+                scope.get("path"),
+                type(exc).__name__,
+                where,
+            )
 
     def close(self) -> None:
         """Stop the app's threads and close its store connections."""
@@ -293,6 +309,16 @@ class HubApp:
             session = Session.new()
             request.state.new_session = session
         return session
+
+    def _may_navigate(self, request: Request) -> bool:
+        """Whether a page may show the dashboard's navigation: not to a link visitor (WEB.md
+        §3), nor to someone `_dashboard` would ask to sign in."""
+        session = self.cookies.read(request)
+        if session is not None and session.dashboard:
+            return True
+        if self.link_cookies.read(request) is not None:
+            return False
+        return self.config.authorize is not None or self.config.no_auth
 
     def _sign_in(self, request: Request) -> Response | None:
         """A GET with the dashboard token: trade it for a session cookie, drop it from the URL."""
@@ -1076,7 +1102,10 @@ class HubApp:
         self, request: Request, status: int, title: str, message: str, headers: dict[str, str]
     ) -> Response:
         response = self.render(
-            request, "error.html", {"title": title, "message": message}, status=status
+            request,
+            "error.html",
+            {"title": title, "message": message, "bare": not self._may_navigate(request)},
+            status=status,
         )
         response.headers.update(headers)
         return response
@@ -1109,13 +1138,7 @@ class HubApp:
         return self._error_page(request, exc.status_code, title, message, dict(exc.headers or {}))
 
     async def _server_error(self, request: Request, exc: Exception) -> Response:
-        # The type and where it was raised, not the message: an unexpected exception's text
-        # could quote a submitted value.
-        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-        where = f" at {frame.filename}:{frame.lineno}" if frame else ""
-        _log.error(
-            "%s %s failed: %s%s", request.method, request.url.path, type(exc).__name__, where
-        )
+        # Logged once Starlette raises it on (`__call__`).
         return self._error_page(
             request,
             500,
