@@ -90,6 +90,11 @@ MALFORMED_PROXIES = {
         f"http://ada:{PASSWORD}@proxy.invalid:70000",
         "port must be a number from 1 to 65535",
     ),
+    # The password holds a scheme's separator: masked from the first "://" on, not the last.
+    "password-with-a-scheme-in-it": (
+        f"http://ada:s3://{PASSWORD}@proxy.invalid:70000",
+        "port must be a number from 1 to 65535",
+    ),
     "no-host": ("http://:3128", "names no valid host name"),
     "space-in-host": ("http://proxy .invalid:3128", "names no valid host name"),
     "schemeless-bad-port": ("proxy.invalid:http", "port must be a number from 1 to 65535"),
@@ -115,6 +120,7 @@ def test_a_malformed_proxy_is_a_configuration_error_naming_the_variable(
     assert PASSWORD not in str(error) + repr(error)
     if PASSWORD in value:
         assert "***@proxy.invalid" in str(error)
+        assert "ada" not in str(error)
 
 
 @pytest.mark.parametrize("variable", ["https_proxy", "ALL_PROXY", "all_proxy"])

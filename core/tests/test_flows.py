@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import traceback
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,8 @@ from hub_core import (
 )
 from hub_core.flows import Policy, _request_budget, retry_after_seconds
 from hub_core.hookspecs import Flow
+
+from .conftest import CANARY
 
 MiB = 1024 * 1024
 GOOD = {"api_key": "good"}
@@ -252,6 +255,33 @@ def test_a_non_json_200_is_an_unexpected_response(
         check(hub, GOOD)
 
 
+@pytest.mark.parametrize(
+    "body", [b'{"id": 7, "name": "\xff\xfe"}', b"[" * 200_000], ids=["not-utf8", "too-deep"]
+)
+def test_json_that_response_json_cannot_read_is_the_providers_fault(
+    make_hub: Callable[..., Hub], check: Check, body: bytes
+) -> None:
+    # UnicodeDecodeError and RecursionError from response.json(), not the plugin's bug.
+    answer = httpx.Response(200, content=body, headers={"content-type": "application/json"})
+    hub = make_hub(handler=lambda r: answer)
+    with pytest.raises(UnexpectedResponse, match="with something that is not JSON"):
+        check(hub, GOOD)
+
+
+def test_a_plugins_own_recursion_is_its_bug(make_hub: Callable[..., Hub], check: Check) -> None:
+    def deep(n: int) -> int:
+        return deep(n + 1)
+
+    def flow(credentials: Any) -> Flow:
+        yield httpx.Request("GET", "https://api.acme.test/me")
+        deep(0)
+        raise AssertionError("unreachable")
+
+    hub = make_hub(handler=lambda r: httpx.Response(200, json={}), flow=flow)
+    with pytest.raises(PluginError, match="RecursionError"):
+        check(hub, GOOD)
+
+
 # --- retries and rate limits --------------------------------------------------------------------
 
 
@@ -364,8 +394,9 @@ def test_a_huge_retry_after_is_not_waited_for(
     hub = make_hub(handler=scripted(httpx.Response(429, headers={"retry-after": "999999"})))
     with pytest.raises(RateLimited) as caught:
         check(hub, GOOD)
-    assert caught.value.retry_after == 999999
-    assert "try again in about 278 hours" in str(caught.value)
+    # Eleven days asked: a day at most, when the store has the account checked again.
+    assert caught.value.retry_after == 86_400
+    assert "try again in about 24 hours" in str(caught.value)
     assert len(recorder.requests) == 1
 
 
@@ -399,6 +430,19 @@ def test_retry_after_parsing() -> None:
     assert retry_after_seconds("Wed, 31 Dec 2025 00:00:00 GMT", now=now) == 0
     assert retry_after_seconds(None) is None
     assert retry_after_seconds("1.5") is None
+    # At most a day: a longer wait, or more digits than a float holds (inf), is a day.
+    assert retry_after_seconds("9" * 400) == retry_after_seconds("31536000") == 86_400
+    assert retry_after_seconds("Fri, 01 Jan 2100 00:00:00 GMT", now=now) == 86_400
+
+
+def test_a_retry_after_of_400_digits_is_a_rate_limit(
+    make_hub: Callable[..., Hub], check: Check
+) -> None:
+    # float("9" * 400) is inf, which no message can round: a day, as any wait past one.
+    hub = make_hub(handler=scripted(httpx.Response(429, headers={"retry-after": "9" * 400})))
+    with pytest.raises(RateLimited, match="about 24 hours") as raised:
+        check(hub, GOOD)
+    assert raised.value.retry_after == 86_400
 
 
 @pytest.mark.parametrize("value", ["²", "٣", "１２", "9\u0663", "-5", "1e9", "Thu, 99 Foo", "\x00"])
@@ -523,3 +567,28 @@ def test_an_async_request_may_take_its_connect_and_read_timeouts_together(
     timeout: httpx.Timeout, budget: float
 ) -> None:
     assert _request_budget(Policy(timeout=timeout)) == budget
+
+
+def _counting_flow(credentials: Any) -> Flow:
+    key = credentials["api_key"]
+    response = yield httpx.Request(
+        "GET", "https://api.acme.test/me", headers={"Authorization": f"Bearer {key}"}
+    )
+    try:
+        count = int(response.headers["x-count"])  # ValueError quoting the header's value
+    except ValueError:  # the ValueError, quoting the header, stays chained as the context
+        raise RuntimeError("could not read the count")  # noqa: B904
+    return Verified("id:1", f"n={count}")
+
+
+def test_a_key_in_an_exception_chained_behind_a_plugins_failure_is_masked(
+    make_hub: Callable[..., Hub],
+) -> None:
+    echo = httpx.Response(200, headers={"x-count": f"key {CANARY} is fine"}, json={})
+    hub = make_hub(_counting_flow, handler=lambda request: echo)
+    with pytest.raises(PluginError) as caught:
+        hub.verify("acme", {"api_key": CANARY})
+    assert CANARY not in str(caught.value)
+    shown = "".join(traceback.format_exception(caught.value))
+    assert CANARY not in shown
+    assert "ValueError" in shown  # still chained, for whoever debugs the plugin

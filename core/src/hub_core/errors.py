@@ -15,6 +15,7 @@ from binascii import b2a_base64
 from collections.abc import Iterable, Mapping
 
 __all__ = [
+    "RETRY_AFTER_MAX",
     "AccountNotFound",
     "AmbiguousAccount",
     "ConfigurationError",
@@ -422,6 +423,11 @@ class PermissionDenied(HubError):
     """The key is valid but lacks a role or permission the check needs (usually HTTP 403)."""
 
     code = "permission_denied"
+
+
+#: The longest wait hub takes from a provider's ``Retry-After`` (a day): a provider that
+#: asks for a year, or for a number of 400 digits, has an account checked again tomorrow.
+RETRY_AFTER_MAX = 86_400.0
 
 
 class RateLimited(HubError):

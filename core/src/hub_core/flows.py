@@ -19,6 +19,7 @@ import math
 import socket
 import ssl
 import time
+import traceback
 from collections.abc import Callable, Generator, Iterable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -29,6 +30,7 @@ import attrs
 import httpx
 
 from .errors import (
+    RETRY_AFTER_MAX,
     HubError,
     PluginError,
     ProviderUnavailable,
@@ -142,19 +144,23 @@ def _port(url: httpx.URL) -> str:
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Parse a Retry-After header (seconds or an HTTP date); None when absent or unreadable."""
+    """Parse a Retry-After header (seconds or an HTTP date); None when absent or unreadable.
+
+    At most `RETRY_AFTER_MAX` (a day): a longer wait, or digits past what a float holds,
+    is a day.
+    """
     if not value:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():  # "²".isdigit() is True, float("²") fails
-        return float(value)
+        return min(float(value), RETRY_AFTER_MAX)  # float("9" * 400) is inf
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return min(max(0.0, (when - (now or datetime.now(UTC))).total_seconds()), RETRY_AFTER_MAX)
 
 
 def _wait_text(seconds: float | None) -> str:
@@ -294,8 +300,10 @@ def _close(flow: Flow, plugin: str, secrets: Iterable[str] | Redactor) -> None:
 def _plugin_failure(
     plugin: str, exc: BaseException, secrets: Iterable[str] | Redactor
 ) -> PluginError:
-    # The original stays chained for debugging; scrub it too, so a traceback cannot leak a key.
-    exc.args = tuple(redact(a, secrets) if isinstance(a, str) else a for a in exc.args)
+    # The original stays chained for debugging; scrub it, and every exception chained behind
+    # it (the plugin's flow may have caught one quoting the key), so no traceback leaks a key.
+    for chained in _causes(exc):
+        chained.args = tuple(redact(a, secrets) if isinstance(a, str) else a for a in chained.args)
     detail = redact(describe(exc), secrets)
     return PluginError(
         f"the plugin {plugin} failed while checking the key ({detail}); this is a bug in the "
@@ -342,15 +350,15 @@ def drive(
             result = stop.value
         except HubError:
             raise
-        except json.JSONDecodeError as exc:
+        except Exception as exc:
+            if not _not_json(exc):
+                raise _plugin_failure(plugin, exc, mask) from exc
             # response.json() on a body that is not JSON: the provider's answer is at fault.
             answered = f" (HTTP {status})" if status else ""
             raise UnexpectedResponse(
                 f"{provider.name} answered{answered} with something that is not JSON; "
                 "it may be having problems, try again later"
             ) from exc
-        except Exception as exc:
-            raise _plugin_failure(plugin, exc, mask) from exc
         except BaseException as exc:
             # SystemExit, KeyboardInterrupt, GeneratorExit or the plugin's own BaseException,
             # out of the flow: a broken plugin, like any other exception. Let through a real
@@ -369,6 +377,18 @@ def drive(
             plugin=plugin,
         )
     return _clean_result(provider, plugin, result, mask)
+
+
+def _not_json(exc: BaseException) -> bool:
+    """Whether *exc* is what ``response.json()`` raises on a body that is not JSON: not
+    JSON text, not UTF-8 (``UnicodeDecodeError``), or nested deeper than Python's stack
+    (``RecursionError``, raised inside the json module, not by the plugin's own code)."""
+    if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
+        return True
+    if not isinstance(exc, RecursionError):
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and frames[-1].filename.endswith(("json/decoder.py", "json/__init__.py"))
 
 
 #: How deep `Verified.details` may nest: facts for a display, not a provider's whole answer.

@@ -52,6 +52,7 @@ from .budgets import (
     plan_lease,
 )
 from .errors import (
+    RETRY_AFTER_MAX,
     AccountNotFound,
     AmbiguousAccount,
     HubError,
@@ -2183,14 +2184,13 @@ def _after(
 
 #: The longest a provider's Retry-After holds an account back (a hostile one could say a
 #: century, past what a datetime holds).
-_RETRY_AFTER_MAX = 86_400.0
 
 
 def retry_due(limited: RateLimited, now: datetime) -> datetime:
     """When a rate-limited account may be asked again: its ``retry_after`` (1 s to a day),
     jittered, so accounts limited together do not return together."""
     wait = float(limited.retry_after or 0)
-    wait = min(max(wait, 1.0), _RETRY_AFTER_MAX) if math.isfinite(wait) else 1.0
+    wait = min(max(wait, 1.0), RETRY_AFTER_MAX) if math.isfinite(wait) else 1.0
     return now + timedelta(seconds=wait * random.uniform(1.0, 1.25))
 
 

@@ -145,8 +145,11 @@ class EnvironmentProxy(NamedTuple):
 
 def _shown(value: str) -> str:
     """*value* fit for a message: the user name and password of a URL masked, cut short."""
-    scheme, sep, rest = value.rpartition("://")
-    at = rest.rfind("@")  # the last "@": a password may hold "@" unencoded
+    # The first "://" ends the scheme: a password may hold another one, and "@", unencoded.
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "", value
+    at = rest.rfind("@")
     if at != -1:
         rest = "***" + rest[at:]
     shown = f"{scheme}{sep}{rest}"
