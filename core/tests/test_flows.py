@@ -592,3 +592,13 @@ def test_a_key_in_an_exception_chained_behind_a_plugins_failure_is_masked(
     shown = "".join(traceback.format_exception(caught.value))
     assert CANARY not in shown
     assert "ValueError" in shown  # still chained, for whoever debugs the plugin
+
+
+@pytest.mark.parametrize("location", [f"/login?token={CANARY}", f"/login?t={CANARY[::-1]}"])
+def test_a_redirect_to_an_address_holding_the_key_is_the_providers_doing(
+    make_hub: Callable[..., Hub], recorder: Any, check: Check, location: str
+) -> None:
+    hub = make_hub(handler=lambda request: httpx.Response(302, headers={"location": location}))
+    with pytest.raises(UnexpectedResponse, match="redirected the check to an address that"):
+        check(hub, {"api_key": CANARY})
+    assert len(recorder.requests) == 1  # not followed

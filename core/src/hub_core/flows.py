@@ -127,16 +127,21 @@ def check_request(
             "the request was not sent",
             plugin=plugin,
         )
-    target = str(url)
-    if "%" in target:
-        target = unquote(target)
-    if redact(target, secrets) != target:
+    if _holds_secret(url, secrets):
         raise PluginError(
             f"the plugin {plugin} put a secret into the address of a request to {host}; "
             "secrets may only be sent in headers or the body, so the request was not sent",
             plugin=plugin,
         )
     return request
+
+
+def _holds_secret(url: httpx.URL, secrets: Iterable[str] | Redactor) -> bool:
+    """Whether *url* holds a secret, or a piece of one, percent-encoded or not."""
+    target = str(url)
+    if "%" in target:
+        target = unquote(target)
+    return redact(target, secrets) != target
 
 
 def _port(url: httpx.URL) -> str:
@@ -268,6 +273,11 @@ def exchange(
             if redirects > policy.max_redirects:
                 raise UnexpectedResponse(
                     f"{provider.name} redirected the check more than {policy.max_redirects} times"
+                )
+            if _holds_secret(target, secrets):  # the provider chose the address, not the plugin
+                raise UnexpectedResponse(
+                    f"{provider.name} redirected the check to an address that holds the key; "
+                    "it was not sent there"
                 )
             request = check_request(provider, plugin, _redirected(request, status, target), secrets)
             continue
