@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import socket
 import ssl
 import time
+from typing import Any
 
 import aiohttp
 import httpx
 import pytest
 
+from hub_core import Hub, Policy, ProviderUnavailable
 from hub_core.transports import (
     AiohttpSender,
     ResponseTooLarge,
@@ -19,6 +22,8 @@ from hub_core.transports import (
     declared_length,
     finished_response,
 )
+
+from .conftest import AcmePlugin
 
 pytestmark = pytest.mark.anyio
 
@@ -226,3 +231,50 @@ async def test_the_aiohttp_sender_sends_a_body_once_with_its_length() -> None:
     assert received.body == posted.content
     assert received.headers.get_list("content-length") == [str(len(posted.content))]
     assert received.headers["content-type"] == "application/json"
+
+
+SLOW_LOOKUP = 3.0
+
+
+@pytest.fixture
+def hanging_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    real = socket.getaddrinfo
+
+    def slow(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "api.acme.test":
+            time.sleep(SLOW_LOOKUP)  # a nameserver that does not answer
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+
+
+@pytest.mark.usefixtures("hanging_resolver")
+@pytest.mark.parametrize("runner", ["sync", "async"])
+def test_a_hanging_name_lookup_ends_at_the_flow_timeout(runner: str) -> None:
+    hub = Hub(
+        plugins=[AcmePlugin()],
+        load_entrypoints=False,
+        policy=Policy(flow_timeout=1.0, retries=0),
+    )
+
+    async def timed() -> float:  # timed inside the loop: asyncio.run also joins the executor
+        started = time.monotonic()
+        with pytest.raises(ProviderUnavailable):
+            await hub.averify("acme", {"api_key": "good"})
+        return time.monotonic() - started
+
+    try:
+        if runner == "sync":
+            started = time.monotonic()
+            with pytest.raises(ProviderUnavailable):
+                hub.verify("acme", {"api_key": "good"})
+            elapsed = time.monotonic() - started
+        else:
+            elapsed = asyncio.run(timed())
+    finally:
+        hub.close()
+    # getaddrinfo takes no timeout: the blocking path waits for it on a thread, no longer.
+    assert elapsed < 1.5

@@ -40,6 +40,7 @@ import re
 import socket
 import ssl
 import sys
+import threading
 import time
 import urllib.request
 import zlib
@@ -406,6 +407,39 @@ class _DeadlineStream:
         return self._stream.get_extra_info(info)
 
 
+def _addresses(host: str, port: int, wait: float | None) -> list[str]:
+    """The addresses of *host*, looked up for at most *wait* seconds.
+
+    The lookup (``getaddrinfo``) takes no timeout of its own, and a resolver that does not
+    answer holds it for seconds a try: it runs on a daemon thread, waited for no longer (and
+    not at exit either).
+    """
+    import httpcore
+
+    found: list[Any] = []
+    done = threading.Event()
+
+    def look_up() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except OSError as exc:  # socket.gaierror: the name does not resolve
+            found.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=look_up, name="hub-resolve", daemon=True).start()
+    if not done.wait(wait):
+        raise httpcore.ConnectTimeout(f"looking up {host} took longer than the flow")
+    if isinstance(found[0], OSError):
+        # Raised while handling it, as httpcore does: its pool re-raises `from None`, which
+        # keeps the context (`causes` finds the gaierror there), not the cause.
+        try:
+            raise found[0]
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+    return list(dict.fromkeys(str(info[4][0]) for info in found[0]))
+
+
 class _DeadlineBackend:
     """httpcore's blocking network backend, its streams bounded by the flow's deadline."""
 
@@ -422,10 +456,28 @@ class _DeadlineBackend:
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        stream = self._backend.connect_tcp(
-            host, port, _bounded(timeout, "ConnectTimeout"), local_address, socket_options
-        )
-        return cast("httpcore.NetworkStream", _DeadlineStream(stream))
+        import httpcore
+
+        if _DEADLINE.get() is None:
+            addresses = [host]
+        else:  # the name looked up within the flow's time (`_addresses`), then each address
+            addresses = _addresses(host, port, _bounded(timeout, "ConnectTimeout"))
+        failed: httpcore.ConnectError | None = None
+        for address in addresses:
+            try:
+                stream = self._backend.connect_tcp(
+                    address,
+                    port,
+                    _bounded(timeout, "ConnectTimeout"),
+                    local_address,
+                    socket_options,
+                )
+            except httpcore.ConnectError as exc:  # refused, unreachable: the next address
+                failed = exc
+                continue
+            return cast("httpcore.NetworkStream", _DeadlineStream(stream))
+        assert failed is not None
+        raise failed
 
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
