@@ -453,3 +453,31 @@ def test_nothing_is_enqueued_without_a_webhook_url(
     done = CliRunner().invoke(main, ["link", "acme"], obj=State(hub=hub, store=store))
     assert done.exit_code == 0, done.output
     assert store.outbox_counts() == {"pending": 0, "failed": 0, "delivered": 0}
+
+
+@pytest.mark.parametrize(
+    ("url", "password"),
+    [
+        ("https://bob:pa/ss@hooks.example/hub", "pa/ss"),  # an unencoded "/" in the password
+        ("https://bob:s3cr?et@hooks.example/hub", "s3cr"),  # an unencoded "?"
+        ("https://bob:hunt#er2@hooks.example/hub", "hunt"),  # an unencoded "#"
+    ],
+)
+def test_a_refused_url_never_shows_its_password(url: str, password: str) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        check_url(url)
+    assert password not in str(refused.value)
+    assert "bob" not in str(refused.value)
+    assert "hooks.example/hub" in str(refused.value)
+
+
+def test_a_timestamp_past_any_clock_is_a_malformed_header() -> None:
+    assert verify_signature(SECRET, b"{}", "t=" + "9" * 400 + ",v1=00") is False  # no overflow
+
+
+def test_a_secret_read_with_a_newline_still_verifies() -> None:
+    config = WebhookConfig.from_env({"HUB_WEBHOOK_URL": URL, "HUB_WEBHOOK_SECRET": f"{SECRET}\n"})
+    assert config is not None
+    body = json.dumps({"id": "x"}).encode()
+    assert verify_signature(f"{SECRET}\n", body, sign(config.secret, body))  # a .env line
+    assert verify_signature(SECRET, body, sign(f" {SECRET} ", body))

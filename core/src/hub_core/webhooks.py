@@ -131,12 +131,17 @@ def check_url(url: str) -> str:
 
 
 def _shown_url(url: str) -> str:
-    """*url* for a message: its query (which may hold a receiver's token) and user info cut."""
-    base = url.strip().partition("?")[0].partition("#")[0]
-    scheme, sep, rest = base.rpartition("://")
-    host, slash, path = rest.partition("/")
-    host = host.rpartition("@")[2]
-    shown = f"{scheme}{sep}{host}{slash}{path}"
+    """*url* for a message: its query (which may hold a receiver's token) and user info cut.
+
+    The user info first, up to the last "@" (a password may hold "/", "?" or "#" unencoded),
+    then the query and the fragment.
+    """
+    text = url.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    rest = rest.rpartition("@")[2].partition("?")[0].partition("#")[0]
+    shown = f"{scheme}{sep}{rest}"
     return shown[:200] + ("..." if len(shown) > 200 else "")
 
 
@@ -202,7 +207,9 @@ def _bytes(value: str | bytes) -> bytes:
 
 def _mac(secret: str | bytes, timestamp: int, body: bytes) -> str:
     message = str(timestamp).encode("ascii") + b"." + body
-    return hmac.new(_bytes(secret), message, hashlib.sha256).hexdigest()
+    # Surrounding white space is no part of a secret: hub reads HUB_WEBHOOK_SECRET stripped,
+    # and a receiver's copy from a file or a .env line may end in a newline.
+    return hmac.new(_bytes(secret).strip(), message, hashlib.sha256).hexdigest()
 
 
 def sign(secret: str | bytes, body: str | bytes, *, timestamp: int | None = None) -> str:
@@ -239,10 +246,11 @@ def verify_signature(
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
         if name == "t":
-            try:
-                timestamp = int(value)
-            except ValueError:
+            # Seconds since the epoch in ASCII digits; a number past any clock (400 digits)
+            # would overflow the comparison below: refused as malformed.
+            if not (value.isascii() and value.isdigit() and len(value) <= 12):
                 return False
+            timestamp = int(value)
         elif name == "v1":
             signatures.append(value)
     if timestamp is None or not signatures:
