@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -481,3 +482,65 @@ def test_a_secret_read_with_a_newline_still_verifies() -> None:
     body = json.dumps({"id": "x"}).encode()
     assert verify_signature(f"{SECRET}\n", body, sign(config.secret, body))  # a .env line
     assert verify_signature(SECRET, body, sign(f" {SECRET} ", body))
+
+
+def _events(n: int) -> list[AccountChecked]:
+    return [AccountChecked(f"acc{i}", "acme", "active", "active", None, "cli") for i in range(n)]
+
+
+def test_deliver_timeout_bounds_the_whole_call_with_a_black_hole_receiver(store: Store) -> None:
+    # hub's commands deliver for at most 5 seconds at their end: a receiver that never answers
+    # must not make that a minute, whatever is pending (a round is `concurrency` rows).
+
+    async def black_hole(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(3600)
+        return httpx.Response(200)
+
+    box = Outbox(
+        store,
+        WebhookConfig(url=URL, secret=SECRET),
+        transport=httpx.MockTransport(black_hole),
+    )
+    box.enqueue(_events(40))
+    began = time.monotonic()
+    report = box.deliver(timeout=1)
+    elapsed = time.monotonic() - began
+    box.close()
+    assert elapsed < 2.5
+    assert (report.retried, report.pending) == (8, 40)  # one round tried; none lost
+
+
+def test_a_second_sender_never_sends_what_a_slow_first_one_claimed(
+    store: Store,
+) -> None:
+    # A receiver answering each request in 9 s (the clock moved on by hand): every row a
+    # sender claimed is sent before its lease (the timeout plus 30 s) ends.
+    clock = Clock()
+    sent: list[tuple[str, str]] = []  # (sender, event id)
+    config = WebhookConfig(url=URL, secret=SECRET, concurrency=1)
+    second_ran = False
+
+    def second_receiver(request: httpx.Request) -> httpx.Response:
+        sent.append(("B", request.headers["hub-event-id"]))
+        return httpx.Response(200)
+
+    second = Outbox(store, config, transport=httpx.MockTransport(second_receiver), clock=clock)
+
+    def first_receiver(request: httpx.Request) -> httpx.Response:
+        nonlocal second_ran
+        sent.append(("A", request.headers["hub-event-id"]))
+        clock.now += 9  # the receiver took 9 s to answer
+        if not second_ran and len(sent) == 5:
+            second_ran = True  # e.g. `hub serve`'s poll, or a cron `hub webhooks deliver`
+            second.deliver(timeout=1, wait_for_retries=False)
+        return httpx.Response(200)
+
+    first = Outbox(store, config, transport=httpx.MockTransport(first_receiver), clock=clock)
+    first.enqueue(_events(10))
+    first.deliver(timeout=1000, wait_for_retries=False)
+    first.close()
+    second.close()
+    ids = [event_id for _, event_id in sent]
+    twice = {i for i in ids if ids.count(i) > 1}
+    assert not twice
+    assert len(set(ids)) == 10

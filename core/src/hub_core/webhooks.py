@@ -78,8 +78,6 @@ ATTEMPT_HEADER = "Hub-Delivery-Attempt"
 
 _HOST = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
-#: Rows claimed (and settled) per round trip to the store.
-_CLAIM_BATCH = 100
 
 _log = logging.getLogger("hub_core.webhooks")
 
@@ -488,7 +486,6 @@ class Outbox:
         config = self.config
         await self._stored(lambda s: s.outbox_prune(delivered_before=start - config.keep_delivered))
         async with self._client() as client:
-            gate = asyncio.Semaphore(config.concurrency)
             while stop is None or not stop.is_set():
                 now = self._clock()
                 left = deadline - now
@@ -496,8 +493,12 @@ class Outbox:
                     break
                 lease = config.timeout + 30
 
+                # As many rows as are sent at once: each round's requests all start now and
+                # end within their limit, so a round ends before its lease (another sender
+                # would take rows that waited past it, and send them again) and before
+                # *timeout* (rows queued behind the others would each wait a limit more).
                 def claim(store: AccountStore, now: float = now, lease: float = lease) -> Any:
-                    return store.outbox_claim(now=now, limit=_CLAIM_BATCH, lease=lease)
+                    return store.outbox_claim(now=now, limit=config.concurrency, lease=lease)
 
                 rows: list[OutboxEntry] = await self._stored(claim)
                 if not rows:
@@ -506,13 +507,8 @@ class Outbox:
                         break
                     await asyncio.sleep(max(0.0, min(due - self._clock(), left)))
                     continue
-                per_request = min(config.timeout, left)
-
-                async def attempt(row: OutboxEntry, limit: float = per_request) -> str | None:
-                    async with gate:
-                        return await self._send(client, row, limit)
-
-                errors = await asyncio.gather(*(attempt(row) for row in rows))
+                limit = min(config.timeout, left)
+                errors = await asyncio.gather(*(self._send(client, row, limit) for row in rows))
                 await self._settle(rows, errors, report)
         counts = await self._stored(lambda s: s.outbox_counts())
         report.pending = counts["pending"]
