@@ -55,6 +55,17 @@ def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Install
         sys.modules.pop(module, None)
 
 
+def broken_dist(
+    tmp_path: Path, name: str, entry_points: str, metadata: bytes | None = None
+) -> None:
+    """A distribution beside `install`'s (the same path), with files as given."""
+    info = tmp_path / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    default = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode()
+    (info / "METADATA").write_bytes(metadata or default)
+    (info / "entry_points.txt").write_text(entry_points)
+
+
 def provider_source(provider_id: str, name: str = "Test") -> str:
     return PROVIDER_MODULE.format(id=provider_id, name=name)
 
@@ -323,3 +334,29 @@ def test_a_plugin_whose_second_hub_providers_fails_provides_nothing() -> None:
     assert report.error == "hub_providers() failed: RuntimeError: no"
     assert report.providers == ()
     assert hub.providers() == []
+
+
+def test_a_distribution_whose_entry_points_cannot_be_read_is_skipped_and_said(
+    install: Install, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    install("alpha", provider_source("alpha"))
+    broken_dist(tmp_path, "hubtest-bad", "[hub]\nbad hubtest_bad\n")  # a line with no "="
+    broken_dist(tmp_path, "other-bad", "[console_scripts]\nx y\n")  # not a hub plugin
+    hub = Hub(enable={"alpha"})  # importlib.metadata.entry_points() raised for it
+    assert [p.id for p in hub.providers()] == ["alpha"]
+    [said] = [r.getMessage() for r in caplog.records if "cannot read the plugins" in r.message]
+    assert "hubtest_bad-1.0.dist-info" in said
+    assert "reinstall it" in said
+
+
+def test_a_broken_plugin_whose_metadata_is_not_utf8_is_reported_without_it(
+    install: Install, tmp_path: Path
+) -> None:
+    install("alpha", provider_source("alpha"))
+    latin = b"Metadata-Version: 2.1\nName: hubtest-latin\nVersion: 1.0\nAuthor: Jos\xe9\n"
+    broken_dist(tmp_path, "hubtest-latin", "[hub]\nlatin = hubtest_no_such_module\n", latin)
+    hub = Hub(enable={"alpha", "latin"})
+    assert [p.id for p in hub.providers()] == ["alpha"]
+    [report] = [r for r in hub.plugins() if r.name == "latin"]
+    assert report.error
+    assert (report.distribution, report.version) == (None, None)

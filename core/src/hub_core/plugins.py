@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
-from importlib.metadata import Distribution, EntryPoint, entry_points
+from importlib.metadata import Distribution, EntryPoint, distributions
 from types import FrameType, FunctionType, GeneratorType, MethodType, ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,44 @@ class PluginReport:
         if self.distribution:
             return f"{self.distribution} {self.version}" if self.version else self.distribution
         return self.name
+
+
+def _hub_entry_points() -> Iterator[EntryPoint]:
+    """The ``hub`` entry points of the installed distributions, as ``entry_points()`` gives
+    them (the first distribution of each name on the path), skipping a distribution whose
+    ``entry_points.txt`` cannot be read: ``entry_points()`` raises for one, and every
+    plugin, every command with it, would be lost to another distribution's broken file."""
+    seen: set[str] = set()
+    for dist in distributions():
+        name = getattr(dist, "_normalized_name", None)  # as entry_points() tells them apart
+        if isinstance(name, str):
+            if name in seen:
+                continue
+            seen.add(name)
+        try:
+            found = [ep for ep in dist.entry_points if ep.group == hookspecs.PROJECT]
+        except Exception as exc:
+            _warn_unreadable(dist, exc)
+            continue
+        yield from found
+
+
+def _warn_unreadable(dist: Distribution, exc: Exception) -> None:
+    # Said only for a distribution whose file declares hub plugins: any other package's
+    # broken file is not hub's to report.
+    try:
+        text = dist.read_text("entry_points.txt") or ""
+    except Exception:
+        return
+    if f"[{hookspecs.PROJECT}]" not in text:
+        return
+    where = str(getattr(dist, "_path", None) or "a distribution")
+    log.warning(
+        "hub cannot read the plugins %s declares (%s); it is skipped, the other plugins "
+        "load: reinstall it",
+        inert(where),
+        inert(describe(exc), limit=LONG_LIMIT),
+    )
 
 
 def _names_from_env(variable: str) -> frozenset[str] | None:
@@ -248,8 +286,11 @@ class _Plugin:
     @property
     def report(self) -> PluginReport:
         if self.dist is not None:
-            metadata = self.dist.metadata  # one parse (dist.name and dist.version each re-parse)
-            self._distribution, self._version = metadata["Name"], metadata["Version"]
+            try:
+                metadata = self.dist.metadata  # one parse (dist.name, dist.version re-parse)
+                self._distribution, self._version = metadata["Name"], metadata["Version"]
+            except Exception:  # METADATA not UTF-8 (an old latin-1 author), unreadable
+                self._distribution = self._version = None
             self.dist = None
         return PluginReport(
             name=self.name,
@@ -323,7 +364,7 @@ class Registry:
         skip = frozenset(disable) if disable is not None else _names_from_env("HUB_DISABLE_PLUGINS")
         watch = _SlowImportWatch()
         try:
-            for entry_point in entry_points(group=hookspecs.PROJECT):
+            for entry_point in _hub_entry_points():
                 if (only is not None and entry_point.name not in only) or (
                     skip and entry_point.name in skip
                 ):
