@@ -237,6 +237,17 @@ def test_supplied_gives_nothing_for_what_cannot_be_used(fills: Any) -> None:
     assert _provider(fills).supplied("address", "x") == {}
 
 
+@pytest.mark.parametrize("raised", [SystemExit(0), KeyboardInterrupt(), GeneratorExit()])
+def test_a_fills_that_raises_a_base_exception_gives_nothing_and_stops_nothing(
+    raised: BaseException,
+) -> None:
+    # A plugin's own KeyboardInterrupt is its failure (docs/cli.md): only a real Ctrl-C stops.
+    def fills(value: str) -> dict[str, str]:
+        raise raised
+
+    assert _provider(fills).supplied("address", "x") == {}
+
+
 def test_fills_is_for_non_secret_fields_and_must_be_callable() -> None:
     with pytest.raises(ValueError, match="cannot fill"):
         Field("api_key", "API Key", kind="secret", fills=lambda value: {})

@@ -70,6 +70,24 @@ def test_provider_needs_fields_with_unique_names() -> None:
         provider(fields=[KEY, KEY])
 
 
+@pytest.mark.parametrize("name", ["docs_url", "version"])
+def test_a_providers_texts_must_be_text(name: str) -> None:
+    # An httpx.URL as docs_url would break `hub providers --json` for every provider.
+    with pytest.raises(TypeError, match=name):
+        provider(**{name: _NotText()})
+
+
+@pytest.mark.parametrize("name", ["help", "placeholder", "pattern", "default"])
+def test_a_fields_texts_must_be_text(name: str) -> None:
+    with pytest.raises(TypeError, match=name):
+        Field("team", "Team", **{name: _NotText()})  # type: ignore[arg-type]
+
+
+class _NotText:
+    def __str__(self) -> str:
+        return "https://docs.acme.test"
+
+
 def test_provider_is_frozen() -> None:
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         provider().name = "Other"  # type: ignore[misc]

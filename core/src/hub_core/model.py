@@ -40,6 +40,11 @@ _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 
+#: An optional text of a declaration: a plugin that gives another type (an ``httpx.URL`` as
+#: ``docs_url``) fails at import, not in the ``--json`` of every provider.
+_optional_text = attrs.validators.optional(attrs.validators.instance_of(str))
+
+
 def _non_empty(_instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{attribute.name} must be a non-empty string, got {value!r}")
@@ -142,12 +147,12 @@ class Field:
     label: str = attrs.field(validator=_non_empty)
     kind: FieldKind = attrs.field(default="text", validator=attrs.validators.in_(FIELD_KINDS))
     required: bool = True
-    help: str | None = None
-    placeholder: str | None = None
+    help: str | None = attrs.field(default=None, validator=_optional_text)
+    placeholder: str | None = attrs.field(default=None, validator=_optional_text)
     choices: tuple[Choice, ...] = attrs.field(default=(), converter=_choices)
-    pattern: str | None = None
+    pattern: str | None = attrs.field(default=None, validator=_optional_text)
     max_length: int = attrs.field(default=256)
-    default: str | None = None
+    default: str | None = attrs.field(default=None, validator=_optional_text)
     fills: Callable[[str], Mapping[str, str]] | None = attrs.field(
         default=None, eq=False, repr=False
     )
@@ -338,8 +343,8 @@ class Provider:
     )
     guide: Guide = attrs.field(validator=attrs.validators.instance_of(Guide))
     hosts: tuple[str, ...] = attrs.field(converter=_hosts)
-    docs_url: str | None = None
-    version: str | None = None
+    docs_url: str | None = attrs.field(default=None, validator=_optional_text)
+    version: str | None = attrs.field(default=None, validator=_optional_text)
 
     @id.validator
     def _check_id(self, _attribute: attrs.Attribute[str], value: str) -> None:
@@ -384,11 +389,16 @@ class Provider:
         source = self.field(name)
         if source.fills is None or source.secret or not value.strip():
             return {}
-        try:
-            # Typed as a mapping of strings, but it is a plugin's code: each item is checked.
-            derived: list[tuple[object, object]] = list(dict(source.fills(value)).items())
-        except Exception:  # a plugin's bug must not stop a person from typing the value
-            return {}
+        from .plugins import is_interrupt, watching_interrupts
+
+        with watching_interrupts():  # told apart while the block is open
+            try:
+                # Typed as a mapping of strings, but it is a plugin's code: each item checked.
+                derived: list[tuple[object, object]] = list(dict(source.fills(value)).items())
+            except BaseException as exc:  # a plugin's bug (a SystemExit too) stops no one
+                if is_interrupt(exc):  # a real Ctrl-C does
+                    raise
+                return {}
         out: dict[str, str] = {}
         for target_name, target_value in derived:
             if not isinstance(target_name, str) or not isinstance(target_value, str):
