@@ -145,7 +145,8 @@ def test_link_reads_secrets_from_stdin(cli: Hubcli) -> None:
 
 #: The Acme API key field's max_length (the default), and what --secret-stdin reads at most.
 MAX_KEY = 256
-READ_LIMIT = MAX_KEY + 2  # the value and a line ending of up to two bytes (\r\n)
+# The value in UTF-8 (up to four bytes a character) and a line ending of two bytes (\r\n).
+READ_LIMIT = 4 * MAX_KEY + 2
 
 
 @pytest.mark.parametrize(
@@ -467,3 +468,10 @@ def test_check_report_lists_a_bounded_number_of_accounts_and_counts_the_rest(
     assert text[0] == "Checked 5 accounts: 1 active, 4 invalid."
     assert len(text) == 4  # the summary, two accounts, and the rest counted
     assert "and 2 more not active" in text[-1]
+
+
+def test_a_secret_of_characters_that_take_several_bytes_is_read_whole(cli: Hubcli) -> None:
+    # The limit counts characters: MAX_KEY of them, four bytes each in UTF-8, are one value.
+    result = cli.run("link", "acme", "--secret-stdin", input=("𝕜" * MAX_KEY + "\n").encode())
+    assert result.exit_code == 1, result.output  # checked with the provider, which refuses it
+    assert "too long" not in result.output

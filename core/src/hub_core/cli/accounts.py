@@ -162,33 +162,34 @@ def _prompt(field: Field) -> str:
 def _secret_line(stdin: Any, field: Field) -> str:
     """The next line of standard input, as *field*'s value: bounded, and decoded strictly.
 
-    Read as bytes, at most the field's length and a line ending (``\r\n``): a line that never
-    ends must not be read into memory whole, and bytes that are not text must be refused with
-    a message, not a traceback (the text layer's decoding fails inside readline). Nothing of
-    the line is shown: it is a secret.
+    Read as bytes, at most what the field's length takes in UTF-8 (four bytes a character) and
+    a line ending (``\r\n``): a line that never ends must not be read into memory whole, and
+    bytes that are not text must be refused with a message, not a traceback (the text layer's
+    decoding fails inside readline). Nothing of the line is shown: it is a secret.
     """
-    limit = field.max_length + 2
     buffer = getattr(stdin, "buffer", None)
     if buffer is None:  # a text-only stream a host app put in place: bounded all the same
+        limit = field.max_length + 2
         line: str = stdin.readline(limit)
         raw = line.encode("utf-8", "surrogateescape")
-    else:
+    else:  # bytes: a character may take four of them in UTF-8
+        limit = 4 * field.max_length + 2
         raw = buffer.readline(limit)
     where = f"--secret-stdin: the line for {field.label}"
     if not raw:
         raise click.UsageError(f"--secret-stdin: no line left on standard input for {field.label}")
-    if len(raw) == limit and not raw.endswith(b"\n"):
+    if len(raw) >= limit and not raw.endswith(b"\n"):
         raise click.UsageError(
             f"{where} is too long (more than {field.max_length} characters); the rest of "
             "standard input was not read and nothing was stored"
         )
     encoding = getattr(stdin, "encoding", None) or "utf-8"
     try:
-        text = raw.decode(encoding)
+        text = raw.decode(encoding).rstrip("\r\n")
     except (UnicodeDecodeError, LookupError) as exc:
         at = f" (byte {exc.start + 1})" if isinstance(exc, UnicodeDecodeError) else ""
         raise click.UsageError(f"{where} is not {encoding} text{at}; nothing was stored") from None
-    return text.rstrip("\r\n")
+    return text  # longer than the field takes, in characters: the field check says so
 
 
 def _say_supplied(field: Field, value: str, source: Field) -> None:
