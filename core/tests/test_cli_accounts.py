@@ -350,6 +350,22 @@ def test_relink_replaces_the_key_of_the_same_identity(cli: Hubcli) -> None:
     assert f"account   {account['id']}" in result.stdout
 
 
+def test_relink_takes_other_fields_from_the_environment_and_set_wins(cli: Hubcli) -> None:
+    account = cli.link("good-key-1", "--set", "team=ops")
+    by_env = cli.run("relink", account["id"], "--json", env=_env("good-key-2", TEAM="qa"))
+    assert json.loads(by_env.stdout)["config"]["team"] == "qa"
+    both = cli.run(
+        "relink", account["id"], "--json", "--set", "team=dev", env=_env("good-key-1", TEAM="qa")
+    )
+    assert json.loads(both.stdout)["config"]["team"] == "dev"
+    kept = cli.run("relink", account["id"], "--json", env=_env("good-key-2"))
+    assert json.loads(kept.stdout)["config"]["team"] == "dev"  # none given: the stored one
+
+
+def _env(key: str, **fields: str) -> dict[str, str]:
+    return {"HUB_FIELD_API_KEY": key, **{f"HUB_FIELD_{name}": v for name, v in fields.items()}}
+
+
 def test_relink_refuses_a_key_of_another_identity(cli: Hubcli) -> None:
     account = cli.link("good-key-1")
     result = cli.run("relink", account["id"], env={"HUB_FIELD_API_KEY": "other-org-key"})

@@ -477,7 +477,15 @@ def relink(account_id: str, sets: tuple[str, ...], secret_stdin: bool, as_json: 
         line = shown("New key for {label} ({name})", label=account.label, name=provider.name)
         say(line.styled(bold=True), err=True)
     secret_fields = [field for field in provider.fields if field.secret]
+    # A non-secret field keeps its stored value unless HUB_FIELD_<NAME> or --set (which wins)
+    # gives another, as `hub link` takes them.
+    from_env = {
+        field.name: value
+        for field in provider.fields
+        if not field.secret and (value := os.environ.get(_env_name(field))) is not None
+    }
     values = {
+        **from_env,
         **_parse_sets(provider, sets),
         **gather(provider, secret_fields, (), secret_stdin, interactive),
     }
