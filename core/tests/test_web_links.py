@@ -286,15 +286,20 @@ def _double_click(w: Web, client: Any, values: dict[str, str]) -> list[httpx.Res
     return asyncio.run(run())
 
 
+def _double_clicked(w: Web, key: str) -> tuple[str, list[httpx.Response]]:
+    """A link's form filled with *key*, sent twice while its (slow) check runs."""
+    path, link_id = make_link(w)
+    client = w.new_client()
+    page = w.follow(w.get(path, client=client), client=client)
+    values = {**page.form().values, "api_key": key, "region": "us"}
+    _slow_provider(w)
+    return link_id, _double_click(w, client, values)
+
+
 def test_a_double_click_on_a_link_form_makes_one_check(web: Any) -> None:
     # WEB.md §2 "Checking": a double submit makes one check, as the dashboard's form does.
     w = web()
-    path, _ = make_link(w)
-    client = w.new_client()
-    page = w.follow(w.get(path, client=client), client=client)
-    values = {**page.form().values, "api_key": "good", "region": "us"}
-    _slow_provider(w)
-    first, second = _double_click(w, client, values)
+    _, (first, second) = _double_clicked(w, "good")
     assert first.status_code == 303
     assert w.provider.sent() == 1
     assert second.status_code == 303
@@ -304,12 +309,7 @@ def test_a_double_click_on_a_link_form_makes_one_check(web: Any) -> None:
 def test_a_double_click_with_a_wrong_key_counts_one_failed_attempt(web: Any) -> None:
     # One person's double click is one attempt towards the link's lock, not two.
     w = web()
-    path, link_id = make_link(w)
-    client = w.new_client()
-    page = w.follow(w.get(path, client=client), client=client)
-    values = {**page.form().values, "api_key": "wrong", "region": "us"}
-    _slow_provider(w)
-    first, second = _double_click(w, client, values)
+    link_id, (first, second) = _double_clicked(w, "wrong")
     assert first.status_code == second.status_code == 422
     assert w.store.link(link_id).failed_attempts == 1
     assert w.provider.sent() == 1
