@@ -398,6 +398,17 @@ def test_a_1_day_key_whose_creation_is_known_is_active_until_its_last_fifth(
     assert len(chosen.find("tbody").find_all("tr")) == 1
 
 
+def test_a_key_linked_after_its_end_is_said_to_have_expired_not_to_be_short_lived(
+    web: WebFactory,
+) -> None:
+    w = web()
+    w.provider.keys["old"] = (11, "Old", (datetime.now(UTC) - timedelta(days=2)).isoformat())
+    page = w.link("old")
+    [note] = page.find_all("p", class_="note")
+    assert "has expired already" in note.text
+    assert "short-lived" not in page.text
+
+
 def test_a_key_valid_for_weeks_is_not_called_short_lived(web: WebFactory) -> None:
     w = web()
     w.provider.keys["good"] = (7, "Seven", (datetime.now(UTC) + timedelta(days=90)).isoformat())

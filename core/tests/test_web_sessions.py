@@ -370,6 +370,9 @@ def test_return_link_replaces_look_alike_parameters() -> None:
     parts = urlsplit(url)
     assert parse_qs(parts.query) == {"keep": ["1"], "hub_result": ["cancelled"], "state": ["s"]}
     assert parts.fragment == "frag"
+    # A name hub may send, though not this time, is dropped too: a Cancel names no account.
+    back = return_link("https://app.example.invalid/cb?hub_account=x&state=old", None, result="x")
+    assert parse_qs(urlsplit(back).query) == {"hub_result": ["x"]}
 
 
 def test_a_framed_visit_without_the_link_cookie_says_to_open_a_tab(web: Any) -> None:

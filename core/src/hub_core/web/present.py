@@ -145,7 +145,8 @@ def expiry(
     """*expires_at* for a page; *known* false when the provider does not say."""
     if expires_at is None:
         return Expiry(None, "never" if known else "unknown", None)
-    short = linked_at is not None and expires_at - linked_at < timedelta(days=7)
+    # A key already past its end is expired, not short-lived.
+    short = linked_at is not None and timedelta(0) < expires_at - linked_at < timedelta(days=7)
     return Expiry(
         expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         relative(expires_at),

@@ -83,6 +83,10 @@ def check_state(state: str | None) -> str | None:
     return state
 
 
+#: The parameters hub adds to a way back (`return_link`).
+_RETURN_NAMES = frozenset({"hub_result", "hub_account", "hub_provider", "state"})
+
+
 def return_link(return_url: str, state: str | None, **params: str) -> str:
     """*return_url* with ``hub_*`` *params* and ``state`` added to its query (any it had of
     those names replaced: the host reads ours, not a look-alike already in the URL)."""
@@ -90,10 +94,12 @@ def return_link(return_url: str, state: str | None, **params: str) -> str:
     ours = {f"hub_{name}": value for name, value in params.items()}
     if state is not None:
         ours["state"] = state
+    # Every name hub may send is dropped, not only those sent this time: a Cancel (which names
+    # no account) must not keep a hub_account the host's URL happened to hold.
     kept = [
         (name, value)
         for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-        if name not in ours
+        if name not in ours and name not in _RETURN_NAMES
     ]
     query = urllib.parse.urlencode([*kept, *ours.items()])
     return urllib.parse.urlunsplit(parts._replace(query=query))
