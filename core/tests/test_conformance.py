@@ -7,6 +7,7 @@ plugin can break it. Each broken plugin below differs from the good one in one p
 from __future__ import annotations
 
 import ast
+import enum
 import inspect
 import logging
 import os
@@ -14,6 +15,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import traceback
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1155,3 +1157,119 @@ def test_an_unresolved_host_with_the_likely_field_passes() -> None:
 
     report = check_plugin(Plugin(flow=flow))
     assert finding(report, "response unresolved ") == ("pass", "ProviderUnavailable")
+
+
+# --- 1. a leak in the Verified of a later-request failure passes -----------------------------
+
+
+def leaky_two_steps(credentials: Credentials) -> Flow:
+    """A best-effort second request; on a failure it copies the provider's message into
+    details, unmasked: the check reads what the flow returned, not the core's masked copy."""
+    headers = {"Authorization": f"Bearer {credentials['api_key']}"}
+    verified = read((yield httpx.Request("GET", URL, headers=headers)))
+    plan = yield httpx.Request("GET", "https://api.acme.com/v1/plan", headers=headers)
+    if plan.status_code == 200:
+        return attrs.evolve(verified, details={"plan": "x"})
+    try:
+        note = plan.json().get("message")
+    except ValueError:
+        note = None
+    return attrs.evolve(verified, details={"plan_error": str(note)})
+
+
+def test_a_key_leaked_into_the_result_after_a_later_failure_fails_the_check() -> None:
+    routes = Routes({"GET /v1/me": respond(json=ME), "GET /v1/plan": respond(json={"plan": "x"})})
+    report = check_plugin(Plugin(flow=leaky_two_steps), happy=routes)
+    later = [f for f in report.findings if f.check == "request 2 of 2: response 401"]
+    assert later
+    assert later[0].outcome == "fail"
+
+
+def test_the_same_leak_on_the_happy_path_is_caught_too() -> None:
+    from hub_core.testing.conformance.scenarios import echo
+
+    routes = Routes(
+        {
+            "GET /v1/me": respond(json=ME),
+            "GET /v1/plan": respond(401, json=echo(401, (CANARY,))),
+        }
+    )
+    report = check_plugin(Plugin(flow=leaky_two_steps), happy=routes)
+    happy = [f for f in report.findings if f.check == "happy-path"]
+    assert happy[0].outcome == "fail"
+    assert "shows a secret" in happy[0].message
+
+
+# --- 2. an exception whose __str__ fails crashes exposed_text and the whole check ------------
+
+
+class ApiError(Exception):
+    """A plugin's own exception whose message is read from the response, lazily."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__()
+        self.response = response
+
+    def __str__(self) -> str:
+        return self.response.json()["error"]["message"]  # fails on bodies of another shape
+
+
+def crashing_on_500(credentials: Credentials) -> Flow:
+    response = yield httpx.Request(
+        "GET", URL, headers={"Authorization": f"Bearer {credentials['api_key']}"}
+    )
+    if response.status_code == 500:
+        raise ApiError(response)  # a plugin bug: the check must report it, not crash
+    return read(response)
+
+
+def test_exposed_text_does_not_crash_on_an_unreadable_exception() -> None:
+    error = ApiError(respond(500, text="<html>"))
+    text = exposed_text(error)
+    assert "ApiError" in text
+
+
+def test_check_plugin_reports_a_flow_raising_an_unreadable_exception() -> None:
+    report = check_plugin(
+        Plugin(flow=crashing_on_500), happy=Routes({"GET /v1/me": respond(json=ME)})
+    )
+    assert not report.ok
+    assert any(f.check.startswith("response 500") for f in report.failures), report
+
+
+# --- 3. a context suppressed with `from None` is counted as shown: false alarm ---------------
+
+
+class Code(enum.Enum):
+    BAD_KEY = "bad_key"
+
+
+def hides_context(credentials: Credentials) -> Flow:
+    response = yield httpx.Request(
+        "GET", URL, headers={"Authorization": f"Bearer {credentials['api_key']}"}
+    )
+    if response.status_code == 401:
+        try:
+            Code(response.json().get("error"))  # ValueError quoting the provider's text
+        except ValueError:
+            # The idiomatic way to hide it: no traceback, log or message shows the context.
+            raise InvalidCredentials("Acme rejected the API Key", field="api_key") from None
+        raise InvalidCredentials("Acme rejected the API Key", field="api_key")
+    return read(response)
+
+
+def test_a_context_suppressed_with_from_none_is_not_a_leak() -> None:
+    from hub_core.testing.conformance.scenarios import echo
+
+    # What a person or a log sees of such an error: no key.
+    try:
+        next_flow = hides_context(Credentials({"api_key": CANARY}, secret=["api_key"]))
+        next(next_flow)
+        next_flow.send(respond(401, json=echo(401, (CANARY,))))
+    except InvalidCredentials as exc:
+        shown = "".join(traceback.format_exception(exc))
+        assert find_secret(shown, [CANARY]) is None
+    report = check_plugin(
+        Plugin(flow=hides_context), happy=Routes({"GET /v1/me": respond(json=ME)})
+    )
+    assert report.ok, report  # hidden as a traceback hides it: no false alarm

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import httpx
 
-from hub_core.errors import FieldError, HubError, PluginError, RateLimited
+from hub_core.errors import FieldError, HubError, PluginError, RateLimited, describe
 from hub_core.flows import Answer, check_request, drive, run_scripted
 from hub_core.hookspecs import Flow
 from hub_core.model import Account, AccountDisplay, Credentials, Provider, Status, Verified
@@ -29,7 +29,7 @@ from hub_core.plugins import Registry
 from hub_core.policy import Policy
 from hub_core.testing import CANARY, exposed_text, find_secret, sample_account
 
-from .report import Findings, describe
+from .report import Findings
 from .scenarios import BY_NAME, DOCUMENTED_ERRORS, LATER, SCENARIOS, Scenario
 
 if TYPE_CHECKING:
@@ -403,8 +403,9 @@ class ProviderCheck:
         wanted = _names(expect) + (" or Verified" if verified_ok else "")
         error = run.error
         if error is None:
-            if verified_ok:
-                return self.leaks(run.result, "the result")
+            if verified_ok:  # what the flow returned, not the copy the core has masked
+                own = run.returned if isinstance(run.returned, Verified) else run.result
+                return self.leaks(own, "the result")
             return [f"the flow returned {run.result!r}; expected {wanted}"]
         problems: list[str] = []
         if not isinstance(error, HubError) or isinstance(error, PluginError):

@@ -100,9 +100,3 @@ class Findings:
     def skip(self, check: str, why: str) -> None:
         """Record *check* as skipped, saying why."""
         self.items.append(Finding(check, "skip", why, self.provider))
-
-
-def describe(error: BaseException) -> str:
-    """An exception as a finding names it: ``Type: message``."""
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

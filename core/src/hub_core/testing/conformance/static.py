@@ -7,13 +7,13 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from hub_core.errors import FieldError
+from hub_core.errors import FieldError, describe
 from hub_core.fields import json_schema, validate_field, validate_values
 from hub_core.model import Credentials, Field, Guide, Provider, Section, host_problem
 from hub_core.plugins import Registry
 from hub_core.testing import CANARY, sample_account, sample_values
 
-from .report import Findings, describe
+from .report import Findings
 
 if TYPE_CHECKING:
     from . import Sample
