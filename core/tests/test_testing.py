@@ -17,7 +17,6 @@ from hub_core import (
     Provider,
     ProviderUnavailable,
     RateLimited,
-    Section,
     UnexpectedResponse,
     Verified,
 )
@@ -237,25 +236,16 @@ def test_respond_json_with_own_content_type_has_one_content_type() -> None:
     assert response.headers.get_list("content-type") == ["application/problem+json"]
 
 
-ACME_KIT = Provider(
-    id="acme",
-    name="Acme",
-    fields=[Field("api_key", "API Key", kind="secret")],
-    guide=Guide(sections=[Section("Create a key", "In Settings.")]),
-    hosts=["api.acme.com"],
-)
-
-
 def _buggy(credentials: Credentials) -> Flow:
-    response = yield httpx.Request("GET", "https://api.acme.com/v1/me")
+    response = yield httpx.Request("GET", "https://api.acme.test/v1/me")
     return Verified(identity=response.json()["missing"], label="x")  # KeyError on a 401 body
 
 
 def test_drive_error_without_expected_fails_on_a_plugin_bug() -> None:
     # A KeyError in the flow ends in PluginError, a HubError too: the flow's bug, not the
     # documented error the test asks for.
-    values = sample_credentials(ACME_KIT)
+    values = sample_credentials(ACME)
     with pytest.raises(AssertionError, match="PluginError"):
-        drive_error(_buggy(values), [respond(401, json={})], provider=ACME_KIT)
-    failure = drive_error(_buggy(values), [respond(401, json={})], PluginError, provider=ACME_KIT)
+        drive_error(_buggy(values), [respond(401, json={})], provider=ACME)
+    failure = drive_error(_buggy(values), [respond(401, json={})], PluginError, provider=ACME)
     assert isinstance(failure.error, PluginError)  # when asked for by name
