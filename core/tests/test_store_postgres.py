@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from hub_core.errors import InvalidCredentials, RateLimited, StoreError
+from hub_core.errors import ConfigurationError, InvalidCredentials, RateLimited, StoreError
 from hub_core.model import Account, Credentials, Verified
 from hub_core.store_types import KeyReplaced, LeaseLost
 
@@ -611,3 +611,13 @@ def test_a_lease_beside_verdicts_with_429s_of_several_providers_does_not_deadloc
         verdicts.join(20)
         leasing.join(20)
     assert errors == [], [str(e) for e in errors]
+
+
+@pytest.mark.parametrize("value", ["four", "-1", "2.5"])
+def test_a_pool_size_that_is_no_whole_number_is_a_configuration_error(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("HUB_DATABASE_POOL_SIZE", value)
+    with pytest.raises(ConfigurationError, match="HUB_DATABASE_POOL_SIZE") as refused:
+        PostgresStore(postgres_url, secret_key=Fernet.generate_key().decode())
+    assert refused.value.variable == "HUB_DATABASE_POOL_SIZE"

@@ -235,6 +235,8 @@ def test_a_failed_attempt_in_a_session_is_told_with_its_id(web: Any) -> None:
         ({"owner": "cust", "owner_name": "A\nB"}, "owner_name"),
         ({"expires_in": 0}, "future"),
         ({"expires_in": timedelta(days=31)}, "30 days"),
+        ({"expires_in": float("inf")}, "30 days"),  # no timedelta holds it: still ValueError
+        ({"expires_in": 1e300}, "30 days"),
         ({"note": "n" * 201}, "note"),
     ],
 )

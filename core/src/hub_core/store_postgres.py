@@ -57,6 +57,7 @@ from .budgets import (
 from .errors import (
     AccountNotFound,
     AmbiguousAccount,
+    ConfigurationError,
     HubError,
     LinkUsed,
     RateLimited,
@@ -717,7 +718,14 @@ class _Pool:
     """The connection pool of one URL, shared by a store and its `connect_again` copies."""
 
     def __init__(self, url: str) -> None:
-        size = int(os.environ.get(POOL_SIZE_ENV) or 4)
+        raw = os.environ.get(POOL_SIZE_ENV) or "4"
+        if not (raw.isascii() and raw.isdigit()):
+            raise ConfigurationError(
+                POOL_SIZE_ENV,
+                f"{POOL_SIZE_ENV}={raw!r}: the connections a store keeps to PostgreSQL are a "
+                "whole number (4 when unset)",
+            )
+        size = int(raw)
         self.pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
             url,
             min_size=1,

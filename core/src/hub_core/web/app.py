@@ -47,6 +47,7 @@ from hub_core.errors import (
 )
 from hub_core.owners import OWNER_LIMIT, check_owner, clean_owner_name
 from hub_core.status import Status
+from hub_core.store_types import LINK_MAX_EXPIRY
 
 from . import present
 from .config import WebConfig
@@ -1048,9 +1049,12 @@ class HubApp:
             raise ValueError(f"note must be text of at most {OWNER_LIMIT} characters")
         if provider is not None:
             provider = self.hub.provider(provider).id  # UnknownProvider for a host typo
-        lifetime = (
-            expires_in if isinstance(expires_in, timedelta) else timedelta(seconds=expires_in)
-        )
+        try:
+            lifetime = (
+                expires_in if isinstance(expires_in, timedelta) else timedelta(seconds=expires_in)
+            )
+        except OverflowError:  # inf, or more seconds than a timedelta holds: past 30 days
+            raise ValueError(f"a session may live at most {LINK_MAX_EXPIRY.days} days") from None
         base_url = self.config.base_url
 
         def make(store: AccountStore) -> HostSession:
