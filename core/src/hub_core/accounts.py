@@ -1061,17 +1061,22 @@ class _Verdicts:
         while True:
             await asyncio.sleep(lease_for.total_seconds() / 3)
             tokens = set(self.outstanding)
-            ahead = self.ahead
-            if ahead is not None and ahead.done() and ahead.exception() is None:
-                lease = ahead.result()
-                if lease is not None and lease.accounts:
-                    tokens.add(lease.token)
+            ahead = self._ahead_token()
+            if ahead is not None:
+                tokens.add(ahead)
             if tokens:
                 self.submit(_renew_all(sorted(tokens), lease_for))
 
     def _unstarted(self) -> str | None:
-        """The token of the lease fetched ahead and never begun, if it holds accounts."""
-        ahead, self.ahead = self.ahead, None
+        """The token of the lease fetched ahead and never begun, if it holds accounts; the
+        stream forgets it."""
+        token = self._ahead_token()
+        self.ahead = None
+        return token
+
+    def _ahead_token(self) -> str | None:
+        """The token of the lease fetched ahead (and not begun), if it came and holds accounts."""
+        ahead = self.ahead
         if ahead is None or not ahead.done() or ahead.exception() is not None:
             return None
         lease = ahead.result()

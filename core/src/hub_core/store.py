@@ -235,7 +235,7 @@ class SqliteStore(SharedMethods):
         # own) lets them swap the database or read the key, and so every stored secret.
         self._check_owners()
         #: No write access (a read-only directory, file or file system): accounts can be read,
-        #: never changed; see `_connect`.
+        #: never changed; see `_connect_raw`.
         self.readonly = self._path.exists() and not (
             os.access(self._path, os.W_OK) and os.access(self._path.parent, os.W_OK)
         )
@@ -264,6 +264,18 @@ class SqliteStore(SharedMethods):
             raise
 
     def _connect(self) -> sqlite3.Connection:
+        """A new connection to the database, rows read as `sqlite3.Row`: the store's own, or
+        a listing's (`_listing`)."""
+        conn = self._connect_raw()
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT * 1000)}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _connect_raw(self) -> sqlite3.Connection:
         if not self.readonly:
             return sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT, isolation_level=None)
         # Read-only: SQLite must not try to create the -shm file of a WAL database in a
@@ -336,10 +348,8 @@ class SqliteStore(SharedMethods):
             raise
 
     def _open(self, conn: sqlite3.Connection, ring: KeyRing | None) -> KeyRing:
-        conn.row_factory = sqlite3.Row
         # Whether this connection's commits wait for the disk (`_write`); SQLite's default.
         self._synced = True
-        conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
         # Only reads until every key is known to be right: a missing or wrong key, a key
         # dropped too early, or a newer schema, must leave the database exactly as it was.
@@ -1305,9 +1315,7 @@ class SqliteStore(SharedMethods):
         with self._sqlite_errors():
             snapshot = self._connect()
         try:
-            snapshot.row_factory = sqlite3.Row
             with self._sqlite_errors():
-                snapshot.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT * 1000)}")
                 snapshot.execute("BEGIN")
             for _, account in self._keyed(provider, wanted, owner, batch, now, after, snapshot):
                 yield account
@@ -2180,10 +2188,6 @@ def _after(
 
 
 # --- shared with the PostgreSQL store (`hub_core.store_postgres`); the rest is in store_rules --
-
-
-#: The longest a provider's Retry-After holds an account back (a hostile one could say a
-#: century, past what a datetime holds).
 
 
 def retry_due(limited: RateLimited, now: datetime) -> datetime:

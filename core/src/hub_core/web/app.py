@@ -484,6 +484,22 @@ class HubApp:
             lambda: accounts.alink(provider.id, values),
         )
 
+    async def _claim(
+        self, scope: str, form: Any, values: dict[str, str]
+    ) -> tuple[str | None, Outcome | None]:
+        """Claim the form's token for this attempt (its key in `outcomes`, None without a
+        token), or the outcome of the attempt that claimed it before (a double click)."""
+        form_id = form.get("form_id")
+        if not isinstance(form_id, str) or not form_id:
+            return None, None
+        key = self.outcomes.key(scope, form_id, values)
+        if self.outcomes.begin(key):
+            return key, None
+        # The first attempt ends within the flow's deadline, or it was lost (expired, or it
+        # ended in a refusal): then this attempt runs on its own.
+        earlier = await self.outcomes.wait(key, timeout=self.hub.policy.flow_timeout + 5)
+        return None, earlier
+
     async def _attempt(
         self,
         request: Request,
@@ -494,16 +510,9 @@ class HubApp:
         check: Callable[[], Awaitable[Account]],
         account: Account | None = None,
     ) -> Response:
-        form_id = form.get("form_id")
-        key = None
-        if isinstance(form_id, str) and form_id:
-            key = self.outcomes.key(session.id, form_id, values)
-            if not self.outcomes.begin(key):
-                # The first attempt ends within the flow's deadline, or it was lost.
-                earlier = await self.outcomes.wait(key, timeout=self.hub.policy.flow_timeout + 5)
-                if earlier is not None:
-                    return self._outcome(request, provider, earlier, account)
-                key = None  # lost (expired): this attempt runs on its own
+        key, earlier = await self._claim(session.id, form, values)
+        if earlier is not None:
+            return self._outcome(request, provider, earlier, account)
         wait = self.session_attempts.retry_after(session.id) or self.provider_attempts.retry_after(
             provider.id
         )
@@ -878,15 +887,9 @@ class HubApp:
             return self._connect(request, provider, view, error=missing, account=account)
         # The same form sent again while its check runs (a double click): one check, one
         # failed attempt towards the link's lock, and both get its outcome.
-        form_id = form.get("form_id")
-        key = None
-        if isinstance(form_id, str) and form_id:
-            key = self.outcomes.key(f"{session.id}:link:{link.id}", form_id, values)
-            if not self.outcomes.begin(key):
-                earlier = await self.outcomes.wait(key, timeout=self.hub.policy.flow_timeout + 5)
-                if earlier is not None:
-                    return self._link_outcome(request, provider, link, earlier, account)
-                key = None  # lost (expired, or it ended in a refusal): this one runs on its own
+        key, earlier = await self._claim(f"{session.id}:link:{link.id}", form, values)
+        if earlier is not None:
+            return self._link_outcome(request, provider, link, earlier, account)
         # Per session, per link (a new session does not reset it) and per provider.
         wait = (
             self.session_attempts.retry_after(session.id)
