@@ -341,6 +341,22 @@ def test_an_unexpected_exception_reaches_no_log_of_the_server_but_hubs_line(
     assert CANARY not in caplog.text
 
 
+def test_the_log_line_of_a_failed_link_page_does_not_show_the_links_token(
+    web: WebFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    w = web()
+
+    async def fail(token: str) -> Any:
+        raise RuntimeError("internal")
+
+    w.app._usable_link = fail  # type: ignore[method-assign]
+    with caplog.at_level("ERROR"):
+        assert w.get("/l/the-links-secret-token").status == 500
+    [record] = [r for r in caplog.records if r.name == "hub_core.web"]
+    assert record.getMessage().startswith("GET /l/… failed: RuntimeError")
+    assert "the-links-secret-token" not in caplog.text
+
+
 # --- confirmation -----------------------------------------------------------------------------
 
 

@@ -63,6 +63,7 @@ from .security import (
     csrf_refusal,
     root_path,
 )
+from .serving import redact_tokens
 from .sessions import (
     SESSION_EXPIRY,
     HostSession,
@@ -261,7 +262,7 @@ class HubApp:
             _log.error(
                 "%s %s failed: %s%s",
                 scope.get("method"),
-                scope.get("path"),
+                redact_tokens(str(scope.get("path", ""))),  # a link's address is its token
                 type(exc).__name__,
                 where,
             )
