@@ -99,12 +99,10 @@ class BadKey(StoreError):
 
     code = "bad_key"
 
-    def __init__(self, message: str, where: str, *, malformed: bool = False) -> None:
+    def __init__(self, message: str, where: str) -> None:
         super().__init__(message)
         #: Which key: "HUB_SECRET_KEY", "key 2 of HUB_SECRET_KEYS", ...
         self.where = where
-        #: Whether the key is not a Fernet key at all (rather than empty or given twice).
-        self.malformed = malformed
 
 
 def generate_key() -> str:
@@ -171,10 +169,11 @@ class KeyRing:
                 )
             raw = _raw(text)
             if raw is None:
+                joined = "; keys are joined with commas" if len(text.split()) > 1 else ""
                 raise BadKey(
-                    f"the secret key from {where} is not a valid hub key: expected {_VALID}",
+                    f"the secret key from {where} is not a valid hub key: expected "
+                    f"{_VALID}{joined}",
                     where,
-                    malformed=True,
                 )
             key = _Key(raw, where)
             for other in found:

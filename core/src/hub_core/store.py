@@ -334,18 +334,11 @@ class SqliteStore(SharedMethods):
         self, secret_key: KeyRing | str | bytes | Sequence[str | bytes] | None
     ) -> KeyRing | None:
         """The ring from *secret_key* or the environment; None means "the key file"."""
-        try:
-            if secret_key is not None:
-                return KeyRing.coerce(secret_key, source="the secret_key argument")
-            return KeyRing.from_environment(self._key_path)
-        except BadKey as exc:
-            if exc.malformed and self._path.exists():
-                raise StoreError(
-                    f"the secret key from {exc.where} does not match this database "
-                    f"({self._path}): it is not a valid hub key (44 characters of url-safe "
-                    "base64, as in the key file it was created with)"
-                ) from None
-            raise
+        # A malformed entry is refused as it is (`BadKey`), database or not: it is no key at
+        # all, so "does not match this database" would send a person looking for another.
+        if secret_key is not None:
+            return KeyRing.coerce(secret_key, source="the secret_key argument")
+        return KeyRing.from_environment(self._key_path)
 
     def _open(self, conn: sqlite3.Connection, ring: KeyRing | None) -> KeyRing:
         # Whether this connection's commits wait for the disk (`_write`); SQLite's default.

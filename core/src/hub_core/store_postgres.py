@@ -756,6 +756,16 @@ def _connect_options() -> dict[str, Any]:
     return {"autocommit": True, "prepare_threshold": None, "row_factory": dict_row}
 
 
+# `rotate_keys`'s two passes: the first skips the rows other sessions hold, the second waits.
+_ROTATION_BATCH = (
+    "SELECT seq, id, secrets, key_id FROM accounts"
+    " WHERE key_id = ANY(%(old)s::text[]) AND seq > %(after)s"
+    " AND seq <> ALL(%(skipped)s::bigint[])"
+    " ORDER BY seq LIMIT %(n)s FOR UPDATE"
+)
+_ROTATION_BATCHES = (_ROTATION_BATCH + " SKIP LOCKED", _ROTATION_BATCH)
+
+
 class PostgresStore(SharedMethods):
     """The linked accounts of one PostgreSQL database: the `AccountStore` for many hosts.
 
@@ -2018,6 +2028,8 @@ class PostgresStore(SharedMethods):
         Each batch is one short transaction over rows locked ``FOR UPDATE SKIP LOCKED``: hosts
         rotating at once take different rows, a relink waits for the batch (or the batch skips
         its row), and a run killed at any point leaves each row whole, on its old key or the new.
+        A row skipped so (a worker was recording its verdict) is taken in a second pass that
+        waits for its lock, so the run ends with no readable account on an old key.
         """
         ring = self._ring
         target = ring.primary_id
@@ -2027,32 +2039,41 @@ class PostgresStore(SharedMethods):
                 "SELECT count(*) AS n FROM accounts WHERE key_id IS DISTINCT FROM %s", (target,)
             ).fetchone()
         total = int(row["n"]) if row else 0
-        done, after, unreadable = 0, 0, []
-        while others:
-            with self._write() as conn:
-                rows = conn.execute(
-                    "SELECT seq, id, secrets, key_id FROM accounts"
-                    " WHERE key_id = ANY(%(old)s::text[]) AND seq > %(after)s"
-                    " ORDER BY seq LIMIT %(n)s FOR UPDATE SKIP LOCKED",
-                    {"old": others, "after": after, "n": max(1, batch_size)},
-                ).fetchall()
-                if not rows:
-                    break
-                after = rows[-1]["seq"]
-                updates = []
-                for found in rows:
-                    again = reencrypted(ring, found["secrets"], found["key_id"])
-                    if again is None:
-                        unreadable.append(text_or_none(found["id"]) or f"#{found['seq']}")
-                        continue
-                    updates.append((again[1], again[0], found["seq"]))
-                with conn.cursor() as cursor:
-                    cursor.executemany(
-                        "UPDATE accounts SET secrets = %s, key_id = %s WHERE seq = %s", updates
-                    )
-                done += len(updates)
-            if progress is not None:
-                progress(done, total)
+        done, unreadable, skipped = 0, list[str](), list[int]()
+        # The first pass skips locked rows, the second waits for them (a row rotated by
+        # another host meanwhile no longer matches once its lock is free).
+        for query in _ROTATION_BATCHES if others else ():
+            after = 0
+            while True:
+                with self._write() as conn:
+                    rows = conn.execute(
+                        query,
+                        {
+                            "old": others,
+                            "after": after,
+                            "skipped": skipped,
+                            "n": max(1, batch_size),
+                        },
+                    ).fetchall()
+                    if not rows:
+                        break
+                    after = rows[-1]["seq"]
+                    updates = []
+                    for found in rows:
+                        again = reencrypted(ring, found["secrets"], found["key_id"])
+                        if again is None:
+                            unreadable.append(text_or_none(found["id"]) or f"#{found['seq']}")
+                            skipped.append(found["seq"])
+                            continue
+                        updates.append((again[1], again[0], found["seq"]))
+                    with conn.cursor() as cursor:
+                        cursor.executemany(
+                            "UPDATE accounts SET secrets = %s, key_id = %s WHERE seq = %s",
+                            updates,
+                        )
+                    done += len(updates)
+                if progress is not None:
+                    progress(done, total)
         return RotationReport(target, done, unreadable)
 
     # --- budgets (`hub_core.budgets`) ----------------------------------------------------------

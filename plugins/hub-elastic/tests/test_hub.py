@@ -151,3 +151,19 @@ def test_check_many_builds_each_keys_redactor_once() -> None:
     results = asyncio.run(hub.check_many(checks, concurrency=50))
     assert all(result.identity == "org:1234567890" for result in results)  # type: ignore[union-attr]
     assert errors._cached.cache_info().misses == len(keys)
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "Basic"])
+def test_a_pasted_header_line_with_another_scheme_names_it_under_the_driver(
+    canary: str, scheme: str
+) -> None:
+    # Every message of a check is masked by the value as typed; the scheme named in the
+    # message must not read as a piece of it ("starts with[redacted]which").
+    hub = hub_with(lambda request: httpx.Response(500))
+
+    with pytest.raises(FieldError) as caught:
+        hub.verify("elastic", {"api_key": f"Authorization: {scheme} {canary}"})
+
+    message = caught.value.errors["api_key"]
+    assert "[redacted]" not in message
+    assert f"starts with “{scheme}”, which Elastic Cloud does not use" in message

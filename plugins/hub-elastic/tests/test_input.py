@@ -72,8 +72,8 @@ def test_a_key_named_like_the_scheme_is_not_cut(start: Callable[..., Flow]) -> N
         ("ApiKey essu_abc def", "space or line break"),
         ("essu_abc\u00a0def", "space or line break"),
         ("essu_abc\u3000def", "space or line break"),
-        ("Bearer essu_abc", "'Bearer'"),
-        ("Authorization: Basic essu_abc", "'Basic'"),
+        ("Bearer essu_abc", "“Bearer”"),
+        ("Authorization: Basic essu_abc", "“Basic”"),
         ("essu_abcé", "character 9"),
         ("essu_\u200babc", "invisible"),  # refused by the core's schema check already
         ("essu_abc\ndef", "line break"),  # likewise

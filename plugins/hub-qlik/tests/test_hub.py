@@ -235,3 +235,14 @@ def test_installed_entry_point_provides_qlik():
     (report,) = hub.plugins()
     assert (report.name, report.distribution, report.version) == ("qlik", "hub-qlik", "0.1.0")
     assert report.error is None
+
+
+@pytest.mark.parametrize("pasted", ["Authorization: Bearer {key}", '"Bearer {key}"', "{key}"])
+def test_a_pasted_header_line_or_quoted_key_is_read_as_the_key(hub_for, qlik, values, ids, pasted):
+    # Qlik's own examples show the whole `Authorization: Bearer <key>` line.
+    typed = dict(values, api_key=pasted.format(key=values["api_key"]))
+
+    result = hub_for(qlik).verify("qlik", typed)
+
+    assert result.identity == f"tenant:{ids.tenant_id}/user:{ids.user_id}"
+    assert qlik.seen[0].headers["authorization"] == f"Bearer {values['api_key']}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -135,3 +136,30 @@ def test_package_is_typed_and_documented():
     assert "Region" in readme
     assert "us-gov" in readme
     assert hub_qlik.__version__ in (ROOT / "CHANGELOG.md").read_text()
+
+
+#: The headings and step titles of the product page Qlik's guide grew from. hub's guide says
+#: it in its own words, so none of its titles repeats one (compared in lower case, words only).
+SEED_TITLES = (
+    "Generate an API key",
+    "Grant the Manage API Keys permission",
+    "Generate a new API key",
+    "Copy API key",
+    "Find your Tenant Name and Region",
+    "Locate from your browser URL",
+    "Linking the Account from the Hub",
+    "Navigate to the Hub",
+    "Fill out the fields",
+)
+
+
+def test_guide_titles_are_in_hubs_own_words(provider):
+    def folded(text: str) -> str:
+        return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+    seed = {folded(title) for title in SEED_TITLES}
+    titles = [section.title for section in provider.guide.sections]
+    titles += [step.title for section in provider.guide.sections for step in section.steps]
+
+    assert [title for title in titles if folded(title) in seed] == []
+    assert len(titles) > 3

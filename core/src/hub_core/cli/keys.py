@@ -13,12 +13,14 @@ import time
 
 import click
 
-from hub_core.cli import EXIT_REJECTED, echo_json, reports_errors, say, shown, state
+from hub_core.cli import EXIT_REJECTED, echo_json, joined, reports_errors, say, shown, state
 
 __all__ = ["keys"]
 
 #: How often a long `hub keys rotate` says how far it got, on standard error.
 _PROGRESS_EVERY = 2.0
+#: How many of the accounts a rotation could not re-encrypt it names (then "and N more").
+_NAMED = 20
 
 
 @click.group()
@@ -115,18 +117,24 @@ def rotate(batch_size: int) -> None:
         )
     )
     if report.unreadable:
+        count = len(report.unreadable)
+        many = count != 1
+        # Each id clipped on its own: one line clipped as a whole cut the list mid-id.
+        ids = joined((shown("{id}", id=i) for i in report.unreadable[:_NAMED]), ", ")
+        more = shown(" and {n} more", n=count - _NAMED) if count > _NAMED else shown("")
         say(
             shown(
                 "{n} account{s} could not be decrypted with {their} key and {was} left as "
-                "{it} was: {ids}. Give {them} {their} key again with `hub relink ID`, or unlink "
-                "{them}.",
-                n=len(report.unreadable),
-                s="s" * (len(report.unreadable) != 1),
-                their="their" if len(report.unreadable) != 1 else "its",
-                was="were" if len(report.unreadable) != 1 else "was",
-                it="they" if len(report.unreadable) != 1 else "it",
-                them="them" if len(report.unreadable) != 1 else "it",
-                ids=", ".join(report.unreadable[:20]),
+                "{it} {was}: {ids}{more}. Give {them} {their} key again with `hub relink ID`, "
+                "or unlink {them}.",
+                n=count,
+                s="s" * many,
+                their="their" if many else "its",
+                was="were" if many else "was",
+                it="they" if many else "it",
+                them="them" if many else "it",
+                ids=ids,
+                more=more,
             ),
             err=True,
         )

@@ -80,8 +80,10 @@ def normalize_key(value: str) -> str:
         if other:
             raise FieldError(
                 API_KEY,
-                f"Cloud API Key starts with '{other.group(1)}', which Elastic Cloud does not use; "
-                "paste only the key (Elastic Cloud keys go after 'ApiKey')",
+                # Typographic quotes: the scheme is then no piece of the typed value, which
+                # every message of the check is masked by.
+                f"Cloud API Key starts with “{other.group(1)}”, which Elastic Cloud does not use; "
+                "paste only the key (Elastic Cloud keys go after “ApiKey”)",
             )
         raise FieldError(
             API_KEY,

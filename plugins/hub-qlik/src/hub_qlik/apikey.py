@@ -20,6 +20,7 @@ from hub_core import FieldError
 __all__ = ["ApiKey", "looks_like_key", "read_key"]
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+_HEADER_NAME = re.compile(r"authorization\s*:\s*", re.IGNORECASE)
 _MIN_LENGTH = 20
 _WHERE = "create one in Qlik Cloud under Profile settings > API keys"
 
@@ -88,18 +89,28 @@ def looks_like_key(value: str) -> bool:
     return text.startswith("eyJ") and len(text) >= 32
 
 
+def _unquoted(text: str) -> str:
+    """*text* without one pair of quotes around it (a key copied from a script)."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        return text[1:-1].strip()
+    return text
+
+
 def read_key(value: str) -> ApiKey:
     """Check the API Key field's *value* and read its claims if it is a JWT.
 
-    Accept a key pasted with a leading ``Bearer``. Raise `FieldError` on ``api_key`` when the
-    value cannot be a Qlik Cloud key: another service's key, a broken or cut-off token, or
-    spaces and characters no key contains.
+    Accept a key pasted with a leading ``Bearer``, as a whole ``Authorization: Bearer <key>``
+    header line (as Qlik's examples show it), or in quotes. Raise `FieldError` on ``api_key``
+    when the value cannot be a Qlik Cloud key: another service's key, a broken or cut-off
+    token, or spaces and characters no key contains.
     """
-    token = value.strip()
+    token = _unquoted(value.strip())
+    header_name = _HEADER_NAME.match(token)
+    if header_name:
+        token = _unquoted(token[header_name.end() :])
     if token[:6].lower() == "bearer" and token[6:7] in ("", " ", "\t"):
         token = token[6:].strip()
-    if len(token) >= 2 and token[0] == token[-1] and token[0] in "\"'":
-        token = token[1:-1].strip()
+    token = _unquoted(token)
     if not token:
         raise _fail("API Key is required.")
     for position, char in enumerate(token, start=1):

@@ -110,7 +110,7 @@ GUIDE = Guide(
             ],
         ),
         Section(
-            "Find your tenant name and region",
+            "Where the tenant name and region come from",
             "Both are in your tenant's address, which has the form "
             "https://<tenant>.<region>.qlikcloud.com.",
             steps=[
