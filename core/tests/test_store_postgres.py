@@ -278,6 +278,8 @@ def test_a_newer_schema_is_used_while_it_allows_and_refused_after(postgres_url: 
     [
         "postgresql://hub:s3cret-pw@db.invalid:5432/hub",
         "postgresql://hub@db.invalid/hub?password=s3cret-pw&sslmode=require",
+        "postgresql://hub:s3cret-pw?#[@db.invalid/hub",  # libpq reads up to the '@'
+        "postgresql://hub@db.invalid?password=s3cret-pw",  # no path before the query
     ],
 )
 def test_the_password_is_never_shown(url: str) -> None:

@@ -2225,15 +2225,22 @@ def open_store(
     if url_or_path is None:
         url_or_path = os.environ.get(DATABASE_URL_ENV) or None
     if isinstance(url_or_path, str) and is_postgres_url(url_or_path):
-        try:
+        with postgres_support():
             from .store_postgres import PostgresStore
-        except ImportError as exc:  # psycopg is an extra: say which, never the URL
-            raise StoreError(
-                f"a PostgreSQL account database needs hub's PostgreSQL support ({exc.name} is "
-                "not installed): pip install 'hub-core[postgres]'"
-            ) from None
         return PostgresStore(url_or_path, secret_key=secret_key)
     return SqliteStore(url_or_path, secret_key=secret_key)
+
+
+@contextlib.contextmanager
+def postgres_support() -> Iterator[None]:
+    """Around an import of `hub_core.store_postgres`: its missing extra is a `StoreError`."""
+    try:
+        yield
+    except ImportError as exc:  # psycopg is an extra: say which, never the URL
+        raise StoreError(
+            f"a PostgreSQL account database needs hub's PostgreSQL support ({exc.name} is "
+            "not installed): pip install 'hub-core[postgres]'"
+        ) from None
 
 
 #: The variable that selects the account database: a ``postgresql://`` URL, or a SQLite path.

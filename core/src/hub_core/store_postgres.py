@@ -43,6 +43,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar, cast
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -367,22 +368,40 @@ _LOCK_SCHEDULE = f"SELECT s.seq FROM {_SCHEDULED} WHERE {_A_BY_ID} FOR UPDATE OF
 
 
 def redact_url(url: str) -> str:
-    """*url* with its password masked (in the address and in a ``password=`` parameter)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
+    """*url* with its password masked (in the address and in a ``password=`` parameter).
+
+    Split as libpq splits it, not as `urllib.parse` would: libpq reads the user and password
+    up to the ``@`` before the first ``/``, so a ``?``, ``#`` or ``[`` typed in a password is
+    part of it (urllib would end the address there and find no password to mask).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return "(a PostgreSQL URL that cannot be shown)"
-    netloc = parts.netloc
-    if "@" in netloc:
-        user, _, host = netloc.rpartition("@")
-        if ":" in user:
-            user = user.split(":", 1)[0] + ":***"
-        netloc = f"{user}@{host}"
-    query = "&".join(
-        f"{name}=***" if name.lower() == "password" else f"{name}={value}"
-        for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    )
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    at = rest.split("/", 1)[0].rfind("@")
+    user = ""
+    if at >= 0:
+        name, colon, _password = rest[:at].partition(":")
+        user, rest = f"{name}{':***' if colon else ''}@", rest[at + 1 :]
+    address, question, query = rest.partition("?")
+    if question:
+        query = "&".join(
+            f"{part.partition('=')[0]}=***"
+            if part.partition("=")[0].strip().lower() == "password"
+            else part
+            for part in query.split("&")
+        )
+    return f"{scheme}://{user}{address}{question}{query}"
+
+
+def _passwords(url: str) -> list[str]:
+    """The password of *url* as libpq reads it, and as typed (percent-encoded); or none."""
+    try:
+        password = conninfo_to_dict(url).get("password")
+    except psycopg.Error:
+        return []
+    if not isinstance(password, str) or not password:
+        return []
+    return sorted({password, urllib.parse.quote(password, safe="")}, key=len, reverse=True)
 
 
 def _describe(exc: psycopg.Error, url: str, shown: str) -> str:
@@ -395,9 +414,8 @@ def _describe(exc: psycopg.Error, url: str, shown: str) -> str:
         text = exc.diag.message_primary or type(exc).__name__
     else:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    password = urllib.parse.urlsplit(url).password
     text = text.replace(url, shown)
-    if password:
+    for password in _passwords(url):
         text = text.replace(password, "***")
     return text
 

@@ -35,8 +35,10 @@ def _target() -> tuple[bool, str | None]:
 def _status() -> SchemaStatus:
     postgres, target = _target()
     if postgres:
-        from hub_core.store_postgres import schema_status
+        from hub_core.store import postgres_support
 
+        with postgres_support():
+            from hub_core.store_postgres import schema_status
         assert target is not None
         return schema_status(target)
     from hub_core.store import default_path
@@ -145,8 +147,10 @@ def upgrade(as_sql: bool) -> None:
     postgres, target = _target()
     if as_sql:
         if postgres:
-            from hub_core.store_postgres import pending_sql
+            from hub_core.store import postgres_support
 
+            with postgres_support():
+                from hub_core.store_postgres import pending_sql
             assert target is not None
             script = pending_sql(target)
         else:
@@ -161,9 +165,11 @@ def upgrade(as_sql: bool) -> None:
         say(Shown(script.rstrip("\n")))
         return
     if postgres:
-        from hub_core.store_postgres import SCHEMA_VERSION as hub_version
-        from hub_core.store_postgres import upgrade as upgrade_postgres
+        from hub_core.store import postgres_support
 
+        with postgres_support():
+            from hub_core.store_postgres import SCHEMA_VERSION as hub_version
+            from hub_core.store_postgres import upgrade as upgrade_postgres
         assert target is not None
         before, after = upgrade_postgres(target)
     else:

@@ -12,6 +12,8 @@ Everything but click loads when the command runs: ``hub --help`` pays for none o
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from hub_core.cli import reports_errors, say, shown, state
@@ -81,6 +83,8 @@ def serve(
             "--ssl-keyfile, or serve behind a TLS proxy and pass --proxy-headers (with "
             "--forwarded-allow-ips set to the proxy's address)",
         )
+    if ssl_certfile is not None and ssl_keyfile is not None:
+        _check_tls(ssl_certfile, ssl_keyfile)  # before anything listens or an address is shown
     current = state()
     # Checked before the server starts: a refused HUB_WEBHOOK_URL is exit 2, not a log line.
     outbox = current.outbox
@@ -108,16 +112,52 @@ def serve(
             lifespan="on",
         )
     )
+    # uvicorn shuts down on SIGTERM (systemd, docker stop), then sends it again to the
+    # handler it found: this one makes that the Ctrl-C way out, clean-up included, not a
+    # death by signal that skips it.
+    previous = _on_sigterm(_interrupt)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the Ctrl-C it shut down on: for a server that is the way out
     finally:
+        _on_sigterm(previous)
         sock.close()
         app.close()
         if outbox is not None:
             outbox.stop()  # the command's end delivers what is due, then closes it
     say(shown("Stopped."))
+
+
+def _check_tls(certfile: str, keyfile: str) -> None:
+    """Refuse a certificate and key that TLS cannot use (`ConfigurationError`)."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        # A key under a passphrase is refused, never asked for on the terminal.
+        context.load_cert_chain(certfile, keyfile, password=lambda: b"")
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigurationError(
+            "--ssl-certfile",
+            f"cannot serve TLS with --ssl-certfile {certfile} and --ssl-keyfile {keyfile}: "
+            "they must be a PEM certificate (or chain) and its own private key, without a "
+            f"passphrase ({getattr(exc, 'reason', None) or type(exc).__name__})",
+        ) from None
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _on_sigterm(handler: Any) -> Any:
+    """Make *handler* SIGTERM's; return the one before (None off the main thread)."""
+    import signal
+    import threading
+
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 COMMANDS = [serve]
