@@ -78,6 +78,31 @@ def test_a_request_outside_the_allowlist_is_refused_before_anything_is_sent(
     assert caught.value.plugin == "AcmePlugin"
 
 
+@pytest.mark.parametrize("host", ["evil.test", "api.acme.test.evil.test", "api.acme.test:8443"])
+def test_a_host_header_naming_another_host_is_refused_before_anything_is_sent(
+    make_hub: Callable[..., Hub], recorder: Any, check: Check, host: str
+) -> None:
+    def flow(credentials: Any) -> Flow:
+        yield httpx.Request("GET", "https://api.acme.test/me", headers={"Host": host})
+        return Verified("id:1", "never")
+
+    with pytest.raises(PluginError, match="set the Host header .* so it was not sent"):
+        check(make_hub(flow), GOOD)
+    assert recorder.requests == []
+
+
+def test_a_host_header_naming_the_address_host_in_any_case_is_sent(
+    make_hub: Callable[..., Hub], recorder: Any, check: Check
+) -> None:
+    def flow(credentials: Any) -> Flow:
+        yield httpx.Request("GET", "https://api.acme.test/me", headers={"Host": "API.Acme.test"})
+        return Verified("id:1", "sent")
+
+    hub = make_hub(flow, handler=lambda r: httpx.Response(200))
+    assert check(hub, GOOD).label == "sent"
+    assert len(recorder.requests) == 1
+
+
 def test_plain_http_is_refused(make_hub: Callable[..., Hub], recorder: Any, check: Check) -> None:
     hub = make_hub(get("http://api.acme.test/me"))
     with pytest.raises(PluginError, match="over http; hub sends keys over HTTPS only"):

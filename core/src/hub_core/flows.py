@@ -127,6 +127,15 @@ def check_request(
             "the request was not sent",
             plugin=plugin,
         )
+    named = request.headers.get("host")
+    if named is not None and named.lower() != url.netloc.decode("ascii", "replace").lower():
+        # The connection goes to the URL's host, but a server (a CDN in front of many sites)
+        # routes by this header: the key would reach whatever site it names.
+        raise PluginError(
+            f"the plugin {plugin} set the Host header of a request to {host} to another "
+            "host; hub sends a request only to the host of its address, so it was not sent",
+            plugin=plugin,
+        )
     if _holds_secret(url, secrets):
         raise PluginError(
             f"the plugin {plugin} put a secret into the address of a request to {host}; "
