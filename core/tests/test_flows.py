@@ -86,7 +86,7 @@ def test_a_host_header_naming_another_host_is_refused_before_anything_is_sent(
         yield httpx.Request("GET", "https://api.acme.test/me", headers={"Host": host})
         return Verified("id:1", "never")
 
-    with pytest.raises(PluginError, match="set the Host header .* so it was not sent"):
+    with pytest.raises(PluginError, match=r"set the Host header .* so it was not sent"):
         check(make_hub(flow), GOOD)
     assert recorder.requests == []
 

@@ -402,6 +402,15 @@ class Registry:
             self._fail(record, f"does not follow the hook contract: {describe(exc)}")
             return
         callers = self.manager.get_hookcallers(plugin) or []
+        if not callers:
+            self.manager.unregister(plugin)
+            self._fail(
+                record,
+                f"implements no hub hook: does its entry point name the module that holds "
+                f"them (with @hookimpl)? It names {type(plugin).__name__} "
+                f"{getattr(plugin, '__name__', '') or 'object'}",
+            )
+            return
         unknown = [caller.name for caller in callers if not caller.has_spec()]
         if unknown:
             self.manager.unregister(plugin)
@@ -492,6 +501,7 @@ class Registry:
             self._conflicts[provider_id] = message
             for _, owner in owners:
                 owner.error = message
+                _warn_unusable(owner, message)
 
     @staticmethod
     def _check_providers(provided: object) -> list[Provider]:

@@ -35,7 +35,18 @@ def providers(as_json: bool) -> None:
         echo_json([_provider_json(p) for p in found])
         return
     if not found:
-        say(shown("No provider plugin is installed. Install one, e.g. `pip install hub-qlik`."))
+        broken = sum(report.error is not None for report in hub.plugins())
+        if broken:
+            say(
+                shown(
+                    "No provider is usable: {n} installed plugin{s} cannot be used. "
+                    "`hub plugins` says why.",
+                    n=broken,
+                    s="s" * (broken != 1),
+                )
+            )
+        else:
+            say(shown("No provider plugin is installed. Install one, e.g. `pip install hub-qlik`."))
         return
     ids = [shown("{id}", id=provider.id) for provider in found]
     width = max(len(shown_id.plain) for shown_id in ids)
@@ -127,7 +138,8 @@ def _wrap(text: str, indent: int = 0) -> list[Shown]:
             paragraph, width=width, break_on_hyphens=False, break_long_words=False
         )
         lines += [
-            shown("{indent}{line}", indent=" " * indent, line=line, limit=LONG_LIMIT)
+            # The indent in the template: a value is made inert, its leading spaces dropped.
+            shown(" " * indent + "{line}", line=line, limit=LONG_LIMIT)
             for line in wrapped or [""]
         ]
     return lines

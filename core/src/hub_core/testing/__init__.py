@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json as _json
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
@@ -227,7 +227,20 @@ def _answerer(
     responses: Script,
 ) -> tuple[Responder, list[httpx.Response | BaseException] | None]:
     if callable(responses):
-        return responses, None
+        import httpx
+
+        responder = responses
+
+        def checked(request: httpx.Request) -> httpx.Response | BaseException:
+            answer = responder(request)
+            if not isinstance(answer, httpx.Response | BaseException):
+                raise AssertionError(
+                    f"the responder answered {request.method} {request.url} with "
+                    f"{type(answer).__name__}, not an httpx.Response (a missing return?)"
+                )
+            return answer
+
+        return checked, None
     queue = list(responses)
 
     def answer(request: httpx.Request) -> httpx.Response | BaseException:
@@ -274,6 +287,7 @@ def _driven(
     from hub_core.flows import run_scripted
     from hub_core.policy import Policy
 
+    _check_flow(flow, caller)
     if provider is None:
         warnings.warn(
             f"{caller}() without provider= lets the flow reach any host; pass the provider "
@@ -290,12 +304,26 @@ def _driven(
         run.requests.append(request)
         return answer(request)
 
-    driver = production_drive(policy, provider, provider.id, flow, tuple(secrets))
+    driver = production_drive(policy, provider, provider.id, flow, _secret_list(secrets))
     try:
         run.result = run_scripted(driver, recorded, provider, policy, on_wait=run.waits.append)
     except Exception as exc:
         run.error = exc
     return run
+
+
+def _check_flow(flow: object, caller: str) -> None:
+    """Refuse what is not a flow generator, as `Hub` refuses it from a plugin."""
+    if not isinstance(flow, Generator):
+        raise TypeError(
+            f"{caller}() was given {type(flow).__name__}, not a flow generator: a flow "
+            "function yields its requests (call it, and give what it returns)"
+        )
+
+
+def _secret_list(secrets: Iterable[str] | str) -> tuple[str, ...]:
+    """*secrets* as a tuple of secrets: one string is one secret, not its characters."""
+    return (secrets,) if isinstance(secrets, str) else tuple(secrets)
 
 
 def drive(
@@ -304,7 +332,7 @@ def drive(
     *,
     provider: Provider | None = None,
     policy: Policy | None = None,
-    secrets: Iterable[str] = (),
+    secrets: Iterable[str] | str = (CANARY,),
 ) -> FlowRun:
     """Run *flow* to its end under the core's own driver, answering each request it sends.
 
@@ -314,7 +342,8 @@ def drive(
     refused with `PluginError`. Waits take no time (`FlowRun.waits` lists them). *policy*
     (default: production's `hub_core.Policy()`) sets the retries and limits, so a script must
     answer every attempt: three 503s for one request that keeps failing, or pass
-    ``Policy(retries=0)``. *secrets* are masked in any error, as `Hub` masks the key.
+    ``Policy(retries=0)``. *secrets* (default: `CANARY`, the key `sample_credentials` gives)
+    are masked in any error and refused in a request's address, as `Hub` does with the key.
 
     *responses* is a sequence answered in order or a function from request to response. An
     exception in their place (say ``ProviderUnavailable("...", reason="unresolved")`` or
@@ -337,7 +366,7 @@ def drive_error(
     *,
     provider: Provider | None = None,
     policy: Policy | None = None,
-    secrets: Iterable[str] = (),
+    secrets: Iterable[str] | str = (CANARY,),
 ) -> FlowFailure:
     """Run *flow* as `drive` does; it must end in an *expected* error: return it and the requests.
 
@@ -373,6 +402,7 @@ def drive_raw(flow: Flow, responses: Script) -> FlowRun:
     """
     import httpx
 
+    _check_flow(flow, "drive_raw")
     answer, queue = _answerer(responses)
     requests: list[httpx.Request] = []
     try:
@@ -495,17 +525,21 @@ def sample_account(
 # --- secrets ---------------------------------------------------------------------------------
 
 
-def find_secret(text: str, secrets: Iterable[str], window: int = LEAK_WINDOW) -> str | None:
+def find_secret(text: str, secrets: Iterable[str] | str, window: int = LEAK_WINDOW) -> str | None:
     """Return the piece of a secret that *text* contains, or None.
 
     A secret leaks when it appears whole, or when any *window* consecutive characters of it
     do (a key cut short is still a key), in any form the core's redaction masks: reversed,
     in hex, in base64 (standard or URL-safe, at any offset of a longer encoded string), in
     another case, or cut into parts by separators (see `hub_core.responses.redact`). What is
-    returned is the text that holds it. Secrets shorter than the core's redaction minimum
-    are ignored: they cannot be told apart from ordinary words.
+    returned is the text that holds it. *secrets* is a list of secrets, or one as a string.
+    Secrets shorter than the core's redaction minimum (`KEY_PIECE`) are ignored: they cannot
+    be told apart from ordinary words.
     """
-    return redactor(secrets, max(window, KEY_PIECE)).find(text)
+    if window < 1:
+        raise ValueError(f"window must be at least 1, got {window}")
+    keys = [key for key in _secret_list(secrets) if len(key) >= KEY_PIECE]
+    return redactor(keys, window).find(text)
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -546,9 +580,10 @@ def _text(show: Callable[[object], str], value: object) -> str:
         return f"<{type(value).__name__}: its text cannot be read>"
 
 
-def assert_no_secret(value: object, secrets: Iterable[str] = (CANARY,)) -> None:
-    """Fail (AssertionError) when *value*'s `exposed_text` holds any piece of a secret."""
+def assert_no_secret(value: object, secrets: Iterable[str] | str = (CANARY,)) -> None:
+    """Fail (AssertionError) when *value*'s `exposed_text` holds any piece of a secret
+    (*secrets*: a list of secrets, or one as a string)."""
     text = exposed_text(value)
-    leaked = find_secret(text, tuple(secrets))
+    leaked = find_secret(text, secrets)
     if leaked is not None:
         raise AssertionError(f"a secret ({leaked!r}) appears in {type(value).__name__}: {text}")

@@ -191,10 +191,16 @@ class ProviderCheck:
                 return scenario.wire(request, self.keys)
             assert happy is not None  # a run without a scenario needs the happy path
             try:
-                return happy(request)
+                answered = happy(request)
+                if not isinstance(answered, httpx.Response | BaseException):
+                    raise TypeError(
+                        f"it answered {request.method} {request.url} with "
+                        f"{type(answered).__name__}, not an httpx.Response (a missing return?)"
+                    )
             except Exception as exc:
                 run.responder_error = exc
                 raise _ResponderFailed from exc
+            return answered
 
         driver = drive(self.policy, self.provider, plugin, counted, self.keys)
         try:
