@@ -84,7 +84,27 @@ def test_a_pause_is_shown_and_resume_ends_it(hub: Any, store: Store) -> None:
     assert datetime.fromisoformat(shown["paused_until"]) == pause.until
     assert "paused" not in run(hub, store, "limits", "resume", "acme").stdout
     assert store.limits()[0].pause == Pause()
-    assert "has no pause" in run(hub, store, "limits", "resume", "other").stdout
+    again = run(hub, store, "limits", "resume", "acme")  # nothing left to end: said so
+    assert (again.exit_code, again.stdout.split()) == (0, ["acme", "no", "budget"])
+
+
+@pytest.mark.parametrize("command", ["remove", "resume"])
+def test_a_provider_neither_installed_nor_stored_is_a_typo_exit_2(
+    hub: Any, store: Store, command: str
+) -> None:
+    result = run(hub, store, "limits", command, "acmee")
+    assert result.exit_code == 2
+    assert "no provider 'acmee'" in result.output
+    assert store.limits() == []
+
+
+def test_a_provider_the_store_knows_is_let_through_though_not_installed_here(
+    hub: Any, store: Store
+) -> None:
+    store.set_limit("elsewhere", 2.0)  # its plugin is installed on the workers, not here
+    result = run(hub, store, "limits", "remove", "elsewhere")
+    assert result.exit_code == 0, result.output
+    assert "no budget" in result.stdout
 
 
 def test_provider_text_from_the_store_is_inert(hub: Any, store: Store) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
 import threading
@@ -770,3 +771,16 @@ def test_times_are_said_as_a_person_says_them(delta: timedelta, words: str) -> N
 
     now = datetime(2026, 12, 1, tzinfo=UTC)
     assert relative(now + delta, now=now) == words
+
+
+def test_a_plugin_failure_is_logged_for_the_operator_without_the_key(
+    web: WebFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    w = web()
+    with caplog.at_level(logging.WARNING, logger="hub_core.web"):
+        answer = w.submit(w.get("/connect/acme"), api_key="crash", team="kept")
+    assert answer.status == 500
+    assert "server's log" in answer.find("div", role="alert").text
+    (record,) = [r for r in caplog.records if "failed in its plugin" in r.getMessage()]
+    assert "a check of acme failed in its plugin: the plugin" in record.getMessage()
+    assert "RuntimeError" in record.getMessage()  # what failed, for the operator

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import operator
+import shlex
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -39,7 +40,14 @@ __all__ = [
     "recorded_account",
     "status_of",
     "text_or_none",
+    "unlink_command",
 ]
+
+
+def unlink_command(account_id: str) -> str:
+    """The ``hub unlink`` command for *account_id*, as a shell runs it: a broken row's id
+    (``#12``) is quoted, or the shell would read it as a comment."""
+    return f"hub unlink {shlex.quote(account_id)}"
 
 
 def iso(value: datetime | None) -> str | None:
@@ -428,7 +436,7 @@ def _read_closely(row: sqlite3.Row, now: datetime) -> Account:
         status = Status.DAMAGED
         last_error = (
             f"hub cannot read this account as stored ({', '.join(broken)} changed outside "
-            f"hub): unlink it with `hub unlink {account_id}` and link it again"
+            f"hub): unlink it with `{unlink_command(account_id)}` and link it again"
         )
     return Account(
         id=account_id,

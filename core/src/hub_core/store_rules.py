@@ -37,7 +37,7 @@ from .leases import LeasedAccount
 from .model import Account, Credentials, Status, Verified
 from .owners import check_owner, clean_owner_name
 from .status import expiring_from
-from .store_rows import json_object, parse_time
+from .store_rows import json_object, parse_time, unlink_command
 from .store_types import (
     LINK_DEFAULT_EXPIRY,
     LINK_MAX_EXPIRY,
@@ -380,7 +380,8 @@ def stored_values(ring: KeyRing, row: Any, account_id: str) -> dict[str, str]:
     if values is None or not all(isinstance(v, str) for v in values.values()):
         raise StoreError(
             f"the stored fields of account {account_id} cannot be read (the row was "
-            f"changed outside hub); unlink it with `hub unlink {account_id}` and link it again"
+            f"changed outside hub); unlink it with `{unlink_command(account_id)}` and link it "
+            "again"
         )
     values.update(decrypt_secrets(ring, row["secrets"], account_id, row["key_id"]))
     return values

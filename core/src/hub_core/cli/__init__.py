@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
@@ -80,6 +81,32 @@ def exit_code(error: HubError) -> int:
     if isinstance(error, InvalidCredentials | PermissionDenied):
         return EXIT_REJECTED
     return EXIT_REJECTED
+
+
+def no_core_dumps() -> None:
+    """Make sure this process never writes a core dump: it is about to hold secrets.
+
+    A crash would otherwise write the process's memory (the key being linked, the decrypted
+    keys of a check, the store's key) to ``./core`` or the system's crash collector. When
+    ``hub`` is the program, both limits go to 0, so nothing in the process can raise them
+    again. When a host runs the commands in its own process (``main(...)`` from Python, as
+    tests do), only the soft limit goes to 0, which is what stops a dump: the hard limit is
+    the host's, and without privileges it could never be raised back. Where the limit cannot
+    be set (Windows, a sandbox that forbids it) nothing changes.
+    """
+    import contextlib
+
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return
+    context = click.get_current_context(silent=True)
+    if context is None:  # not a command: a host's own use of State, its limits its own
+        return
+    program = context.find_root().info_name == "hub"
+    with contextlib.suppress(ValueError, OSError):  # refused by the platform: nothing to do
+        hard = 0 if program else resource.getrlimit(resource.RLIMIT_CORE)[1]
+        resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
 
 
 class Shown:
@@ -221,6 +248,9 @@ class State:
         """The account store: ``HUB_DATABASE_URL`` (a ``postgresql://`` URL selects PostgreSQL,
         anything else is a SQLite file), else ``hub.db`` at ``HUB_HOME`` or the user data
         directory."""
+        # A store holds its key, and soon decrypted ones: the command that asks for it (a
+        # store given ready made included) writes no core dump from here on.
+        no_core_dumps()
         if self._store is None:
             from hub_core.store import open_store
 
@@ -303,6 +333,12 @@ def state() -> State:
 def current_hub() -> Hub:
     """The Hub of the running command."""
     return state().hub
+
+
+def json_time(value: datetime | None) -> str | None:
+    """*value* as every ``--json`` writes a time: ISO 8601 in UTC with ``Z`` (None: null),
+    as `Account.to_json` does."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
 def echo_json(data: object, *, gather: int = 1) -> None:

@@ -24,6 +24,7 @@ from hub_core.cli import (
     Shown,
     echo_json,
     joined,
+    no_core_dumps,
     reports_errors,
     say,
     shown,
@@ -47,27 +48,6 @@ STATUS_COLOURS = {
     Status.DAMAGED: "red",
 }
 ATTEMPTS = 3
-
-
-def no_core_dumps() -> None:
-    """Make sure this process never writes a core dump: it is about to hold secrets.
-
-    A crash would otherwise write the process's memory (the key being linked, the decrypted
-    keys of a check, the store's key) to ``./core`` or the system's crash collector. When
-    ``hub`` is the program, both limits go to 0, so nothing in the process can raise them
-    again. When a host runs the commands in its own process (``main(...)`` from Python, as
-    tests do), only the soft limit goes to 0, which is what stops a dump: the hard limit is
-    the host's, and without privileges it could never be raised back. Where the limit cannot
-    be set (Windows, a sandbox that forbids it) nothing changes.
-    """
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not on Windows
-        return
-    program = click.get_current_context().find_root().info_name == "hub"
-    with contextlib.suppress(ValueError, OSError):  # refused by the platform: nothing to do
-        hard = 0 if program else resource.getrlimit(resource.RLIMIT_CORE)[1]
-        resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
 
 
 #: How many allocations apart the collector visits its youngest objects during a run of

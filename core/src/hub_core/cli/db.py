@@ -173,9 +173,11 @@ def upgrade(as_sql: bool) -> None:
         assert target is not None
         before, after = upgrade_postgres(target)
     else:
+        from hub_core.cli import no_core_dumps
         from hub_core.store import upgrade as upgrade_sqlite
         from hub_core.store_schema import SCHEMA_VERSION as hub_version
 
+        no_core_dumps()  # opening the database reads its key
         before, after = upgrade_sqlite(target)
     say(_what_upgrade_did(before, after, hub_version))
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from hub_core.cli import Shown, echo_json, reports_errors, say, shown, state
+from hub_core.cli import Shown, echo_json, json_time, reports_errors, say, shown, state
 
 if TYPE_CHECKING:
     from hub_core.budgets import ProviderLimit
@@ -67,6 +67,7 @@ def set_limit(provider: str, rate: float, burst: int | None) -> None:
 @reports_errors
 def remove(provider: str) -> None:
     """Remove PROVIDER's budget (a pause after rate limits stays until it ends)."""
+    _known(provider)
     limit = state().store.set_limit(provider, None)
     say(_line(limit, datetime.now(UTC)))
 
@@ -76,11 +77,22 @@ def remove(provider: str) -> None:
 @reports_errors
 def resume(provider: str) -> None:
     """End PROVIDER's pause after rate limits now, for every checker."""
+    _known(provider)
     limit = state().store.lift_pause(provider)
     if limit is None:
         say(shown("{provider} has no pause and no budget.", provider=provider))
         return
     say(_line(limit, datetime.now(UTC)))
+
+
+def _known(provider: str) -> None:
+    """Refuse a provider that is neither installed nor in the store (a typo: exit 2).
+
+    One the store has a record of is let through: its plugin may be installed elsewhere.
+    """
+    current = state()
+    if all(limit.provider_id != provider for limit in current.store.limits()):
+        current.hub.provider(provider)  # UnknownProvider
 
 
 def _line(limit: ProviderLimit, now: datetime) -> Shown:
@@ -113,7 +125,7 @@ def _as_json(limit: ProviderLimit, now: datetime) -> dict[str, Any]:
         "rate": budget.rate if budget else None,
         "burst": budget.burst if budget else None,
         "tokens": round(budget.tokens_at(now), 3) if budget else None,
-        "paused_until": pause.until.isoformat() if pause.active(now) and pause.until else None,
+        "paused_until": json_time(pause.until) if pause.active(now) else None,
     }
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from hub_core.cli import echo_json, reports_errors, say, shown, state
+from hub_core.cli import echo_json, json_time, reports_errors, say, shown, state
 from hub_core.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -160,8 +160,8 @@ def _json(link: object) -> dict[str, object]:
         "note": link.note,
         "owner": link.owner,
         "owner_name": link.owner_name,
-        "created_at": link.created_at.isoformat(),
-        "expires_at": link.expires_at.isoformat(),
+        "created_at": json_time(link.created_at),
+        "expires_at": json_time(link.expires_at),
         "state": link.state(),
         "attempts": link.failed_attempts,
         "used": link.used_at is not None,

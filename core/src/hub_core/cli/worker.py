@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import click
 
-from hub_core.cli import reports_errors, say, shown, state
+from hub_core.cli import no_core_dumps, reports_errors, say, shown, state
 from hub_core.cli.accounts import (
     CheckReport,
     collect_less,
     concurrency_option,
     lease_duration,
     lease_option,
-    no_core_dumps,
 )
 
 __all__ = ["worker"]

@@ -36,12 +36,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import Receive, Scope, Send
 
+from hub_core.display_text import LONG_LIMIT, inert
 from hub_core.errors import (
     AccountNotFound,
     AmbiguousAccount,
     FieldError,
     HubError,
     LinkUsed,
+    PluginError,
     RateLimited,
     UnknownProvider,
 )
@@ -444,6 +446,14 @@ class HubApp:
     ) -> Response:
         if banner is None and error is not None:
             banner = present.banner(error, provider.name)
+            if isinstance(error, PluginError):
+                # The page says only that the plugin failed: the operator reads why here (the
+                # message is the driver's, every secret of the check masked in it).
+                _log.warning(
+                    "a check of %s failed in its plugin: %s",
+                    inert(provider.id),
+                    inert(error.message, limit=LONG_LIMIT),
+                )
         if banner is not None and status == 200:
             status = banner.status
         if account is None:

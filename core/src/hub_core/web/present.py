@@ -370,8 +370,8 @@ def banner(error: HubError, provider_name: str) -> Banner:
         return Banner(
             500,
             f"The {provider_name} plugin failed",
-            "Its check stopped with an error; nothing was linked. The operator can see why "
-            "with `hub providers`.",
+            "Its check stopped with an error; nothing was linked. The operator finds why in "
+            "the server's log.",
         )
     if isinstance(error, UnknownProvider):
         return Banner(404, "No such provider", detail)
