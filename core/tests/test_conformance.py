@@ -801,8 +801,26 @@ def test_load_plugin_finds_entry_points_and_modules() -> None:
 
     assert load_plugin("elastic") is hub_elastic
     assert load_plugin("hub_elastic") is hub_elastic
-    with pytest.raises(ModuleNotFoundError):
+    with pytest.raises(LookupError, match="no module is named 'hub_no_such_plugin'") as caught:
         load_plugin("hub_no_such_plugin")
+    assert "the installed entry points: " in str(caught.value)
+    assert "elastic" in str(caught.value).rpartition(":")[2]
+
+
+def test_load_plugin_says_which_entry_point_cannot_be_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from importlib.metadata import EntryPoint
+
+    import hub_core.testing.conformance as conformance
+
+    broken = EntryPoint(name="acme", value="hub_acme_missing:plugin", group="hub")
+    monkeypatch.setattr(conformance, "entry_points", lambda group: [broken])
+    with pytest.raises(LookupError) as caught:
+        load_plugin("acme")
+    message = str(caught.value)
+    assert "the hub entry point 'acme' (hub_acme_missing:plugin) cannot be loaded" in message
+    assert "ModuleNotFoundError" in message
 
 
 # --- the testing kit -----------------------------------------------------------------------------
@@ -1034,6 +1052,10 @@ def test_the_option_checks_named_plugins(suite: Path) -> None:
     assert bad.returncode == 1
     assert "FAIL broken: flow: the first request would be refused" in bad.stdout
     assert "api.broken.net" in bad.stdout
+    unknown = run_pytest(suite, "--hub-conformance=hub_no_such_plugin")
+    assert unknown.returncode == 1
+    assert "no module is named 'hub_no_such_plugin'" in unknown.stdout
+    assert "Traceback" not in unknown.stdout and "importlib" not in unknown.stdout
 
 
 @pytest.mark.slow

@@ -74,7 +74,7 @@ class HubConformanceItem(pytest.Item):
         """Show the conformance report rather than a traceback into the check."""
         from hub_core.testing.conformance import ConformanceError
 
-        if isinstance(excinfo.value, ConformanceError):
+        if isinstance(excinfo.value, ConformanceError | LookupError):  # a report, or no plugin
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)
 

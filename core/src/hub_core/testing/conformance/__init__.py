@@ -45,7 +45,7 @@ from importlib.metadata import entry_points
 
 import attrs
 
-from hub_core.errors import HubError
+from hub_core.errors import HubError, describe
 from hub_core.hookspecs import PROJECT
 from hub_core.plugins import Registry
 from hub_core.testing import Responder
@@ -117,11 +117,30 @@ class Sample:
 
 
 def load_plugin(name: str) -> object:
-    """The plugin called *name*: an installed ``hub`` entry point, or else a module to import."""
-    for entry_point in entry_points(group=PROJECT):
+    """The plugin called *name*: an installed ``hub`` entry point, or else a module to import.
+
+    `LookupError` says which, in one line, when neither can be loaded.
+    """
+    installed = list(entry_points(group=PROJECT))
+    for entry_point in installed:
         if entry_point.name == name:
-            return entry_point.load()
-    return importlib.import_module(name)
+            try:
+                return entry_point.load()
+            except Exception as exc:
+                raise LookupError(
+                    f"the hub entry point {name!r} ({entry_point.value}) cannot be loaded: "
+                    f"{describe(exc)}"
+                ) from exc
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not name.startswith(exc.name):
+            raise  # the module exists; something it imports does not
+        names = ", ".join(sorted(entry_point.name for entry_point in installed)) or "none"
+        raise LookupError(
+            f"no installed hub entry point and no module is named {name!r} (the installed "
+            f"entry points: {names})"
+        ) from None
 
 
 def check_plugin(
