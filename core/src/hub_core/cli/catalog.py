@@ -138,8 +138,8 @@ def _wrap(text: str, indent: int = 0) -> list[Shown]:
             paragraph, width=width, break_on_hyphens=False, break_long_words=False
         )
         lines += [
-            # The indent in the template: a value is made inert, its leading spaces dropped.
-            shown(" " * indent + "{line}", line=line, limit=LONG_LIMIT)
+            # The indent is hub's own text (a Shown): a value made inert loses leading spaces.
+            shown("{indent}{line}", indent=Shown(" " * indent), line=line, limit=LONG_LIMIT)
             for line in wrapped or [""]
         ]
     return lines
