@@ -130,6 +130,15 @@ def test_field_rules() -> None:
         Field("x", "X", max_length=0)
 
 
+def test_normalize_must_be_a_function_and_is_no_part_of_a_fields_value() -> None:
+    with pytest.raises(TypeError, match="normalize of 'api_key' must be a function"):
+        Field("api_key", "API Key", kind="secret", normalize="strip")  # type: ignore[arg-type]
+    field = Field("api_key", "API Key", kind="secret", normalize=str.upper)
+    assert field.normalize is str.upper
+    assert field == Field("api_key", "API Key", kind="secret")  # as fills: not compared
+    assert "normalize" not in repr(field)
+
+
 def test_choices_accept_strings_pairs_and_choice_objects() -> None:
     field = Field(
         "r", "Region", kind="choice", choices=["us", ("eu", "Europe"), Choice("de", "DE")]

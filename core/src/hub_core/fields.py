@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import FieldError
+from .errors import FieldError, PluginError, redact
 from .model import Credentials, Field, Provider
 
 __all__ = ["json_schema", "validate_field", "validate_values"]
@@ -72,12 +72,61 @@ def _check(field: Field, value: str) -> str:
     return value
 
 
+def _normalized(field: Field, normalize: Callable[[str], str], value: str) -> str:
+    """*value* as *field*'s ``normalize`` gives it back, stripped; `FieldError` if refused.
+
+    The function is a plugin's code: its FieldError or ValueError is the field's error (masked
+    by the typed value for a secret field, which the message may quote); anything else it
+    raises or returns is its bug, reported without the value. A real Ctrl-C goes through.
+    """
+    try:
+        result = normalize(value)
+    except (FieldError, ValueError) as exc:
+        message = _message(exc, field.name) or f"{field.label} is not valid"
+        if field.secret:
+            message = redact(message, [value])
+        raise FieldError(field.name, message) from None
+    except BaseException as exc:  # a SystemExit too: a broken plugin stops no one
+        # Told from a plugin's own KeyboardInterrupt where the caller watches for Ctrl-C, as
+        # every check does (`watching_interrupts`); elsewhere it is taken for a real one.
+        # Not opened here: it would cost each check's validation microseconds.
+        from .plugins import is_interrupt
+
+        if is_interrupt(exc):
+            raise
+        raise PluginError(
+            f"the normalize function of field {field.name!r} failed "
+            f"({type(exc).__name__}); this is a bug in the plugin"
+        ) from None
+    if not isinstance(result, str):
+        raise PluginError(
+            f"the normalize function of field {field.name!r} returned "
+            f"{type(result).__name__}, not a string; this is a bug in the plugin"
+        )
+    return str.strip(result)
+
+
+def _message(exc: FieldError | ValueError, name: str) -> str:
+    """What a normalize function's *exc* says about field *name*; "" when it says nothing."""
+    try:
+        text = exc.errors.get(name, exc.message) if isinstance(exc, FieldError) else str(exc)
+    except Exception:  # a plugin's exception: its __str__ may fail too
+        return ""
+    return text.strip() if isinstance(text, str) else ""
+
+
 def validate_field(field: Field, raw: str) -> str:
     """Validate one typed value of *field*; return it normalised or raise `FieldError`.
 
-    For forms and prompts that check a value as soon as it is entered.
+    For forms and prompts that check a value as soon as it is entered. The field's
+    ``normalize`` function, if any, turns the stripped value into the one checked and kept; a
+    broken one raises `PluginError`.
     """
     value = raw.strip()
+    if value and field.normalize is not None and _forbidden_character(value) is None:
+        # A control or invisible character is refused as typed, by `_check` below: the
+        # plugin's function never sees one, and the message says which character it is.
+        value = _normalized(field, field.normalize, value)
     if not value:
         if field.default is not None:
             return field.default
@@ -93,10 +142,11 @@ def validate_field(field: Field, raw: str) -> str:
 def validate_values(provider: Provider, values: Mapping[str, Any]) -> Credentials:
     """Validate the submitted *values* against *provider*'s fields.
 
-    Strips surrounding whitespace, applies defaults, resolves choices case-insensitively, and
-    refuses missing required values, unknown fields, values that are too long, do not match
-    the field's pattern, or contain control characters. Raise `FieldError` naming every field
-    at fault; return the `Credentials` otherwise.
+    Strips surrounding whitespace, applies each field's ``normalize`` and defaults, resolves
+    choices case-insensitively, and refuses missing required values, unknown fields, values
+    that are too long, do not match the field's pattern, or contain control characters. Raise
+    `FieldError` naming every field at fault (`PluginError` for a broken ``normalize``);
+    return the `Credentials` otherwise.
     """
     errors: dict[str, str] = {}
     known = {field.name for field in provider.fields}

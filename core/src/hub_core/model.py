@@ -141,6 +141,18 @@ class Field:
     ``{field name: value}`` (a pasted tenant address gives ``{"region": "eu"}``). It must be
     pure and quick (no I/O). Forms call it through `Provider.supplied`; a value the person
     gave for a field always wins over a supplied one, and the flow still checks everything.
+
+    ``normalize`` turns the value as typed into the value hub keeps: the one checked against
+    ``pattern``, ``max_length``, ``choices`` and the rest, given to the flow, stored, and (for
+    a secret) masked in every message of a check; such as the bare key from a pasted
+    ``Authorization: Bearer <key>`` line. It must be pure and quick (no I/O). It is given the
+    value stripped of surrounding white space, never an empty one nor one holding a control
+    or invisible character (refused as typed). It may raise `FieldError` or `ValueError`: the
+    message becomes the field's error (for a secret field, with any piece of the typed value
+    masked). Its result is stripped too; an empty one counts as no value. Returning anything
+    but a string, or raising anything else, is the plugin's bug (`PluginError`). It must give
+    a normalized value back unchanged (a prompt normalizes what is typed, and the check that
+    follows normalizes that again), as must a flow that normalizes again.
     """
 
     name: str = attrs.field()
@@ -156,6 +168,7 @@ class Field:
     fills: Callable[[str], Mapping[str, str]] | None = attrs.field(
         default=None, eq=False, repr=False
     )
+    normalize: Callable[[str], str] | None = attrs.field(default=None, eq=False, repr=False)
 
     @name.validator
     def _check_name(self, _attribute: attrs.Attribute[str], value: str) -> None:
@@ -191,6 +204,8 @@ class Field:
             if self.kind == "secret":
                 # Its result is shown: derived from a key, it could show a piece of it.
                 raise ValueError(f"secret field {self.name!r} cannot fill other fields")
+        if self.normalize is not None and not callable(self.normalize):
+            raise TypeError(f"normalize of {self.name!r} must be a function of the value")
 
     @property
     def secret(self) -> bool:

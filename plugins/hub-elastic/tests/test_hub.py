@@ -18,6 +18,7 @@ from hub_core import (
     ProviderUnavailable,
     UnexpectedResponse,
 )
+from hub_core.responses import MASK
 from hub_core.testing import mock_hub
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -167,3 +168,52 @@ def test_a_pasted_header_line_with_another_scheme_names_it_under_the_driver(
     message = caught.value.errors["api_key"]
     assert "[redacted]" not in message
     assert f"starts with “{scheme}”, which Elastic Cloud does not use" in message
+
+
+def test_pasted_header_line_keeps_elastic_error_code_readable(canary: str) -> None:
+    # The guide says a whole 'Authorization: ApiKey …' line may be pasted. Elastic's own
+    # code "root.unauthorized" holds no piece of the key, so it must be quoted as sent, not
+    # as "root.un[redacted]ed" (the header name typed in front of the key is no secret).
+    body = {"errors": [{"code": "root.unauthorized", "message": "The supplied key is invalid"}]}
+    hub = hub_with(lambda request: httpx.Response(401, json=body))
+
+    with pytest.raises(InvalidCredentials) as caught:
+        hub.verify("elastic", {"api_key": f"Authorization: ApiKey {canary}"})
+
+    assert caught.value.field == "api_key"
+    assert MASK not in str(caught.value)
+    assert 'said: "root.unauthorized: The supplied key is invalid"' in str(caught.value)
+
+
+def test_a_pasted_header_line_is_kept_as_the_bare_key(canary: str) -> None:
+    # The key is what is stored and masked, not the header name typed in front of it.
+    hub = hub_with(lambda request: httpx.Response(200, json=ORGS))
+
+    credentials = hub.validate("elastic", {"api_key": f" 'Authorization: ApiKey {canary}' "})
+
+    assert credentials["api_key"] == canary
+    assert credentials.secret_values() == (canary,)
+
+
+def test_accounts_stored_with_a_pasted_header_line_still_check(canary: str) -> None:
+    # Accounts linked before the field normalized its value hold the line as typed.
+    seen: list[httpx.Request] = []
+    body = {"errors": [{"code": "root.unauthorized", "message": "The supplied key is invalid"}]}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.headers["Authorization"] == f"ApiKey {canary}":
+            return httpx.Response(200, json=ORGS)
+        return httpx.Response(401, json=body)
+
+    stored = [
+        ("elastic", {"api_key": f"Authorization: ApiKey {key}", "environment": "cloud"})
+        for key in (canary, "essu_revoked0123456789")
+    ]
+    checked, rejected = asyncio.run(hub_with(handler).check_many(stored))
+
+    assert not isinstance(checked, Exception)
+    assert checked.identity == "org:1234567890"
+    assert seen[0].headers["Authorization"] == f"ApiKey {canary}"
+    assert isinstance(rejected, InvalidCredentials)
+    assert 'said: "root.unauthorized: The supplied key is invalid"' in str(rejected)

@@ -122,3 +122,16 @@ def test_field_error_makes_no_request(start: Callable[..., Flow], provider: Prov
 
 def test_normalize_key_keeps_a_plain_key_unchanged() -> None:
     assert normalize_key("essu_" + "A" * 80 + "==") == "essu_" + "A" * 80 + "=="
+
+
+@pytest.mark.parametrize(
+    "pasted", ["Authorization: ApiKey essu_abc123==", "'ApiKey essu_abc123=='", "essu_abc123=="]
+)
+def test_the_field_keeps_the_key_the_flow_sends(
+    provider: Provider, credentials: Callable[..., Credentials], pasted: str
+) -> None:
+    # The core gives the flow what the field's normalize returns: the flow's own reading of
+    # the key must leave it as it is.
+    assert provider.field("api_key").normalize is normalize_key
+    assert credentials(pasted)["api_key"] == "essu_abc123=="
+    assert normalize_key(normalize_key(pasted)) == normalize_key(pasted) == "essu_abc123=="

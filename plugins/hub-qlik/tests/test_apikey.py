@@ -10,6 +10,7 @@ import pytest
 
 from hub_core import FieldError
 from hub_qlik.apikey import looks_like_key, read_key
+from hub_qlik.pasted import bare_token
 
 
 def test_claims_are_read_without_verifying(api_key, ids):
@@ -53,6 +54,24 @@ def test_exp_claim_becomes_an_aware_expiry(make_key):
 )
 def test_key_pasted_with_decoration_is_cleaned(api_key, pasted):
     assert read_key(pasted.format(key=api_key)).token == api_key
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    ["{key}", "Authorization: Bearer {key}", "authorization:bearer\t{key}", '"Bearer {key}"'],
+)
+def test_the_fields_normalize_gives_the_token_read_key_sends_and_keeps_it(
+    api_key, provider, pasted
+):
+    # The core gives the flow what normalize returns; read_key must take it unchanged.
+    normalize = provider.field("api_key").normalize
+    assert normalize is bare_token
+
+    token = bare_token(pasted.format(key=api_key))
+
+    assert token == api_key
+    assert bare_token(token) == token
+    assert read_key(token).token == read_key(pasted.format(key=api_key)).token == token
 
 
 def test_opaque_token_is_kept_as_is():

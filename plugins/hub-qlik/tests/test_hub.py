@@ -246,3 +246,49 @@ def test_a_pasted_header_line_or_quoted_key_is_read_as_the_key(hub_for, qlik, va
 
     assert result.identity == f"tenant:{ids.tenant_id}/user:{ids.user_id}"
     assert qlik.seen[0].headers["authorization"] == f"Bearer {values['api_key']}"
+
+
+@pytest.mark.parametrize("pasted", ["Authorization: Bearer {key}", "  'Bearer {key}' "])
+def test_a_pasted_header_line_is_kept_as_the_bare_key(hub_for, qlik, values, pasted):
+    # What is stored (and masked in every message of a check) is the key, not the header
+    # name and scheme typed around it.
+    typed = dict(values, api_key=pasted.format(key=values["api_key"]))
+
+    credentials = hub_for(qlik).validate("qlik", typed)
+
+    assert credentials["api_key"] == values["api_key"]
+    assert credentials.secret_values() == (values["api_key"],)
+
+
+def test_qliks_unauthorized_title_is_not_masked_after_a_pasted_header_line(
+    hub_for, qlik, qlik_error, values
+):
+    # "Authorization" and Qlik's title "Unauthorized" share the piece "authoriz": masked by the
+    # line as typed, the title read "Un[redacted]ed".
+    qlik.routes["/api/v1/users/me"] = qlik_error(401, "Unauthorized", "HTTP-401")
+    typed = dict(values, api_key=f"Authorization: Bearer {values['api_key']}")
+
+    with pytest.raises(InvalidCredentials) as caught:
+        hub_for(qlik).verify("qlik", typed)
+
+    assert "[redacted]" not in str(caught.value)
+    assert 'Qlik Cloud said: "Unauthorized" (code HTTP-401)' in str(caught.value)
+    assert values["api_key"][:8] not in str(caught.value)
+
+
+def test_accounts_stored_with_a_pasted_header_line_still_check(
+    hub_for, qlik, values, ids, make_key
+):
+    # Accounts linked before the field normalized its value hold the line as typed.
+    revoked = make_key(jti="key-0001")
+    stored = [
+        dict(values, api_key=f"Authorization: Bearer {key}") for key in (values["api_key"], revoked)
+    ]
+
+    checked, rejected = asyncio.run(hub_for(qlik).check_many([("qlik", v) for v in stored]))
+
+    assert isinstance(checked, Verified)
+    assert checked.identity == f"tenant:{ids.tenant_id}/user:{ids.user_id}"
+    assert qlik.seen[0].headers["authorization"] == f"Bearer {values['api_key']}"
+    assert isinstance(rejected, InvalidCredentials)
+    assert 'Qlik Cloud said: "Unauthorized" (code HTTP-401)' in str(rejected)

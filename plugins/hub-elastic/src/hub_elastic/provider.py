@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from hub_core import Choice, Field, Guide, Provider, Section, Step
 
+from .key import API_KEY, normalize_key
+
 __all__ = [
     "DEFAULT_ENVIRONMENT",
     "ENVIRONMENTS",
@@ -18,7 +20,6 @@ PROVIDER_ID = "elastic"
 PROVIDER_NAME = "Elastic Cloud"
 DOCS_URL = "https://www.elastic.co/docs/deploy-manage/api-keys/elastic-cloud-api-keys"
 
-API_KEY = "api_key"
 ENVIRONMENT = "environment"
 
 
@@ -61,8 +62,10 @@ _FIELDS = (
             "console. It usually starts with essu_. Not an Elasticsearch or Kibana API key."
         ),
         placeholder="essu_…",
-        # Room for a pasted "Authorization: ApiKey " in front of the key; the flow removes it.
         max_length=512,
+        # A pasted "Authorization: ApiKey <key>" line becomes the key: hub keeps, checks,
+        # stores and masks the key alone, never the header name typed in front of it.
+        normalize=normalize_key,
     ),
     Field(
         name=ENVIRONMENT,

@@ -17,10 +17,11 @@ from typing import Any, NamedTuple
 
 from hub_core import FieldError
 
+from .pasted import bare_token
+
 __all__ = ["ApiKey", "looks_like_key", "read_key"]
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
-_HEADER_NAME = re.compile(r"authorization\s*:\s*", re.IGNORECASE)
 _MIN_LENGTH = 20
 _WHERE = "create one in Qlik Cloud under Profile settings > API keys"
 
@@ -89,13 +90,6 @@ def looks_like_key(value: str) -> bool:
     return text.startswith("eyJ") and len(text) >= 32
 
 
-def _unquoted(text: str) -> str:
-    """*text* without one pair of quotes around it (a key copied from a script)."""
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
-        return text[1:-1].strip()
-    return text
-
-
 def read_key(value: str) -> ApiKey:
     """Check the API Key field's *value* and read its claims if it is a JWT.
 
@@ -104,13 +98,7 @@ def read_key(value: str) -> ApiKey:
     when the value cannot be a Qlik Cloud key: another service's key, a broken or cut-off
     token, or spaces and characters no key contains.
     """
-    token = _unquoted(value.strip())
-    header_name = _HEADER_NAME.match(token)
-    if header_name:
-        token = _unquoted(token[header_name.end() :])
-    if token[:6].lower() == "bearer" and token[6:7] in ("", " ", "\t"):
-        token = token[6:].strip()
-    token = _unquoted(token)
+    token = bare_token(value)
     if not token:
         raise _fail("API Key is required.")
     for position, char in enumerate(token, start=1):

@@ -30,6 +30,7 @@ from hub_core.requests import request
 from hub_core.responses import KEY_PIECE, clean_text, read_json, read_time, redact
 
 from .apikey import ApiKey, looks_like_key, read_key
+from .pasted import bare_token
 from .tenant import Tenant, resolve_tenant, tenant_host
 
 __all__ = ["verify"]
@@ -43,9 +44,11 @@ _MAX_ITEMS = 50  # of a list a tenant answers with (roles, hostnames)
 
 def verify(credentials: Mapping[str, str]) -> Flow:
     """Return the flow that checks the Qlik Cloud *credentials* (tenant, region, api_key)."""
-    # The whole key as typed: the core masks every 8-character piece of it, so each part of
-    # the JWT (and the key inside a pasted "Bearer ...") is covered without splitting it here.
-    secrets = (credentials.get("api_key") or "",)
+    # The whole key: the core masks every 8-character piece of it, so each part of the JWT
+    # is covered without splitting it here. The token alone, as the field's normalize gives
+    # it: the "Authorization: Bearer" pasted in front of it is no secret, and masking it would
+    # turn Qlik's own words ("Unauthorized") into "[redacted]".
+    secrets = (bare_token(credentials.get("api_key") or ""),)
     try:
         return (yield from _verify(credentials, secrets))
     except HubError as exc:

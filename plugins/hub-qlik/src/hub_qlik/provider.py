@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hub_core import Choice, Field, FieldError, Guide, Provider, Section, Step
 
+from .pasted import bare_token
 from .tenant import REGIONS, parse_tenant
 
 __all__ = ["GUIDE", "PROVIDER_ID", "make_provider"]
@@ -55,6 +56,10 @@ FIELDS = (
         help="A Qlik Cloud API key: a long token starting with eyJ, shown once when created.",
         placeholder="eyJhbGciOiJFUzM4NCIs…",
         max_length=8192,
+        # A pasted "Authorization: Bearer <key>" line is kept, checked and masked as the key
+        # alone. Only the text around it goes: the flow judges the key, with the other fields,
+        # so every field at fault is reported at once.
+        normalize=bare_token,
     ),
 )
 

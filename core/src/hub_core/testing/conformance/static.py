@@ -7,7 +7,7 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from hub_core.errors import FieldError, describe
+from hub_core.errors import FieldError, HubError, describe
 from hub_core.fields import json_schema, validate_field, validate_values
 from hub_core.model import Credentials, Field, Guide, Provider, Section, host_problem
 from hub_core.plugins import Registry
@@ -66,7 +66,7 @@ def schema_problems(provider: Provider) -> list[str]:
         if field.default is not None and field.default:
             try:
                 validate_field(field, field.default)
-            except FieldError as exc:
+            except HubError as exc:  # a FieldError, or a PluginError from its normalize
                 problems.append(f"the default of {field.name!r} fails its own validation: {exc}")
     labels = [field.label.casefold() for field in provider.fields]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
