@@ -29,6 +29,8 @@ from hub_core import Field, Guide, InvalidCredentials, Provider, Section, Step, 
 from hub_core.errors import FieldError
 from hub_core.hookspecs import Flow
 from hub_core.model import Credentials
+from hub_core.web import WebConfig, create_app
+from hub_core.web.security import SessionCookies
 
 WebFactory = Callable[..., Web]
 TEMPLATES = Path(hub_core.web.__file__).parent / "templates"
@@ -427,12 +429,28 @@ def test_the_session_cookie(
     assert "expires" not in cookie
 
 
+@pytest.mark.parametrize(("token", "signed_in"), [(TOKEN, True), ("another-run's-token", False)])
+def test_a_dashboard_session_holds_in_every_app_of_the_store_with_its_token_only(
+    web: WebFactory, token: str, signed_in: bool
+) -> None:
+    # Another process of the same app over the same store (the key is the store's): it reads
+    # the sign-in of its sibling; one with another token (a new `hub serve` run) does not.
+    w = web()
+    other = create_app(w.hub, w.store, config=WebConfig(auth_token=token))
+    try:
+        client = w.new_client(app=other)
+        client.cookies.set("hub_session", w.client.cookies["hub_session"])
+        assert (client.get("/").status_code == 200) is signed_in
+    finally:
+        other.close()
+
+
 def test_the_session_cookie_holds_no_token_or_key(web: WebFactory) -> None:
     w = web(sign_in=False)
     answer = w.sign_in(w.client)
     for text in cookie_payloads(answer):
         assert TOKEN not in text
-        assert w.config.secret_key.hex() not in text
+        assert w.app.cookies._serializer.secret_key.hex() not in text  # type: ignore[attr-defined]
 
 
 # --- no GET changes anything ------------------------------------------------------------------
@@ -549,7 +567,7 @@ def test_an_authorized_request_with_the_token_does_not_mint_a_dashboard_session(
     page = w.get(f"/?token={TOKEN}", headers={"X-User": "admin"})
     assert page.status == 200  # the host said yes; the token played no part
     # the cookie it got is not a dashboard session: an app without authorize refuses it
-    plain = web(secret_key=w.config.secret_key)
+    plain = web(secret_key=w.store.derive_key(SessionCookies.PURPOSE))  # the cookie's key
     client = plain.new_client()
     client.cookies.set("hub_session", w.client.cookies["hub_session"])
     assert plain.get("/", client=client).status == 401

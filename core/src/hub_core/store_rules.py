@@ -183,8 +183,8 @@ class SharedMethods:
             account = self.get(account_id, owner=owner)
             if provider_id is not None and account.provider_id != provider_id:
                 raise StoreError(
-                    f"account {account.id} is a {account.provider_id} account, not "
-                    f"{provider_id}; no link was made"
+                    f"account {account.id} is an account of provider {account.provider_id}, "
+                    f"not {provider_id}; no link was made"
                 )
             account_id, provider_id = account.id, account.provider_id
             owner, owner_name = account.owner, owner_name or account.owner_name

@@ -194,7 +194,11 @@ class HubApp:
         self.checker = Checker(
             hub, store, concurrency=config.check_concurrency, on_event=config.on_event
         )
-        self.cookies = SessionCookies(config.secret_key, secure=config.secure_cookies)
+        self.cookies = SessionCookies(
+            config.secret_key or store.derive_key(SessionCookies.PURPOSE),
+            secure=config.secure_cookies,
+            auth_token=config.auth_token,
+        )
         self.outcomes = OutcomeBook()
         self.session_attempts = AttemptLimiter(config.session_attempts, config.attempt_window)
         self.provider_attempts = AttemptLimiter(config.provider_attempts, config.attempt_window)
@@ -812,6 +816,7 @@ class HubApp:
         request.state.session = session
         request.state.link_view = {
             "action": _path(request, "link"),
+            "link_id": link.id,
             "bare": True,
             "note": link.note,
             "cancel_url": _back(link, result="cancelled"),
@@ -886,6 +891,16 @@ class HubApp:
         if finished is not None:  # sent again (a double click, a reload) after it linked
             return finished
         link = await self._visit(request)
+        if form.get("hub_link") != link.id:
+            # The link cookie is the browser's, not the page's: a link opened in it since
+            # (another tab, or a page that made it open someone else's) must not receive the
+            # key typed into this one.
+            raise LinkRefused(
+                403,
+                "The form expired",
+                "Another link was opened in this browser after this page, so hub did not use "
+                "the form for it; nothing was linked. Open the link you were given again.",
+            )
         session: Session = request.state.session
         provider = self._link_provider(request, link)
         if provider is None:
@@ -1013,15 +1028,16 @@ class HubApp:
                 "relinked": link.account_id is not None,
                 "bare": True,
                 "back_url": _back(link, "linked", account),
-                **self._post_message(link, account),
+                **self._post_message(request, link, account),
             },
         )
 
-    def _post_message(self, link: Link, account: Account) -> dict[str, Any]:
+    def _post_message(self, request: Request, link: Link, account: Account) -> dict[str, Any]:
         """What hub.js posts to a framing host: only to ``return_url``'s own origin, and only
         when the CSP lets that origin frame the Hub (WEB.md §3)."""
         origin = origin_of(link.return_url) if link.return_url else None
-        if origin is None or origin not in self.config.frame_ancestors.split():
+        own = origin_of(self.config.base_url or str(request.base_url))
+        if origin is None or not _frames(self.config.frame_ancestors, origin, own):
             return {}
         message = {
             "hub_result": "linked",
@@ -1173,6 +1189,31 @@ def _url_for(context: Any, name: str, /, **params: Any) -> Markup:
     Escaped here, once: the values in it are percent-quoted and the rest is hub's own.
     """
     return escape(_path(context["request"], name, **params))
+
+
+def _frames(frame_ancestors: str, origin: str, own: str | None) -> bool:
+    """Whether CSP ``frame-ancestors`` *frame_ancestors* lets *origin* frame the Hub (*own*:
+    the Hub's origin, which ``'self'`` names): each source written as CSP reads it, in any
+    case, with or without a slash or its default port, ``https://*.example.com`` included."""
+    scheme, _, host = origin.partition("://")
+    for word in frame_ancestors.split():
+        if word.lower() == "'self'":
+            if origin == own:
+                return True
+            continue
+        wildcard = "://*." in word
+        source = origin_of(word.replace("://*.", "://wildcard.", 1) if wildcard else word)
+        if source is None:
+            continue
+        if not wildcard:
+            if source == origin:
+                return True
+            continue
+        source_scheme, _, source_host = source.partition("://")
+        suffix = source_host.removeprefix("wildcard")  # ".example.com[:port]"
+        if source_scheme == scheme and host.endswith(suffix) and len(host) > len(suffix):
+            return True
+    return False
 
 
 def _path(request: Request, name: str, /, **params: Any) -> str:

@@ -80,8 +80,11 @@ class WebConfig:
     page_size: int = attrs.field(default=50, validator=attrs.validators.gt(0))
     #: Checks at a time for "Check all".
     check_concurrency: int = attrs.field(default=20, validator=attrs.validators.gt(0))
-    #: Signs the session cookie; random per app by default (a restart signs everyone out).
-    secret_key: bytes = attrs.field(factory=lambda: secrets.token_bytes(32), repr=False)
+    #: Signs the session cookie. None (the default): a key derived from the store's, so every
+    #: process of one app over one store reads the cookies the others set (a host running
+    #: several workers). A dashboard session holds only for the *auth_token* it was signed in
+    #: with: a new token (a new `hub serve` run) signs everyone out.
+    secret_key: bytes | None = attrs.field(default=None, repr=False)
     #: Told each change the pages make (`hub_core.events`, ``via="dashboard"``), after the
     #: store write; sync or async. Connect, Relink and Unlink call it on the server's event
     #: loop (a sync one blocks it while it runs), "Check now" and "Check all" on the app's

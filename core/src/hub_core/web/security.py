@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import base64
 import collections
 import hmac
 import ipaddress
@@ -107,9 +108,17 @@ class Session:
 class SessionCookies:
     """Reads and writes the signed session cookie of one app."""
 
-    def __init__(self, secret_key: bytes, *, secure: bool | None) -> None:
+    #: What the store's derived key for session cookies is for (`AccountStore.derive_key`).
+    PURPOSE = "session cookies"
+
+    def __init__(self, secret_key: bytes, *, secure: bool | None, auth_token: str = "") -> None:
         self._serializer = URLSafeSerializer(secret_key, salt="hub.web.session")
         self._secure = secure
+        # A dashboard session names the token it was signed in with (by a MAC, never the
+        # token): every process holding that token reads it, and a new token (a new `hub
+        # serve` run) signs everyone out, though the key may outlive both (the store's).
+        mac = hmac.new(secret_key, f"dashboard:{auth_token}".encode(), "sha256").digest()
+        self._signed_in = base64.urlsafe_b64encode(mac[:18]).decode("ascii")
 
     def read(self, request: Request) -> Session | None:
         """The request's session, or None when it has none (or a forged or stale one)."""
@@ -119,12 +128,15 @@ class SessionCookies:
         sid, csrf = data.get("id"), data.get("csrf")
         if not isinstance(sid, str) or not isinstance(csrf, str):
             return None
-        return Session(sid, csrf, data.get("dashboard") is True)
+        return Session(sid, csrf, data.get("dashboard") == self._signed_in)
 
     def write(self, request: Request, response: Response, session: Session) -> None:
         """Set *session* on *response*: HttpOnly, SameSite=Lax, the mount's path, no Domain."""
         secure = _secure(request, self._secure)
-        value = self._serializer.dumps(attrs.asdict(session))
+        data: dict[str, object] = {"id": session.id, "csrf": session.csrf}
+        if session.dashboard:
+            data["dashboard"] = self._signed_in
+        value = self._serializer.dumps(data)
         response.set_cookie(
             COOKIE,
             value,
