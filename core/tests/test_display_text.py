@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub_core.display_text import LIMIT, escape, inert, inert_lines, unsafe
+from hub_core.display_text import LIMIT, columns, escape, inert, inert_lines, unsafe
 from hub_core.responses import clean_text
 
 # One of each class a provider can send that a terminal would act on or hide.
@@ -128,3 +128,21 @@ def test_the_shortcut_for_inert_text_gives_what_the_full_rule_gives(text: str, l
     window = display_text._window(limit)
     full = display_text._inert(text[:window], limit, more=len(text) > window)
     assert inert(text, limit=limit) == full
+
+
+@pytest.mark.parametrize(
+    ("text", "width"),
+    [("acme", 4), ("株式会社テスト", 14), ("Ｏｒｇ", 6), ("e\u0301te\u0301", 3), ("", 0)],
+)
+def test_columns_counts_what_a_terminal_gives_each_character(text: str, width: int) -> None:
+    assert columns(text) == width
+
+
+def test_a_shown_value_is_padded_by_its_columns() -> None:
+    from hub_core.cli import Shown
+
+    assert f"{Shown('株式'):<6}|" == "株式  |"
+    assert f"{Shown('株式'):>6}|" == "  株式|"
+    assert f"{Shown('ab'):^6}|" == "  ab  |"
+    coloured = Shown("株式", "\x1b[31m株式\x1b[0m")
+    assert f"{coloured:<6}|" == "\x1b[31m株式\x1b[0m  |"  # colour codes take no column

@@ -23,12 +23,25 @@ turns such characters into spaces, since what it cleans is stored.
 
 from __future__ import annotations
 
-__all__ = ["LIMIT", "LONG_LIMIT", "escape", "inert", "inert_lines", "unsafe"]
+import unicodedata
+
+__all__ = ["LIMIT", "LONG_LIMIT", "columns", "escape", "inert", "inert_lines", "unsafe"]
 
 #: The longest value `inert` gives back by default, in characters: a name, a status, a row.
 LIMIT = 200
 #: A budget for prose a plugin writes (guide text, help, an error message).
 LONG_LIMIT = 2000
+
+
+def columns(text: str) -> int:
+    """How many terminal columns *text* takes: two for a wide East Asian character (CJK, a
+    fullwidth form), none for a combining mark, one for the rest."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        for char in text
+    )
 
 
 def unsafe(char: str) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 
-from hub_core.display_text import LIMIT, LONG_LIMIT, inert
+from hub_core.display_text import LIMIT, LONG_LIMIT, columns, inert
 from hub_core.errors import (
     ConfigurationError,
     FieldError,
@@ -109,6 +110,10 @@ def no_core_dumps() -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
 
 
+#: A format spec that only aligns: ``<12``, ``>6``, ``^8``, ``12``.
+_ALIGNED = re.compile(r"([<>^]?)(\d+)")
+
+
 class Shown:
     """Text fit for a terminal: hub's own words, untrusted values already made inert.
 
@@ -126,9 +131,19 @@ class Shown:
         """The same text in click's *styles* (``fg="red"``, ``bold=True``)."""
         return Shown(self.plain, click.style(self.text, **styles))
 
+    @property
+    def width(self) -> int:
+        """The terminal columns it takes (a wide character two; colour codes none)."""
+        return columns(self.plain)
+
     def __format__(self, spec: str) -> str:
-        # Pad by the visible width: colour codes take no room on the screen.
-        return format(self.plain, spec).replace(self.plain, self.text, 1)
+        # Pad by the columns on the screen: colour codes take none, a wide character two.
+        aligned = _ALIGNED.fullmatch(spec)
+        if aligned is None:
+            return format(self.plain, spec).replace(self.plain, self.text, 1)
+        pad = max(0, int(aligned.group(2)) - self.width)
+        left = {"": 0, "<": 0, ">": pad, "^": pad // 2}[aligned.group(1)]
+        return " " * left + self.text + " " * (pad - left)
 
     def __str__(self) -> str:
         return self.text

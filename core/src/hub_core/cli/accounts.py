@@ -11,7 +11,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,7 +31,7 @@ from hub_core.cli import (
     state,
 )
 from hub_core.display_text import LONG_LIMIT, inert
-from hub_core.errors import FieldError, ProviderUnavailable
+from hub_core.errors import FieldError, HubError, ProviderUnavailable
 from hub_core.status import Status
 
 if TYPE_CHECKING:
@@ -192,6 +192,12 @@ def gather(
     the region) is not asked: the value is used, and shown at a terminal. A value given by
     --set or HUB_FIELD_<NAME> always wins.
     """
+    if secret_stdin and sys.stdin.isatty():
+        # Read from a terminal the line would echo the key on the screen and in scrollback.
+        raise click.UsageError(
+            "--secret-stdin reads secrets from a pipe or a file, and standard input is a "
+            "terminal: leave it out, and hub asks for each secret without showing it"
+        )
     given = _parse_sets(provider, sets)
     values: dict[str, str] = {}
     supplied: dict[str, tuple[str, Field]] = {}
@@ -240,8 +246,15 @@ def _status(status: Status) -> Shown:
 
 
 def _confirm_linked(provider: Provider, account: Account) -> None:
+    # Linked before (the same identity again): its one account got the new key.
+    updated = account.linked_at != account.checked_at
+    title = (
+        shown("Linked {label} again: the new key replaces the stored one", label=account.label)
+        if updated
+        else shown("Linked {label}", label=account.label)
+    )
     say(
-        shown("Linked {label}", label=account.label).styled(fg="green", bold=True),
+        title.styled(fg="green", bold=True),
         shown("  account   {id}", id=account.id),
         shown("  provider  {name}", name=provider.name),
         shown("  reaches   {identity}", identity=account.identity),
@@ -328,22 +341,42 @@ def _check_and_store(
             if not interactive or attempt == ATTEMPTS or exc.field is None:
                 raise
             errors = exc.errors if isinstance(exc, FieldError) else {exc.field: exc.message}
-            for name, message in errors.items():
-                say(
-                    shown("{message}", message=message, limit=LONG_LIMIT).styled(fg="red"), err=True
-                )
-                try:
-                    field = provider.field(name)
-                except KeyError:
-                    raise exc from None
-                values[name] = _prompt(field)
-                # What the new value supplies replaces what the old one did (the region of a
-                # tenant address typed again), so the two cannot disagree.
-                for target, value in provider.supplied(name, values[name]).items():
-                    if target in values and values[target] != value:
-                        values[target] = value
-                        _say_supplied(provider.field(target), value, field)
+            _ask_again(provider, values, errors, exc)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _ask_again(
+    provider: Provider, values: dict[str, str], errors: Mapping[str, str], exc: HubError
+) -> None:
+    """Ask again for each field in *errors*, saying why, and for what its old value supplied.
+
+    What the new value supplies replaces what the old one did (the region of a tenant address
+    typed again), so the two cannot disagree; a value the old one supplied and the new one
+    does not (a bare tenant name typed over an address) is asked for, never kept unseen. A
+    field supplied anew is not asked for after that.
+    """
+    settled: set[str] = set()
+    for name, message in errors.items():
+        if name in settled:
+            continue
+        say(shown("{message}", message=message, limit=LONG_LIMIT).styled(fg="red"), err=True)
+        try:
+            field = provider.field(name)
+        except KeyError:
+            raise exc from None
+        old = values.get(name, "")
+        before = provider.supplied(name, old) if old else {}
+        values[name] = _prompt(field)
+        after = provider.supplied(name, values[name])
+        for target, value in after.items():
+            if target in values and values[target] != value:
+                values[target] = value
+                _say_supplied(provider.field(target), value, field)
+            settled.add(target)
+        for target, value in before.items():
+            if target not in after and values.get(target) == value and target not in settled:
+                values[target] = _prompt(provider.field(target))
+                settled.add(target)
 
 
 @click.group(invoke_without_command=True)
@@ -378,7 +411,7 @@ def accounts(
         return
     rows = [[shown("{header}", header=header) for header in headers]]
     rows += [_account_cells(a) for a in first]
-    widths = [max(len(row[i].plain) for row in rows) for i in range(len(headers))]
+    widths = [max(row[i].width for row in rows) for i in range(len(headers))]
     say(*(_table_row(row, widths) for row in rows))
     for account in found:
         say(_table_row(_account_cells(account), widths))
@@ -434,7 +467,7 @@ def show(account_id: str, as_json: bool) -> None:
         rows.append((shown("Last error"), shown("{e}", e=account.last_error, limit=LONG_LIMIT)))
     if display and display.url:
         rows.append((shown("Open"), display.url))
-    width = max(len(label.plain) for label, _ in rows)
+    width = max(label.width for label, _ in rows)
     lines += [
         shown("  {label:<{width}}  {value}", label=label, width=width, value=value)
         for label, value in rows

@@ -49,7 +49,7 @@ def providers(as_json: bool) -> None:
             say(shown("No provider plugin is installed. Install one, e.g. `pip install hub-qlik`."))
         return
     ids = [shown("{id}", id=provider.id) for provider in found]
-    width = max(len(shown_id.plain) for shown_id in ids)
+    width = max(shown_id.width for shown_id in ids)
     say(
         *(
             shown("{id:<{width}}  {name}", id=shown_id, width=width, name=provider.name)

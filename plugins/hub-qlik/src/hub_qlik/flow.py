@@ -236,7 +236,15 @@ def _refuse(response: httpx.Response, tenant: Tenant, secrets: tuple[str, ...]) 
             field="api_key",
         )
     if status == 404:
-        raise FieldError("tenant", _no_tenant(tenant) + said)
+        # The pair is wrong, which of the two cannot be told: a prompt or a form asks again
+        # for both.
+        raise FieldError.many(
+            {
+                "tenant": _no_tenant(tenant) + said,
+                "region": f"Region {tenant.region.value} may not be the tenant's: it is the "
+                "part after the tenant name in your tenant's address.",
+            }
+        )
     if status >= 500:
         raise ProviderUnavailable(
             f"Qlik Cloud at {host} could not answer (HTTP {status}).{said} Try again later.",
