@@ -670,10 +670,30 @@ def test_a_key_field_that_is_not_secret_fails() -> None:
     assert "kind='secret'" in failed(check_plugin(plugin), "acme: schema")
 
 
-def test_a_default_that_fails_its_own_pattern_fails() -> None:
-    team = Field("team", "Team", pattern="[a-z]+", default="Team 1")
-    plugin = Plugin(provider=attrs.evolve(ACME, fields=[*ACME.fields, team]))
-    assert "default of 'team'" in failed(check_plugin(plugin), "acme: schema")
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        ({"pattern": "[a-z]+", "default": "Team 1"}, "does not have the expected format"),
+        ({"kind": "url", "default": "ftp://files"}, "web address starting with https://"),
+        ({"max_length": 4, "default": "teams"}, "too long"),
+        ({"default": "a\nb"}, "line break"),
+    ],
+)
+def test_a_default_that_fails_its_own_check_cannot_even_be_declared(
+    options: dict[str, object], why: str
+) -> None:
+    # A default is used as it is, never typed: Field refuses one its own check would refuse.
+    with pytest.raises(ValueError, match=f"default of 'team' fails the field's own check: .*{why}"):
+        Field("team", "Team", **options)  # type: ignore[arg-type]
+
+
+def test_a_kind_that_is_none_names_the_kinds() -> None:
+    with pytest.raises(ValueError, match="has kind 'password'") as caught:
+        Field("api_key", "API Key", kind="password")  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "field 'api_key' has kind 'password'; a kind is one of text, secret, choice, url "
+        "(a key is kind='secret')"
+    )
 
 
 def test_an_http_docs_url_fails() -> None:

@@ -115,6 +115,18 @@ def _message(exc: FieldError | ValueError, name: str) -> str:
     return text.strip() if isinstance(text, str) else ""
 
 
+def default_problem(field: Field) -> str | None:
+    """Why *field*'s default fails the field's own check (pattern, length, characters, kind),
+    or None: a default is used as it is, so `Field` refuses one that would be refused typed."""
+    if field.default is None:
+        return None
+    try:
+        _check(field, field.default)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def validate_field(field: Field, raw: str) -> str:
     """Validate one typed value of *field*; return it normalised or raise `FieldError`.
 

@@ -157,7 +157,7 @@ class Field:
 
     name: str = attrs.field()
     label: str = attrs.field(validator=_non_empty)
-    kind: FieldKind = attrs.field(default="text", validator=attrs.validators.in_(FIELD_KINDS))
+    kind: FieldKind = attrs.field(default="text")
     required: bool = True
     help: str | None = attrs.field(default=None, validator=_optional_text)
     placeholder: str | None = attrs.field(default=None, validator=_optional_text)
@@ -174,6 +174,14 @@ class Field:
     def _check_name(self, _attribute: attrs.Attribute[str], value: str) -> None:
         if not isinstance(value, str) or not _FIELD_NAME.fullmatch(value):
             raise ValueError(f"field name must match [a-z][a-z0-9_]*, got {value!r}")
+
+    @kind.validator
+    def _check_kind(self, _attribute: attrs.Attribute[str], value: str) -> None:
+        if value not in FIELD_KINDS:
+            raise ValueError(
+                f"field {self.name!r} has kind {value!r}; a kind is one of "
+                f"{', '.join(FIELD_KINDS)} (a key is kind='secret')"
+            )
 
     @max_length.validator
     def _check_max_length(self, _attribute: attrs.Attribute[int], value: int) -> None:
@@ -198,6 +206,11 @@ class Field:
                 raise ValueError(f"secret field {self.name!r} cannot have a default")
             if self.kind == "choice" and self.default not in values:
                 raise ValueError(f"default of {self.name!r} is not one of its choices")
+            from .fields import default_problem  # fields reads this module: asked late
+
+            problem = default_problem(self)
+            if problem is not None:
+                raise ValueError(f"default of {self.name!r} fails the field's own check: {problem}")
         if self.fills is not None:
             if not callable(self.fills):
                 raise TypeError(f"fills of {self.name!r} must be a function of the value")

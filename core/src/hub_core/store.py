@@ -1817,21 +1817,26 @@ class SqliteStore(SharedMethods):
 
         *delivered*: the receiver took them. *retry*: ``(seq, next_attempt_at, error)``.
         *failed*: ``(seq, error)``, retries exhausted: the row stays, marked failed.
+        A row another sender settled first (its lease ran out under this one) keeps that:
+        a delivered event never becomes pending or failed again.
         """
         with self._write(keeps_held=True) as conn:
             conn.executemany(
-                "UPDATE webhook_outbox SET delivered_at = ?, attempts = attempts + 1,"
-                " lease_until = NULL WHERE seq = ?",
+                "UPDATE webhook_outbox SET delivered_at = ?, failed_at = NULL,"
+                " attempts = attempts + 1, lease_until = NULL"
+                " WHERE seq = ? AND delivered_at IS NULL",
                 [(now, seq) for seq in delivered],
             )
             conn.executemany(
                 "UPDATE webhook_outbox SET next_attempt_at = ?, last_error = ?,"
-                " attempts = attempts + 1, lease_until = NULL WHERE seq = ?",
+                " attempts = attempts + 1, lease_until = NULL"
+                " WHERE seq = ? AND delivered_at IS NULL AND failed_at IS NULL",
                 [(at, error, seq) for seq, at, error in retry],
             )
             conn.executemany(
                 "UPDATE webhook_outbox SET failed_at = ?, last_error = ?,"
-                " attempts = attempts + 1, lease_until = NULL WHERE seq = ?",
+                " attempts = attempts + 1, lease_until = NULL"
+                " WHERE seq = ? AND delivered_at IS NULL AND failed_at IS NULL",
                 [(now, error, seq) for seq, error in failed],
             )
 

@@ -2196,18 +2196,21 @@ class PostgresStore(SharedMethods):
         """Record attempts on claimed rows by ``seq``, in one transaction (`AccountStore`)."""
         with self._write() as conn, conn.cursor() as cursor:
             cursor.executemany(
-                "UPDATE webhook_outbox SET delivered_at = %s, attempts = attempts + 1,"
-                " lease_until = NULL WHERE seq = %s",
+                "UPDATE webhook_outbox SET delivered_at = %s, failed_at = NULL,"
+                " attempts = attempts + 1, lease_until = NULL"
+                " WHERE seq = %s AND delivered_at IS NULL",
                 [(now, seq) for seq in delivered],
             )
             cursor.executemany(
                 "UPDATE webhook_outbox SET next_attempt_at = %s, last_error = %s,"
-                " attempts = attempts + 1, lease_until = NULL WHERE seq = %s",
+                " attempts = attempts + 1, lease_until = NULL"
+                " WHERE seq = %s AND delivered_at IS NULL AND failed_at IS NULL",
                 [(at, error, seq) for seq, at, error in retry],
             )
             cursor.executemany(
                 "UPDATE webhook_outbox SET failed_at = %s, last_error = %s,"
-                " attempts = attempts + 1, lease_until = NULL WHERE seq = %s",
+                " attempts = attempts + 1, lease_until = NULL"
+                " WHERE seq = %s AND delivered_at IS NULL AND failed_at IS NULL",
                 [(now, error, seq) for seq, error in failed],
             )
 

@@ -457,7 +457,9 @@ class AccountStore(Protocol):
     ) -> None:
         """Record attempts on claimed rows by ``seq``, each counting one attempt, in one
         transaction: *delivered*, *retry* ``(seq, next_attempt_at, error)``, *failed*
-        ``(seq, error)`` (kept, marked failed)."""
+        ``(seq, error)`` (kept, marked failed). A row delivered already (by a sender that took
+        it when this one's lease ran out) keeps that: it never becomes pending or failed again,
+        and a late delivery of a failed one marks it delivered."""
         ...
 
     def outbox_next_due(self) -> float | None:

@@ -190,6 +190,25 @@ def test_the_outbox_leases_to_one_sender_at_a_time(store: AccountStore) -> None:
         store.outbox_entries(state="nope")
 
 
+@pytest.mark.parametrize("late", ["retry", "failed"])
+def test_a_late_sender_never_unsettles_a_delivered_event(store: AccountStore, late: str) -> None:
+    # A sender slower than its lease: another took the row and delivered it first. Its own
+    # failure, settled after, must not make the delivered event pending or failed again.
+    store.outbox_add([("e1", "t", '{"a": 1}')], now=10.0)
+    [slow] = store.outbox_claim(now=10.0, limit=5, lease=30.0)
+    [fast] = store.outbox_claim(now=41.0, limit=5, lease=30.0)
+    store.outbox_settle(delivered=[fast.seq], now=42.0)
+    if late == "retry":
+        store.outbox_settle(retry=[(slow.seq, 100.0, "timed out")], now=43.0)
+    else:
+        store.outbox_settle(failed=[(slow.seq, "timed out")], now=43.0)
+    assert store.outbox_entries() == []
+    assert store.outbox_entries(state="failed") == []
+    [delivered] = store.outbox_entries(state="delivered")
+    assert (delivered.attempts, delivered.last_error) == (1, None)
+    assert store.outbox_next_due() is None
+
+
 def test_rotation_moves_every_account_to_the_first_key(backend: Backend) -> None:
     from hub_core.keyring import KeyRing
 
