@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import pickle
+import re
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import attrs
 import pytest
 
+import hub_core
 from hub_core import (
     Account,
     AccountDisplay,
@@ -17,6 +20,7 @@ from hub_core import (
     Status,
     Verified,
 )
+from hub_core.model import RESERVED_FIELD_NAMES
 
 KEY = Field("api_key", "API Key", kind="secret")
 
@@ -196,3 +200,16 @@ def test_a_pattern_must_also_compile_in_its_anchored_exported_form() -> None:
     with pytest.raises(ValueError, match="invalid pattern"):
         Field("team", "Team", pattern="(?i)[a-z]+")
     assert Field("team", "Team", pattern="[a-z]+|[0-9]+").pattern == "[a-z]+|[0-9]+"
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED_FIELD_NAMES))
+def test_a_field_may_not_take_a_name_the_web_forms_use(name: str) -> None:
+    # Two inputs of one name in a Connect form: the provider's value or hub's own would be lost.
+    with pytest.raises(ValueError, match=f"field name '{name}' is one hub's web forms use"):
+        Field(name, "Label")
+
+
+def test_every_hidden_input_of_the_connect_form_is_a_reserved_name() -> None:
+    template = Path(hub_core.__file__).parent / "web" / "templates" / "connect.html"
+    hidden = set(re.findall(r'type="hidden" name="([a-z_]+)"', template.read_text()))
+    assert hidden == RESERVED_FIELD_NAMES

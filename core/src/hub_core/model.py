@@ -37,6 +37,8 @@ FIELD_KINDS: tuple[FieldKind, ...] = ("text", "secret", "choice", "url")
 
 _SLUG = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*")
+#: The names the web Hub's forms give their own inputs, beside a provider's fields.
+RESERVED_FIELD_NAMES = frozenset({"csrf_token", "form_id", "hub_link"})
 _HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 
@@ -174,6 +176,8 @@ class Field:
     def _check_name(self, _attribute: attrs.Attribute[str], value: str) -> None:
         if not isinstance(value, str) or not _FIELD_NAME.fullmatch(value):
             raise ValueError(f"field name must match [a-z][a-z0-9_]*, got {value!r}")
+        if value in RESERVED_FIELD_NAMES:
+            raise ValueError(f"field name {value!r} is one hub's web forms use; choose another")
 
     @kind.validator
     def _check_kind(self, _attribute: attrs.Attribute[str], value: str) -> None:
