@@ -626,15 +626,25 @@ def pending_sql(url: str) -> str:
     shown = redact_url(url)
     with _database_errors(url, shown), _connect(url, shown) as conn:
         version, _ = _refuse_newer(conn, shown)
-    return migration_sql(version)
+        row = conn.execute("SELECT current_schema() AS name").fetchone()
+    return migration_sql(version, schema=row["name"] if row else None)
 
 
-def migration_sql(version: int) -> str:
+def migration_sql(version: int, *, schema: str | None = None) -> str:
     """A psql script that brings a database at schema *version* to `SCHEMA_VERSION`: per
     migration ``BEGIN``, hub's migration lock, a check of the version, the migration's
-    statements, its ``hub_meta`` bookkeeping, ``COMMIT`` (what `upgrade` runs, literally)."""
+    statements, its ``hub_meta`` bookkeeping, ``COMMIT`` (what `upgrade` runs, literally).
+
+    *schema*, the one the application's connection uses, is set first: the role that runs
+    the script may have another search path, and would build the tables where hub never
+    looks.
+    """
+    if version >= SCHEMA_VERSION:
+        what = f"is at version {version}; this hub knows up to {SCHEMA_VERSION}"
+    else:
+        what = f"from version {version} to {SCHEMA_VERSION}"
     lines = [
-        f"-- hub-core: the account schema from version {version} to {SCHEMA_VERSION} (PostgreSQL).",
+        f"-- hub-core: the account schema {what} (PostgreSQL).",
         "-- Run it as a role that may create tables in the schema hub uses, for example",
         "--   psql -v ON_ERROR_STOP=1 -h HOST -U ROLE -d DATABASE -f upgrade.sql",
         "-- (the password from ~/.pgpass or PGPASSWORD, never on the command line).",
@@ -642,6 +652,12 @@ def migration_sql(version: int) -> str:
         "-- version it starts from: on a database another upgrade moved meanwhile it stops,",
         "-- changing nothing.",
     ]
+    if schema is not None:
+        quoted = '"' + schema.replace('"', '""') + '"'
+        lines += [
+            "-- The schema the application's connection uses:",
+            f"SET search_path = {quoted};",
+        ]
     if version >= SCHEMA_VERSION:
         lines.append(f"-- Already at schema {version}: nothing to run.")
     for target in range(max(version, 0) + 1, SCHEMA_VERSION + 1):
@@ -1187,6 +1203,10 @@ class PostgresStore(SharedMethods):
         # not at all.
         with self._read() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            # Open for as long as its reader reads (`hub accounts | less`): the idle timeout
+            # docs/deploying.md sets for hub's role, for transactions that hold locks, is not
+            # for this one, which holds none. SET LOCAL: it ends with the transaction.
+            conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
             for _, account in self._keyed(provider, wanted, owner, batch, now, None, conn):
                 yield account
 
