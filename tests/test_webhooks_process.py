@@ -8,7 +8,9 @@ conftest.py) reach an HTTP receiver in the test process; each is checked with
 from __future__ import annotations
 
 import json
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -171,3 +173,23 @@ def test_a_refused_configuration_is_exit_2_before_anything_is_linked(
     assert expected in done.stderr
     assert elastic.requests == []
     assert hub.json("accounts", "--json") == []
+
+
+def test_a_worker_delivers_its_events_as_it_runs_not_when_it_stops(hub, elastic, keys, receiver):
+    env = webhook_env(receiver)
+    linked = hub.run("link", "elastic", env={**env, "HUB_FIELD_API_KEY": keys.elastic})
+    assert linked.returncode == 0, linked.stderr
+    worker = hub.popen("worker", "--every", "1h", env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while len(receiver.deliveries) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Still running (due again only in an hour), and the check's event is delivered.
+        assert worker.poll() is None
+        assert [b["type"] for b in receiver.bodies()] == ["account.linked", "account.checked"]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        done = hub.finish(worker, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "Webhooks go to http://127.0.0.1:" in done.stderr
+    assert_signed_and_secret_free(receiver, keys.elastic)

@@ -55,7 +55,13 @@ def worker(every: str, concurrency: int, batch: int, lease: str) -> None:
         raise click.BadParameter("give at least 1m", param_hint="--every")
     lease_for = lease_duration(lease)
     no_core_dumps()
-    accounts = state().accounts  # built before the collector freezes start-up
+    current = state()
+    accounts = current.accounts  # built before the collector freezes start-up
+    # A worker runs for days: its events go out as they happen, not when it stops.
+    outbox = current.outbox
+    if outbox is not None:
+        outbox.start()
+        say(shown("Webhooks go to {url}, signed.", url=outbox.config.shown_url), err=True)
 
     def batch_done(report: CheckReport) -> None:
         say(*report.lines(), err=True)
@@ -92,7 +98,11 @@ def worker(every: str, concurrency: int, batch: int, lease: str) -> None:
             batch_done(report)
 
     collect_less()
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        if outbox is not None:
+            outbox.stop()  # the command's end delivers what is due, then closes it
     say(shown("Stopped."), err=True)
 
 
