@@ -71,6 +71,18 @@ def answer_prompts(child, answers: dict[str, str], limit: int = 4) -> list[str]:
 # --- the Region cannot be corrected after "There is no Qlik Cloud tenant ..." -------------
 
 
+def correct_after_not_found(child, key: str) -> tuple[list[str], int, str]:
+    """Give the API Key, meet Qlik's 404 for acme in us, then answer acme in eu to whatever
+    is asked again: what was asked, the exit status, what the terminal showed."""
+    child.expect_exact("API Key: ")
+    assert child.waitnoecho(timeout=10)
+    child.sendline(key)
+    child.expect_exact("There is no Qlik Cloud tenant acme in region us")
+    asked = answer_prompts(child, {"Tenant Name": "acme", "Region": "eu"})
+    status = finish(child)
+    return asked, status, screen(child)
+
+
 def test_tenant_not_found_in_a_wrong_region_lets_the_person_correct_the_region(
     hub, qlik, us_tenant_host, keys
 ):
@@ -81,14 +93,7 @@ def test_tenant_not_found_in_a_wrong_region_lets_the_person_correct_the_region(
     child.sendline("acme")
     child.expect_exact("Region: ")
     child.sendline("us")  # the mistake: the tenant is in eu
-    child.expect_exact("API Key: ")
-    assert child.waitnoecho(timeout=10)
-    child.sendline(keys.qlik)
-    child.expect_exact("There is no Qlik Cloud tenant acme in region us")
-    asked = answer_prompts(child, {"Tenant Name": "acme", "Region": "eu"})
-    status = finish(child)
-
-    shown = screen(child)
+    asked, status, shown = correct_after_not_found(child, keys.qlik)
     assert "Region" in asked, f"only {asked} asked again; Region could not be corrected:\n{shown}"
     assert status == 0, shown
     assert f"Linked Ada Lovelace @ {keys.qlik_host}" in shown
@@ -102,14 +107,7 @@ def test_region_from_a_tenant_address_typed_over_is_not_kept(hub, qlik, us_tenan
     child.expect_exact("Tenant Name: ")
     child.sendline(f"https://{us_tenant_host}/hub")
     child.expect_exact("Region: us (from Tenant Name)")
-    child.expect_exact("API Key: ")
-    assert child.waitnoecho(timeout=10)
-    child.sendline(keys.qlik)
-    child.expect_exact("There is no Qlik Cloud tenant acme in region us")
-    asked = answer_prompts(child, {"Tenant Name": "acme", "Region": "eu"})
-    status = finish(child)
-
-    shown = screen(child)
+    asked, status, shown = correct_after_not_found(child, keys.qlik)
     assert status == 0, f"asked again: {asked}\n{shown}"
     assert f"Linked Ada Lovelace @ {keys.qlik_host}" in shown
     (account,) = hub.json("accounts", "--json")

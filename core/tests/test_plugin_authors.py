@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 from click.testing import CliRunner
@@ -14,13 +15,11 @@ from hub_core import (
     Field,
     Guide,
     Hub,
-    InvalidCredentials,
     PluginError,
     Provider,
     Section,
     Step,
     Verified,
-    hookimpl,
 )
 from hub_core.cli import State, main
 from hub_core.hookspecs import Flow
@@ -35,6 +34,8 @@ from hub_core.testing import (
     sample_credentials,
 )
 from hub_core.testing.conformance import check_plugin
+
+from .conftest import AcmePlugin, acme_flow
 
 ACME = Provider(
     id="acme",
@@ -54,28 +55,11 @@ ACME = Provider(
 ME = {"id": "42", "name": "Team"}
 
 
-def good(credentials: Any) -> Flow:
-    response = yield httpx.Request(
-        "GET",
-        "https://api.acme.test/me",
-        headers={"Authorization": f"Bearer {credentials['api_key']}"},
-    )
-    if response.status_code == 401:
-        raise InvalidCredentials("Acme rejected the key", field="api_key")
-    return Verified(f"team:{response.json()['id']}", "Team")
+class Plugin(AcmePlugin):
+    """The reference plugin over this file's provider (its guide has a step)."""
 
-
-class Plugin:
-    def __init__(self, provider: Provider = ACME, flow: Any = good) -> None:
-        self.provider, self.flow = provider, flow
-
-    @hookimpl
-    def hub_providers(self) -> list[Provider]:
-        return [self.provider]
-
-    @hookimpl
-    def hub_validate_credentials(self, provider: Provider, credentials: Any) -> Flow | None:
-        return self.flow(credentials) if provider.id == self.provider.id else None
+    def __init__(self, provider: Provider = ACME, flow: Any = acme_flow) -> None:
+        super().__init__(flow, provider)
 
 
 # --- secrets given as one string --------------------------------------------------------------
@@ -152,12 +136,8 @@ def test_conformance_blames_a_happy_responder_that_returns_no_response() -> None
 def test_json_schema_finding_does_not_claim_the_sample_passes_hubs_validation() -> None:
     # CANARY has capitals, so a lowercase key pattern refuses it: the "sample" finding says
     # so, and the "json-schema" finding must not say the same values "pass hub's validation".
-    provider = Provider(
-        id="acme",
-        name="Acme",
-        fields=[Field("api_key", "API Key", kind="secret", pattern="acme_[a-z0-9]{32}")],
-        guide=ACME.guide,
-        hosts=ACME.hosts,
+    provider = attrs.evolve(
+        ACME, fields=[Field("api_key", "API Key", kind="secret", pattern="acme_[a-z0-9]{32}")]
     )
     report = check_plugin(Plugin(provider=provider))
     sample = [f for f in report.findings if f.check == "sample"]
@@ -208,12 +188,8 @@ def test_hub_guide_indents_step_text_under_its_step() -> None:
 
 
 def test_hub_fields_indents_field_help() -> None:
-    provider = Provider(
-        id="acme",
-        name="Acme",
-        fields=[Field("api_key", "API Key", kind="secret", help="Under Settings.")],
-        guide=ACME.guide,
-        hosts=ACME.hosts,
+    provider = attrs.evolve(
+        ACME, fields=[Field("api_key", "API Key", kind="secret", help="Under Settings.")]
     )
     result = run_cli(
         Hub(plugins=[Plugin(provider=provider)], load_entrypoints=False), "fields", "acme"
