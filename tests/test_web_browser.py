@@ -381,11 +381,10 @@ def test_double_clicking_connect_then_reloading_makes_one_check(
     assert len(elastic.requests) == 1
     if javascript:
         checking = page.evaluate("JSON.parse(sessionStorage.getItem('checking'))")
-        assert checking == [True, "Checking with Elastic Cloud…"]
-        assert len(web.posts) == 1  # hub.js sends the form once
-    else:
-        # Chromium itself may send it twice: the one-time form token makes that one check.
-        assert 1 <= len(web.posts) <= 2
+        assert checking == [False, "Checking with Elastic Cloud…"]  # never locked
+    # Sent twice, maybe (hub.js never locks the form, so a stopped page can be sent again):
+    # the one-time form token makes that one check, as asserted above.
+    assert 1 <= len(web.posts) <= 2
     page.reload()
     assert page.get_by_role("heading", name="Elastic Cloud account linked").is_visible()
     page.go_back()  # to a fresh Connect form, which works again
@@ -594,11 +593,11 @@ def test_error_pages_are_calm_and_accessible(browse: Callable[..., Browsing]) ->
         assert page.get_by_role("heading", name=title).is_visible()
         assert page.get_by_role("link", name="Go to the providers").is_visible()
         web.audit(f"{title} ({status})")
-    # A form whose session changed meanwhile (signed in again in another tab): refused.
+    # A form of an older session (its token no longer the cookie's): refused.
     web.open("/accounts")
-    other_tab = web.context.new_page()
-    other_tab.goto(web.server.sign_in)
-    other_tab.close()
+    page.evaluate(
+        "for (const f of document.querySelectorAll('input[name=csrf_token]')) f.value = 'old'"
+    )
     assert web.submit("Check all") == 403
     assert page.get_by_role("heading", name="The form expired").is_visible()
     web.audit("form expired (403)")

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 import jinja2
 from itsdangerous import SignatureExpired
@@ -160,6 +160,23 @@ def _awaiting_store(
         return await self.db.call(make(self, *args, **kwargs))
 
     return _named(method, make, name, doc)
+
+
+#: What of the Accounts page's query names its view: the filters and the page's cursor.
+_VIEW = ("provider", "status", "after")
+
+
+def _view(query: Any) -> list[tuple[str, str]]:
+    """The view of an Accounts page query (a mapping of name to a value or a list of them):
+    its filters and cursor, nothing else (the page checks each when it is read)."""
+    kept = []
+    for name in _VIEW:
+        value = query.get(name)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if isinstance(value, str) and value and len(value) <= 1000:
+            kept.append((name, value))
+    return kept
 
 
 def _named(method: F, make: Callable[..., Any], name: str, doc: str) -> F:
@@ -343,7 +360,11 @@ class HubApp:
         query = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
         target = request.url.path + (f"?{urlencode(query)}" if query else "")
         response = RedirectResponse(target, status_code=303)
-        self.cookies.write(request, response, Session.new(dashboard=True))
+        current = self.cookies.read(request)
+        if current is None or not current.dashboard:
+            # A new session at each sign-in (a session planted before it gains nothing); one
+            # signed in already is kept, so the forms of its other tabs still go through.
+            self.cookies.write(request, response, Session.new(dashboard=True))
         return response
 
     def render(
@@ -622,12 +643,13 @@ class HubApp:
         notice = self.notices.pop(request.query_params.get("notice", ""), None)
         place = present.PagePlace()
         cursor = request.query_params.get("after")
+        valid_cursor = None
         if cursor:
             found_place = self.cursors.loads(cursor, filters)
             if found_place is None:
                 notice = _CURSOR_REFUSED
             else:
-                place = found_place
+                place, valid_cursor = found_place, cursor
         size = self.config.page_size
 
         def read(store: AccountStore) -> tuple[int, KeysetPage, bool]:
@@ -685,25 +707,34 @@ class HubApp:
                 "notice": notice,
                 # Printed once per row: escaped here, once (it is hub's own url-safe token).
                 "csrf": escape(request.state.session.csrf),
+                # The page a row's Check now comes back to: these filters, this page (only
+                # a cursor that was valid: nothing typed into the address is echoed).
+                "view": urlencode(
+                    _view({"provider": provider, "status": status, "after": valid_cursor})
+                ),
             },
         )
 
-    def _notice(self, request: Request, text: str) -> Response:
+    def _notice(self, request: Request, text: str, view: Any = None) -> Response:
+        """Back to the Accounts page (the filters and page of *view*, a query), saying *text*."""
         nid = secrets.token_urlsafe(8)
         self.notices[nid] = text
         while len(self.notices) > 1000:
             self.notices.pop(next(iter(self.notices)))
-        return self.redirect(request, f"{_path(request, 'accounts')}?notice={nid}")
+        query = [*_view(view or {}), ("notice", nid)]
+        return self.redirect(request, f"{_path(request, 'accounts')}?{urlencode(query)}")
 
     async def check_one(self, request: Request) -> Response:
-        """Re-check one account now, then back to the Accounts page with its verdict."""
-        await self._post(request)
+        """Re-check one account now, then back to the Accounts page it was pressed on (its
+        filters and page) with its verdict."""
+        _, form = await self._post(request)
+        view = parse_qs(form.get("view") or "") if isinstance(form.get("view"), str) else {}
         account = await self._account(request.path_params["account"])
         checked = await self.checker.check(account.id)
         if checked is None:
-            return self._notice(request, f"{account.label} was unlinked meanwhile.")
+            return self._notice(request, f"{_notice_label(account)} was unlinked meanwhile.", view)
         text, _ = present.status_badge(checked.status)
-        return self._notice(request, f"Checked {checked.label}: {text}.")
+        return self._notice(request, f"Checked {_notice_label(checked)}: {text}.", view)
 
     async def check_all(self, request: Request) -> Response:
         """Start re-checking every account in the background; progress shows on Accounts."""
@@ -762,7 +793,7 @@ class HubApp:
             await accounts.aunlink(account.id)
         return self._notice(
             request,
-            f"Unlinked {account.label}. The key still works at the "
+            f"Unlinked {_notice_label(account)}. The key still works at the "
             "provider until you revoke it there.",
         )
 
@@ -1189,6 +1220,12 @@ def _url_for(context: Any, name: str, /, **params: Any) -> Markup:
     Escaped here, once: the values in it are percent-quoted and the rest is hub's own.
     """
     return escape(_path(context["request"], name, **params))
+
+
+def _notice_label(account: Account) -> str:
+    """*account*'s label in a notice, clipped on its own: the page clips a notice whole, and
+    a provider's long label would cut off what the notice says of it."""
+    return inert(account.label)
 
 
 def _frames(frame_ancestors: str, origin: str, own: str | None) -> bool:

@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 import attrs
@@ -74,11 +76,26 @@ class CheckAll:
     finished: float | None = None
     #: Why the run stopped early, in hub's words; None when it ran to the end.
     failure: str | None = None
+    #: The providers whose check budget (`hub limits`) the run waits for, and until when.
+    waiting_for: tuple[str, ...] = ()
+    waiting_until: float | None = None
 
     @property
     def running(self) -> bool:
         """Whether the run is still going."""
         return self.finished is None
+
+    def wait(self, providers: tuple[str, ...], delay: timedelta) -> None:
+        """Record that the run waits *delay* for the budget of *providers*."""
+        self.waiting_for, self.waiting_until = providers, time.time() + delay.total_seconds()
+
+    @property
+    def waiting(self) -> int | None:
+        """Seconds the run still waits for a budget (None: it does not wait)."""
+        if self.waiting_until is None or not self.running:
+            return None
+        left = self.waiting_until - time.time()
+        return math.ceil(left) if left > 0 else None
 
     def count(self, account: Account) -> None:
         """Record one account's verdict."""
@@ -166,7 +183,11 @@ class Checker:
 
         async def run(accounts: Accounts) -> None:
             try:
-                await accounts.check(concurrency=self._concurrency, on_result=progress.count)
+                # As `hub check --all`: leased, so other checkers of the store share the run
+                # and no account is checked twice, and within each provider's budget.
+                await accounts.check_all(
+                    concurrency=self._concurrency, on_result=progress.count, on_wait=progress.wait
+                )
             except Exception as exc:  # shown on the Accounts page; the verdicts reached are kept
                 progress.failure = describe(exc)
             finally:

@@ -6,20 +6,16 @@ document.addEventListener("DOMContentLoaded", () => {
   const focus = document.querySelector("[data-focus]");
   if (focus) focus.focus();
 
-  // Connect: one submit, then "Checking with {provider}…" until the answer arrives.
+  // Connect: "Checking with {provider}…" until the answer arrives. The form is never
+  // locked: a person who stopped a slow page must be able to send it again, and the server
+  // makes one check of a form sent twice (its one-time form id) and answers both alike.
   for (const form of document.querySelectorAll("form[data-checking]")) {
-    form.addEventListener("submit", (event) => {
-      if (form.dataset.sent) {
-        event.preventDefault();
-        return;
-      }
-      form.dataset.sent = "1";
-      const button = form.querySelector("button[type=submit]");
-      const status = form.querySelector("[role=status]");
-      // Disabled after this event: the browser sends the form first.
-      setTimeout(() => { if (button) button.disabled = true; }, 0);
+    const status = form.querySelector("[role=status]");
+    form.addEventListener("submit", () => {
       if (status) status.textContent = form.dataset.checking;
     });
+    // Back to this page from the history: nothing is being checked for it now.
+    window.addEventListener("pageshow", () => { if (status) status.textContent = ""; });
   }
 
   // A host session's confirmation, framed by the host: tell the parent window, at the
@@ -32,13 +28,14 @@ document.addEventListener("DOMContentLoaded", () => {
 
   // Accounts: while "Check all" runs, reload the page every few seconds to show its
   // progress, then its verdicts. A reload, not fetch(): the CSP allows no connect-src. Not
-  // while someone is using a form on the page: their choice would be lost.
+  // while anything on the page has the focus (a form, a link a keyboard reached, a screen
+  // reader's place): a reload would throw it back to the top.
   const progress = document.getElementById("check-progress");
   if (progress && progress.dataset.refresh) {
     const every = Number(progress.dataset.refresh) * 1000;
     const reload = () => {
       const active = document.activeElement;
-      if (active && active.closest("form")) {
+      if (active && active !== document.body) {
         setTimeout(reload, every);
       } else {
         window.location.reload();

@@ -1,4 +1,5 @@
-"""Review of the operator's dashboard (WEB.md §2, docs/web.md): failing tests, one per bug."""
+"""The operator's dashboard (WEB.md §2, docs/web.md) where it meets budgets, tabs, long
+labels and many pages."""
 
 from __future__ import annotations
 
@@ -33,9 +34,8 @@ def notice(page: Page) -> str:
 
 def test_check_all_keeps_to_the_providers_check_budget(web: WebFactory) -> None:
     """docs/web.md: Check all runs "as `hub check --all` does"; docs/cli.md: a provider's
-    budget (`hub limits set`) is shared by every checker of the store. The dashboard's Check
-    all calls `Accounts.check` (workers.py `Checker.start_check_all`), which neither leases
-    nor draws from the budget, so it sends every account's check at once."""
+    budget (`hub limits set`) is shared by every checker of the store, the dashboard's too:
+    it leases, draws from the budget and says what it waits for."""
     w = web()
     for n in range(6):
         store_account(w, n, f"Org {n}")
@@ -45,6 +45,7 @@ def test_check_all_keeps_to_the_providers_check_budget(web: WebFactory) -> None:
     assert answer.status == 303
     time.sleep(1.5)
     assert w.provider.sent() <= 1, f"{w.provider.sent()} checks sent within a budget of one"
+    assert "for the check budget of acme" in w.get("/accounts").find(id="check-progress").text
 
 
 # --- two tabs: opening the printed address again ----------------------------------------------
@@ -52,9 +53,8 @@ def test_check_all_keeps_to_the_providers_check_budget(web: WebFactory) -> None:
 
 def test_opening_the_sign_in_address_again_keeps_the_forms_of_open_tabs(web: WebFactory) -> None:
     """Opening the address `hub serve` printed in a second tab (or clicking it again in the
-    terminal) replaces the session and its CSRF token (app.py `_sign_in`, `Session.new`),
-    though the browser was signed in already: every form open in the first tab is refused
-    with "The form expired", and the key typed there is lost."""
+    terminal) keeps the session of a browser signed in already: the forms open in the first
+    tab still go through (a new session each time would refuse them, "The form expired")."""
     w = web()
     first_tab = w.get("/connect/acme")
     w.sign_in(w.client)  # the second tab
@@ -67,9 +67,8 @@ def test_opening_the_sign_in_address_again_keeps_the_forms_of_open_tabs(web: Web
 
 
 def test_check_now_says_the_verdict_of_an_account_with_a_long_label(web: WebFactory) -> None:
-    """The notice is one string, "Checked {label}: {verdict}.", clipped whole by the page's
-    finalize (`inert(..., limit=LONG_LIMIT)`): with a long label (a provider's, unclipped by
-    the core) the verdict is cut off and the notice says nothing of the outcome."""
+    """The notice "Checked {label}: {verdict}." is clipped whole by the page: the label is
+    clipped on its own first, so a long one (a provider's) never cuts the verdict off."""
     w = web()
     account_id = store_account(w, 7, "Seven " + "x" * 2500)  # k7: the provider refuses it
     answer = w.submit(w.get("/accounts"), f"/accounts/{account_id}/check")
@@ -79,7 +78,7 @@ def test_check_now_says_the_verdict_of_an_account_with_a_long_label(web: WebFact
 
 def test_unlink_keeps_its_warning_for_an_account_with_a_long_label(web: WebFactory) -> None:
     """WEB.md §2 Unlink: the key keeps working at the provider until revoked there. The
-    notice after Unlink says so after the label, and loses it when the label is long."""
+    notice after Unlink says so after the label, however long the label."""
     w = web()
     account_id = store_account(w, 7, "Seven " + "x" * 2500)
     page = w.get(f"/accounts/{account_id}/unlink")
@@ -92,9 +91,8 @@ def test_unlink_keeps_its_warning_for_an_account_with_a_long_label(web: WebFacto
 
 
 def test_check_now_comes_back_to_the_page_and_filters_it_was_pressed_on(web: WebFactory) -> None:
-    """With many accounts, Check now on page 2 of "Provider: Acme" answers 303 to
-    ``/accounts?notice=…`` (app.py `_notice`): the first page of every provider, where the
-    account just checked is not shown; the person pages and filters again after each one."""
+    """With many accounts, Check now on page 2 of "Provider: Acme" comes back there, not to
+    the first page of every provider, where the account just checked is not shown."""
     w = web(providers=[ACME, BETA], page_size=2)
     for n in range(5):
         store_account(w, n, f"Acme {n}")
