@@ -6,6 +6,7 @@ reported at once, each on its own field.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -13,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import FieldError, PluginError, redact
-from .model import Credentials, Field, Provider
+from .model import Choice, Credentials, Field, Provider
 
 __all__ = ["json_schema", "validate_field", "validate_values"]
 
@@ -43,6 +44,16 @@ def _describe(char: str) -> str:
     return names.get(char, f"the invisible character U+{ord(char):04X}")
 
 
+@functools.lru_cache(maxsize=256)
+def _choice_names(choices: tuple[Choice, ...]) -> dict[str, str]:
+    """What a person may type for a choice, folded, to its value: the value ("eu") or the
+    label they read ("Europe"), in any case. Made once per set of choices: every check of a
+    stored account validates its choice again."""
+    names = {choice.label.casefold(): choice.value for choice in choices}
+    names.update({choice.value.casefold(): choice.value for choice in choices})
+    return names
+
+
 def _check(field: Field, value: str) -> str:
     """Return the normalised value of *field*, or raise ValueError with the message."""
     bad = _forbidden_character(value)
@@ -53,10 +64,7 @@ def _check(field: Field, value: str) -> str:
             f"{field.label} is too long ({len(value)} characters, at most {field.max_length})"
         )
     if field.kind == "choice":
-        # A person may type the value ("eu") or the label they read ("Europe"), in any case.
-        names = {choice.label.casefold(): choice.value for choice in field.choices}
-        names.update({choice.value.casefold(): choice.value for choice in field.choices})
-        found = names.get(value.casefold())
+        found = _choice_names(field.choices).get(value.casefold())
         if found is None:
             allowed = ", ".join(choice.value for choice in field.choices)
             raise ValueError(f"{field.label} must be one of: {allowed}")
