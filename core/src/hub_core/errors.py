@@ -9,6 +9,7 @@ secret value of the submission from any error that passes through it (`HubError.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import struct
 from binascii import b2a_base64
@@ -301,6 +302,85 @@ def redact(text: str, secrets: Iterable[str] | Redactor) -> str:
     return redactor(secrets)(text)
 
 
+class MaskedError(Exception):
+    """Chained in place of an exception whose text would show a secret however its values are
+    masked (its own ``__str__``, say): its type and text with every secret masked, and its
+    traceback, which shows where it was raised (frames, never values)."""
+
+
+def scrub_chain(error: BaseException, secrets: Iterable[str] | Redactor) -> None:
+    """Mask every secret in the exceptions chained behind *error* (causes and contexts), in
+    place, so that no traceback of it shows one.
+
+    Each one's values are masked: its args (text, bytes, and the tuples and lists that hold
+    them), its notes, an OSError's file names and message, an exception group's members. One
+    whose text still shows a secret after that is replaced in the chain by a `MaskedError`,
+    so a chain keeps the plugin's own exception types wherever it can, and shows no key.
+    """
+    mask = redactor(secrets)
+    if not mask:
+        return
+    seen: set[int] = {id(error)}
+    stack = [error]
+    while stack:
+        current = stack.pop()
+        for link in ("__cause__", "__context__"):
+            chained = getattr(current, link)
+            if chained is None or id(chained) in seen:
+                continue
+            seen.add(id(chained))
+            _scrub(chained, mask, seen)
+            if mask.find(describe(chained)) is not None:
+                stand_in = MaskedError(mask(describe(chained)))
+                stand_in.__traceback__ = chained.__traceback__
+                stand_in.__cause__ = chained.__cause__
+                stand_in.__context__ = chained.__context__
+                stand_in.__suppress_context__ = chained.__suppress_context__
+                suppressed = current.__suppress_context__
+                setattr(current, link, stand_in)
+                current.__suppress_context__ = suppressed  # setting a cause would change it
+                chained = stand_in
+            stack.append(chained)
+
+
+def _scrub(error: BaseException, mask: Redactor, seen: set[int]) -> None:
+    """Mask the values *error* holds, in place (its chain is `scrub_chain`'s)."""
+    with contextlib.suppress(Exception):  # args that cannot be set: its text decides
+        error.args = tuple(_masked_value(arg, mask) for arg in error.args)
+    _mask_notes(error, mask)
+    if isinstance(error, OSError):
+        for name in ("filename", "filename2", "strerror"):
+            value = getattr(error, name, None)
+            if isinstance(value, str | bytes):
+                with contextlib.suppress(Exception):  # a read-only attribute: its text decides
+                    setattr(error, name, _masked_value(value, mask))
+    if isinstance(error, BaseExceptionGroup):
+        for member in error.exceptions:
+            if id(member) not in seen:
+                seen.add(id(member))
+                _scrub(member, mask, seen)
+                scrub_chain(member, mask)
+
+
+def _masked_value(value: object, mask: Redactor) -> object:
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", "backslashreplace")
+        return value if mask.find(text) is None else mask(text).encode("utf-8")
+    if isinstance(value, tuple):
+        return tuple(_masked_value(item, mask) for item in value)
+    if isinstance(value, list):
+        return [_masked_value(item, mask) for item in value]
+    return value
+
+
+def _mask_notes(error: BaseException, mask: Redactor) -> None:
+    notes = getattr(error, "__notes__", None)
+    if isinstance(notes, list) and notes:
+        error.__notes__ = [mask(n) if isinstance(n, str) else "(a note)" for n in notes]
+
+
 def storable(text: str) -> str:
     """*text* made storable: each lone surrogate becomes U+FFFD (the replacement character).
 
@@ -350,7 +430,7 @@ class HubError(Exception):
         return f"{type(self).__name__}({self.message!r}{field})"
 
     def redacted(self, secrets: Iterable[str] | Redactor) -> HubError:
-        """Mask every secret value in this error's text, in place, and return it.
+        """Mask every secret value in this error's text and notes, in place, and return it.
 
         The text is also made `storable`: a message quoting a provider's lone surrogate can
         still become an account's ``last_error``.
@@ -358,6 +438,7 @@ class HubError(Exception):
         mask = redactor(secrets)
         self.message = storable(mask(self.message))
         self.args = tuple(storable(mask(a)) if isinstance(a, str) else a for a in self.args)
+        _mask_notes(self, mask)
         return self
 
 

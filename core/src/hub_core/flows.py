@@ -40,6 +40,7 @@ from .errors import (
     describe,
     redact,
     redactor,
+    scrub_chain,
     storable,
 )
 from .hookspecs import Flow
@@ -313,22 +314,27 @@ def _close(flow: Flow, plugin: str, secrets: Iterable[str] | Redactor) -> None:
     except BaseException as exc:
         if is_interrupt(exc):
             raise
-        raise _plugin_failure(plugin, exc, secrets) from exc
+        failure = _plugin_failure(plugin, exc, secrets)
+        raise failure from failure.__cause__
 
 
 def _plugin_failure(
     plugin: str, exc: BaseException, secrets: Iterable[str] | Redactor
 ) -> PluginError:
-    # The original stays chained for debugging; scrub it, and every exception chained behind
-    # it (the plugin's flow may have caught one quoting the key), so no traceback leaks a key.
-    for chained in _causes(exc):
-        chained.args = tuple(redact(a, secrets) if isinstance(a, str) else a for a in chained.args)
+    """The `PluginError` of *exc*, with *exc* chained as its cause (raise it ``from`` that).
+
+    The original stays chained for debugging, masked with every exception behind it (the
+    plugin's flow may have caught one quoting the key), so no traceback shows a key.
+    """
     detail = redact(describe(exc), secrets)
-    return PluginError(
+    error = PluginError(
         f"the plugin {plugin} failed while checking the key ({detail}); this is a bug in the "
         "plugin, please report it to its authors",
         plugin=plugin,
     )
+    error.__cause__ = exc
+    scrub_chain(error, secrets)
+    return error
 
 
 def drive(
@@ -371,7 +377,8 @@ def drive(
             raise
         except Exception as exc:
             if not _not_json(exc):
-                raise _plugin_failure(plugin, exc, mask) from exc
+                failure = _plugin_failure(plugin, exc, mask)
+                raise failure from failure.__cause__
             # response.json() on a body that is not JSON: the provider's answer is at fault.
             answered = f" (HTTP {status})" if status else ""
             raise UnexpectedResponse(
@@ -384,11 +391,13 @@ def drive(
             # Ctrl-C, and this driver's own close (a GeneratorExit raised at its yield).
             if is_interrupt(exc) or (isinstance(exc, GeneratorExit) and _at_own_yield(exc)):
                 raise
-            raise _plugin_failure(plugin, exc, mask) from exc
+            failure = _plugin_failure(plugin, exc, mask)
+            raise failure from failure.__cause__
         finally:
             _close(flow, plugin, mask)
     except HubError as exc:
         exc.redacted(mask)
+        scrub_chain(exc, mask)  # what the flow raised it from (or while handling) may quote one
         raise
     if not isinstance(result, Verified):
         raise PluginError(

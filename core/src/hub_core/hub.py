@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 
-from .errors import HubError, PluginError
+from .errors import HubError, PluginError, scrub_chain
 from .fields import json_schema, validate_values
 from .model import Account, AccountDisplay, Credentials, Provider, Verified
 from .plugins import PluginReport, Registry, is_interrupt, watching_interrupts
@@ -119,7 +119,9 @@ class Hub:
         try:
             flow, plugin = self._registry.flow(provider, credentials)
         except HubError as exc:
-            raise exc.redacted(credentials.secret_values()) from exc.__cause__
+            exc.redacted(credentials.secret_values())
+            scrub_chain(exc, credentials.secret_values())  # the hook's own, which may quote it
+            raise exc from exc.__cause__
         driver = drive(self.policy, provider, plugin, flow, credentials.secret_values())
         if on_request is not None:
             driver = _before_first_send(driver, on_request)

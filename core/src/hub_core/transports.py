@@ -34,6 +34,7 @@ import contextlib
 import contextvars
 import functools
 import importlib
+import logging
 import math
 import os
 import re
@@ -296,6 +297,24 @@ def proxy_failed(exc: BaseException) -> bool:
     if _in_chain(exc, ssl.SSLError):
         return False
     return _in_chain(exc, socket.gaierror) or _in_chain(exc, ConnectionRefusedError)
+
+
+class _NoHeaderValues(logging.Filter):
+    """httpcore's DEBUG trace writes every header a response carried (``receive_response_
+    headers.complete return_value=(..., [(name, value), ...])``), and a provider may echo the
+    key in one: the event is kept, its values are not. hub's own DEBUG line names the host
+    and path of each request, and its status."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "headers" in message and "return_value=" in message:
+            record.msg, record.args = message.split(" ", 1)[0] + " (values not logged)", ()
+        return True
+
+
+# The loggers of httpcore's trace (`httpcore._trace`), which the blocking path sends through.
+for _name in ("httpcore.http11", "httpcore.http2", "httpcore.connection", "httpcore.proxy"):
+    logging.getLogger(_name).addFilter(_NoHeaderValues())
 
 
 class ProxyRouter(httpx.BaseTransport):
