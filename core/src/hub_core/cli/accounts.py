@@ -236,8 +236,11 @@ def _expiry(account: Account) -> str:
     if account.expires_at is None:
         return "never / unknown"
     days = (account.expires_at - datetime.now(UTC)).total_seconds() / 86400
-    # "in 90 days" for a key made today with a 90-day expiry; "1 days ago" never reads "0".
-    ago = f"{math.ceil(-days)} days ago" if days < 0 else f"in {math.ceil(days)} days"
+    # "in 90 days" for a key made today with a 90-day expiry (a part day ahead counts); whole
+    # days behind, never "0 days ago": 25 hours ago is "1 day ago", a week and a minute "7".
+    count = math.ceil(days) if days >= 0 else max(1, math.floor(-days))
+    unit = "day" if count == 1 else "days"
+    ago = f"in {count} {unit}" if days >= 0 else f"{count} {unit} ago"
     return f"{_when(account.expires_at)} ({ago})"
 
 
@@ -643,6 +646,7 @@ def check(
                 # Once per set of providers: a budget refills many times a minute.
                 if providers and providers not in told:
                     told.append(providers)
+                    bar.interrupt()  # the bar's line is not the message's
                     say(
                         shown(
                             "Waiting for {names}: its check budget or a pause after rate "
@@ -687,7 +691,7 @@ PROGRESS_EVERY = 0.1
 
 class Progress:
     """A click progress bar told every step, drawn at most every `PROGRESS_EVERY` seconds
-    and once more at the end."""
+    and once more at the end; with no bar (None: not a terminal), nothing is drawn."""
 
     def __init__(self, bar: Any) -> None:
         self._bar = bar
@@ -697,11 +701,19 @@ class Progress:
     def update(self, steps: int) -> None:
         """*steps* more done; drawn when the last drawing is old enough."""
         self._steps += steps
-        if time.monotonic() - self._drawn >= PROGRESS_EVERY:
+        if self._bar is not None and time.monotonic() - self._drawn >= PROGRESS_EVERY:
             self.draw()
+
+    def interrupt(self) -> None:
+        """Start a new line for a message, when a bar is drawn on this one."""
+        if self._bar is not None:
+            self.draw()
+            say(shown(""), err=True)
 
     def draw(self) -> None:
         """Draw the steps done since the last drawing, now."""
+        if self._bar is None:
+            return
         if self._steps:
             self._bar.update(self._steps)
             self._steps = 0
@@ -710,6 +722,11 @@ class Progress:
 
 @contextlib.contextmanager
 def _progress(length: int) -> Iterator[Progress]:
+    if not sys.stderr.isatty():
+        # No bar off a terminal: click would still write its label, and cron mails whatever
+        # a run writes, so a run where every key works must write nothing there.
+        yield Progress(None)
+        return
     with click.progressbar(length=length, label="Checking", file=sys.stderr, show_pos=True) as bar:
         progress = Progress(bar)
         try:
@@ -792,7 +809,18 @@ def _json_stream(wanted: bool) -> Iterator[queue.Queue[object] | None]:
         return
     items: queue.Queue[object] = queue.Queue()
     end = object()
-    writer = threading.Thread(target=lambda: echo_json(iter(items.get, end)), daemon=True)
+
+    def write() -> None:
+        try:
+            echo_json(iter(items.get, end))
+        except BrokenPipeError:
+            # The reader went away (`| head`): the run goes on, its verdicts recorded, with
+            # nothing more written; stdout's last flush as hub exits must not fail either.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            for _ in iter(items.get, end):
+                pass
+
+    writer = threading.Thread(target=write, daemon=True)
     writer.start()
     try:
         yield items

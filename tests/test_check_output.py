@@ -1,0 +1,115 @@
+"""What `hub check` tells an operator, from cron, a pipe and a terminal.
+
+Real ``hub`` processes against the loopback fake providers of conftest.py, each bounded in
+time.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub_core.model import Credentials, Verified
+from hub_core.store import Store
+
+TIMEOUT = 60
+
+
+def elastic_key(n: int) -> str:
+    return (
+        "essu_" + base64.b64encode(f"review-key-{n:05d}:secret-part-1234567890".encode()).decode()
+    )
+
+
+def populate(hub: Any, elastic: Any, keys: Any, hub_home: Path, n: int) -> list[str]:
+    """*n* Elastic accounts: one linked by the real command, the others saved into the store
+    with keys the fake server knows (``elastic_key(1..n-1)``)."""
+    linked = hub.run("link", "elastic", "--json", env={"HUB_FIELD_API_KEY": keys.elastic})
+    assert linked.returncode == 0, linked.stderr
+    template = json.loads(linked.stdout)
+    store = Store(hub_home / "hub.db")
+    try:
+        for i in range(1, n):
+            key = elastic_key(i)
+            elastic.keys[key] = {"id": f"rev{i}", "name": f"Review {i}"}
+            store.save(
+                "elastic",
+                Verified(identity=f"org:rev{i}", label=f"Review {i}"),
+                Credentials({**template["config"], "api_key": key}, secret=["api_key"]),
+            )
+        return [account.id for account in store.accounts()]
+    finally:
+        store.close()
+
+
+# --- hub check --json into a pipe that closes early ----------------------------------------
+
+
+def test_check_json_into_a_pipe_closed_early_prints_no_traceback(hub, elastic, keys, hub_home):
+    """``hub check --json | head -1``: no BrokenPipeError traceback from the JSON writer
+    thread (as `hub accounts --json` prints none); the run ends."""
+    populate(hub, elastic, keys, hub_home, 20)
+    elastic.held = {elastic_key(19)}  # one verdict comes late, after the reader has gone
+    threading.Timer(3.0, elastic.release.set).start()
+    process = hub.popen("check", "--json", "--concurrency", "4")
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdin.close()  # type: ignore[union-attr]
+    started = time.monotonic()
+    first = process.stdout.readline()  # "[": the first verdicts were written
+    assert first.strip() == "["
+    assert time.monotonic() - started < 3.0, "the first verdicts came only with the last"
+    process.stdout.close()  # the reader goes away, as `head -1` does
+    try:
+        stderr = process.stderr.read()
+        process.wait(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("hub check did not end after its reader went away")
+    assert "Traceback" not in stderr, stderr
+    assert "BrokenPipeError" not in stderr, stderr
+
+
+# --- the progress line at a terminal ---------------------------------------------------------
+
+
+def test_budget_wait_message_at_a_terminal_starts_its_own_line(hub, elastic, keys, hub_home):
+    """At a terminal, "Waiting for elastic: its check budget ..." starts a line of its own,
+    not run together with the progress bar's ("Checking  [##---]  2/8Waiting for ...")."""
+    import pexpect
+
+    populate(hub, elastic, keys, hub_home, 8)
+    budget = hub.run("limits", "set", "elastic", "20", "--burst", "2")
+    assert budget.returncode == 0, budget.stderr
+    child = hub.spawn("check", "--concurrency", "2")
+    child.expect_exact("Waiting for elastic")
+    child.expect(r"Checked 8 accounts")
+    child.expect(pexpect.EOF)
+    child.close()
+    screen = child.logfile_read.getvalue()
+    before = screen.split("Waiting for elastic", 1)[0]
+    assert before.endswith(("\n", "\r\n")) or re.search(r"\r\x1b\[[0-9;]*K$|\r$", before), repr(
+        before[-120:]
+    )
+
+
+# --- the progress line off a terminal --------------------------------------------------------
+
+
+def test_check_from_cron_writes_no_progress_label_to_stderr(hub, elastic, keys, hub_home):
+    """DESIGN.md §6: "progress bar on a terminal". Off one, nothing of it: a cron run of
+    ``hub check >> hub.log`` where every key is fine writes nothing to standard error (cron
+    mails any output)."""
+    populate(hub, elastic, keys, hub_home, 2)
+    done = hub.run("check")
+    assert done.returncode == 0, done.stderr
+    assert "Checked 2 accounts: 2 active." in done.stdout
+    assert done.stderr == "", repr(done.stderr)
