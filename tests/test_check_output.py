@@ -113,3 +113,24 @@ def test_check_from_cron_writes_no_progress_label_to_stderr(hub, elastic, keys, 
     assert done.returncode == 0, done.stderr
     assert "Checked 2 accounts: 2 active." in done.stdout
     assert done.stderr == "", repr(done.stderr)
+
+
+# --- rate limits: what the summary says ----------------------------------------------------
+
+
+def test_check_all_summary_says_which_accounts_were_rate_limited_not_checked(
+    hub, elastic, keys, hub_home
+):
+    """A 429 leaves the verdict as it was (documented), and the summary says so: that account
+    is not counted as checked, and the rate limit is named (from cron, a run where a key was
+    never checked must not read like a clean run)."""
+    populate(hub, elastic, keys, hub_home, 3)
+    limited = elastic_key(1)
+    elastic.limited[limited] = 120
+    done = hub.run("check", "--all")
+    output = done.stdout + done.stderr
+    # Only 2 accounts got a verdict this run; the third got a 429.
+    assert "Checked 3 accounts" not in done.stdout, output
+    assert re.search(r"rate.limit|429|limiting", output, re.I), output
+    assert "Checked 2 accounts: 2 active." in done.stdout, output
+    assert "Not checked now: 1 account of elastic, which asked hub to slow down" in output

@@ -36,6 +36,7 @@ from .errors import (
     HubError,
     IdentityMismatch,
     InvalidCredentials,
+    RateLimited,
     StoreError,
 )
 from .events import (
@@ -548,6 +549,7 @@ class Accounts:
             calls,
             on_result=on_result,
             on_recorded=lambda _, a: run.count(a),
+            on_limited=run.limit,
             on_reported=run.count,
             on_lease_done=unfinished.discard,
         )
@@ -662,6 +664,7 @@ class Accounts:
             next_check_in=every,
             on_result=on_result,
             on_recorded=lambda _, a: run.count(a),
+            on_limited=run.limit,
             on_reported=run.count,
             on_lease_done=finished,
         )
@@ -828,8 +831,11 @@ class _Verdicts:
         on_recorded: Callable[[int, Account], None],
         on_reported: Callable[[Account], None],
         on_lease_done: Callable[[str], None] | None = None,
+        on_limited: Callable[[Account], None] | None = None,
     ) -> None:
         self.accounts = accounts
+        #: Told each account a 429 left as it was (under a lease: its verdict stands).
+        self.on_limited = on_limited
         self.calls = calls
         self.on_lease_done = on_lease_done
         #: Per lease, how many of its checks are given out and not yet recorded.
@@ -1175,7 +1181,10 @@ class _Verdicts:
                 retry.append((index, InvalidCredentials(outcome.message)))
                 continue
             before = self._forget(index)
-            self.on_recorded(index, outcome)
+            if self.on_limited is not None and isinstance(result, RateLimited):
+                self.on_limited(outcome)  # not checked now: its verdict is the one before
+            else:
+                self.on_recorded(index, outcome)
             if self.on_result is not None:
                 self.on_result(outcome)
             self._checked(outcome, before, result if isinstance(result, HubError) else None)
@@ -1196,6 +1205,9 @@ class CheckRun:
     #: store's size (a run over a million accounts that all fail keeps a hundred).
     flagged: list[Account] = attrs.field(factory=list)
     more_flagged: int = 0
+    #: Per provider, the accounts a 429 left unchecked, their verdicts as they were (each is
+    #: due again after the provider's ``Retry-After``).
+    limited: dict[str, int] = attrs.field(factory=dict)
     #: Providers paused after rate limits whose due accounts the run left for later (a worker
     #: checks them once the pause ends), and when the first pause ends.
     paused: tuple[str, ...] = ()
@@ -1205,6 +1217,10 @@ class CheckRun:
     def total(self) -> int:
         """How many accounts the run reported."""
         return sum(self.statuses.values())
+
+    def limit(self, account: Account) -> None:
+        """Add *account* as one a 429 left unchecked (not to the statuses)."""
+        self.limited[account.provider_id] = self.limited.get(account.provider_id, 0) + 1
 
     def count(self, account: Account) -> None:
         """Add *account*'s status to the run."""

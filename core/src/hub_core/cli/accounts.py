@@ -787,6 +787,22 @@ class CheckReport:
                     n=self.run.more_flagged,
                 )
             )
+        if self.run.limited:
+            n = sum(self.run.limited.values())
+            lines.append(
+                shown(
+                    "Not checked now: {n} account{s} of {names}, which asked hub to slow down "
+                    "(HTTP 429); {their} verdict{s} stand{v}, and {they} {are} due again after its "
+                    "Retry-After.",
+                    n=n,
+                    s="s" * (n != 1),
+                    v="" if n != 1 else "s",
+                    their="their" if n != 1 else "its",
+                    they="they" if n != 1 else "it",
+                    are="are" if n != 1 else "is",
+                    names=", ".join(sorted(self.run.limited)),
+                )
+            )
         if self.run.paused and self.run.paused_until is not None:
             lines.append(
                 shown(
