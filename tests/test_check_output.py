@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import selectors
+import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -134,3 +138,63 @@ def test_check_all_summary_says_which_accounts_were_rate_limited_not_checked(
     assert re.search(r"rate.limit|429|limiting", output, re.I), output
     assert "Checked 2 accounts: 2 active." in done.stdout, output
     assert "Not checked now: 1 account of elastic, which asked hub to slow down" in output
+
+
+def checked_count(hub_home: Path) -> int:
+    with sqlite3.connect(hub_home / "hub.db") as conn:
+        (n,) = conn.execute(
+            "SELECT count(*) FROM accounts WHERE next_check_at IS NOT NULL"
+        ).fetchone()
+    return int(n)
+
+
+def wait_for(condition: Any, what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def read_available(stream: Any, seconds: float) -> str:
+    """What *stream* (a text pipe of a running process) prints within *seconds*, without
+    waiting for it to end."""
+    fd = stream.fileno()
+    os.set_blocking(fd, False)
+    selector = selectors.DefaultSelector()
+    selector.register(fd, selectors.EVENT_READ)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if selector.select(timeout=left):
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not data:
+                break
+            chunks.append(data)
+    selector.close()
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+# --- hub worker ----------------------------------------------------------------------------
+
+
+def test_worker_reports_a_revoked_key_once_it_has_checked_everything_due(
+    hub, elastic, keys, hub_home
+):
+    """With fewer due accounts than --batch (500), `hub worker` tells their verdicts (a key it
+    found revoked) once its checks fall quiet, not only when it is stopped."""
+    populate(hub, elastic, keys, hub_home, 3)
+    elastic.keys.pop(elastic_key(1))  # revoked
+    worker = hub.popen("worker", "--every", "1h")
+    try:
+        wait_for(lambda: checked_count(hub_home) == 3, "every account to be checked")
+        assert worker.stderr is not None
+        printed = read_available(worker.stderr, 3.0)  # idle now: nothing due for an hour
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        done = hub.finish(worker, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert "invalid" in printed, printed

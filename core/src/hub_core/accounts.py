@@ -1208,6 +1208,8 @@ class CheckRun:
     #: Per provider, the accounts a 429 left unchecked, their verdicts as they were (each is
     #: due again after the provider's ``Retry-After``).
     limited: dict[str, int] = attrs.field(factory=dict)
+    #: The statuses those accounts stand at.
+    standing: set[Status] = attrs.field(factory=set)
     #: Providers paused after rate limits whose due accounts the run left for later (a worker
     #: checks them once the pause ends), and when the first pause ends.
     paused: tuple[str, ...] = ()
@@ -1221,6 +1223,7 @@ class CheckRun:
     def limit(self, account: Account) -> None:
         """Add *account* as one a 429 left unchecked (not to the statuses)."""
         self.limited[account.provider_id] = self.limited.get(account.provider_id, 0) + 1
+        self.standing.add(account.status)
 
     def count(self, account: Account) -> None:
         """Add *account*'s status to the run."""

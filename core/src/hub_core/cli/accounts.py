@@ -751,8 +751,9 @@ class CheckReport:
 
     @property
     def statuses(self) -> set[Status]:
-        """The statuses seen."""
-        return set(self.run.statuses)
+        """The statuses seen, those a 429 left standing included (an account it left invalid
+        is still one, for the exit code)."""
+        return set(self.run.statuses) | self.run.standing
 
     def lines(self) -> list[Shown]:
         """The summary line, then one line per account that is not active."""

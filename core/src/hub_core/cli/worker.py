@@ -20,6 +20,9 @@ from hub_core.cli.accounts import (
 
 __all__ = ["worker"]
 
+#: Seconds without a verdict after which `hub worker` tells the verdicts since its last line.
+_QUIET = 1.0
+
 
 @click.command()
 @click.option(
@@ -73,27 +76,43 @@ def worker(every: str, concurrency: int, batch: int, lease: str) -> None:
             loop.add_signal_handler(signum, stop.set)
         report = CheckReport()
         pending = 0
+        last = loop.time()
 
         def checked(account: object) -> None:
-            nonlocal pending, report
+            nonlocal pending, report, last
             report.add(account)  # type: ignore[arg-type]
             pending += 1
+            last = loop.time()
             if pending >= batch:
                 batch_done(report)
                 report, pending = CheckReport(), 0
+
+        async def report_when_quiet() -> None:
+            # Fewer due accounts than --batch: their verdicts (a revoked key among them) are
+            # told once the checks fall quiet, not only at SIGTERM.
+            nonlocal pending, report
+            while True:
+                await asyncio.sleep(_QUIET / 2)
+                if pending and loop.time() - last >= _QUIET:
+                    batch_done(report)
+                    report, pending = CheckReport(), 0
 
         say(
             shown("Checking each account every {every}; SIGTERM or Ctrl-C stops.", every=every),
             err=True,
         )
-        await accounts.work(
-            every=interval,
-            stop=stop,
-            concurrency=concurrency,
-            batch=batch,
-            lease_for=lease_for,
-            on_result=checked,
-        )
+        quiet = asyncio.create_task(report_when_quiet())
+        try:
+            await accounts.work(
+                every=interval,
+                stop=stop,
+                concurrency=concurrency,
+                batch=batch,
+                lease_for=lease_for,
+                on_result=checked,
+            )
+        finally:
+            quiet.cancel()
         if pending:
             batch_done(report)
 
