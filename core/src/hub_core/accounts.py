@@ -1217,7 +1217,12 @@ class CheckRun:
 
     @property
     def total(self) -> int:
-        """How many accounts the run reported."""
+        """How many accounts the run reported, those a 429 left unchecked included."""
+        return self.checked + sum(self.limited.values())
+
+    @property
+    def checked(self) -> int:
+        """How many accounts the run checked: those with a verdict of this run."""
         return sum(self.statuses.values())
 
     def limit(self, account: Account) -> None:

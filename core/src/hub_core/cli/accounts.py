@@ -757,7 +757,7 @@ class CheckReport:
 
     def lines(self) -> list[Shown]:
         """The summary line, then one line per account that is not active."""
-        n = self.run.total
+        n = self.run.checked
         summary = joined(
             (
                 shown("{n} {status}", n=count, status=_status(s))
