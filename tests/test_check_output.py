@@ -198,3 +198,20 @@ def test_worker_reports_a_revoked_key_once_it_has_checked_everything_due(
         done = hub.finish(worker, timeout=TIMEOUT)
     assert done.returncode == 0, done.stderr
     assert "invalid" in printed, printed
+
+
+def test_worker_says_when_a_providers_budget_holds_due_accounts_back(hub, elastic, keys, hub_home):
+    """As `hub check` says "Waiting for elastic: ...", a worker whose due accounts wait for
+    their provider's budget (or pause) says so, once, not nothing for as long as it waits."""
+    populate(hub, elastic, keys, hub_home, 4)
+    budget = hub.run("limits", "set", "elastic", "0.05", "--burst", "1")
+    assert budget.returncode == 0, budget.stderr
+    worker = hub.popen("worker", "--every", "1h")
+    try:
+        assert worker.stderr is not None
+        printed = read_available(worker.stderr, 4.0)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        done = hub.finish(worker, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert printed.count("Waiting for elastic: its check budget") == 1, printed

@@ -272,6 +272,28 @@ async def test_the_worker_checks_what_is_due_then_waits_and_stops(
     assert due > datetime.now(UTC) + timedelta(minutes=59)
 
 
+async def test_the_worker_says_which_providers_budget_holds_due_accounts_back(
+    make: Any, provider: Provider
+) -> None:
+    accounts = make()
+    fill(accounts.store, 3)
+    accounts.store.set_limit("acme", 0.05, burst=1)  # one check now, the next in 20 s
+    stop = asyncio.Event()
+    waits: list[tuple[tuple[str, ...], timedelta]] = []
+
+    def told(providers: tuple[str, ...], wait: timedelta) -> None:
+        waits.append((providers, wait))
+        stop.set()
+
+    await asyncio.wait_for(
+        accounts.work(every=timedelta(hours=1), stop=stop, idle=0.05, on_wait=told), timeout=30
+    )
+    assert sum(provider.seen.values()) == 1  # the budget's one check
+    ((providers, wait),) = waits[:1]
+    assert providers == ("acme",)
+    assert timedelta(0) < wait <= timedelta(seconds=20)
+
+
 async def test_a_worker_waits_while_another_checker_holds_the_due_accounts(
     make: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

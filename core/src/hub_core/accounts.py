@@ -608,6 +608,7 @@ class Accounts:
         lease_for: timedelta = LEASE_DEFAULT,
         idle: float = 30.0,
         on_result: Callable[[Account], None] | None = None,
+        on_wait: Callable[[tuple[str, ...], timedelta], None] | None = None,
     ) -> CheckRun:
         """Re-check accounts as they fall due, until *stop* is set: what `hub worker` runs.
 
@@ -620,7 +621,8 @@ class Accounts:
         next account is (at most *idle* seconds, to see accounts linked meanwhile). When
         *stop* is set it stops leasing; the checks in flight are cancelled, the verdicts they
         reached are recorded and the accounts not started are released at once for another
-        worker.
+        worker. While due accounts wait for their provider's budget or pause, *on_wait* is
+        told the providers and how long, each time the worker waits for them.
         """
         async with self._run_calls() as calls:
             return await self._work(
@@ -632,6 +634,7 @@ class Accounts:
                 lease_for,
                 idle,
                 on_result,
+                on_wait,
             )
 
     async def _work(
@@ -644,6 +647,7 @@ class Accounts:
         lease_for: timedelta,
         idle: float,
         on_result: Callable[[Account], None] | None,
+        on_wait: Callable[[tuple[str, ...], timedelta], None] | None,
     ) -> CheckRun:
         run = CheckRun()
         # The leases whose checks have not all been recorded, each with whether it holds
@@ -710,8 +714,13 @@ class Accounts:
             pause = idle if due is None else (due - utc_now()).total_seconds()
             if last and last[0].wait is not None:  # due, but held back by a budget
                 pause = max(pause, last[0].wait.total_seconds())
+                if on_wait is not None:
+                    on_wait(last[0].waiting_for, last[0].wait)
             elif last and last[0].paused_until is not None:  # due, but the provider is paused
-                pause = max(pause, (last[0].paused_until - utc_now()).total_seconds())
+                held_back = last[0].paused_until - utc_now()
+                pause = max(pause, held_back.total_seconds())
+                if on_wait is not None:
+                    on_wait(last[0].paused, held_back)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=min(max(pause, 0.05), idle))
         return run

@@ -101,6 +101,23 @@ def worker(every: str, concurrency: int, batch: int, lease: str) -> None:
             shown("Checking each account every {every}; SIGTERM or Ctrl-C stops.", every=every),
             err=True,
         )
+        told: set[tuple[str, ...]] = set()
+
+        def waiting(providers: tuple[str, ...], wait: timedelta) -> None:
+            # Once per set of providers and wait: a budget refills many times a minute, and a
+            # worker is not to fill its journal with the same line.
+            if providers and providers not in told:
+                told.add(providers)
+                say(
+                    shown(
+                        "Waiting for {names}: its check budget or a pause after rate limits "
+                        "holds its due accounts back for {seconds} s (`hub limits` shows them).",
+                        names=", ".join(providers),
+                        seconds=max(1, round(wait.total_seconds())),
+                    ),
+                    err=True,
+                )
+
         quiet = asyncio.create_task(report_when_quiet())
         try:
             await accounts.work(
@@ -110,6 +127,7 @@ def worker(every: str, concurrency: int, batch: int, lease: str) -> None:
                 batch=batch,
                 lease_for=lease_for,
                 on_result=checked,
+                on_wait=waiting,
             )
         finally:
             quiet.cancel()
